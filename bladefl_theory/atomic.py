@@ -1,0 +1,39 @@
+"""Write a folder all at once: build it beside the target, then rename it into place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["atomic_directory"]
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``target`` when the block succeeds, and vanishes if it fails.
+
+    With ``overwrite``, an existing ``target`` is replaced only after the new one is complete.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} exists already: choose another folder or remove it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,269 @@
+"""``bladefl-theory``: K*, the bound, its convexity certificate, the formulas and sensitivity reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+
+import click
+
+from . import bound as _bound
+from .atomic import atomic_directory
+from .bound import VARIANTS
+from .clitools import CLIGroup
+from .convexity import certify
+from .errors import CommandFailed, InputError
+from .params import LEARNING_CONSTANTS, Params
+from .profiles import load_profile
+from .sensitivity import parse_vary, sweep, write_report
+from .solvers import explain_infeasible, kstar
+
+__all__ = ["cli", "main", "param_options", "params_from_options"]
+
+#: Exit status when no K has a finite bound.
+EXIT_NO_FINITE_BOUND = 3
+
+_FLOAT_HELP = {
+    "sigma2": "variance of the lazy clients' noise",
+    "alpha": "time of one local epoch",
+    "beta": "time to mine one block",
+    "t_sum": "total time budget",
+    "eta": "learning rate",
+    "L": "smoothness constant",
+    "xi": "Lipschitz constant",
+    "delta": "gradient divergence",
+    "epsilon": "optimality-gap floor of Lemma 1",
+    "phi": "(1 − eta·L/2)/‖w0 − w*‖",
+    "theta": "degradation from plagiarism ‖w_no-lazy − w_lazy‖",
+}
+
+
+def param_options(func):
+    """Add --N --M --sigma2 ... --theta and --profile to a command; defaults come from the profile."""
+    options = [
+        click.option("--profile", default="default", show_default=True, help="Shipped profile name or JSON path."),
+        click.option("--N", "N", type=int, default=None, help="Clients [default: 20]."),
+        click.option("--M", "M", type=int, default=None, help="Lazy clients [default: 0]."),
+    ]
+    defaults = Params()
+    for name, text in _FLOAT_HELP.items():
+        flag = "--t-sum" if name == "t_sum" else f"--{name}"
+        where = "from the profile" if name in LEARNING_CONSTANTS else f"{getattr(defaults, name):g}"
+        help_text = f"{text[0].upper()}{text[1:]} [default: {where}]."
+        options.append(click.option(flag, name, type=float, default=None, help=help_text))
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def params_from_options(options: dict) -> Params:
+    """Params from the profile and any flag given (flags win)."""
+    profile = load_profile(options.pop("profile"))
+    given = {k: options.pop(k) for k in Params.names() if options.get(k) is not None}
+    for k in Params.names():
+        options.pop(k, None)
+    return profile.params(**given)
+
+
+def _variant_option(default: str | None = "per-round"):
+    return click.option(
+        "--variant",
+        type=click.Choice(VARIANTS),
+        default=default,
+        show_default=True,
+        help="per-round: lazy term enters each of the K rounds; printed: eq. (6) verbatim.",
+    )
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else (f"{x:.6g}" if isinstance(x, float) else str(x))
+
+
+@click.group("bladefl-theory", cls=CLIGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="bladefl", prog_name="bladefl-theory")
+def cli():
+    """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it."""
+
+
+@cli.command("kstar")
+@param_options
+@_variant_option()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def kstar_cmd(variant, as_json, **options):
+    """The optimal number of blocks K* and the bound at every K."""
+    params = params_from_options(options)
+    r = kstar(params, variant)
+    if as_json:
+        click.echo(json.dumps(r.as_dict(), indent=2, allow_nan=False))
+    else:
+        click.echo(f"variant            {variant}")
+        click.echo(f"K*                 {_fmt(r.k_star)}")
+        click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
+        click.echo(f"continuous K*      {_fmt(r.k_star_continuous)}")
+        click.echo(f"bound at K*        {_fmt(r.bound)}")
+        feas = f"[{r.feasible[0]:.4g}, {r.feasible[1]:.4g}]" if r.feasible else "empty"
+        click.echo(f"feasible K         {feas}  (D(K) > 0)")
+        click.echo(f"K_max              {r.k_max}")
+        click.echo(f"solvers agree      {'yes' if r.solvers_agree else 'NO'} (closed form, cvxpy, integer search)")
+        for note in r.notes:
+            click.echo(f"note: {note}")
+        click.echo("")
+        click.echo(f"{'K':>4} {'tau':>5} {'bound':>12}  feasible")
+        for row in r.table():
+            mark = "  <- K*" if row["K"] == r.k_star else ""
+            click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {'yes' if row['feasible'] else 'no'}{mark}")
+    if not r.success:
+        raise CommandFailed(r.message, EXIT_NO_FINITE_BOUND)
+
+
+def _parse_k_list(text: str | None, k_max: int) -> list[int]:
+    if text is None:
+        return list(range(1, k_max + 1))
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--K {text!r}: expected integers separated by commas, e.g. 1,3,5") from None
+    bad = [k for k in ks if not 1 <= k <= k_max]
+    if not ks or bad:
+        raise InputError(f"--K: every K must be in 1..K_max = {k_max} (got {bad[0] if bad else 'none'})")
+    return ks
+
+
+@cli.command("bound")
+@param_options
+@_variant_option()
+@click.option("--K", "k_list", default=None, help="Blocks to evaluate, e.g. 1,3,5 [default: 1..K_max].")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bound_cmd(variant, k_list, as_csv, as_json, **options):
+    """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0)."""
+    if as_csv and as_json:
+        raise InputError("--csv and --json exclude each other")
+    params = params_from_options(options)
+    from .timemodel import k_max, tau
+
+    ks = _parse_k_list(k_list, k_max(params.t_sum, params.alpha, params.beta))
+    values = [float(_bound.bound(k, params, variant)) for k in ks]
+    rows = [
+        {"K": k, "tau": tau(k, params.t_sum, params.alpha, params.beta), "bound": b if math.isfinite(b) else None}
+        for k, b in zip(ks, values)
+    ]
+    if as_json:
+        click.echo(json.dumps({"variant": variant, "params": params.as_dict(), "rows": rows}, indent=2))
+    elif as_csv:
+        click.echo("K,tau,bound")
+        for r in rows:
+            click.echo(f"{r['K']},{r['tau']},{'' if r['bound'] is None else repr(r['bound'])}")
+    else:
+        click.echo(f"{'K':>4} {'tau':>5} {'bound':>12}")
+        for r in rows:
+            click.echo(f"{r['K']:>4} {r['tau']:>5} {_fmt(r['bound']):>12}")
+    if all(r["bound"] is None for r in rows):
+        raise CommandFailed(explain_infeasible(params, variant), EXIT_NO_FINITE_BOUND)
+
+
+@cli.command("convexity")
+@param_options
+@_variant_option()
+@click.option("--grid", default=4001, show_default=True, type=click.IntRange(min=3), help="Grid points for the numeric check.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def convexity_cmd(variant, grid, as_json, **options):
+    """Certificate that the bound is convex in K where it is finite (Remark 1)."""
+    params = params_from_options(options)
+    c = certify(params, variant, grid_points=grid)
+    if as_json:
+        click.echo(json.dumps(c.as_dict(), indent=2))
+    else:
+        click.echo(f"variant: {variant}")
+        click.echo(f"K range: [{c.k_range[0]:g}, {c.k_range[1]:.6g}] (tau >= 1)")
+        click.echo("d2D/dK2 = " + c.second_derivative_latex)
+        click.echo(
+            f"symbolic: D is concave in K (every factor of -d2D/dK2 is positive): "
+            f"{'proved' if c.denominator_concave_symbolic else 'NOT proved'}"
+        )
+        click.echo("so 1/D is convex wherever D > 0 ((1/D)'' = (2 D'^2 - D D'')/D^3 > 0)")
+        feas = f"[{c.feasible[0]:.6g}, {c.feasible[1]:.6g}]" if c.feasible else "empty"
+        click.echo(f"feasible interval {{K : D(K) > 0}}: {feas}")
+        click.echo(
+            f"grid ({c.grid_points} points): max second difference of D = {c.max_second_difference_D:.3g}"
+            + (f"; min second difference of the bound = {c.min_second_difference_bound:.3g}" if c.min_second_difference_bound is not None else "")
+        )
+        click.echo(f"convex on the feasible interval: {'yes' if c.holds else 'no'}")
+        for f in c.failures:
+            click.echo(f"where it fails: {f}")
+    if c.feasible is None:
+        raise CommandFailed(explain_infeasible(params, variant), EXIT_NO_FINITE_BOUND)
+
+
+@cli.command("formula")
+@click.option("--format", "fmt", type=click.Choice(["latex", "pretty"]), default="pretty", show_default=True)
+@click.option("--expand/--no-expand", default=False, help="Substitute gamma and lambda by their definitions.")
+def formula_cmd(fmt, expand):
+    """Lemma 1, Theorem 1 (printed) and the per-round variant."""
+    render = _bound.to_latex if fmt == "latex" else _bound.to_pretty
+    items = [
+        ("Lemma 1 (eq. 5), no lazy clients", _bound.lemma1(expand)),
+        ("Theorem 1 (eq. 6), printed", _bound.theorem1("printed", expand)),
+        ("Theorem 1, per-round variant (lazy term times K)", _bound.theorem1("per-round", expand)),
+    ]
+    for title, expr in items:
+        click.echo(f"{title}:")
+        click.echo(render(expr))
+        click.echo("")
+    if not expand:
+        click.echo("where gamma = (t_sum - K*beta)/alpha and lambda = eta*L + 1")
+
+
+@cli.command("sensitivity")
+@param_options
+@click.option("--vary", "vary", multiple=True, required=True, help="NAME=a:b, NAME=a:b:step or NAME=v1,v2 (once or twice).")
+@_variant_option(default=None)
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"), show_default=True
+)
+def sensitivity_cmd(vary, variant, out, **options):
+    """Vary one or two parameters; write CSV, a markdown report and PNGs into --out."""
+    if len(vary) > 2:
+        raise InputError("--vary: at most two parameters")
+    varied = dict(parse_vary(v) for v in vary)
+    if len(varied) != len(vary):
+        raise InputError("--vary: each parameter at most once")
+    params = params_from_options(options)
+    variants = (variant,) if variant else VARIANTS
+    result = sweep(params, varied, variants)
+    with atomic_directory(out, overwrite=True) as tmp:
+        written = write_report(result, tmp, _command_line(vary, variant, out))
+    for path in written:
+        click.echo(str(out / path.name))
+    for v, text in result.verdicts().items():
+        click.echo(f"Remark 3 ({v}): {text}")
+
+
+def _command_line(vary, variant, out) -> str:
+    """The command that regenerates this report, from the parsed options."""
+    ctx = click.get_current_context()
+    parts = ["bladefl-theory", "sensitivity"]
+    for name, value in ctx.params.items():
+        if name in ("vary", "variant", "out") or value is None:
+            continue
+        if name == "profile" and value == "default":
+            continue
+        flag = "--t-sum" if name == "t_sum" else f"--{name}"
+        parts += [flag, str(value)]
+    for v in vary:
+        parts += ["--vary", v]
+    if variant:
+        parts += ["--variant", variant]
+    parts += ["--out", str(out)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bladefl-theory`` console script."""
+    return cli.main(args=argv, prog_name="bladefl-theory")
+
+
+if __name__ == "__main__":
+    main()

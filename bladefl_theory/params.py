@@ -1,0 +1,118 @@
+"""The system and learning parameters of BLADE-FL as one validated, immutable object."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputError
+from .profiles import load_profile
+from .timemodel import k_max
+
+__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS"]
+
+#: Parameters that describe the deployment (paper, Section 5.1 defaults).
+SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
+#: Constants of the learning problem (Assumption 1, Definition 1, Theorem 1), given by a profile.
+LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
+
+_DEFAULT_CONSTANTS = load_profile("default").constants
+
+
+class ParameterError(InputError):
+    """A parameter breaks one of the rules; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def _default(name: str) -> Any:
+    return field(default=_DEFAULT_CONSTANTS[name])
+
+
+@dataclass(frozen=True)
+class Params:
+    """N clients, M of them lazy, noise variance sigma2, the time model and the learning constants.
+
+    Defaults are the paper's Section 5.1 settings and the shipped ``default`` profile.
+    Every rule is checked on construction and on :meth:`replace`.
+    """
+
+    N: int = 20
+    M: int = 0
+    sigma2: float = 0.01
+    alpha: float = 1.0
+    beta: float = 10.0
+    t_sum: float = 100.0
+    eta: float = 0.01
+    L: float = _default("L")
+    xi: float = _default("xi")
+    delta: float = _default("delta")
+    epsilon: float = _default("epsilon")
+    phi: float = _default("phi")
+    theta: float = _default("theta")
+
+    def __post_init__(self) -> None:
+        _check_int(self.N, "N")
+        if self.N < 2:
+            raise ParameterError("N", f"N must be an integer >= 2 (got {self.N})")
+        _check_int(self.M, "M")
+        if not 0 <= self.M <= self.N - 1:
+            raise ParameterError(
+                "M",
+                f"M must satisfy 0 <= M <= N-1 = {self.N - 1}, since a lazy client needs an "
+                f"honest one to copy (got M={self.M})",
+            )
+        for name in ("sigma2", "theta"):
+            value = _check_real(getattr(self, name), name)
+            if value < 0:
+                raise ParameterError(name, f"{name} must be >= 0 (got {value:g})")
+        for name in ("alpha", "beta", "t_sum", "eta", "L", "xi", "delta", "epsilon", "phi"):
+            value = _check_real(getattr(self, name), name)
+            if value <= 0:
+                raise ParameterError(name, f"{name} must be > 0 (got {value:g})")
+        if self.eta * self.L >= 1:
+            raise ParameterError(
+                "eta",
+                f"eta*L must be < 1, Lemma 1's condition (got eta={self.eta:g}, L={self.L:g}, "
+                f"eta*L={self.eta * self.L:g})",
+            )
+        if k_max(self.t_sum, self.alpha, self.beta) < 1:
+            raise ParameterError(
+                "t_sum",
+                f"t_sum must be >= alpha + beta = {self.alpha + self.beta:g}, room for one block "
+                f"with one local epoch (got t_sum={self.t_sum:g})",
+            )
+
+    def replace(self, **changes: Any) -> "Params":
+        """A copy with some parameters changed, validated again."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            raise ParameterError(unknown[0], f"unknown parameter {unknown[0]!r}; known: {', '.join(self.names())}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The parameters as a plain dict, in the order of :meth:`names`."""
+        return {name: getattr(self, name) for name in self.names()}
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        """Parameter names: system parameters first, then learning constants."""
+        return SYSTEM_PARAMETERS + LEARNING_CONSTANTS
+
+
+def _check_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(name, f"{name} must be an integer (got {value!r})")
+
+
+def _check_real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(name, f"{name} must be a number (got {value!r})")
+    if not math.isfinite(value):
+        raise ParameterError(name, f"{name} must be finite (got {value!r})")
+    return float(value)

@@ -1,0 +1,270 @@
+"""Sensitivity of K* and the bound to one or two parameters, with a verdict on the paper's Remark 3."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .bound import VARIANTS, bound
+from .errors import InputError
+from .params import ParameterError, Params
+from .solvers import kstar
+
+__all__ = ["parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report"]
+
+_INT_PARAMS = ("N", "M")
+
+
+def parse_vary(spec: str) -> tuple[str, list[float | int]]:
+    """Parse ``NAME=a:b`` (integers a..b), ``NAME=a:b:step`` (inclusive) or ``NAME=v1,v2,...``."""
+    name, sep, values = spec.partition("=")
+    name = name.strip()
+    if not sep or not values.strip():
+        raise InputError(f"--vary {spec!r}: expected NAME=a:b, NAME=a:b:step or NAME=v1,v2,...")
+    if name not in Params.names():
+        raise InputError(f"--vary {spec!r}: unknown parameter {name!r}; known: {', '.join(Params.names())}")
+    cast = int if name in _INT_PARAMS else float
+    try:
+        if ":" in values:
+            parts = [Fraction(x.strip()) for x in values.split(":")]
+            if len(parts) == 2:
+                if name not in _INT_PARAMS:
+                    raise InputError(f"--vary {spec!r}: a float parameter needs a step, NAME=a:b:step")
+                parts.append(Fraction(1))
+            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+                raise InputError(f"--vary {spec!r}: a range must be a:b or a:b:step with a <= b and step > 0")
+            count = math.floor((parts[1] - parts[0]) / parts[2]) + 1
+            grid = [parts[0] + i * parts[2] for i in range(count)]
+            out = [cast(v) if cast is float else int(v) for v in grid]
+            if cast is int and any(v != int(v) for v in grid):
+                raise InputError(f"--vary {spec!r}: {name} takes integers")
+        else:
+            out = [cast(v.strip()) for v in values.split(",")]
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"--vary {spec!r}: {name} takes {'integers' if cast is int else 'numbers'}") from None
+    if len(out) > 10_000:
+        raise InputError(f"--vary {spec!r}: {len(out)} values, at most 10000")
+    return name, out
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    """K* and the bound at every grid point, for each variant."""
+
+    base: Params
+    varied: dict[str, list]
+    frame: pd.DataFrame
+
+    def verdicts(self) -> dict[str, str]:
+        return {v: remark3_verdict(self.frame[self.frame.variant == v], list(self.varied), self.base) for v in self.frame.variant.unique()}
+
+
+def sweep(base: Params, varied: dict[str, list], variants: tuple[str, ...] = VARIANTS) -> SensitivityResult:
+    """Solve K* (closed form and integer search) at every point of the grid ``varied`` over ``base``."""
+    if not 1 <= len(varied) <= 2:
+        raise InputError("vary one or two parameters")
+    names = list(varied)
+    points = []
+    for values in itertools.product(*varied.values()):
+        change = dict(zip(names, values))
+        try:
+            points.append((change, base.replace(**change)))
+        except ParameterError as exc:
+            desc = ", ".join(f"{k}={v}" for k, v in change.items())
+            raise ParameterError(exc.parameter, f"grid point {desc}: {exc}") from None
+    rows = []
+    for variant in variants:
+        for change, params in points:
+            r = kstar(params, variant, cross_check=False)
+            rows.append(
+                {
+                    "variant": variant,
+                    **change,
+                    "lazy_ratio": params.M / params.N,
+                    "k_star": r.k_star,
+                    "k_star_continuous": r.k_star_continuous,
+                    "tau": r.tau,
+                    "bound": r.bound,
+                    "feasible_lo": r.feasible[0] if r.feasible else None,
+                    "feasible_hi": r.feasible[1] if r.feasible else None,
+                    "k_max": r.k_max,
+                    "status": r.status,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame["k_star"] = frame["k_star"].astype("Int64")
+    frame["tau"] = frame["tau"].astype("Int64")
+    return SensitivityResult(base=base, varied=dict(varied), frame=frame)
+
+
+def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str:
+    """Does K* decrease as M or sigma2 grows (Remark 3)? One sentence, from one variant's rows."""
+    lazy_params = [n for n in varied if n in ("M", "sigma2")]
+    if not lazy_params:
+        return "not assessed: neither M nor sigma2 is varied"
+    parts = []
+    for name in lazy_params:
+        others = [n for n in varied if n != name]
+        groups = frame.groupby(others) if others else [((), frame)]
+        cont_dec = cont_const = int_nonincreasing = True
+        int_moves = False
+        lost = 0
+        for _, g in groups:
+            g = g.sort_values(name)
+            m = g["M"].iloc[0] if "M" in g else base.M
+            if name == "sigma2" and m == 0:
+                continue  # sigma2 enters only through sqrt(M): nothing to assess without lazy clients
+            ok = g[g.k_star.notna()]
+            lost += len(g) - len(ok)
+            kc = ok.k_star_continuous.to_numpy(dtype=float)
+            ki = ok.k_star.to_numpy(dtype=float)
+            if len(ok) < 2:
+                continue
+            dk = np.diff(kc)
+            cont_dec &= bool(np.all(dk < 0))
+            cont_const &= bool(np.all(np.abs(dk) <= 1e-9 * np.maximum(1, np.abs(kc[1:]))))
+            int_nonincreasing &= bool(np.all(np.diff(ki) <= 0))
+            int_moves |= bool(ki[0] != ki[-1])
+        feasible = frame[frame.k_star.notna()]
+        span = ""
+        if len(feasible):
+            span = (
+                f" (continuous K* from {feasible.k_star_continuous.max():.3f} to {feasible.k_star_continuous.min():.3f}, "
+                f"integer K* in {sorted(set(int(k) for k in feasible.k_star))})"
+            )
+        if cont_const:
+            verdict = f"does not hold in {name}: K* does not change with {name}"
+        elif cont_dec and int_nonincreasing and int_moves:
+            verdict = f"holds in {name}: K* decreases as {name} grows"
+        elif cont_dec and int_nonincreasing:
+            verdict = f"holds only weakly in {name}: the continuous K* decreases but the integer K* does not move"
+        else:
+            verdict = f"does not hold in {name}: K* is not monotone decreasing in {name}"
+        if lost:
+            verdict += f"; {lost} grid points have no finite bound"
+        parts.append(verdict + span)
+    return "; ".join(parts)
+
+
+def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list[Path]:
+    """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    frame = result.frame
+    names = list(result.varied)
+    first = names[0]
+    second = names[1] if len(names) > 1 else None
+    variants = list(frame.variant.unique())
+    written = []
+
+    csv_path = out_dir / "sensitivity.csv"
+    frame.to_csv(csv_path, index=False)
+    written.append(csv_path)
+
+    x_col = "lazy_ratio" if first == "M" else first
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False, sharey=True)
+    for ax, variant in zip(axes[0], variants):
+        sub = frame[frame.variant == variant]
+        for key, g in sub.groupby(second) if second else [(None, sub)]:
+            label = f"{second}={key:g}" if second else None
+            ax.plot(g[x_col], g["k_star_continuous"], "-", label=None if label is None else f"{label} (continuous)")
+            ax.plot(g[x_col], g["k_star"].astype(float), "o", color=ax.lines[-1].get_color(), label=label)
+        ax.set_title(f"K* ({variant})")
+        ax.set_xlabel("M/N" if first == "M" else first)
+        ax.set_ylabel("K*")
+        ax.grid(alpha=0.3)
+        if second:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    kstar_png = out_dir / "kstar.png"
+    fig.savefig(kstar_png, dpi=110)
+    plt.close(fig)
+    written.append(kstar_png)
+
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
+    values = result.varied[first]
+    shown = values if len(values) <= 6 else [values[i] for i in np.linspace(0, len(values) - 1, 6).round().astype(int)]
+    for ax, variant in zip(axes[0], variants):
+        for v in shown:
+            change = {first: v}
+            if second:
+                change[second] = result.varied[second][0]
+            params = result.base.replace(**change)
+            ks = np.arange(1, int(frame.k_max.max()) + 1)
+            b = np.asarray(bound(ks, params, variant), dtype=float)
+            ax.plot(ks, np.where(np.isfinite(b), b, np.nan), "o-", ms=3, label=f"{first}={v:g}")
+        title = f"bound vs K ({variant})" + (f", {second}={result.varied[second][0]:g}" if second else "")
+        ax.set_title(title)
+        ax.set_xlabel("K (blocks)")
+        ax.set_ylabel("bound on F(w^K) - F(w*)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    bound_png = out_dir / "bound.png"
+    fig.savefig(bound_png, dpi=110)
+    plt.close(fig)
+    written.append(bound_png)
+
+    verdicts = result.verdicts()
+    lines = [
+        "# Sensitivity of K* to " + " and ".join(names),
+        "",
+        "Generated by `bladefl-theory sensitivity`; regenerate with:",
+        "",
+        f"    {command}",
+        "",
+        "Base parameters (any not varied): "
+        + ", ".join(f"{k}={v:g}" for k, v in result.base.as_dict().items() if k not in names)
+        + ".",
+        "",
+        "## Remark 3 (K* decreases as M/N or sigma2 grows)",
+        "",
+    ]
+    lines += [f"- **{v}**: {text}." for v, text in verdicts.items()]
+    lines += [
+        "",
+        "`printed` is eq. (6) verbatim; `per-round` multiplies the lazy term by K (see the README).",
+        "",
+        "## Figures",
+        "",
+        "![K* against the varied parameter](kstar.png)",
+        "",
+        "![The bound against K](bound.png)",
+        "",
+        "## Table",
+        "",
+        "Full data: `sensitivity.csv`. K* is the integer minimizer of the bound over K = 1..K_max; "
+        "empty where no K has a finite bound.",
+        "",
+    ]
+    cols = ["variant", *names, "k_star", "k_star_continuous", "tau", "bound"]
+    table = frame[cols]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for row in table.itertuples(index=False):
+        cells = []
+        for c, v in zip(cols, row):
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                cells.append("")
+            elif isinstance(v, float):
+                cells.append(f"{v:.4g}")
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    readme = out_dir / "README.md"
+    readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    written.append(readme)
+    return written

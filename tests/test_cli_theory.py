@@ -1,0 +1,137 @@
+"""The bladefl-theory CLI through click's runner and as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bladefl_theory.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_kstar_json_has_the_documented_keys():
+    r = run("kstar", "--M", "4", "--sigma2", "0.1", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params", "solvers_agree"):
+        assert key in out
+    assert out["k_star"] == 7 and out["tau"] == 4 and out["k_max"] == 9
+    assert out["params"]["M"] == 4 and out["params"]["sigma2"] == 0.1
+    assert out["solvers_agree"] is True
+    assert out["variant"] == "per-round"
+
+
+def test_kstar_human_output_lists_every_k():
+    r = run("kstar", "--M", "4", "--sigma2", "0.1", "--variant", "printed")
+    assert r.exit_code == 0
+    assert "K*                 7" in r.output
+    assert "does not depend on them" in r.output
+    rows = [line for line in r.output.splitlines() if line.strip()[:1].isdigit() and "local epochs" not in line]
+    assert len(rows) == 9
+    assert "<- K*" in r.output
+
+
+def test_flags_override_the_profile(tmp_path):
+    r = run("kstar", "--L", "20", "--json")
+    assert json.loads(r.output)["params"]["L"] == 20.0
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({"constants": {"L": 5, "xi": 1, "delta": 10, "epsilon": 1, "phi": 5, "theta": 0.1}}))
+    out = json.loads(run("kstar", "--profile", str(prof), "--phi", "4", "--json").output)
+    assert out["params"]["L"] == 5.0 and out["params"]["phi"] == 4.0
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["kstar", "--M", "20"], "0 <= M <= N-1"),
+        (["kstar", "--M", "x"], "'--M'"),
+        (["kstar", "--eta", "0.5", "--L", "3"], "eta*L must be < 1"),
+        (["kstar", "--t-sum", "5"], "t_sum must be >="),
+        (["kstar", "--variant", "other"], "--variant"),
+        (["kstar", "--profile", "missing"], "profile 'missing'"),
+        (["kstar", "--nope"], "No such option"),
+        (["bound", "--K", "0,3"], "--K"),
+        (["bound", "--K", "a"], "--K"),
+        (["sensitivity", "--vary", "Q=1:3"], "unknown parameter 'Q'"),
+        (["sensitivity", "--vary", "M=0:30"], "grid point M=20"),
+        (["sensitivity", "--vary", "sigma2=0:1"], "needs a step"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):
+    if args[0] == "sensitivity":
+        args = args + ["--out", str(tmp_path / "out")]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.output.splitlines() if line]
+    assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("bladefl-theory: error:")
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_finite_bound_exits_3_with_the_reason():
+    r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10"])
+    assert r.exit_code == 3
+    assert "dominates" in r.output.splitlines()[-1]
+    r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--json"])
+    assert r.exit_code == 3
+    assert json.loads(r.output[: r.output.rindex("}") + 1])["k_star"] is None
+
+
+def test_bound_formats():
+    table = run("bound", "--M", "2", "--K", "6,7")
+    assert table.exit_code == 0 and len(table.output.splitlines()) == 3
+    csv = run("bound", "--csv")
+    assert csv.output.splitlines()[0] == "K,tau,bound"
+    assert len(csv.output.splitlines()) == 10
+    rows = json.loads(run("bound", "--json").output)["rows"]
+    assert rows[0]["bound"] is None and rows[6]["K"] == 7 and rows[6]["bound"] > 0
+
+
+def test_convexity_and_formula_commands():
+    r = run("convexity", "--M", "4")
+    assert r.exit_code == 0
+    assert "proved" in r.output and "feasible interval" in r.output and "where it fails" in r.output
+    c = json.loads(run("convexity", "--json").output)
+    assert c["holds"] is True and c["feasible"][0] > 1
+    latex = run("formula", "--format", "latex")
+    assert latex.output.count(r"\frac") >= 3 and "per-round" in latex.output
+    assert "γ" in run("formula").output
+
+
+def test_sensitivity_writes_report_and_states_remark_3(tmp_path):
+    out = tmp_path / "sens"
+    r = run("sensitivity", "--vary", "M=0:6", "--vary", "sigma2=0.01,0.3", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    for name in ("sensitivity.csv", "README.md", "kstar.png", "bound.png"):
+        assert (out / name).is_file()
+    frame = pd.read_csv(out / "sensitivity.csv")
+    assert len(frame) == 2 * 7 * 2
+    readme = (out / "README.md").read_text()
+    assert "bladefl-theory sensitivity --vary M=0:6 --vary sigma2=0.01,0.3" in readme
+    assert "**printed**: does not hold" in readme
+    assert "**per-round**: holds" in readme
+    printed = frame[frame.variant == "printed"]
+    assert printed.k_star_continuous.nunique() == 1 or printed.k_star_continuous.max() - printed.k_star_continuous.min() < 1e-9
+
+
+def test_console_script_runs_as_a_subprocess():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "bladefl_theory.cli", "kstar", "--M", "4", "--sigma2", "0.1", "--json"],
+        capture_output=True, text=True, env=env,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["k_star"] == 7
+    bad = subprocess.run(
+        [sys.executable, "-m", "bladefl_theory.cli", "kstar", "--N", "1"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "N must be an integer >= 2" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,107 @@
+"""Hypothesis property tests of the bound and the K* solvers."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from bladefl_theory import ParameterError, Params
+from bladefl_theory import bound as B
+from bladefl_theory.convexity import feasible_interval
+from bladefl_theory.solvers import kstar, kstar_integer
+from bladefl_theory.timemodel import k_max
+
+from strategies import params as params_st
+
+variants = st.sampled_from(B.VARIANTS)
+
+
+@given(params_st(), variants, st.floats(0.0, 1.0))
+def test_bound_is_positive_exactly_on_the_feasible_interval(p, variant, u):
+    feasible = feasible_interval(p, variant)
+    hi = p.t_sum / (p.alpha + p.beta)
+    if feasible is None:
+        ks = np.linspace(1.0, hi, 257)
+        assert not np.any(np.asarray(B.denominator(ks, p, variant)) > 1e-9 * max(1.0, abs(p.t_sum)))
+        return
+    lo_f, hi_f = feasible
+    k = lo_f + u * (hi_f - lo_f)
+    if hi_f - lo_f > 1e-6 and lo_f < k < hi_f:
+        assert B.bound(k, p, variant) > 0
+        assert math.isfinite(B.bound(k, p, variant))
+    # Just outside the interval (inside [1, hi]) there is no finite bound.
+    for outside in (lo_f - 1e-3 * max(1, lo_f), hi_f + 1e-3 * max(1, hi_f)):
+        if 1.0 <= outside <= hi:
+            assert not float(B.denominator(outside, p, variant)) > 0
+
+
+@given(params_st(), variants)
+def test_bound_is_convex_in_k_over_feasible_integers(p, variant):
+    km = k_max(p.t_sum, p.alpha, p.beta)
+    b = np.asarray(B.bound(np.arange(1, km + 1), p, variant), dtype=float)
+    finite = np.flatnonzero(np.isfinite(b))
+    assume(finite.size >= 3)
+    # The feasible set is an interval, so its integers are consecutive.
+    assert np.all(np.diff(finite) == 1)
+    v = b[finite]
+    second = v[:-2] - 2 * v[1:-1] + v[2:]
+    assert np.all(second >= -1e-9 * np.max(np.abs(v)))
+
+
+@given(params_st(), variants, st.data())
+def test_bound_is_non_decreasing_in_m_and_sigma2(p, variant, data):
+    km = k_max(p.t_sum, p.alpha, p.beta)
+    K = data.draw(st.integers(1, km))
+    if p.M < p.N - 1:
+        assert B.bound(K, p.replace(M=p.M + 1), variant) >= B.bound(K, p, variant)
+    assert B.bound(K, p.replace(sigma2=p.sigma2 + 0.05), variant) >= B.bound(K, p, variant)
+
+
+@given(params_st(), variants)
+def test_three_solvers_agree(p, variant):
+    r = kstar(p, variant)
+    assert r.solvers_agree, (r.closed_form, r.cvxpy, r.integer.k)
+
+
+@given(params_st(), variants)
+def test_integer_kstar_is_the_argmin_over_integers(p, variant):
+    r = kstar_integer(p, variant)
+    b = np.asarray(B.bound(np.arange(1, r.k_max + 1), p, variant), dtype=float)
+    if r.k is None:
+        assert not np.isfinite(b).any()
+    else:
+        assert b[r.k - 1] == np.min(b)
+        assert np.isfinite(b[r.k - 1])
+
+
+@given(params_st(), st.data())
+def test_per_round_kstar_is_non_increasing_in_m_and_sigma2(p, data):
+    r0 = kstar(p, "per-round", cross_check=False)
+    assume(r0.k_star_continuous is not None)
+    bigger = p.replace(sigma2=p.sigma2 + data.draw(st.floats(0.01, 1.0)))
+    if p.M < p.N - 1:
+        bigger = bigger.replace(M=data.draw(st.integers(p.M + 1, p.N - 1)))
+    r1 = kstar(bigger, "per-round", cross_check=False)
+    if r1.k_star_continuous is not None:
+        assert r1.k_star_continuous <= r0.k_star_continuous + 1e-9
+    if r0.k_star is not None and r1.k_star is not None:
+        assert r1.k_star <= r0.k_star
+
+
+@given(params_st(), st.data())
+def test_printed_kstar_ignores_m_and_sigma2(p, data):
+    r0 = kstar(p, "printed", cross_check=False)
+    other = p.replace(sigma2=data.draw(st.floats(0, 1)), M=data.draw(st.integers(0, p.N - 1)))
+    r1 = kstar(other, "printed", cross_check=False)
+    if r0.k_star_continuous is not None and r1.k_star_continuous is not None:
+        assert r1.k_star_continuous == pytest.approx(r0.k_star_continuous, rel=1e-9)
+
+
+@given(st.integers(-5, 1), st.floats(-1.0, -1e-6))
+def test_invalid_parameters_are_rejected_with_the_right_message(n, sigma2):
+    with pytest.raises(ParameterError, match="N must be an integer >= 2"):
+        Params(N=n)
+    with pytest.raises(ParameterError, match="sigma2 must be >= 0"):
+        Params(sigma2=sigma2)
