@@ -12,7 +12,7 @@ from .errors import InputError
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS"]
+__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -57,21 +57,11 @@ class Params:
     theta: float = _default("theta")
 
     def __post_init__(self) -> None:
-        _check_int(self.N, "N")
-        if self.N < 2:
-            raise ParameterError("N", f"N must be an integer >= 2 (got {self.N})")
-        _check_int(self.M, "M")
-        if not 0 <= self.M <= self.N - 1:
-            raise ParameterError(
-                "M",
-                f"M must satisfy 0 <= M <= N-1 = {self.N - 1}, since a lazy client needs an "
-                f"honest one to copy (got M={self.M})",
-            )
-        for name in ("sigma2", "theta"):
-            value = _check_real(getattr(self, name), name)
-            if value < 0:
-                raise ParameterError(name, f"{name} must be >= 0 (got {value:g})")
-        for name in ("alpha", "beta", "t_sum", "eta", "L", "xi", "delta", "epsilon", "phi"):
+        check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
+        value = _check_real(self.theta, "theta")
+        if value < 0:
+            raise ParameterError("theta", f"theta must be >= 0 (got {value:g})")
+        for name in ("L", "xi", "delta", "epsilon", "phi"):
             value = _check_real(getattr(self, name), name)
             if value <= 0:
                 raise ParameterError(name, f"{name} must be > 0 (got {value:g})")
@@ -80,12 +70,6 @@ class Params:
                 "eta",
                 f"eta*L must be < 1, Lemma 1's condition (got eta={self.eta:g}, L={self.L:g}, "
                 f"eta*L={self.eta * self.L:g})",
-            )
-        if k_max(self.t_sum, self.alpha, self.beta) < 1:
-            raise ParameterError(
-                "t_sum",
-                f"t_sum must be >= alpha + beta = {self.alpha + self.beta:g}, room for one block "
-                f"with one local epoch (got t_sum={self.t_sum:g})",
             )
 
     def replace(self, **changes: Any) -> "Params":
@@ -103,6 +87,32 @@ class Params:
     def names() -> tuple[str, ...]:
         """Parameter names: system parameters first, then learning constants."""
         return SYSTEM_PARAMETERS + LEARNING_CONSTANTS
+
+
+def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any, eta: Any) -> None:
+    """Check the deployment parameters (the rules shared by the theory and the simulator)."""
+    _check_int(N, "N")
+    if N < 2:
+        raise ParameterError("N", f"N must be an integer >= 2 (got {N})")
+    _check_int(M, "M")
+    if not 0 <= M <= N - 1:
+        raise ParameterError(
+            "M",
+            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy (got M={M})",
+        )
+    value = _check_real(sigma2, "sigma2")
+    if value < 0:
+        raise ParameterError("sigma2", f"sigma2 must be >= 0 (got {value:g})")
+    for name, v in (("alpha", alpha), ("beta", beta), ("t_sum", t_sum), ("eta", eta)):
+        value = _check_real(v, name)
+        if value <= 0:
+            raise ParameterError(name, f"{name} must be > 0 (got {value:g})")
+    if k_max(t_sum, alpha, beta) < 1:
+        raise ParameterError(
+            "t_sum",
+            f"t_sum must be >= alpha + beta = {alpha + beta:g}, room for one block with one local epoch "
+            f"(got t_sum={t_sum:g})",
+        )
 
 
 def _check_int(value: Any, name: str) -> None:
