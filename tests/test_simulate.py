@@ -1,0 +1,179 @@
+"""End-to-end runs of the simulator on small IDX files the tests write themselves."""
+
+import csv
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from bladefl_theory.errors import InputError
+from bladefl_theory.params import ParameterError
+from bladefl_validate.cli import cli
+from bladefl_validate.config import RunConfig
+from bladefl_validate.data import write_idx_dataset
+from bladefl_validate.simulate import METRIC_COLUMNS, run_to_folder
+from bladefl_validate.sweep import sweep_k
+from bladefl_validate.verify import verify_run
+
+# K_max = 2 with tau(1) = 14 and tau(2) = 2: small but a real time model.
+SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
+             batch_size=32, difficulty_bits=8, eta=0.05)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+
+
+def small(**changes):
+    return RunConfig(**{**SMALL, **changes})
+
+
+def read_metrics(folder):
+    with open(folder / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_folder_holds_everything(tmp_path, data_root):
+    out = tmp_path / "run"
+    result = run_to_folder(small(), out, data_root)
+    for name in ("config.json", "metrics.csv", "summary.json", "summary.md", "ledger.jsonl", "partition.csv", "partition.png"):
+        assert (out / name).is_file(), name
+    rows = read_metrics(out)
+    assert [int(r["round"]) for r in rows] == [1, 2]
+    assert set(METRIC_COLUMNS) <= set(rows[0])
+    assert [float(r["virtual_time"]) for r in rows] == [12.0, 24.0]  # tau*alpha + beta per round
+    assert all(int(r["votes"]) == 4 for r in rows)
+    assert json.loads((out / "config.json").read_text())["tau"] == 2
+    assert len(result.lazy) == 1
+    report = verify_run(out, difficulty_bits=8)
+    assert report.ok and report.blocks == 2
+
+
+def test_same_seed_same_results(tmp_path, data_root):
+    a = run_to_folder(small(seed=3), tmp_path / "a", data_root)
+    b = run_to_folder(small(seed=3), tmp_path / "b", data_root)
+    strip = lambda r: {k: v for k, v in r.__dict__.items() if k != "wall_seconds"}  # noqa: E731
+    assert [strip(r) for r in a.rounds] == [strip(r) for r in b.rounds]
+    assert (tmp_path / "a" / "ledger.jsonl").read_bytes() == (tmp_path / "b" / "ledger.jsonl").read_bytes()
+    c = run_to_folder(small(seed=4), tmp_path / "c", data_root)
+    assert [r.block_hash for r in c.rounds] != [r.block_hash for r in a.rounds]
+
+
+def test_lazy_clients_lower_nothing_but_change_the_models(tmp_path, data_root):
+    honest = run_to_folder(small(M=0, sigma2=0.0), tmp_path / "h", data_root)
+    noisy = run_to_folder(small(M=3, sigma2=1.0), tmp_path / "n", data_root)
+    assert noisy.final.global_train_loss > honest.final.global_train_loss
+
+
+def test_failed_run_leaves_no_folder(tmp_path, data_root):
+    out = tmp_path / "run"
+
+    def explode(_):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        run_to_folder(small(), out, data_root, on_round=explode)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "changes, error, fragment",
+    [
+        ({"M": 4}, ParameterError, "0 <= M <= N-1"),
+        ({"K": 3}, ParameterError, "K must be an integer in 1..K_max = 2"),
+        ({"dataset": "cifar"}, InputError, "dataset must be one of"),
+        ({"partition": "x"}, InputError, "partition must be one of"),
+        ({"difficulty_bits": 65}, InputError, "difficulty_bits"),
+    ],
+)
+def test_config_rejects_bad_input(changes, error, fragment):
+    with pytest.raises(error, match=fragment):
+        small(**changes)
+
+
+def test_sweep_k_reports_every_k(data_root):
+    result = sweep_k(small(K=1), seeds=[0, 1], data_dir=data_root)
+    assert list(result.per_k.index) == [1, 2]
+    assert len(result.runs) == 4
+    assert result.k_star in (1, 2)
+    assert result.per_k["final_global_train_loss_std"].notna().all()
+
+
+def cli_args(data_root, *extra):
+    flags = []
+    for k, v in SMALL.items():
+        flag = f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-")
+        flags += [flag, str(v)]
+    return [*flags, "--data-dir", str(data_root), "--quiet", *extra]
+
+
+def test_cli_run_and_chain_verify(tmp_path, data_root):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--out", str(out))])
+    assert r.exit_code == 0, r.output
+    ok = CliRunner().invoke(cli, ["chain", "verify", str(out)])
+    assert ok.exit_code == 0 and "ok, 2 blocks" in ok.output
+    blob = next(p for p in (out / "blobs").rglob("*") if p.is_file())
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 1
+    blob.write_bytes(bytes(data))
+    bad = CliRunner().invoke(cli, ["chain", "verify", str(out)])
+    assert bad.exit_code == 1 and blob.name in bad.output
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--M", "4"], "0 <= M <= N-1"),
+        (["--K", "5"], "K must be an integer in 1..K_max"),
+        (["--dataset", "cifar"], "--dataset"),
+        (["--samples-per-client", "400"], "need 1600 samples"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, data_root, extra, fragment):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, *extra, "--out", str(out))])
+    assert r.exit_code == 2, r.output
+    lines = [x for x in r.output.splitlines() if x]
+    assert len(lines) == 1 and lines[0].startswith("bladefl-validate: error:"), r.output
+    assert fragment in lines[0]
+    assert not out.exists()
+
+
+def test_cli_missing_data_exits_2(tmp_path):
+    r = CliRunner().invoke(cli, ["run", *cli_args(tmp_path / "empty", "--out", str(tmp_path / "run"))])
+    assert r.exit_code == 2
+    assert len([x for x in r.output.splitlines() if x]) == 1
+
+
+def test_cli_sweep_k_writes_report(tmp_path, data_root):
+    out = tmp_path / "sweep"
+    args = [a for a in cli_args(data_root, "--seeds", "2", "--out", str(out))]
+    i = args.index("--K")
+    del args[i : i + 2]
+    r = CliRunner().invoke(cli, ["sweep-k", *args])
+    assert r.exit_code == 0, r.output
+    for name in ("runs.csv", "per_k.csv", "README.md", "loss.png", "accuracy.png"):
+        assert (out / name).is_file()
+    assert "empirical K*" in r.output
+    assert "bladefl-validate sweep-k" in (out / "README.md").read_text()
+
+
+@pytest.mark.skipif("BLADEFL_DATA" not in os.environ, reason="set BLADEFL_DATA to the real datasets (CI does)")
+def test_reduced_real_mnist_run(tmp_path):
+    config = RunConfig(dataset="mnist", N=5, M=1, K=2, t_sum=30.0, alpha=1.0, beta=5.0, samples_per_client=128,
+                       hidden=32, eta=0.05, difficulty_bits=10, seed=0)
+    result = run_to_folder(config, tmp_path / "run", os.environ["BLADEFL_DATA"])
+    assert result.final.global_train_loss < result.initial_train_loss
+    assert result.final.test_accuracy > 0.3
+    assert verify_run(tmp_path / "run").ok
