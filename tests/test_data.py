@@ -1,0 +1,429 @@
+"""Data loading through torchvision from small IDX files the tests write, and the partitioners."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision.datasets
+
+from bladefl_validate.data import (
+    DATASETS,
+    NORMALIZATION,
+    DataError,
+    clear_cache,
+    load_dataset,
+    resolve_data_root,
+    write_idx_dataset,
+)
+from bladefl_validate.partition import (
+    SCHEMES,
+    ClassesPartitioner,
+    DirichletPartitioner,
+    IidPartitioner,
+    PartitionError,
+    ShardsPartitioner,
+    label_counts,
+    make_partitioner,
+    plot_partition,
+)
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """A private cache, no user cache in $HOME, no network: torchvision's download fails at once."""
+    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried a mirror, got: offline (test)")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    magic, ndim = int.from_bytes(data[:4], "big"), data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    assert magic in (2049, 2051)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _staged_dirs(tmp_path: Path) -> list[Path]:
+    staged = tmp_path / "cache" / "staged"
+    return sorted(staged.iterdir()) if staged.exists() else []
+
+
+# ---------------------------------------------------------------- write_idx_dataset
+
+
+def test_write_idx_dataset_writes_valid_big_endian_files(tmp_path):
+    folder = write_idx_dataset(tmp_path / "d", n_train=40, n_test=20, seed=3)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{f}.gz" for f in FILES)
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "rb") as fh:
+        head = fh.read(16)
+    assert head[:4] == (2051).to_bytes(4, "big") and head[4:8] == (40).to_bytes(4, "big")
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "rb") as fh:
+        assert fh.read(8) == (2049).to_bytes(4, "big") + (20).to_bytes(4, "big")
+    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
+    assert set(labels.tolist()) == set(range(10))
+    again = write_idx_dataset(tmp_path / "e", n_train=40, n_test=20, seed=3)
+    assert (again / "train-images-idx3-ubyte.gz").read_bytes() == (folder / "train-images-idx3-ubyte.gz").read_bytes()
+    with pytest.raises(ValueError, match="at least 10"):
+        write_idx_dataset(tmp_path / "f", n_train=9, n_test=20, seed=0)
+
+
+# ---------------------------------------------------------------- load_dataset
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_load_from_named_subfolder_round_trips(tmp_path, train):
+    root = tmp_path / "root"
+    folder = write_idx_dataset(root / "mnist", n_train=60, n_test=20, seed=1)
+    ds = load_dataset("mnist", root, train=train)
+    split = "train" if train else "t10k"
+    raw_images = _read_idx(folder / f"{split}-images-idx3-ubyte.gz")
+    raw_labels = _read_idx(folder / f"{split}-labels-idx1-ubyte.gz")
+    n = 60 if train else 20
+    assert ds.images.shape == (n, 784) and ds.images.dtype == torch.float32
+    assert ds.labels.shape == (n,) and ds.labels.dtype == torch.int64
+    assert len(ds) == n and ds.name == "mnist" and ds.train is train
+    assert ds.labels.tolist() == raw_labels.tolist()
+    mean, std = NORMALIZATION["mnist"]
+    expected = (torch.from_numpy(raw_images.reshape(n, 784).astype(np.float32)) / 255 - mean) / std
+    torch.testing.assert_close(ds.images, expected)
+
+
+def test_load_from_bare_uncompressed_folder(tmp_path):
+    folder = write_idx_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=10, seed=2, gz=False)
+    ds = load_dataset("fashion-mnist", folder)
+    assert ds.images.shape == (30, 784)
+    assert ds.labels.tolist() == _read_idx(folder / "train-labels-idx1-ubyte").tolist()
+    mean, std = NORMALIZATION["fashion-mnist"]
+    assert float(ds.images.min()) == pytest.approx(-mean / std, abs=1e-5)  # the noise includes pixel value 0
+
+
+def test_name_spellings(tmp_path):
+    write_idx_dataset(tmp_path / "fashion-mnist", n_train=20, n_test=10, seed=2)
+    assert load_dataset("Fashion_MNIST", tmp_path).name == "fashion-mnist"
+    with pytest.raises(DataError, match="unknown data set 'kmnist'; known: mnist, fashion-mnist"):
+        load_dataset("kmnist", tmp_path)
+    assert DATASETS == ("mnist", "fashion-mnist")
+
+
+def test_bare_folder_named_for_the_other_dataset_is_not_read(tmp_path):
+    folder = write_idx_dataset(tmp_path / "fashion-mnist", n_train=20, n_test=10, seed=2)
+    with pytest.raises(DataError, match="skipped: named for another data set"):
+        load_dataset("mnist", folder, download=False)
+
+
+def test_torchvision_layout_is_read_without_staging(tmp_path):
+    write_idx_dataset(tmp_path / "tv" / "MNIST" / "raw", n_train=20, n_test=10, seed=4, gz=False)
+    ds = load_dataset("mnist", tmp_path / "tv", train=False)
+    assert ds.images.shape == (10, 784)
+    assert _staged_dirs(tmp_path) == []
+
+
+def test_staged_copy_is_complete_and_reused(tmp_path):
+    write_idx_dataset(tmp_path / "root" / "mnist", n_train=20, n_test=10, seed=5)
+    first = load_dataset("mnist", tmp_path / "root")
+    assert load_dataset("mnist", tmp_path / "root") is first  # in-process cache
+    (stage,) = _staged_dirs(tmp_path)
+    raw = stage / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FILES)  # no temp files left behind
+    clear_cache()
+    second = load_dataset("mnist", tmp_path / "root")
+    assert second is not first and torch.equal(second.images, first.images)
+    assert _staged_dirs(tmp_path) == [stage]
+
+
+def test_changed_source_is_staged_again(tmp_path):
+    root = tmp_path / "root"
+    write_idx_dataset(root / "mnist", n_train=20, n_test=10, seed=6)
+    old = load_dataset("mnist", root)
+    write_idx_dataset(root / "mnist", n_train=20, n_test=10, seed=7)
+    clear_cache()
+    new = load_dataset("mnist", root)
+    assert not torch.equal(old.images, new.images)
+    assert len(_staged_dirs(tmp_path)) == 2
+
+
+def test_read_only_source_is_left_untouched(tmp_path):
+    folder = write_idx_dataset(tmp_path / "ro" / "mnist", n_train=20, n_test=10, seed=8)
+    before = sorted(p.name for p in folder.iterdir())
+    paths = [*folder.iterdir(), folder, folder.parent]
+    for p in paths:
+        p.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    try:
+        ds = load_dataset("mnist", tmp_path / "ro")
+    finally:
+        for p in paths:
+            p.chmod(stat.S_IRWXU)
+    assert ds.images.shape == (20, 784)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["mnist"]
+
+
+def test_missing_data_lists_the_places_looked(tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", root)
+    message = str(info.value)
+    assert "\n" not in message
+    for place in (root / "mnist", root, root / "MNIST" / "raw"):
+        assert str(place) in message
+    for name in FILES:
+        assert name in message
+    assert "download into" in message and "offline (test)" in message
+    with pytest.raises(DataError, match="no fashion-mnist data found") as info:
+        load_dataset("fashion-mnist", root, download=False)
+    assert "download" not in str(info.value)
+
+
+def test_incomplete_folder_is_not_used(tmp_path):
+    folder = write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10, seed=9)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="no mnist data found"):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_corrupt_file_is_a_data_error(tmp_path):
+    folder = write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10, seed=10)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot stage mnist"):
+        load_dataset("mnist", tmp_path)
+    write_idx_dataset(folder, n_train=20, n_test=10, seed=10)
+    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as fh:  # 19 labels for 20 images
+        fh.write((2049).to_bytes(4, "big") + (19).to_bytes(4, "big") + labels[:19].tobytes())
+    with pytest.raises(DataError, match="20 images but 19 labels"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_data_root_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLADEFL_DATA", str(tmp_path / "env"))
+    assert resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert resolve_data_root(str(tmp_path / "arg")) == tmp_path / "arg"
+    assert resolve_data_root(None) == tmp_path / "env"
+    monkeypatch.delenv("BLADEFL_DATA")
+    assert resolve_data_root(None) == tmp_path / "xdg" / "bladefl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert resolve_data_root(None) == Path.home() / ".cache" / "bladefl"
+
+
+def test_env_var_is_honoured(tmp_path, monkeypatch):
+    write_idx_dataset(tmp_path / "env" / "mnist", n_train=20, n_test=10, seed=11)
+    monkeypatch.setenv("BLADEFL_DATA", str(tmp_path / "env"))
+    assert load_dataset("mnist").images.shape == (20, 784)
+
+
+def test_real_mnist_from_env():
+    """CI sets BLADEFL_DATA; then the real data must load (a missing file fails here, it is not skipped)."""
+    if "BLADEFL_DATA" not in os.environ:
+        pytest.skip("BLADEFL_DATA is not set: no real data sets on this machine")
+    start = time.perf_counter()
+    train = load_dataset("mnist")
+    assert time.perf_counter() - start < 30
+    test = load_dataset("mnist", train=False)
+    assert train.images.shape == (60000, 784) and test.images.shape == (10000, 784)
+    assert torch.bincount(train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    # The usual normalization constants are the training set's own statistics.
+    assert abs(float(train.images.mean())) < 1e-3 and abs(float(train.images.std()) - 1) < 1e-3
+    fashion = load_dataset("fashion-mnist", train=False)
+    assert fashion.images.shape == (10000, 784)
+    assert torch.bincount(fashion.labels).tolist() == [1000] * 10
+
+
+# ---------------------------------------------------------------- partitioners
+
+
+def balanced_labels(per_class: int = 200, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(np.arange(10 * per_class) % 10)
+
+
+SETUPS = [
+    ("classes", {"k": 4}),
+    ("classes", {"k": 1, "samples_per_client": 60}),
+    ("shards", {}),
+    ("shards", {"shards_per_client": 3}),
+    ("dirichlet", {"alpha": 0.5}),
+    ("iid", {}),
+]
+
+
+@pytest.mark.parametrize(("scheme", "options"), SETUPS)
+def test_sizes_disjointness_determinism(scheme, options):
+    labels = balanced_labels()
+    options = dict(options)
+    size = options.pop("samples_per_client", 60)
+    make = lambda seed: make_partitioner(scheme, 12, size, seed, **options)  # noqa: E731
+    parts = make(1).partition(labels)
+    assert len(parts) == 12
+    assert all(p.shape == (size,) and p.dtype == np.int64 for p in parts)
+    every = np.concatenate(parts)
+    assert np.unique(every).size == every.size  # disjoint and no repeats
+    assert every.min() >= 0 and every.max() < labels.size
+    again = make(1).partition(labels)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    other = make(2).partition(labels)
+    assert any(not np.array_equal(a, b) for a, b in zip(parts, other))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 5])
+def test_classes_gives_k_classes_in_equal_blocks(k):
+    labels = balanced_labels()
+    parts = ClassesPartitioner(15, 20 * k, seed=3, k=k).partition(labels)
+    counts = label_counts(labels, parts)
+    for _, row in counts.iterrows():
+        held = row[row > 0]
+        assert len(held) == k and set(held.tolist()) == {20}
+
+
+def test_classes_fills_a_tight_request():
+    # 200 samples per class, blocks of 50: 4 blocks per class, 40 in all = exactly 20 clients x 2 classes.
+    labels = balanced_labels()
+    for seed in range(20):
+        parts = ClassesPartitioner(20, 100, seed=seed, k=2).partition(labels)
+        counts = label_counts(labels, parts)
+        assert ((counts > 0).sum(axis=1) == 2).all()
+        assert (counts.sum(axis=0) == 200).all()
+    # 2000 samples again, but 1100 of them in class 0: one block of class 0 per client leaves too few of the rest.
+    skewed = np.r_[np.zeros(1100, dtype=int), np.arange(900) % 9 + 1]
+    assert ClassesPartitioner(10, 100, seed=0, k=2).partition(skewed)
+    with pytest.raises(PartitionError, match=r"20 clients x 2 classes need 40 class blocks of 50 .* supply 38"):
+        ClassesPartitioner(20, 100, seed=0, k=2).partition(skewed)
+
+
+def test_classes_fallback_keeps_tight_requests_feasible(monkeypatch):
+    # With no random tries, every client takes the classes with the most blocks left; that must never dead-end.
+    monkeypatch.setattr("bladefl_validate.partition._CLASS_PICK_TRIES", 0)
+    skewed = np.r_[np.zeros(1100, dtype=int), np.arange(900) % 9 + 1]
+    for clients, k, size in ((18, 2, 100), (9, 3, 150)):  # both use every one of the available blocks of 50
+        parts = ClassesPartitioner(clients, size, seed=1, k=k).partition(skewed)
+        counts = label_counts(skewed, parts)
+        assert ((counts > 0).sum(axis=1) == k).all()
+
+
+def test_classes_needs_enough_distinct_classes():
+    labels = np.arange(300) % 3
+    with pytest.raises(PartitionError, match="4 distinct classes, the labels have 3"):
+        ClassesPartitioner(2, 40, k=4).partition(labels)
+    # Plenty of samples, but one client cannot take two blocks of the same class.
+    skewed = np.r_[np.zeros(1000, dtype=int), np.arange(30) % 3 + 1]
+    with pytest.raises(PartitionError, match="need 6 class blocks of 10 .* supply 5"):
+        ClassesPartitioner(2, 30, k=3).partition(skewed)
+
+
+def test_shards_are_label_pure_when_classes_fill_whole_shards():
+    labels = balanced_labels()  # 200 per class, shards of 50
+    parts = ShardsPartitioner(20, 100, seed=4).partition(labels)
+    counts = label_counts(labels, parts)
+    assert ((counts > 0).sum(axis=1) <= 2).all()
+    assert set(np.unique(counts.to_numpy())) <= {0, 50, 100}
+    assert np.unique(np.concatenate(parts)).size == labels.size  # N·|D_i| = n uses every sample
+
+
+def test_dirichlet_alpha_controls_skew():
+    labels = balanced_labels()
+    skewed = label_counts(labels, DirichletPartitioner(10, 100, seed=5, alpha=0.05).partition(labels))
+    flat = label_counts(labels, DirichletPartitioner(10, 100, seed=5, alpha=1000.0).partition(labels))
+    assert (skewed.max(axis=1) / 100).mean() > 0.7  # mostly one class per client
+    assert (flat.max(axis=1) / 100).max() < 0.2  # close to uniform
+    assert (skewed.sum(axis=1) == 100).all() and (flat.sum(axis=1) == 100).all()
+
+
+def test_dirichlet_with_tiny_alpha_terminates():
+    labels = balanced_labels()
+    start = time.perf_counter()
+    parts = DirichletPartitioner(8, 150, seed=6, alpha=1e-4).partition(labels)
+    assert all(p.size == 150 for p in parts)
+    # Each client wants (almost) one class but no class has 250: every draw fails, and it says so.
+    with pytest.raises(PartitionError, match=r"client 0 needs 250 samples, and none of 100 draws fit the 2000 left"):
+        DirichletPartitioner(5, 250, seed=6, alpha=1e-4).partition(labels)
+    with pytest.raises(PartitionError, match="none of 3 draws"):
+        DirichletPartitioner(5, 250, seed=6, alpha=1e-4, max_retries=3).partition(labels)
+    assert time.perf_counter() - start < 5
+
+
+def test_iid_covers_all_classes():
+    labels = balanced_labels()
+    counts = label_counts(labels, IidPartitioner(4, 500, seed=7).partition(labels))
+    assert ((counts > 0).sum(axis=1) == 10).all()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_too_few_samples_is_a_partition_error(scheme):
+    labels = balanced_labels(per_class=10)
+    with pytest.raises(PartitionError, match=r"11 clients x 10 samples need 110 samples, only 100 available"):
+        make_partitioner(scheme, 11, 10, 0, **({"k": 2} if scheme == "classes" else {})).partition(labels)
+    assert issubclass(PartitionError, ValueError)
+
+
+def test_labels_as_torch_tensor_and_bad_labels():
+    labels = torch.from_numpy(balanced_labels())
+    assert len(IidPartitioner(2, 10).partition(labels)) == 2
+    with pytest.raises(ValueError, match="one-dimensional"):
+        IidPartitioner(2, 10).partition(np.zeros((10, 2), dtype=int))
+    with pytest.raises(ValueError, match="integers"):
+        IidPartitioner(2, 10).partition(np.zeros(100))
+    with pytest.raises(ValueError, match="non-negative"):
+        IidPartitioner(2, 10).partition(-np.ones(100, dtype=int))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: make_partitioner("pathological", 2, 10, 0), "unknown partition scheme 'pathological'; known: "
+                                                             "classes, shards, dirichlet, iid"),
+        (lambda: make_partitioner("iid", 2, 10, 0, k=2), "has no option k; it takes none"),
+        (lambda: make_partitioner("classes", 2, 10, 0, alpha=1.0), "has no option alpha; it takes k"),
+        (lambda: make_partitioner("classes", 2, 10, 0, k=3), r"samples_per_client \(10\) must be divisible by k"),
+        (lambda: make_partitioner("shards", 2, 9, 0), "divisible by shards_per_client"),
+        (lambda: make_partitioner("iid", 0, 10, 0), "num_clients must be at least 1"),
+        (lambda: make_partitioner("iid", 2, True, 0), "samples_per_client must be an integer"),
+        (lambda: make_partitioner("iid", 2, 10, -1), "seed must be at least 0"),
+        (lambda: make_partitioner("iid", 2.0, 10, 0), "num_clients must be an integer"),
+        (lambda: make_partitioner("dirichlet", 2, 10, 0, alpha=0.0), "alpha must be a positive finite number"),
+        (lambda: make_partitioner("dirichlet", 2, 10, 0, alpha=float("nan")), "alpha must be a positive"),
+        (lambda: make_partitioner("dirichlet", 2, 10, 0, max_retries=0), "max_retries must be at least 1"),
+    ],
+)
+def test_argument_validation(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_factory_builds_each_scheme():
+    assert SCHEMES == ("classes", "shards", "dirichlet", "iid")
+    built = [make_partitioner(s, 3, 12, 5) for s in SCHEMES]
+    assert [type(p) for p in built] == [ClassesPartitioner, ShardsPartitioner, DirichletPartitioner, IidPartitioner]
+    assert all(p.num_clients == 3 and p.samples_per_client == 12 and p.seed == 5 for p in built)
+    assert make_partitioner("classes", 3, 12, 5, k=3).k == 3
+    assert "k=4" in repr(built[0])
+
+
+def test_counts_table_and_heat_map(tmp_path):
+    labels = np.arange(400) % 4  # only 4 of the 10 classes occur
+    parts = ClassesPartitioner(6, 40, seed=8, k=2).partition(labels)
+    counts = label_counts(labels, parts)
+    assert isinstance(counts, pd.DataFrame) and counts.shape == (6, 10)
+    assert counts.index.name == "client" and counts.columns.name == "class"
+    assert (counts.sum(axis=1) == 40).all() and (counts.loc[:, 4:] == 0).all().all()
+    out = plot_partition(counts, tmp_path / "partition.png")
+    assert out == tmp_path / "partition.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
