@@ -12,7 +12,7 @@ from .errors import InputError
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "check_system"]
+__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -20,6 +20,8 @@ SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
 LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
 
 _DEFAULT_CONSTANTS = load_profile("default").constants
+#: The paper's Section 5.1 settings, the defaults of both packages.
+SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0, "eta": 0.01}
 
 
 class ParameterError(InputError):
@@ -42,13 +44,13 @@ class Params:
     Every rule is checked on construction and on :meth:`replace`.
     """
 
-    N: int = 20
-    M: int = 0
-    sigma2: float = 0.01
-    alpha: float = 1.0
-    beta: float = 10.0
-    t_sum: float = 100.0
-    eta: float = 0.01
+    N: int = SYSTEM_DEFAULTS["N"]
+    M: int = SYSTEM_DEFAULTS["M"]
+    sigma2: float = SYSTEM_DEFAULTS["sigma2"]
+    alpha: float = SYSTEM_DEFAULTS["alpha"]
+    beta: float = SYSTEM_DEFAULTS["beta"]
+    t_sum: float = SYSTEM_DEFAULTS["t_sum"]
+    eta: float = SYSTEM_DEFAULTS["eta"]
     L: float = _default("L")
     xi: float = _default("xi")
     delta: float = _default("delta")

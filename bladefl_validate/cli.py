@@ -115,8 +115,6 @@ def cli():
 def run_cmd(out, quiet, data_dir, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
-    if out.exists():
-        raise click.BadParameter(f"{out} exists already: choose a new run folder", param_hint="'--out'")
     result = run_to_folder(config, out, data_dir, _round_printer(quiet))
     s = result.summary()
     click.echo(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bladefl_theory.errors import InputError
-from bladefl_theory.params import ParameterError, check_system
+from bladefl_theory.params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, ParameterError, Params, check_system
+from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
 from .data import DATASETS
@@ -29,14 +30,14 @@ class RunConfig:
     """
 
     dataset: str = "mnist"
-    N: int = 20
-    M: int = 0
+    N: int = SYSTEM_DEFAULTS["N"]
+    M: int = SYSTEM_DEFAULTS["M"]
     K: int = 7
-    sigma2: float = 0.01
-    alpha: float = 1.0
-    beta: float = 10.0
-    t_sum: float = 100.0
-    eta: float = 0.01
+    sigma2: float = SYSTEM_DEFAULTS["sigma2"]
+    alpha: float = SYSTEM_DEFAULTS["alpha"]
+    beta: float = SYSTEM_DEFAULTS["beta"]
+    t_sum: float = SYSTEM_DEFAULTS["t_sum"]
+    eta: float = SYSTEM_DEFAULTS["eta"]
     samples_per_client: int = 512
     partition: str = "classes"
     classes_per_client: int = 4
@@ -67,7 +68,9 @@ class RunConfig:
         if not self.dirichlet_alpha > 0:
             raise InputError(f"dirichlet_alpha must be > 0 (got {self.dirichlet_alpha!r})")
         if isinstance(self.difficulty_bits, bool) or not 0 <= self.difficulty_bits <= MAX_DIFFICULTY_BITS:
-            raise InputError(f"difficulty_bits must be an integer in 0..{MAX_DIFFICULTY_BITS} (got {self.difficulty_bits!r})")
+            raise InputError(
+                f"difficulty_bits must be an integer in 0..{MAX_DIFFICULTY_BITS} (got {self.difficulty_bits!r})"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer (got {self.seed!r})")
 
@@ -84,6 +87,11 @@ class RunConfig:
     def round_time(self) -> float:
         """Virtual time of one round: tau·alpha + beta."""
         return virtual_round_time(self.tau, self.alpha, self.beta)
+
+    def theory_params(self, profile: str = "default", **constants: float) -> Params:
+        """The theory's parameters for this deployment, learning constants from ``profile``."""
+        system = {name: getattr(self, name) for name in SYSTEM_PARAMETERS}
+        return load_profile(profile).params(**system, **constants)
 
     def partition_options(self) -> dict[str, Any]:
         """The options of the chosen partition scheme."""

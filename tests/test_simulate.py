@@ -177,3 +177,14 @@ def test_reduced_real_mnist_run(tmp_path):
     assert result.final.global_train_loss < result.initial_train_loss
     assert result.final.test_accuracy > 0.3
     assert verify_run(tmp_path / "run").ok
+
+
+def test_config_shares_the_theory_parameters_and_time_model():
+    from bladefl_theory.solvers import kstar
+    from bladefl_theory.timemodel import k_max, tau
+
+    c = RunConfig(M=4, sigma2=0.1, K=3)
+    assert (c.k_max, c.tau) == (k_max(100, 1, 10), tau(3, 100, 1, 10)) == (9, 23)
+    p = c.theory_params()
+    assert (p.N, p.M, p.sigma2, p.t_sum) == (20, 4, 0.1, 100.0)
+    assert kstar(p).k_max == c.k_max
