@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["atomic_directory"]
+__all__ = ["atomic_directory", "atomic_files"]
 
 
 @contextlib.contextmanager
@@ -37,3 +37,21 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_files(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder inside ``target``; each file written there replaces its namesake in ``target`` on success.
+
+    For a folder that lives on (a resumable sweep's output with its store) whose report files
+    must each appear whole or not at all.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report.", suffix=".tmp", dir=target))
+    try:
+        yield tmp
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, target / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

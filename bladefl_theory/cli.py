@@ -15,6 +15,7 @@ from .bound import VARIANTS
 from .clitools import CLIGroup
 from .convexity import certify
 from .errors import CommandFailed, InputError
+from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
 from .sensitivity import parse_vary, sweep, write_report
@@ -223,7 +224,10 @@ def formula_cmd(fmt, expand):
 @click.option(
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"), show_default=True
 )
-def sensitivity_cmd(vary, variant, out, **options):
+@click.option("--scheduler", default=None, help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
+@click.option("--workers", type=int, default=None, help="Local Dask workers for large grids [default: one per core].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
     """Vary one or two parameters; write CSV, a markdown report and PNGs into --out."""
     if len(vary) > 2:
         raise InputError("--vary: at most two parameters")
@@ -232,7 +236,8 @@ def sensitivity_cmd(vary, variant, out, **options):
         raise InputError("--vary: each parameter at most once")
     params = params_from_options(options)
     variants = (variant,) if variant else VARIANTS
-    result = sweep(params, varied, variants)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    result = sweep(params, varied, variants, execution)
     with atomic_directory(out, overwrite=True) as tmp:
         written = write_report(result, tmp, _command_line(vary, variant, out))
     for path in written:
@@ -246,7 +251,7 @@ def _command_line(vary, variant, out) -> str:
     ctx = click.get_current_context()
     parts = ["bladefl-theory", "sensitivity"]
     for name, value in ctx.params.items():
-        if name in ("vary", "variant", "out") or value is None:
+        if name in ("vary", "variant", "out", "scheduler", "workers", "quiet") or value in (None, False):
             continue
         if name == "profile" and value == "default":
             continue

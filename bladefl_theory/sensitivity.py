@@ -6,13 +6,16 @@ import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .bound import VARIANTS, bound
 from .errors import InputError
+from .execution import Execution, run_tasks
 from .params import ParameterError, Params
 from .solvers import kstar
 
@@ -67,8 +70,46 @@ class SensitivityResult:
         return {v: remark3_verdict(self.frame[self.frame.variant == v], list(self.varied), self.base) for v in self.frame.variant.unique()}
 
 
-def sweep(base: Params, varied: dict[str, list], variants: tuple[str, ...] = VARIANTS) -> SensitivityResult:
-    """Solve K* (closed form and integer search) at every point of the grid ``varied`` over ``base``."""
+#: Grids with more K* solves than this run through dask.distributed (see :mod:`bladefl_theory.execution`).
+LARGE_GRID = 2000
+_CHUNK = 250
+
+
+def _solve_chunk(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    """K* at a chunk of grid points (a task for a Dask worker, or run inline for small grids)."""
+    base = Params(**config["base"])
+    rows = []
+    for change in config["points"]:
+        params = base.replace(**change)
+        r = kstar(params, config["variant"], cross_check=False)
+        rows.append(
+            {
+                "variant": config["variant"],
+                **change,
+                "lazy_ratio": params.M / params.N,
+                "k_star": r.k_star,
+                "k_star_continuous": r.k_star_continuous,
+                "tau": r.tau,
+                "bound": r.bound,
+                "feasible_lo": r.feasible[0] if r.feasible else None,
+                "feasible_hi": r.feasible[1] if r.feasible else None,
+                "k_max": r.k_max,
+                "status": r.status,
+            }
+        )
+    return {"rows": rows}
+
+
+def sweep(
+    base: Params,
+    varied: dict[str, list],
+    variants: tuple[str, ...] = VARIANTS,
+    execution: Execution | None = None,
+) -> SensitivityResult:
+    """Solve K* (closed form and integer search) at every point of the grid ``varied`` over ``base``.
+
+    Grids larger than :data:`LARGE_GRID` solves run through dask.distributed (``execution``).
+    """
     if not 1 <= len(varied) <= 2:
         raise InputError("vary one or two parameters")
     names = list(varied)
@@ -76,30 +117,22 @@ def sweep(base: Params, varied: dict[str, list], variants: tuple[str, ...] = VAR
     for values in itertools.product(*varied.values()):
         change = dict(zip(names, values))
         try:
-            points.append((change, base.replace(**change)))
+            base.replace(**change)
         except ParameterError as exc:
             desc = ", ".join(f"{k}={v}" for k, v in change.items())
             raise ParameterError(exc.parameter, f"grid point {desc}: {exc}") from None
-    rows = []
-    for variant in variants:
-        for change, params in points:
-            r = kstar(params, variant, cross_check=False)
-            rows.append(
-                {
-                    "variant": variant,
-                    **change,
-                    "lazy_ratio": params.M / params.N,
-                    "k_star": r.k_star,
-                    "k_star_continuous": r.k_star_continuous,
-                    "tau": r.tau,
-                    "bound": r.bound,
-                    "feasible_lo": r.feasible[0] if r.feasible else None,
-                    "feasible_hi": r.feasible[1] if r.feasible else None,
-                    "k_max": r.k_max,
-                    "status": r.status,
-                }
-            )
-    frame = pd.DataFrame(rows)
+        points.append(change)
+    tasks = [
+        {"base": base.as_dict(), "variant": v, "points": points[i : i + _CHUNK]}
+        for v in variants
+        for i in range(0, len(points), _CHUNK)
+    ]
+    if len(points) * len(variants) > LARGE_GRID:
+        outcome = run_tasks(_solve_chunk, tasks, "sensitivity", execution=execution or Execution(), desc="sensitivity")
+        chunks = outcome.results
+    else:
+        chunks = [_solve_chunk(t, {}) for t in tasks]
+    frame = pd.DataFrame([row for chunk in chunks for row in chunk["rows"]])
     frame["k_star"] = frame["k_star"].astype("Int64")
     frame["tau"] = frame["tau"].astype("Int64")
     return SensitivityResult(base=base, varied=dict(varied), frame=frame)
@@ -175,9 +208,13 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
 
     x_col = "lazy_ratio" if first == "M" else first
     fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False, sharey=True)
+    lines_for = result.varied[second] if second else [None]
+    if len(lines_for) > 8:  # a readable figure: at most eight lines, spread over the values
+        lines_for = [lines_for[i] for i in np.linspace(0, len(lines_for) - 1, 8).round().astype(int)]
     for ax, variant in zip(axes[0], variants):
         sub = frame[frame.variant == variant]
-        for key, g in sub.groupby(second) if second else [(None, sub)]:
+        groups = [(key, g) for key, g in sub.groupby(second) if key in lines_for] if second else [(None, sub)]
+        for key, g in groups:
             label = f"{second}={key:g}" if second else None
             ax.plot(g[x_col], g["k_star_continuous"], "-", label=None if label is None else f"{label} (continuous)")
             ax.plot(g[x_col], g["k_star"].astype(float), "o", color=ax.lines[-1].get_color(), label=label)

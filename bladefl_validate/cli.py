@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import click
 
-from bladefl_theory.atomic import atomic_directory
+from bladefl_theory.atomic import atomic_directory, atomic_files
 from bladefl_theory.clitools import CLIGroup
+from bladefl_theory.execution import Execution
+from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
-from .data import DATASETS, DataError
+from .data import DATASETS, DataError, load_dataset
 from .model import KINDS
 from .partition import SCHEMES, PartitionError
 from .simulate import RoundMetrics, run_to_folder
@@ -70,19 +73,17 @@ def _config(options: dict, **extra) -> RunConfig:
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
 
 
-def _round_printer(quiet: bool):
-    if quiet:
-        return None
+def _round_bar(total: int, quiet: bool):
+    """A progress bar over rounds (silent under --quiet or when stderr is not a terminal), and its update hook."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="rounds", unit="block", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
 
     def show(m: RoundMetrics) -> None:
-        click.echo(
-            f"round {m.round}: train loss {m.global_train_loss:.4f}, test acc {m.test_accuracy:.4f}, "
-            f"virtual time {m.virtual_time:g}, block by client {m.miner} after {m.hashes} hashes, "
-            f"{m.wall_seconds:.2f} s",
-            err=True,
-        )
+        bar.set_postfix(loss=f"{m.global_train_loss:.4f}", acc=f"{m.test_accuracy:.3f}", miner=m.miner, hashes=m.hashes)
+        bar.update(1)
 
-    return show
+    return bar, show
 
 
 def _command(name: str, extra: list[str]) -> str:
@@ -115,7 +116,9 @@ def cli():
 def run_cmd(out, quiet, data_dir, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
-    result = run_to_folder(config, out, data_dir, _round_printer(quiet))
+    bar, show = _round_bar(config.K, quiet)
+    with bar:
+        result = run_to_folder(config, out, data_dir, show)
     s = result.summary()
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
@@ -123,24 +126,37 @@ def run_cmd(out, quiet, data_dir, **options):
     )
 
 
+def _execution_options(func):
+    """--scheduler and --workers for commands that run many simulations."""
+    func = click.option("--workers", type=int, default=None,
+                        help="Worker processes of the local Dask cluster [default: one per core].")(func)
+    func = click.option("--scheduler", default=None,
+                        help="Address of an existing Dask scheduler, tcp://HOST:PORT [default: a local cluster].")(func)
+    return func
+
+
 @cli.command("sweep-k")
 @_run_options(with_k=False)
 @click.option("--seeds", default="0", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
 @click.option("--keep-runs", is_flag=True, help="Keep every run's folder (ledger and blobs) under OUT/runs/.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
-def sweep_k_cmd(seeds, keep_runs, out, quiet, data_dir, **options):
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store [default: OUT/results.sqlite]; finished runs in it are not run again.")
+@_execution_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Report folder; running again with the same folder resumes.")
+def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, data_dir, **options):
     """Every K in 1..K_max: final loss and accuracy per K (mean ± std over seeds) and the empirical K*."""
     seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
-    printer = _round_printer(quiet)
-
-    def announce(c: RunConfig) -> None:
-        if not quiet:
-            click.echo(f"K={c.K} (tau={c.tau}), seed {c.seed}", err=True)
-
-    with atomic_directory(out, overwrite=False) as tmp:
-        result = sweep_k(base, seed_list, data_dir, tmp / "runs" if keep_runs else None, announce, printer)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    load_dataset(base.dataset, data_dir, train=True)  # fail here, before anything is written, if data is missing
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path or out / "results.sqlite") as store:
+        result = sweep_k(base, seed_list, data_dir, out / "runs" if keep_runs else None, store, execution)
+    with atomic_files(out) as tmp:
         write_sweep_report(result, tmp, _command("sweep-k", []))
+    if result.skipped:
+        click.echo(f"{result.skipped} of {len(result.runs)} runs were already in the store", err=True)
     click.echo(f"{out}: empirical K* = {result.k_star}")
     for k, row in result.per_k.iterrows():
         click.echo(

@@ -1,19 +1,50 @@
-"""Every K in 1..K_max for given M, sigma2 and seeds: the empirical K* and how loss and accuracy move with K."""
+"""Every K in 1..K_max for given M, sigma2 and seeds: the empirical K* and how loss and accuracy move with K.
+
+Runs execute through dask.distributed (:func:`bladefl_theory.execution.run_tasks`) and each
+finished run is recorded in a :class:`~bladefl_theory.store.ResultStore`, so a sweep resumes.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from .config import RunConfig
-from .simulate import RoundMetrics, run_to_folder, simulate
+from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.store import ResultStore
 
-__all__ = ["SweepResult", "sweep_k", "write_sweep_report"]
+from .config import RunConfig
+from .simulate import run_to_folder, simulate
+
+__all__ = ["SweepResult", "sweep_k", "write_sweep_report", "run_task", "RUN_KIND"]
+
+#: The store's kind for one simulation run.
+RUN_KIND = "bladefl-run"
+
+
+def run_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    """One run as a task for a worker: the summary and per-round metrics, JSON-ready.
+
+    With ``context["runs_dir"]``, the run folder (ledger and blobs) is kept there; otherwise it
+    lives only as long as the run.
+    """
+    rc = RunConfig.from_dict(dict(config))
+    data_dir = context.get("data_dir")
+    runs_dir = context.get("runs_dir")
+    if runs_dir:
+        result = run_to_folder(rc, Path(runs_dir) / f"K{rc.K:02d}-seed{rc.seed}", data_dir, overwrite=True)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="bladefl-run-"))
+        try:
+            result = simulate(rc, tmp, data_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {**result.summary(), "rounds_metrics": [r.__dict__ for r in result.rounds]}
 
 
 @dataclass(frozen=True)
@@ -24,6 +55,7 @@ class SweepResult:
     seeds: list[int]
     runs: pd.DataFrame
     per_k: pd.DataFrame
+    skipped: int = 0
 
     @property
     def k_star(self) -> int:
@@ -36,44 +68,35 @@ def sweep_k(
     seeds: Sequence[int],
     data_dir: str | Path | None = None,
     runs_dir: Path | None = None,
-    on_run: Callable[[RunConfig], None] | None = None,
-    on_round: Callable[[RoundMetrics], None] | None = None,
+    store: ResultStore | None = None,
+    execution: Execution = Execution(),
 ) -> SweepResult:
-    """Run every K in 1..K_max for each seed; with ``runs_dir``, keep each run's folder there."""
-    rows = []
-    for K in range(1, base.k_max + 1):
-        for seed in seeds:
-            config = base.replace(K=K, seed=seed)
-            if on_run is not None:
-                on_run(config)
-            if runs_dir is not None:
-                result = run_to_folder(config, runs_dir / f"K{K:02d}-seed{seed}", data_dir, on_round)
-            else:
-                # Without runs_dir the ledger and blobs live only as long as the run.
-                tmp = Path(tempfile.mkdtemp(prefix="bladefl-run-"))
-                try:
-                    result = simulate(config, tmp, data_dir, on_round)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-            s = result.summary()
-            rows.append(
-                {
-                    "K": K,
-                    "seed": seed,
-                    "tau": config.tau,
-                    "final_global_train_loss": s["final_global_train_loss"],
-                    "final_test_loss": s["final_test_loss"],
-                    "final_test_accuracy": s["final_test_accuracy"],
-                    "wall_seconds": s["wall_seconds"],
-                }
-            )
-    runs = pd.DataFrame(rows)
+    """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
+    configs = [base.replace(K=K, seed=seed) for K in range(1, base.k_max + 1) for seed in seeds]
+    context = {"data_dir": str(data_dir) if data_dir else None, "runs_dir": str(runs_dir) if runs_dir else None}
+    outcome = run_tasks(
+        run_task, [c.as_dict() for c in configs], RUN_KIND, store, context, execution, desc="sweep-k"
+    )
+    runs = pd.DataFrame(
+        [
+            {
+                "K": c.K,
+                "seed": c.seed,
+                "tau": c.tau,
+                "final_global_train_loss": r["final_global_train_loss"],
+                "final_test_loss": r["final_test_loss"],
+                "final_test_accuracy": r["final_test_accuracy"],
+                "wall_seconds": r["wall_seconds"],
+            }
+            for c, r in zip(configs, outcome.results)
+        ]
+    )
     metrics = ["final_global_train_loss", "final_test_loss", "final_test_accuracy", "wall_seconds"]
     grouped = runs.groupby("K")
     per_k = grouped[metrics].agg(["mean", "std"])
     per_k.columns = [f"{m}_{stat}" for m, stat in per_k.columns]
     per_k.insert(0, "tau", grouped["tau"].first())
-    return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k)
+    return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)
 
 
 def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:

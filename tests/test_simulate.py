@@ -13,6 +13,7 @@ from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.simulate import METRIC_COLUMNS, run_to_folder
+from bladefl_theory.execution import Execution
 from bladefl_validate.sweep import sweep_k
 from bladefl_validate.verify import verify_run
 
@@ -102,7 +103,7 @@ def test_config_rejects_bad_input(changes, error, fragment):
 
 
 def test_sweep_k_reports_every_k(data_root):
-    result = sweep_k(small(K=1), seeds=[0, 1], data_dir=data_root)
+    result = sweep_k(small(K=1), seeds=[0, 1], data_dir=data_root, execution=Execution(workers=2, progress=False))
     assert list(result.per_k.index) == [1, 2]
     assert len(result.runs) == 4
     assert result.k_star in (1, 2)

@@ -1,0 +1,143 @@
+"""Sweeps that scale and survive: the result store, the Dask executor, and resuming after SIGKILL."""
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bladefl_theory import Params
+from bladefl_theory.errors import InputError
+from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.sensitivity import _solve_chunk, sweep
+from bladefl_theory.store import ResultStore, task_key
+from bladefl_validate.data import write_idx_dataset
+
+
+def test_store_records_each_key_once(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        key = task_key("run", {"K": 1})
+        assert store.put(key, "run", {"K": 1}, {"loss": 0.5})
+        assert not store.put(key, "run", {"K": 1}, {"loss": 0.7})
+        assert store.get(key) == {"loss": 0.5}
+        assert store.count() == 1 and store.done([key, "x"]) == {key}
+        assert store.integrity_ok()
+    assert sqlite3.connect(tmp_path / "s.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_key_covers_the_whole_configuration_and_the_version():
+    a = task_key("run", {"K": 1, "seed": 0})
+    assert a == task_key("run", {"seed": 0, "K": 1})
+    assert a != task_key("run", {"K": 1, "seed": 1})
+    assert a != task_key("run", {"K": 1, "seed": 0}, version="0.0.0")
+    assert a != task_key("other", {"K": 1, "seed": 0})
+
+
+def _writer(path, start, count, barrier):
+    store = ResultStore(path)
+    barrier.wait()
+    for i in range(start, start + count):
+        store.put(task_key("t", {"i": i}), "t", {"i": i}, {"value": i})
+    store.close()
+
+
+def test_two_writers_at_once_do_not_corrupt_the_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    ResultStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(path, start, 300, barrier)) for start in (0, 150)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with ResultStore(path) as store:
+        assert store.integrity_ok()
+        assert store.count() == 450  # 0..449, the overlap 150..299 counted once
+        assert {r["result"]["value"] for r in store.rows()} == set(range(450))
+
+
+@pytest.fixture(scope="module")
+def cluster_address():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c:
+        yield c.scheduler_address
+
+
+def test_tasks_run_on_a_real_two_worker_cluster_and_resume(tmp_path, cluster_address):
+    base = Params().as_dict()
+    configs = [{"base": base, "variant": "per-round", "points": [{"M": m}]} for m in range(6)]
+    execution = Execution(scheduler=cluster_address, progress=False)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        first = run_tasks(_solve_chunk, configs, "chunk", store, execution=execution)
+        assert first.ran == 6 and first.skipped == 0
+        assert [r["rows"][0]["M"] for r in first.results] == list(range(6))
+        again = run_tasks(_solve_chunk, configs, "chunk", store, execution=execution)
+        assert again.ran == 0 and again.skipped == 6 and again.results == first.results
+        assert store.count("chunk") == 6
+
+
+def test_large_sensitivity_grid_goes_through_dask(cluster_address):
+    result = sweep(Params(), {"M": list(range(20)), "sigma2": [i / 100 for i in range(60)]}, ("per-round", "printed"),
+                   Execution(scheduler=cluster_address, progress=False))
+    assert len(result.frame) == 2 * 20 * 60
+    small = sweep(Params(), {"M": [0, 5]}, ("per-round",))
+    row = result.frame[(result.frame.variant == "per-round") & (result.frame.M == 5) & (result.frame.sigma2 == 0.01)]
+    assert float(row.k_star_continuous.iloc[0]) == pytest.approx(float(small.frame.k_star_continuous.iloc[1]))
+
+
+def test_bad_execution_options():
+    with pytest.raises(InputError, match="--scheduler"):
+        Execution(scheduler="localhost:8786")
+    with pytest.raises(InputError, match="--workers"):
+        Execution(workers=0)
+
+
+def test_sigkill_mid_sweep_resumes_with_nothing_lost_or_counted_twice(tmp_path):
+    data = tmp_path / "data"
+    write_idx_dataset(data / "mnist", n_train=600, n_test=100, seed=0)
+    out = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "-m", "bladefl_validate.cli", "sweep-k", "--N", "3", "--M", "1", "--t-sum", "24",
+        "--samples-per-client", "32", "--hidden", "8", "--difficulty-bits", "17", "--seeds", "5",
+        "--workers", "1", "--quiet", "--data-dir", str(data), "--out", str(out),
+    ]
+    env = {**os.environ, "BLADEFL_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    store_path = out / "results.sqlite"
+    deadline = time.monotonic() + 120
+    done_before = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store_path.exists():
+            try:
+                with ResultStore(store_path) as s:
+                    done_before = s.count()
+            except sqlite3.OperationalError:
+                done_before = 0
+            if done_before >= 2:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    with ResultStore(store_path) as s:
+        assert s.integrity_ok()
+        killed_at = s.count()
+        before = {r["key"]: r["result"] for r in s.rows()}
+    assert 2 <= killed_at < 10
+    assert not (out / "README.md").exists()
+
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{killed_at} of 10 runs were already in the store" in resumed.stderr
+    with ResultStore(store_path) as s:
+        assert s.count() == 10 and s.integrity_ok()
+        after = {r["key"]: r["result"] for r in s.rows()}
+    assert all(after[k] == v for k, v in before.items())
+    assert (out / "README.md").is_file() and (out / "per_k.csv").is_file()
