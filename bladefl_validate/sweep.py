@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bladefl_theory.execution import Execution, run_tasks
@@ -21,7 +22,16 @@ from bladefl_theory.store import ResultStore
 from .config import RunConfig
 from .simulate import run_to_folder, simulate
 
-__all__ = ["SweepResult", "sweep_k", "write_sweep_report", "run_task", "RUN_KIND"]
+__all__ = [
+    "SweepResult",
+    "sweep_k",
+    "sweep_configs",
+    "summarize",
+    "bootstrap_k_star",
+    "write_sweep_report",
+    "run_task",
+    "RUN_KIND",
+]
 
 #: The store's kind for one simulation run.
 RUN_KIND = "bladefl-run"
@@ -63,20 +73,13 @@ class SweepResult:
         return int(self.per_k["final_global_train_loss_mean"].idxmin())
 
 
-def sweep_k(
-    base: RunConfig,
-    seeds: Sequence[int],
-    data_dir: str | Path | None = None,
-    runs_dir: Path | None = None,
-    store: ResultStore | None = None,
-    execution: Execution = Execution(),
-) -> SweepResult:
-    """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
-    configs = [base.replace(K=K, seed=seed) for K in range(1, base.k_max + 1) for seed in seeds]
-    context = {"data_dir": str(data_dir) if data_dir else None, "runs_dir": str(runs_dir) if runs_dir else None}
-    outcome = run_tasks(
-        run_task, [c.as_dict() for c in configs], RUN_KIND, store, context, execution, desc="sweep-k"
-    )
+def sweep_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
+    """One config per K in 1..K_max and seed."""
+    return [base.replace(K=K, seed=seed) for K in range(1, base.k_max + 1) for seed in seeds]
+
+
+def summarize(configs: Sequence[RunConfig], results: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Final metrics per run, and their mean ± std per K."""
     runs = pd.DataFrame(
         [
             {
@@ -88,7 +91,7 @@ def sweep_k(
                 "final_test_accuracy": r["final_test_accuracy"],
                 "wall_seconds": r["wall_seconds"],
             }
-            for c, r in zip(configs, outcome.results)
+            for c, r in zip(configs, results)
         ]
     )
     metrics = ["final_global_train_loss", "final_test_loss", "final_test_accuracy", "wall_seconds"]
@@ -96,7 +99,36 @@ def sweep_k(
     per_k = grouped[metrics].agg(["mean", "std"])
     per_k.columns = [f"{m}_{stat}" for m, stat in per_k.columns]
     per_k.insert(0, "tau", grouped["tau"].first())
+    return runs, per_k
+
+
+def sweep_k(
+    base: RunConfig,
+    seeds: Sequence[int],
+    data_dir: str | Path | None = None,
+    runs_dir: Path | None = None,
+    store: ResultStore | None = None,
+    execution: Execution = Execution(),
+) -> SweepResult:
+    """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
+    configs = sweep_configs(base, seeds)
+    context = {"data_dir": str(data_dir) if data_dir else None, "runs_dir": str(runs_dir) if runs_dir else None}
+    outcome = run_tasks(
+        run_task, [c.as_dict() for c in configs], RUN_KIND, store, context, execution, desc="sweep-k"
+    )
+    runs, per_k = summarize(configs, outcome.results)
     return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)
+
+
+def bootstrap_k_star(runs: pd.DataFrame, draws: int = 1000, seed: int = 0) -> dict[int, float]:
+    """How often each K is the empirical K* when the seeds are resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    table = runs.pivot(index="seed", columns="K", values="final_global_train_loss")
+    values = table.to_numpy()
+    picks = rng.integers(0, len(values), size=(draws, len(values)))
+    winners = table.columns.to_numpy()[np.argmin(values[picks].mean(axis=1), axis=1)]
+    ks, counts = np.unique(winners, return_counts=True)
+    return {int(k): float(c) / draws for k, c in zip(ks, counts)}
 
 
 def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
@@ -143,6 +175,8 @@ def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
         "",
         f"**Empirical K* = {result.k_star}** (argmin over K of the mean final global training loss).",
         "",
+        _stability(result.runs),
+        "",
         "| K | tau | final training loss (mean ± std) | test accuracy (mean ± std) |",
         "|---|---|---|---|",
     ]
@@ -154,6 +188,15 @@ def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
         )
     lines += ["", "![loss against K](loss.png)", "", "![accuracy against K](accuracy.png)", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _stability(runs: pd.DataFrame) -> str:
+    """One sentence on how stable the empirical K* is under resampling the seeds."""
+    if runs["seed"].nunique() < 2:
+        return "One seed: no spread of K* can be stated; run more seeds."
+    shares = bootstrap_k_star(runs)
+    text = ", ".join(f"K={k}: {share:.0%}" for k, share in sorted(shares.items(), key=lambda kv: -kv[1]))
+    return f"Bootstrap over seeds (1000 resamples), share of resamples in which each K is the empirical K*: {text}."
 
 
 def _std(value: float) -> str:
