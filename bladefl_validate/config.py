@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
 from .data import DATASETS
+from .detect import DETECTORS
+from .encrypt import ENCRYPTIONS, require_tenseal
 from .mining import MAX_DIFFICULTY_BITS
 from .model import KINDS
 from .partition import SCHEMES
@@ -47,6 +50,10 @@ class RunConfig:
     batch_size: int = 64
     difficulty_bits: int = 16
     seed: int = 0
+    detect: str = "none"
+    detect_threshold: float | None = None
+    exclude_flagged: bool = False
+    encrypt: str = "none"
 
     def __post_init__(self) -> None:
         check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
@@ -73,6 +80,24 @@ class RunConfig:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer (got {self.seed!r})")
+        self._check_detection_and_encryption()
+
+    def _check_detection_and_encryption(self) -> None:
+        if self.detect not in ("none", *DETECTORS):
+            raise InputError(f"detect must be one of none, {', '.join(DETECTORS)} (got {self.detect!r})")
+        if self.detect == "none" and (self.detect_threshold is not None or self.exclude_flagged):
+            raise InputError("detect_threshold and exclude_flagged need a detector (--detect nn|noise)")
+        if self.detect != "none" and self.N < 3:
+            raise InputError(f"detection needs N >= 3 clients (got N={self.N})")
+        t = self.detect_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0 < t < math.inf)):
+            raise InputError(f"detect_threshold must be positive and finite (got {t!r})")
+        if not isinstance(self.exclude_flagged, bool):
+            raise InputError(f"exclude_flagged must be true or false (got {self.exclude_flagged!r})")
+        if self.encrypt not in ENCRYPTIONS:
+            raise InputError(f"encrypt must be one of {', '.join(ENCRYPTIONS)} (got {self.encrypt!r})")
+        if self.encrypt == "ckks":
+            require_tenseal()
 
     @property
     def tau(self) -> int:

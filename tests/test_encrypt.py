@@ -1,0 +1,142 @@
+"""CKKS-encrypted uploads: the codec, encrypted runs against plaintext ones, and chain verification."""
+
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bladefl_theory.errors import InputError
+from bladefl_validate.cli import cli
+from bladefl_validate.config import RunConfig
+from bladefl_validate.data import write_idx_dataset
+from bladefl_validate.encrypt import require_tenseal
+from bladefl_validate.ledger import Ledger
+from bladefl_validate.pool import CachePool
+from bladefl_validate.simulate import run_to_folder
+from bladefl_validate.verify import verify_run
+
+try:
+    import tenseal  # noqa: F401
+
+    HAVE_TENSEAL = True
+except ImportError:
+    HAVE_TENSEAL = False
+
+needs_tenseal = pytest.mark.skipif(not HAVE_TENSEAL, reason="TenSEAL is not installed (pip install -e '.[encrypt]')")
+
+SMALL = dict(N=6, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
+             batch_size=32, difficulty_bits=4, eta=0.05, sigma2=0.01)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    if not HAVE_TENSEAL:
+        pytest.skip("TenSEAL is not installed (pip install -e '.[encrypt]')")
+    from bladefl_validate.encrypt import CKKSCodec
+
+    return CKKSCodec()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+
+
+@needs_tenseal
+def test_round_trip_and_homomorphic_mean_match_plaintext(codec):
+    rng = np.random.default_rng(0)
+    W = rng.normal(0.0, 0.1, size=(5, 2 * codec.slots + 123)).astype(np.float32)  # 3 ciphertexts, last partial
+    blobs = [codec.encrypt(w) for w in W]
+    assert np.abs(codec.decrypt(blobs[0]) - W[0]).max() < 1e-5
+    assert np.abs(codec.mean(blobs) - W.mean(axis=0)).max() < 1e-5  # FedAvg within CKKS precision
+    assert np.abs(codec.mean(blobs[:2]) - W[:2].mean(axis=0)).max() < 1e-5
+    d, mean = codec.encrypted_mean(blobs)
+    assert d == W.shape[1] and len(mean) == 3
+
+
+@needs_tenseal
+def test_corrupt_blobs_are_refused(codec):
+    blob = codec.encrypt(np.ones(10, dtype=np.float32))
+    with pytest.raises(ValueError, match="bad magic"):
+        codec.decrypt(b"x" + blob[1:])
+    with pytest.raises(ValueError, match="truncated"):
+        codec.decrypt(blob[:-10])
+    with pytest.raises(ValueError, match="dimensions"):
+        codec.mean([blob, codec.encrypt(np.ones(11, dtype=np.float32))])
+    with pytest.raises(InputError, match="non-empty 1-D"):
+        codec.encrypt(np.ones((2, 2)))
+
+
+@needs_tenseal
+def test_measure_overhead_reports_positive_times():
+    from bladefl_validate.encrypt import measure_overhead
+
+    m = measure_overhead(5000, 3)
+    assert (m.d, m.n_clients, m.ciphertexts_per_model) == (5000, 3, 2)
+    assert m.encrypt_seconds > 0 and m.aggregate_seconds > 0 and m.decrypt_seconds > 0
+    assert m.total_seconds == pytest.approx(m.encrypt_seconds + m.aggregate_seconds + m.decrypt_seconds)
+    assert m.blob_bytes > 5000 * 4
+    with pytest.raises(InputError, match="n_clients"):
+        measure_overhead(10, 0)
+
+
+@needs_tenseal
+def test_encrypted_run_matches_plaintext_and_verifies(tmp_path, data_root):
+    plain = run_to_folder(RunConfig(**SMALL), tmp_path / "plain", data_root)
+    enc = run_to_folder(RunConfig(**SMALL, encrypt="ckks"), tmp_path / "enc", data_root)
+    for a, b in zip(plain.rounds, enc.rounds):
+        assert abs(a.global_train_loss - b.global_train_loss) < 1e-4
+        assert abs(a.test_accuracy - b.test_accuracy) <= 0.01
+    pool = CachePool(tmp_path / "enc" / "blobs")
+    block = Ledger(tmp_path / "enc" / "ledger.jsonl").blocks()[0]
+    assert all(pool.get(d).startswith(b"BLADEFL-CKKS1") for d in block.digests)  # ciphertexts in the pool
+    report = verify_run(tmp_path / "enc")
+    assert report.ok and report.blocks == 2 and report.blobs == 2 * SMALL["N"]
+    ok = CliRunner().invoke(cli, ["chain", "verify", str(tmp_path / "enc")])
+    assert ok.exit_code == 0, ok.output
+    target = pool.path(block.digests[0])
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 1
+    target.write_bytes(bytes(data))
+    bad = CliRunner().invoke(cli, ["chain", "verify", str(tmp_path / "enc")])
+    assert bad.exit_code == 1 and block.digests[0] in bad.output
+
+
+@needs_tenseal
+def test_detection_on_decrypted_pool_flags_the_same_clients(tmp_path, data_root):
+    plain = run_to_folder(RunConfig(**SMALL, detect="noise", exclude_flagged=True), tmp_path / "p", data_root)
+    enc = run_to_folder(RunConfig(**SMALL, detect="noise", exclude_flagged=True, encrypt="ckks"), tmp_path / "e",
+                        data_root)
+    assert [r.flagged for r in enc.rounds] == [r.flagged for r in plain.rounds] == [tuple(plain.lazy)] * 2
+    assert abs(enc.final.global_train_loss - plain.final.global_train_loss) < 1e-4
+
+
+def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tenseal", None)  # makes "import tenseal" raise ImportError
+    with pytest.raises(InputError, match=r"pip install 'bladefl\[encrypt\]'"):
+        require_tenseal()
+    with pytest.raises(InputError, match="TenSEAL"):
+        RunConfig(**SMALL, encrypt="ckks")
+    flags = []
+    for k, v in SMALL.items():
+        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
+                                 "--out", str(out)])
+    assert r.exit_code == 2
+    lines = [x for x in r.output.splitlines() if x]
+    assert len(lines) == 1 and "needs TenSEAL" in lines[0]
+    assert not out.exists()
+
+
+def test_unknown_encryption_is_rejected():
+    with pytest.raises(InputError, match="encrypt must be one of none, ckks"):
+        RunConfig(**SMALL, encrypt="paillier")
