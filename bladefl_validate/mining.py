@@ -165,22 +165,27 @@ def mine(
     budget = math.inf if max_hashes is None else int(max_hashes)
 
     headers = [BlockHeader(index, prev_hash, merkle_root, timestamp, difficulty_bits, i, 0) for i in range(n_miners)]
-    midstates = [hashlib.sha256(header_prefix(h)) for h in headers]
-    # A hash meets the target iff, read as a big-endian integer, it is below 2**(256 - bits).
-    target = 1 << (256 - difficulty_bits)
-    hashes = 0
+    # Each miner's prefix is hashed once; per try only a copy of that midstate absorbs the nonce.
+    copies = [hashlib.sha256(header_prefix(h)).copy for h in headers]
+    # A hash meets the target iff, read as a big-endian integer, it is below 2**(256 - bits); for
+    # equal-length byte strings that is the bytewise order, so digests are compared as bytes. With
+    # 0 bits every digest qualifies: 33 bytes of 0xff sort after every 32-byte digest.
+    target = (1 << (256 - difficulty_bits)).to_bytes(32, "big") if difficulty_bits else b"\xff" * 33
+    pack = _NONCE.pack
+    hashes = 0  # all miners' hashes in the steps before this one
     for step in range(_MAX_NONCE + 1):
-        nonce = _NONCE.pack(step)
-        for miner, midstate in enumerate(midstates):
-            if hashes >= budget:
-                raise MiningError(
-                    f"no block found within {max_hashes} hashes at difficulty {difficulty_bits} bits"
-                )
-            h = midstate.copy()
+        if hashes + n_miners > budget:  # the budget ends inside this step: only the first miners try
+            copies = copies[: max(0, int(budget - hashes))]
+            if not copies:
+                raise MiningError(f"no block found within {max_hashes} hashes at difficulty {difficulty_bits} bits")
+        nonce = pack(step)
+        for fresh in copies:
+            h = fresh()
             h.update(nonce)
             digest = h.digest()
-            hashes += 1
-            if int.from_bytes(digest, "big") < target:
+            if digest < target:
+                miner = next(i for i, c in enumerate(copies) if c is fresh)
                 header = BlockHeader(index, prev_hash, merkle_root, timestamp, difficulty_bits, miner, step)
-                return MiningResult(header=header, hash=digest.hex(), hashes=hashes, winner=miner)
+                return MiningResult(header=header, hash=digest.hex(), hashes=hashes + miner + 1, winner=miner)
+        hashes += n_miners
     raise MiningError("nonce space exhausted")  # pragma: no cover - 2**64 steps

@@ -70,29 +70,88 @@ def train_clients(
     X = X.to(device=device, dtype=W0.dtype)
     Y = Y.to(device=device, dtype=torch.int64)
     perms = epoch_permutations(n, m, epochs, generator).to(device)
-    rows = torch.arange(n, device=device).unsqueeze(1)
 
-    W = W0.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        for epoch in range(epochs):
-            # One gather per epoch, so every batch below is a contiguous slice.
-            Xp = X[rows, perms[epoch]]
-            Yp = Y[rows, perms[epoch]]
-            for start in range(0, m, batch_size):
-                Xb = Xp[:, start : start + batch_size]
-                Yb = Yp[:, start : start + batch_size]
-                b = Xb.shape[1]
-                logits = spec.forward(W, Xb)
-                per_sample = F.cross_entropy(
-                    logits.reshape(n * b, -1), Yb.reshape(n * b), reduction="none"
-                )
-                # Clients' parameters are disjoint, so the gradient of the sum of per-client means
-                # gives each client exactly the gradient of its own mean loss.
-                loss = per_sample.view(n, b).mean(dim=1).sum()
-                (grad,) = torch.autograd.grad(loss, W)
-                with torch.no_grad():
-                    W.sub_(grad, alpha=lr)
-    return W.detach()
+    if epochs == 0 or n == 0:
+        return W0.detach().clone(memory_format=torch.contiguous_format)
+    src = W0.detach() if W0.stride(-1) == 1 else W0.detach().contiguous()  # e.g. w.expand(n, -1) as is
+    W = torch.empty((n, spec.dim), dtype=W0.dtype, device=device)
+    # Rows of the flattened data: client i's sample j is row i*m + j; index_select copies whole rows.
+    X_rows, Y_rows = X.reshape(n * m, -1), Y.reshape(n * m)
+    offsets = (torch.arange(n, device=device) * m).unsqueeze(1)
+    # Clients are independent, so they train a chunk at a time: on a CPU a chunk's weights stay in
+    # cache across its steps instead of streaming all n models from memory at every step.
+    chunk = n if device.type != "cpu" else max(1, _CHUNK_BYTES // (spec.dim * W.element_size()))
+    with torch.no_grad():
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            # Per-layer copies of the chunk's weights, trained in place, then written to W.
+            blocks = [_working_copy(v) for v in spec.unflatten(src[lo:hi])]
+            layers = list(zip(blocks[0::2], blocks[1::2]))
+            for epoch in range(epochs):
+                order = perms[epoch, lo:hi] + offsets[lo:hi]
+                for start in range(0, m, batch_size):
+                    # Gathering each batch (not the whole epoch) keeps it in cache for its step.
+                    idx = order[:, start : start + batch_size]
+                    b = idx.shape[1]
+                    Xb = X_rows.index_select(0, idx.reshape(-1)).view(hi - lo, b, -1)
+                    Yb = Y_rows.index_select(0, idx.reshape(-1)).view(hi - lo, b)
+                    _sgd_step(layers, Xb, Yb, lr)
+            for view, block in zip(spec.unflatten(W[lo:hi]), blocks):
+                view.copy_(block)
+    return W
+
+
+#: Bytes of model weights trained together on a CPU (see train_clients); measured in benchmarks/.
+_CHUNK_BYTES = 8 << 20
+#: Weights with fewer outputs than this are kept out-major (nn.Linear's layout) while training:
+#: MKL's batched GEMMs with 10 output columns run about 4x faster that way (benchmarks/README.md).
+_NARROW = 64
+
+
+def _working_copy(block: torch.Tensor) -> torch.Tensor:
+    """A private copy of a ``[n, in, out]`` weight (or ``[n, out]`` bias) block, as the same logical view.
+
+    Narrow weights are stored out-major and returned as the transposed view; _sgd_step updates
+    whichever orientation is contiguous.
+    """
+    if block.dim() == 3 and block.shape[2] < _NARROW:
+        return block.transpose(1, 2).clone(memory_format=torch.contiguous_format).transpose(1, 2)
+    return block.clone(memory_format=torch.contiguous_format)
+
+
+def _sgd_step(layers: list[tuple[torch.Tensor, torch.Tensor]], Xb: torch.Tensor, Yb: torch.Tensor, lr: float) -> None:
+    """One SGD step on the mean cross-entropy of each client's batch, updating ``layers`` in place.
+
+    ``layers`` are the ``(W [n, in, out], b [n, out])`` pairs of ModelSpec.forward, ReLU between them.
+    Backpropagation by hand, with each weight update fused into the GEMM that computes its gradient
+    (``W.baddbmm_(A^T, G, alpha=-lr)``): no gradient tensor is written and read back, and nothing is
+    recorded for autograd. Equal to autograd + SGD up to float rounding (tests/test_training.py).
+    """
+    n, b = Yb.shape
+    acts = [Xb]
+    last = len(layers) - 1
+    for j, (Wj, bj) in enumerate(layers):
+        z = torch.baddbmm(bj.unsqueeze(1), acts[-1], Wj)
+        if j < last:
+            z.clamp_min_(0.0)
+        acts.append(z)
+    # d(mean cross-entropy)/d(logits) = (softmax - onehot) / b for each client's own batch.
+    G = torch.softmax(acts[-1], dim=2)
+    G.scatter_add_(2, Yb.unsqueeze(2), G.new_full((n, b, 1), -1.0))
+    G.mul_(1.0 / b)
+    for j in range(last, -1, -1):
+        Wj, bj = layers[j]
+        A = acts[j]
+        if j:  # the gradient into the previous layer, before Wj changes
+            # ReLU's backward, as autograd computes it (one fused pass; masked_fill_ is ~10x slower).
+            G_prev = torch.ops.aten.threshold_backward(torch.bmm(G, Wj.transpose(1, 2)), A, 0.0)
+        if Wj.is_contiguous():
+            Wj.baddbmm_(A.transpose(1, 2), G, alpha=-lr)
+        else:  # stored out-major (_working_copy): the same update on the contiguous transpose
+            Wj.transpose(1, 2).baddbmm_(G.transpose(1, 2), A, alpha=-lr)
+        bj.sub_(G.sum(dim=1), alpha=lr)
+        if j:
+            G = G_prev
 
 
 def _as_module(spec: ModelSpec, w: torch.Tensor) -> nn.Module:

@@ -156,6 +156,22 @@ def test_mine_winner_rule() -> None:
     assert r.hashes == n * first[0] + first[1] + 1
 
 
+def test_mine_budget_within_a_step() -> None:
+    # Budgets ending anywhere inside a step: success exactly when the winner's hash is within budget.
+    n = 3
+    r = mine(4, digest_of(2), digest_of(3), 2.0, n_miners=n, difficulty_bits=BITS)
+    assert r.hashes > 2 * n
+    for budget in range(r.hashes - 2 * n, r.hashes + n):
+        if budget >= r.hashes:
+            assert mine(4, digest_of(2), digest_of(3), 2.0, n, BITS, max_hashes=budget) == r
+        else:
+            with pytest.raises(MiningError, match=f"within {budget} hashes"):
+                mine(4, digest_of(2), digest_of(3), 2.0, n, BITS, max_hashes=budget)
+    with pytest.raises(MiningError):
+        mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=0)
+    assert mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=1).hashes == 1
+
+
 def test_midstate_hash_equals_plain_hash() -> None:
     r = mine(1, GENESIS_PREV, digest_of(1), 3.0, n_miners=2, difficulty_bits=BITS)
     full = header_prefix(r.header) + r.header.nonce.to_bytes(8, "big")

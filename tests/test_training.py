@@ -90,6 +90,24 @@ def test_batched_training_matches_reference(kind: str) -> None:
         torch.testing.assert_close(W[i], ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 2 * 4 * (784 * 8 + 8 + 8 * 10 + 10), 1 << 40])
+def test_chunked_training_matches_reference(monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
+    # One client, two clients, or all five per chunk; the global model given as an expanded view.
+    import bladefl_validate.training as training
+
+    monkeypatch.setattr(training, "_CHUNK_BYTES", chunk_bytes)
+    spec = make_spec("mlp", 8)
+    n, m, epochs, lr, bs = 5, 70, 3, 0.2, 32
+    X, Y = _blobs(n, m, seed=20)
+    w0 = spec.init(_gen(21))
+    W = train_clients(spec, w0.expand(n, -1), X, Y, epochs, lr, bs, generator=_gen(22))
+    assert W.shape == (n, spec.dim) and W.is_contiguous()
+    perms = epoch_permutations(n, m, epochs, _gen(22))
+    for i in range(n):
+        ref = reference_train_client(spec, w0, X[i], Y[i], epochs, lr, bs, list(perms[:, i]))
+        torch.testing.assert_close(W[i], ref, atol=1e-5, rtol=1e-5)
+
+
 def test_training_is_deterministic_per_seed() -> None:
     spec = make_spec("mlp", 32)
     X, Y = _blobs(4, 100, seed=4)
