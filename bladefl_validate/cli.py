@@ -12,10 +12,22 @@ import click
 from bladefl_theory.atomic import atomic_directory, atomic_files
 from bladefl_theory.clitools import CLIGroup
 from bladefl_theory.execution import Execution
+from bladefl_theory.params import SYSTEM_PARAMETERS
+from bladefl_theory.profiles import load_profile
 from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
 from .data import DATASETS, DataError, load_dataset
+from .detect import DETECTORS
+from .detection_report import (
+    DEFAULT_M,
+    DEFAULT_SIGMA2,
+    SETTING,
+    check_grid,
+    run_detection_report,
+    write_detection_report,
+)
+from .encrypt import ENCRYPTIONS
 from .model import KINDS
 from .partition import SCHEMES, PartitionError
 from .simulate import RoundMetrics, run_to_folder
@@ -90,11 +102,12 @@ def _command(name: str, extra: list[str]) -> str:
     """The command line that reproduces this invocation, from the parsed options."""
     ctx = click.get_current_context()
     parts = ["bladefl-validate", name]
+    flags = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
     for key, value in ctx.params.items():
-        if value is None or value is False or key in ("quiet",):
+        # Where the work runs and how it is shown do not change the results.
+        if value is None or value is False or key in ("quiet", "scheduler", "workers", "store_path"):
             continue
-        flag = "--" + key.replace("_", "-") if key not in ("N", "M", "K") else f"--{key}"
-        parts += [flag] if value is True else [flag, str(value)]
+        parts += [flags[key]] if value is True else [flags[key], str(value)]
     return " ".join(shlex.quote(p) for p in parts + extra)
 
 
@@ -112,6 +125,13 @@ def cli():
 @cli.command("run")
 @_run_options(with_k=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--detect", type=click.Choice(("none", *DETECTORS)), default="none", show_default=True,
+              help="Screen the cache pool each round for lazy clients (detection.csv).")
+@click.option("--detect-threshold", type=float, default=None,
+              help="Flag below this score [default: the detector's own].")
+@click.option("--exclude-flagged", is_flag=True, help="Leave flagged clients out of aggregation.")
+@click.option("--encrypt", type=click.Choice(ENCRYPTIONS), default="none", show_default=True,
+              help="Encrypt uploads with CKKS (needs the 'encrypt' extra).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (new).")
 def run_cmd(out, quiet, data_dir, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
@@ -179,6 +199,59 @@ def _parse_seeds(text: str) -> list[int]:
     return values
 
 
+def _parse_list(text: str, convert, option: str) -> list:
+    try:
+        values = [convert(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: a comma-separated list", param_hint=f"'{option}'") from None
+    if not values or len(set(values)) != len(values):
+        raise click.BadParameter(f"{text!r}: a non-empty list of distinct values", param_hint=f"'{option}'")
+    return values
+
+
+@cli.command("detection-report")
+@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
+@click.option("--M", "M", default=",".join(map(str, DEFAULT_M)), show_default=True, help="Lazy clients, e.g. 2,4,6.")
+@click.option("--sigma2", default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
+              help="Noise variances.")
+@click.option("--seeds", default="1", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store to resume from [default: none].")
+@_execution_options
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
+def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, workers, data_dir, quiet, out):
+    """Precision and recall of each lazy-client detector against M and sigma2, and accuracy with exclusion."""
+    dataset_list = _parse_list(datasets, str, "--datasets")
+    for d in dataset_list:
+        if d not in DATASETS:
+            raise click.BadParameter(f"{d!r} is not one of {', '.join(DATASETS)}", param_hint="'--datasets'")
+    Ms = _parse_list(M, int, "--M")
+    sigma2s = _parse_list(sigma2, float, "--sigma2")
+    seed_list = _parse_seeds(seeds)
+    check_grid(RunConfig(**SETTING), dataset_list, Ms, sigma2s, seed_list)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    for d in dataset_list:
+        load_dataset(d, data_dir, train=True)  # fail before running anything if data is missing
+    if store_path is not None:
+        with ResultStore(store_path) as store:
+            report = run_detection_report(dataset_list, Ms, sigma2s, seed_list, data_dir, store, execution)
+    else:
+        report = run_detection_report(dataset_list, Ms, sigma2s, seed_list, data_dir, None, execution)
+    with atomic_directory(out, overwrite=True) as tmp:
+        # The store, the workers and the data folder change where runs happen, not their results.
+        command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets, "--M", M,
+                              "--sigma2", sigma2, "--seeds", seeds, "--out", str(out)])
+        write_detection_report(report, tmp, command)
+    click.echo(f"{out}: {len(report.runs)} runs")
+    for _, row in report.breakdown().iterrows():
+        at = row["breaks_down_at"]
+        click.echo(f"{row['dataset']} {row['detector']} M={row['M']}: F1 < 0.5 from sigma2 = "
+                   f"{'none in the grid' if at != at else format(at, 'g')}")
+
+
 @cli.group("chain")
 def chain_group():
     """The ledger of a run folder."""
@@ -233,6 +306,114 @@ def partition_cmd(out, data_dir, **options):
         counts.to_csv(tmp / "partition.csv", index_label="client")
         plot_partition(counts, tmp / "partition.png")
     click.echo(counts.to_string())
+
+
+@cli.command("estimate")
+@_run_options(with_k=True)
+@click.option("--seeds", default="3", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Profile to write, NAME.json; the raw samples go to NAME.samples.csv beside it.")
+@click.option("--wstar-max-iter", type=int, default=None,
+              help="Most L-BFGS iterations of the centralized training that finds w* [default: 2000].")
+@click.option("--wstar-loss-floor", type=float, default=None,
+              help="w* is the first iterate with a loss this low; cross-entropy on interpolated data never reaches 0 "
+                   "[default: 1e-6].")
+def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, quiet, data_dir, **options):
+    """Estimate L, xi, delta, theta, phi and epsilon from real runs; write a profile for bladefl-theory --profile."""
+    from bladefl_theory.errors import InputError
+
+    from .estimate import OptimumOptions, check_profile_path, estimate_constants, write_estimate
+
+    seed_list = _parse_seeds(seeds)
+    config = _config(options)
+    check_profile_path(out)
+    given = {"max_iter": wstar_max_iter, "loss_floor": wstar_loss_floor}
+    optimum = OptimumOptions(**{k: v for k, v in given.items() if v is not None})
+    if config.M < 1:
+        raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
+    load_dataset(config.dataset, data_dir, train=True)  # fail here, before any run, if data is missing
+    progress = None if quiet else (lambda line: click.echo(line, err=True))
+    result = estimate_constants(config, seed_list, data_dir, optimum=optimum, progress=progress)
+    profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
+    click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
+    for constant, row in result.summary().iterrows():
+        cells = " ".join(f"{row[k]:>11.4g}" if row[k] is not None else f"{'-':>11}" for k in ("estimate", "q1", "q3", "min", "max"))
+        click.echo(f"{constant:>8} {cells}  {row['over']}")
+    verdict = "< 1, Lemma 1's condition holds" if result.eta_L < 1 else ">= 1, VIOLATES Lemma 1's condition"
+    click.echo(f"eta*L = {result.eta_L:.4g} ({verdict}); F(w*) = {result.f_star:.4g}")
+    click.echo(f"wrote {profile_path} and {samples_path}")
+
+
+@cli.command("gap")
+@_run_options(with_k=False)
+@click.option("--seeds", default="3", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@click.option("--profile", default=None, help="Profile of constants [default: DATASET-MODEL if shipped, else default].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store [default: OUT/results.sqlite].")
+@_execution_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Report folder; running again with the same folder resumes.")
+def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir, **options):
+    """Measured F(w^K) − F(w*) over K beside the bound of each variant, with K*, Spearman and a calibration."""
+    from bladefl_theory.execution import run_tasks
+
+    from .gap import analyse_gap, write_gap_report
+    from .reproduce import OPTIMUM_KIND, _profile_for, optimum_task
+
+    seed_list = _parse_seeds(seeds)
+    base = _config(options, K=1)
+    prof = load_profile(profile) if profile else _profile_for(base.dataset, base.model)
+    params = prof.params(**{n: getattr(base, n) for n in SYSTEM_PARAMETERS})
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    load_dataset(base.dataset, data_dir, train=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path or out / "results.sqlite") as store:
+        sweep = sweep_k(base, seed_list, data_dir, None, store, execution)
+        optima = [base.replace(M=0, seed=s).as_dict() for s in seed_list]
+        context = {"data_dir": str(data_dir) if data_dir else None}
+        f_star = [r["f_star"] for r in run_tasks(optimum_task, optima, OPTIMUM_KIND, store, context, execution, "w*").results]
+    result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
+    title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
+    with atomic_files(out) as tmp:
+        write_gap_report(result, tmp, title, _command("gap", []), seed_list)
+    click.echo(f"{out}: measured K* = {result.k_star_measured}")
+    for v, f in result.fits.items():
+        click.echo(f"{v}: bound's K* = {f.k_star_bound}, Spearman = {f.spearman}, R2 of the calibration = {f.r2}")
+
+
+@cli.command("reproduce")
+@click.option("--seeds", default="3", show_default=True, help="Seeds per point: a count or a list.")
+@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
+@click.option("--difficulty-bits", type=int, default=_DEFAULTS.difficulty_bits, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store [default: OUT/results.sqlite].")
+@_execution_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/paper-reproduction"),
+              show_default=True, help="Report folder; running again resumes from its store.")
+def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out):
+    """Reproduce the paper's figures 2 to 4 and its K* values at its settings (N=20, |D_i|=512, t_sum=100)."""
+    from .reproduce import reproduce, write_reproduction
+
+    seed_list = _parse_seeds(seeds)
+    names = [d.strip() for d in datasets.split(",") if d.strip()]
+    unknown = [d for d in names if d not in DATASETS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown dataset {unknown[0] if unknown else '(none)'}; known: {', '.join(DATASETS)}",
+                                 param_hint="'--datasets'")
+    base = RunConfig(difficulty_bits=difficulty_bits)
+    for d in names:
+        load_dataset(d, data_dir, train=True)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path or out / "results.sqlite") as store:
+        rep = reproduce(base, seed_list, data_dir, store, execution, tuple(names))
+    with atomic_files(out) as tmp:
+        write_reproduction(rep, tmp, _command("reproduce", []))
+    click.echo(rep.kstar_table.to_string(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:
