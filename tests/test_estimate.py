@@ -27,6 +27,7 @@ from bladefl_validate.estimate import (
     spread,
     write_estimate,
 )
+from bladefl_validate.estimate import _umask
 from bladefl_validate.model import ModelSpec
 from bladefl_validate.simulate import simulate
 from bladefl_validate.training import train_clients
@@ -225,6 +226,7 @@ def test_estimate_end_to_end_and_profile_round_trip(tmp_path, estimated):
     assert set(prov["spread"]) >= set(CONSTANT_NAMES)
     assert loaded.params(eta=config.eta).L == loaded.constants["L"]
     assert not list((tmp_path / "out").glob("*.tmp"))
+    assert profile_path.stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable as any file written here
 
 
 def test_profile_needs_lazy_clients_for_theta(estimated, tmp_path):
