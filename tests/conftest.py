@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -11,3 +12,19 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A folder with small MNIST-format IDX files under mnist/, written through the real writer."""
+    from bladefl_validate.data import write_idx_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
+    return root
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Stage datasets in a folder of this test's own, never in the user's cache."""
+    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))

@@ -13,7 +13,6 @@ import bladefl_validate.simulate as simulate_module
 from bladefl_theory.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.detect import (
     NearestNeighbourDetector,
     NoiseDetector,
@@ -127,16 +126,8 @@ SMALL = dict(N=8, M=2, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client
              batch_size=32, difficulty_bits=4, eta=0.05)
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+# data_root and private_cache come from conftest.py.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.mark.parametrize("detect, changes", [("noise", dict(sigma2=1e-6)), ("noise", dict(sigma2=0.1)),

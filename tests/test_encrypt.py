@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from bladefl_theory.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.encrypt import require_tenseal
 from bladefl_validate.ledger import Ledger
 from bladefl_validate.pool import CachePool
@@ -38,16 +37,8 @@ def codec():
     return CKKSCodec()
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+# data_root and private_cache come from conftest.py.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @needs_tenseal

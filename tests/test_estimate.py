@@ -15,7 +15,6 @@ from bladefl_theory.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.estimate import (
     SAMPLE_COLUMNS,
     OptimumOptions,
@@ -38,16 +37,8 @@ SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client
 SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logreg")
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+# data_root and private_cache come from conftest.py.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def small(**changes):

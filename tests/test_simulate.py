@@ -11,7 +11,6 @@ from bladefl_theory.errors import InputError
 from bladefl_theory.params import ParameterError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.simulate import METRIC_COLUMNS, run_to_folder
 from bladefl_theory.execution import Execution
 from bladefl_validate.sweep import sweep_k
@@ -22,16 +21,8 @@ SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client
              batch_size=32, difficulty_bits=8, eta=0.05)
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+# data_root and private_cache come from conftest.py.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def small(**changes):
