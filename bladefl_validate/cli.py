@@ -319,7 +319,8 @@ def partition_cmd(out, data_dir, **options):
 @click.option("--wstar-loss-floor", type=float, default=None,
               help="w* is the first iterate with a loss this low; cross-entropy on interpolated data never reaches 0 "
                    "[default: 1e-6].")
-def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, quiet, data_dir, **options):
+@_execution_options
+def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, scheduler, workers, quiet, data_dir, **options):
     """Estimate L, xi, delta, theta, phi and epsilon from real runs; write a profile for bladefl-theory --profile."""
     from bladefl_theory.errors import InputError
 
@@ -333,8 +334,8 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, quiet, data
     if config.M < 1:
         raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
     load_dataset(config.dataset, data_dir, train=True)  # fail here, before any run, if data is missing
-    progress = None if quiet else (lambda line: click.echo(line, err=True))
-    result = estimate_constants(config, seed_list, data_dir, optimum=optimum, progress=progress)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    result = estimate_constants(config, seed_list, data_dir, optimum=optimum, execution=execution)
     profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
     click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
     for constant, row in result.summary().iterrows():

@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from bladefl_theory.errors import InputError
+from bladefl_theory.execution import Execution, run_tasks
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
@@ -657,6 +658,38 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return [int(s) for s in out]
 
 
+def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """One seed's run, observed every round, and its w* (a task for a Dask worker, or run inline)."""
+    run_config = RunConfig.from_dict(dict(config))
+    seed, optimum, progress = run_config.seed, context["optimum"], context.get("progress")
+    observer = _Observer(seed, context["dtype"], progress)
+    tmp = Path(tempfile.mkdtemp(prefix="bladefl-estimate-"))
+    try:
+        simulate(run_config, tmp, context.get("data_dir"), observer=observer)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    s = observer.state
+    assert s is not None and observer.w0 is not None
+    X_union = s.X.reshape(-1, s.X.shape[-1])
+    Y_union = s.Y.reshape(-1)
+    if progress is not None:
+        progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")
+    opt = find_optimum(s.spec, observer.w0, X_union, Y_union, optimum)
+    if progress is not None:
+        progress(f"seed {seed}: w* after {opt.iterations} iterations ({opt.reason}), F(w*) {opt.loss:.4g}, "
+                 f"||w0 - w*|| {opt.distance:.4g}")
+    for r in observer.rows:
+        r["gap"] = r["global_train_loss"] - opt.loss
+    gaps = [r["gap"] for r in observer.rows if r["client"] == 0]
+    seed_row = {
+        "seed": seed, "F_w_star": opt.loss, "distance": opt.distance, "grad_norm": opt.grad_norm,
+        "iterations": opt.iterations, "evaluations": opt.evaluations, "restarts": opt.restarts, "reason": opt.reason,
+        "converged": opt.converged, "interpolates": opt.interpolates, "path": opt.path,
+        "epsilon": float(min(gaps)),
+    }
+    return {"rows": observer.rows, "seed_row": seed_row}
+
+
 def estimate_constants(
     config: RunConfig,
     seeds: Sequence[int],
@@ -665,8 +698,11 @@ def estimate_constants(
     optimum: OptimumOptions = OptimumOptions(),
     dtype: torch.dtype = torch.float64,
     progress: Callable[[str], None] | None = None,
+    execution: Execution | None = None,
 ) -> EstimateResult:
     """Run ``config`` once per seed, observe every round, find w* per seed, and estimate the six constants.
+
+    With ``execution`` the seeds run as tasks through dask.distributed; without, in this process.
 
     ``config.seed`` is replaced by each seed in turn. Each run's ledger and blobs live in a temporary
     folder removed afterwards. ``progress`` receives one-line messages.
@@ -675,37 +711,14 @@ def estimate_constants(
     if not isinstance(config, RunConfig):
         raise InputError(f"config must be a RunConfig (got {type(config).__name__})")
     t_start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    seed_rows: list[dict[str, Any]] = []
-    for seed in seed_list:
-        run_config = config.replace(seed=seed)
-        observer = _Observer(seed, dtype, progress)
-        tmp = Path(tempfile.mkdtemp(prefix="bladefl-estimate-"))
-        try:
-            simulate(run_config, tmp, data_dir, observer=observer)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        s = observer.state
-        assert s is not None and observer.w0 is not None
-        X_union = s.X.reshape(-1, s.X.shape[-1])
-        Y_union = s.Y.reshape(-1)
-        if progress is not None:
-            progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")
-        opt = find_optimum(s.spec, observer.w0, X_union, Y_union, optimum)
-        if progress is not None:
-            progress(f"seed {seed}: w* after {opt.iterations} iterations ({opt.reason}), F(w*) {opt.loss:.4g}, "
-                     f"||w0 - w*|| {opt.distance:.4g}")
-        for r in observer.rows:
-            r["gap"] = r["global_train_loss"] - opt.loss
-        rows.extend(observer.rows)
-        gaps = [r["gap"] for r in observer.rows if r["client"] == 0]
-        seed_rows.append({
-            "seed": seed, "F_w_star": opt.loss, "distance": opt.distance, "grad_norm": opt.grad_norm,
-            "iterations": opt.iterations, "evaluations": opt.evaluations, "restarts": opt.restarts, "reason": opt.reason,
-            "converged": opt.converged, "interpolates": opt.interpolates, "path": opt.path,
-            "epsilon": float(min(gaps)),
-        })
-        del observer, s
+    context = {"data_dir": str(data_dir) if data_dir else None, "optimum": optimum, "dtype": dtype}
+    configs = [config.replace(seed=seed).as_dict() for seed in seed_list]
+    if execution is None:
+        outcomes = [_estimate_seed(c, {**context, "progress": progress}) for c in configs]
+    else:
+        outcomes = run_tasks(_estimate_seed, configs, "bladefl-estimate", None, context, execution, "estimate").results
+    rows = [r for o in outcomes for r in o["rows"]]
+    seed_rows = [o["seed_row"] for o in outcomes]
 
     samples = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
     round_rows = []
