@@ -48,13 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 
 from bladefl_theory import Params  # noqa: E402
+from bladefl_theory.errors import InputError  # noqa: E402
 from bladefl_theory.solvers import kstar_closed_form, kstar_cvxpy, kstar_integer  # noqa: E402
 from bladefl_validate.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
 from bladefl_validate.model import ModelSpec, make_spec  # noqa: E402
 from bladefl_validate import training  # noqa: E402
 from bladefl_validate.training import train_clients  # noqa: E402
 
-SECTIONS = ("train", "sweep", "theory", "pow")
+SECTIONS = ("train", "sweep", "theory", "pow", "encrypt")
 
 #: Sizes per mode. "tiny" is for the smoke test only: its numbers mean nothing.
 SIZES: dict[str, dict] = {
@@ -62,19 +63,19 @@ SIZES: dict[str, dict] = {
         train_ns=(20, 100), samples=512, batch=64, hidden=256, epochs=2, train_repeats=5,
         mm_sizes=(1024, 2048, 4096), mm_repeats=7,
         closed_calls=2000, integer_calls=500, cvxpy_calls=20, grid_points=1_000_000, theory_repeats=5,
-        pow_seconds=1.0, pow_repeats=5, sweep="full",
+        pow_seconds=1.0, pow_repeats=5, sweep="full", ckks_hidden=256, ckks_clients=20,
     ),
     "quick": dict(
         train_ns=(20, 100), samples=512, batch=64, hidden=256, epochs=1, train_repeats=3,
         mm_sizes=(1024, 2048), mm_repeats=5,
         closed_calls=500, integer_calls=100, cvxpy_calls=5, grid_points=1_000_000, theory_repeats=3,
-        pow_seconds=0.5, pow_repeats=3, sweep="reduced",
+        pow_seconds=0.5, pow_repeats=3, sweep="reduced", ckks_hidden=256, ckks_clients=20,
     ),
     "tiny": dict(
         train_ns=(20, 100), samples=64, batch=64, hidden=32, epochs=1, train_repeats=1,
         mm_sizes=(128,), mm_repeats=1,
         closed_calls=10, integer_calls=5, cvxpy_calls=1, grid_points=20_000, theory_repeats=1,
-        pow_seconds=0.02, pow_repeats=1, sweep="skip",
+        pow_seconds=0.02, pow_repeats=1, sweep="skip", ckks_hidden=4, ckks_clients=2,
     ),
 }
 
@@ -360,6 +361,24 @@ def section_pow(sizes: dict) -> dict:
     }
 
 
+def section_encrypt(sizes: dict) -> dict:
+    """CKKS overhead of one round (encrypt every model, average on ciphertexts, decrypt); MLP-256, N = 20 unless tiny."""
+    try:
+        from bladefl_validate.encrypt import measure_overhead
+        from bladefl_validate.model import make_spec
+
+        o = measure_overhead(make_spec("mlp", sizes["ckks_hidden"]).dim, sizes["ckks_clients"])
+    except (ImportError, InputError) as exc:  # tenseal is an optional extra
+        return {"ckks_round_seconds": None, "ckks_note": f"skipped: {exc}"}
+    return {
+        "ckks_round_seconds": o.encrypt_seconds + o.aggregate_seconds + o.decrypt_seconds,
+        "ckks_encrypt_seconds": o.encrypt_seconds,
+        "ckks_aggregate_seconds": o.aggregate_seconds,
+        "ckks_decrypt_seconds": o.decrypt_seconds,
+        "ckks_blob_bytes": o.blob_bytes,
+    }
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -373,6 +392,7 @@ def run(mode: str = "full", skip: tuple[str, ...] = (), sizes: dict | None = Non
         "theory": lambda: section_theory(sizes),
         "pow": lambda: section_pow(sizes),
         "sweep": lambda: section_sweep(sizes["sweep"], data_dir),
+        "encrypt": lambda: section_encrypt(sizes),
     }
     result["section_seconds"] = {}
     for name, fn in sections.items():
