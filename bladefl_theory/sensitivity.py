@@ -19,7 +19,7 @@ from .execution import Execution, run_tasks
 from .params import ParameterError, Params
 from .solvers import kstar
 
-__all__ = ["parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report"]
+__all__ = ["parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
 
 _INT_PARAMS = ("N", "M")
 
@@ -187,6 +187,22 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
     return "; ".join(parts)
 
 
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A data frame as a markdown table: floats to ``digits`` significant digits, missing values empty."""
+    rows = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                cells.append("")
+            elif isinstance(v, float):
+                cells.append(f"{v:.{digits}g}")
+            else:
+                cells.append(str(v))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list[Path]:
     """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
     import matplotlib
@@ -288,19 +304,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
         "",
     ]
     cols = ["variant", *names, "k_star", "k_star_continuous", "tau", "bound"]
-    table = frame[cols]
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "---|" * len(cols))
-    for row in table.itertuples(index=False):
-        cells = []
-        for c, v in zip(cols, row):
-            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-                cells.append("")
-            elif isinstance(v, float):
-                cells.append(f"{v:.4g}")
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(markdown_table(frame[cols], digits=4))
     readme = out_dir / "README.md"
     readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append(readme)

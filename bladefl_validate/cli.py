@@ -12,7 +12,6 @@ import click
 from bladefl_theory.atomic import atomic_directory, atomic_files
 from bladefl_theory.clitools import CLIGroup
 from bladefl_theory.execution import Execution
-from bladefl_theory.params import SYSTEM_PARAMETERS
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.store import ResultStore
 
@@ -360,12 +359,12 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     from bladefl_theory.execution import run_tasks
 
     from .gap import analyse_gap, write_gap_report
-    from .reproduce import OPTIMUM_KIND, _profile_for, optimum_task
+    from .reproduce import OPTIMUM_KIND, optimum_task, profile_for
 
     seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
-    prof = load_profile(profile) if profile else _profile_for(base.dataset, base.model)
-    params = prof.params(**{n: getattr(base, n) for n in SYSTEM_PARAMETERS})
+    prof = load_profile(profile) if profile else profile_for(base.dataset, base.model)
+    params = base.theory_params(prof)
     execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
     load_dataset(base.dataset, data_dir, train=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bladefl_theory.errors import InputError
 from bladefl_theory.params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, ParameterError, Params, check_system
-from bladefl_theory.profiles import load_profile
+from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
 from .data import DATASETS
@@ -113,10 +113,11 @@ class RunConfig:
         """Virtual time of one round: tau·alpha + beta."""
         return virtual_round_time(self.tau, self.alpha, self.beta)
 
-    def theory_params(self, profile: str = "default", **constants: float) -> Params:
-        """The theory's parameters for this deployment, learning constants from ``profile``."""
+    def theory_params(self, profile: str | Profile = "default", **constants: float) -> Params:
+        """The theory's parameters for this deployment, learning constants from ``profile`` (a Profile, name or path)."""
         system = {name: getattr(self, name) for name in SYSTEM_PARAMETERS}
-        return load_profile(profile).params(**system, **constants)
+        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        return prof.params(**system, **constants)
 
     def partition_options(self) -> dict[str, Any]:
         """The options of the chosen partition scheme."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bladefl_theory.execution import Execution, run_tasks
 from bladefl_theory.profiles import Profile, ProfileError, load_profile
+from bladefl_theory.sensitivity import markdown_table
 from bladefl_theory.solvers import kstar
 from bladefl_theory.store import ResultStore
 
@@ -91,7 +92,8 @@ class Reproduction:
     elapsed_seconds: float
 
 
-def _profile_for(dataset: str, model: str) -> Profile:
+def profile_for(dataset: str, model: str) -> Profile:
+    """The shipped estimated profile DATASET-MODEL, or the default profile if there is none."""
     try:
         return load_profile(f"{dataset}-{model}")
     except ProfileError:
@@ -143,7 +145,7 @@ def reproduce(
 
     gaps, profiles, rows = {}, {}, []
     for d in datasets:
-        profile = _profile_for(d, base.model)
+        profile = profile_for(d, base.model)
         profiles[d] = profile.name
         sub = all_per_k[(all_per_k.dataset == d) & (all_per_k.M == 0)].set_index("K")
         gaps[d] = analyse_gap(sub, float(f_star[f_star.dataset == d].f_star.mean()), _theory(base, d, 0, 0.01, profile))
@@ -151,7 +153,7 @@ def reproduce(
         runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
         mean = runs.groupby("K")["final_global_train_loss"].mean()
         shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
-        params = _theory(base, s.dataset, s.M, s.sigma2, _profile_for(s.dataset, base.model))
+        params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
         rows.append(
             {
                 "dataset": s.dataset,
@@ -175,7 +177,7 @@ def reproduce(
 
 
 def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profile):
-    return base.replace(dataset=dataset, M=M, sigma2=sigma2, K=1).theory_params(profile.source.removeprefix("builtin:"))
+    return base.replace(dataset=dataset, M=M, sigma2=sigma2, K=1).theory_params(profile)
 
 
 def _k(params, variant: str) -> int | None:
@@ -263,7 +265,7 @@ def _readme(rep: Reproduction, command: str) -> str:
         "`k_star_measured_share` is the share of 1000 bootstrap resamples of the seeds in which the measured K* "
         "is the same K: the spread of the empirical K*.",
         "",
-        _markdown_table(t),
+        markdown_table(t, digits=3),
         "",
         _commentary(rep),
         "",
@@ -351,19 +353,3 @@ def _movement(values: pd.Series, name: str) -> str:
 
 def _f(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    cols = list(frame.columns)
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in frame.itertuples(index=False):
-        cells = []
-        for v in r:
-            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-                cells.append("")
-            elif isinstance(v, float):
-                cells.append(f"{v:.3g}")
-            else:
-                cells.append(str(v))
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
