@@ -8,15 +8,19 @@ new global model, on client i's own data D_i:
 - ``xi_i = |F_i(w_i) − F_i(w)| / ‖w_i − w‖``         (Lipschitz constant of F_i, Assumption 1.2)
 - ``delta_i = ‖∇F_i(w) − ∇F(w)‖``, ``∇F = Σ|D_i|∇F_i / Σ|D_i|``   (gradient divergence, Definition 1)
 
-A round's L and xi are the |D_i|-weighted means over the *honest* clients (a lazy client's w_i is
-not the result of local training, and its noise would make the ratio measure a random direction);
-its delta is the weighted mean over all clients (they all define F). The constants are the
+Every seed runs twice, with the same partition, initial model w0 and w*: once *clean* (M = 0) and
+once as configured (M lazy clients at sigma2). L, xi and delta are Lemma 1's constants, properties of
+the learning problem, so they come from the clean run: with lazy clients the noisy copies enter the
+global model w, ‖w_i − w‖ is dominated by that noise, and the ratios measure the loss along a random
+direction (on MNIST's MLP that made L about ten times too small). A round's L and xi are the
+|D_i|-weighted means over the clients, its delta the weighted mean of delta_i. The constants are the
 medians of the per-round values over rounds and seeds.
 
 - ``theta``: for each lazy client, ‖(its own tau local epochs from the round's starting global
   model on its own data) − (the honest model it copied)‖. The noise is left out: it has its own
   term, xi·sqrt(M)/N·sigma2, in Theorem 1 (Remark 2 separates the two). The distance to the
-  submitted, noisy model is kept too (``theta_submitted``). Median over lazy clients, rounds, seeds.
+  submitted, noisy model is kept too (``theta_submitted``). Median over lazy clients, rounds, seeds,
+  from the run with lazy clients.
 - ``w*``: full-batch L-BFGS (strong Wolfe line search) from the run's initial model w0 on the union
   of the clients' data, stopped by :class:`OptimumOptions`' rule. Started from w0 so that, where
   the minimizers form a set (softmax's shift invariance, the MLP's symmetries), the one reached is
@@ -25,7 +29,8 @@ medians of the per-round values over rounds and seeds.
   Lemma 1 prints ‖w0 − w*‖ with no square), with L the estimate above; median over seeds.
 - ``epsilon``: Wang et al.'s proof needs F(w) − F(w*) ≥ epsilon along the run, so per seed the
   minimum over rounds of F(w^k) − F(w*) (F on the union of the clients' data, as the run's
-  ``global_train_loss``); median over seeds.
+  ``global_train_loss``) in the run with lazy clients, the system Theorem 1 bounds; median over
+  seeds. The clean run's minimum is recorded as ``epsilon_clean``.
 
 :func:`simulate` runs unchanged; an observer receives each round's state, so the estimates come
 from exactly the runs ``bladefl-validate run`` makes with the same seeds.
@@ -76,6 +81,7 @@ __all__ = [
 #: Columns of :attr:`EstimateResult.samples`, one row per (seed, round, client).
 SAMPLE_COLUMNS = (
     "seed",
+    "M",
     "round",
     "client",
     "lazy",
@@ -409,8 +415,9 @@ def _theta_generator(seed: int, round_: int) -> torch.Generator:
 class _Observer:
     """Receives every round's state of one run and keeps the per-client samples."""
 
-    def __init__(self, seed: int, dtype: torch.dtype, progress: Callable[[str], None] | None):
+    def __init__(self, seed: int, M: int, dtype: torch.dtype, progress: Callable[[str], None] | None):
         self.seed = seed
+        self.M = M
         self.dtype = dtype
         self.progress = progress
         self.rows: list[dict[str, Any]] = []
@@ -442,7 +449,7 @@ class _Observer:
         m = int(s.X.shape[1])
         for i in range(c.N):
             self.rows.append({
-                "seed": self.seed, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]), "source": int(source[i]),
+                "seed": self.seed, "M": self.M, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]), "source": int(source[i]),
                 "samples": m, **{k: float(v[i]) for k, v in cols.items()},
                 "theta": float(theta[i]), "theta_submitted": float(theta_sub[i]),
                 "global_train_loss": float(s.global_train_loss),
@@ -451,7 +458,7 @@ class _Observer:
             honest = ~lazy_mask.numpy()
             lazy_part = f", theta {np.nanmedian(theta.numpy()):.4g}" if len(s.lazy) else ""
             self.progress(
-                f"seed {self.seed} round {s.round}/{c.K}: F(w) {s.global_train_loss:.4f}, "
+                f"seed {self.seed} M={self.M} round {s.round}/{c.K}: F(w) {s.global_train_loss:.4f}, "
                 f"L {np.average(cols['L'][honest]):.4g}, xi {np.average(cols['xi'][honest]):.4g}, "
                 f"delta {np.average(cols['delta']):.4g}{lazy_part}"
             )
@@ -512,14 +519,17 @@ class EstimateResult:
         notes = [
             "phi = (1 - eta*L/2)/||w0 - w*||^2 with the square of Wang et al. 2019 (omega = 1/||w0 - w*||^2); "
             "the paper's Lemma 1 prints ||w0 - w*|| without the square.",
-            "L and xi: |D_i|-weighted means over the honest clients of each round (a lazy client's model is a noisy "
-            "copy, not local training); delta: weighted mean over all clients; medians over rounds and seeds.",
+            f"L, xi, delta and phi come from clean runs (M=0) with the same seeds, partition and w0; theta and epsilon "
+            f"from the runs with M={c.M} lazy clients at sigma2={c.sigma2:g}. With lazy clients the noise in the global "
+            "model dominates ||w_i - w|| and the ratios L_i, xi_i would measure a random direction.",
+            "L and xi: |D_i|-weighted means over the clients of each clean round; delta: the weighted mean of delta_i; "
+            "medians over rounds and seeds.",
             "theta: ||own tau-epoch training from the round's global model on the lazy client's data - the copied "
             "honest model||, noise excluded (Theorem 1 has a separate sigma2 term); theta_with_noise gives the "
             "distance to the submitted noisy model.",
-            "epsilon: per seed the minimum over rounds of F(w^k) - F(w*) (Wang et al. need F - F(w*) >= epsilon "
-            "along the run; they bound the auxiliary centralized sequence, here the global models are used); "
-            "median over seeds.",
+            "epsilon: per seed the minimum over rounds of F(w^k) - F(w*) in the run with lazy clients (Wang et al. "
+            "need F - F(w*) >= epsilon along the run; they bound the auxiliary centralized sequence, here the global "
+            "models are used); median over seeds. epsilon_clean gives the same for the clean runs.",
         ]
         if interpolates:
             notes.append(
@@ -550,14 +560,17 @@ class EstimateResult:
                 "grad_norm": _num(r["grad_norm"]), "iterations": int(r["iterations"]),
                 "evaluations": int(r["evaluations"]), "restarts": int(r["restarts"]), "stopped_by": r["reason"],
                 "converged": bool(r["converged"]),
-                "epsilon": _num(r["epsilon"]), "phi": _num(r["phi"]),
+                "epsilon": _num(r["epsilon"]), "epsilon_clean": _num(r["epsilon_clean"]), "phi": _num(r["phi"]),
                 "path": [[int(i), _num(f), _num(d)] for i, f, d in r["path"]],
             })
         spreads = {n: {k: _num(v) if isinstance(v, float) else v for k, v in s.items()} for n, s in self.spreads.items()}
         extra = {
             "theta_with_noise": {**spread(self.samples["theta_submitted"]), "over": self.spreads["theta"]["over"],
                                  "note": "distance to the submitted (noisy) model; not used"},
-            "xi_grad_norm": {**spread(self.rounds["xi_grad_norm"]), "over": self.spreads["xi"]["over"],
+            "epsilon_clean": {**spread(self.per_seed["epsilon_clean"]), "over": f"{len(self.seeds)} seeds",
+                              "note": "epsilon of the clean runs (M=0); not used"},
+            "xi_grad_norm": {**spread(self.rounds.loc[self.rounds["M"] == 0, "xi_grad_norm"]),
+                             "over": self.spreads["xi"]["over"],
                              "note": "weighted mean over honest clients of ||grad F_i(w)||, a pointwise lower bound "
                                      "on the Lipschitz constant; not used"},
         }
@@ -565,9 +578,10 @@ class EstimateResult:
             spreads[key] = {k: _num(v) if isinstance(v, float) else v for k, v in value.items()}
         run = {k: v for k, v in c.as_dict().items() if k != "seed"}
         description = (
-            f"Estimated from real runs ({c.dataset}, {c.model}, N={c.N}, M={c.M}, sigma2={c.sigma2:g}, K={c.K}, "
-            f"tau={c.tau}, |D_i|={c.samples_per_client}, {len(self.seeds)} seed(s)) after Wang et al. 2019: medians "
-            f"over rounds and seeds. eta*L = {eta_L:.3g} "
+            f"Estimated from real runs ({c.dataset}, {c.model}, N={c.N}, K={c.K}, tau={c.tau}, "
+            f"|D_i|={c.samples_per_client}, {len(self.seeds)} seed(s)) after Wang et al. 2019: L, xi, delta, phi from "
+            f"clean runs (M=0), theta and epsilon from runs with M={c.M}, sigma2={c.sigma2:g}; medians over rounds "
+            f"and seeds. eta*L = {eta_L:.3g} "
             + ("< 1 (Lemma 1's condition holds)." if holds else ">= 1: VIOLATES Lemma 1's condition eta*L < 1, "
                "so bladefl-theory rejects it at this eta.")
             + " phi uses ||w0 - w*||^2 (Wang et al.); the paper prints no square."
@@ -599,14 +613,15 @@ class EstimateResult:
                 "per_seed": per_seed,
             },
             "estimators": {
-                "L": "median over rounds and seeds of sum_i |D_i| L_i / sum_i |D_i| over honest clients, "
+                "L": "median over the clean runs' (M=0) rounds and seeds of sum_i |D_i| L_i / sum_i |D_i|, "
                      "L_i = ||grad F_i(w_i) - grad F_i(w)|| / ||w_i - w||",
                 "xi": "same, xi_i = |F_i(w_i) - F_i(w)| / ||w_i - w||",
-                "delta": "median over rounds and seeds of sum_i |D_i| ||grad F_i(w) - grad F(w)|| / sum_i |D_i| "
-                         "over all clients",
-                "theta": "median over lazy clients, rounds and seeds of ||own training - copied model||",
+                "delta": "median over the clean runs' rounds and seeds of sum_i |D_i| ||grad F_i(w) - grad F(w)|| "
+                         "/ sum_i |D_i|",
+                "theta": "median over lazy clients, rounds and seeds of ||own training - copied model|| (runs with "
+                         "lazy clients)",
                 "phi": "median over seeds of (1 - eta*L/2)/||w0 - w*||^2",
-                "epsilon": "median over seeds of min over rounds k of F(w^k) - F(w*)",
+                "epsilon": "median over seeds of min over rounds k of F(w^k) - F(w*) (runs with lazy clients)",
                 "when": "after each round's aggregation (the start of the next): w_i = client i's submitted model, "
                         "w = the new global model, on client i's data",
             },
@@ -658,36 +673,51 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return [int(s) for s in out]
 
 
-def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-    """One seed's run, observed every round, and its w* (a task for a Dask worker, or run inline)."""
-    run_config = RunConfig.from_dict(dict(config))
-    seed, optimum, progress = run_config.seed, context["optimum"], context.get("progress")
-    observer = _Observer(seed, context["dtype"], progress)
+def _observed_run(config: RunConfig, context: Mapping[str, Any]) -> _Observer:
+    """Run ``config`` in a temporary folder with an observer on every round; return the observer."""
+    observer = _Observer(config.seed, config.M, context["dtype"], context.get("progress"))
     tmp = Path(tempfile.mkdtemp(prefix="bladefl-estimate-"))
     try:
-        simulate(run_config, tmp, context.get("data_dir"), observer=observer)
+        simulate(config, tmp, context.get("data_dir"), observer=observer)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    s = observer.state
-    assert s is not None and observer.w0 is not None
+    assert observer.state is not None and observer.w0 is not None
+    return observer
+
+
+def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """One seed's clean and lazy runs, observed every round, and its w* (a task for a Dask worker, or inline)."""
+    run_config = RunConfig.from_dict(dict(config))
+    seed, optimum, progress = run_config.seed, context["optimum"], context.get("progress")
+    clean = _observed_run(run_config.replace(M=0), context)
+    lazy = _observed_run(run_config, context) if run_config.M else clean
+    s = clean.state
+    # The seed alone draws the partition and w0 (the lazy draw takes the same random numbers for any M).
+    if not torch.equal(clean.w0, lazy.w0) or not torch.equal(s.X, lazy.state.X):
+        raise RuntimeError(f"seed {seed}: the clean and the lazy run differ in w0 or data")
     X_union = s.X.reshape(-1, s.X.shape[-1])
     Y_union = s.Y.reshape(-1)
     if progress is not None:
         progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")
-    opt = find_optimum(s.spec, observer.w0, X_union, Y_union, optimum)
+    opt = find_optimum(s.spec, clean.w0, X_union, Y_union, optimum)
     if progress is not None:
         progress(f"seed {seed}: w* after {opt.iterations} iterations ({opt.reason}), F(w*) {opt.loss:.4g}, "
                  f"||w0 - w*|| {opt.distance:.4g}")
-    for r in observer.rows:
+    observers = [clean] if lazy is clean else [clean, lazy]
+    rows = [r for o in observers for r in o.rows]
+    for r in rows:
         r["gap"] = r["global_train_loss"] - opt.loss
-    gaps = [r["gap"] for r in observer.rows if r["client"] == 0]
+
+    def smallest_gap(observer: _Observer) -> float:
+        return float(min(r["gap"] for r in observer.rows if r["client"] == 0))
+
     seed_row = {
         "seed": seed, "F_w_star": opt.loss, "distance": opt.distance, "grad_norm": opt.grad_norm,
         "iterations": opt.iterations, "evaluations": opt.evaluations, "restarts": opt.restarts, "reason": opt.reason,
         "converged": opt.converged, "interpolates": opt.interpolates, "path": opt.path,
-        "epsilon": float(min(gaps)),
+        "epsilon": smallest_gap(lazy), "epsilon_clean": smallest_gap(clean),
     }
-    return {"rows": observer.rows, "seed_row": seed_row}
+    return {"rows": rows, "seed_row": seed_row}
 
 
 def estimate_constants(
@@ -700,7 +730,8 @@ def estimate_constants(
     progress: Callable[[str], None] | None = None,
     execution: Execution | None = None,
 ) -> EstimateResult:
-    """Run ``config`` once per seed, observe every round, find w* per seed, and estimate the six constants.
+    """Run ``config`` and its clean twin (M = 0) once per seed, observe every round, find w* per seed, and
+    estimate the six constants: L, xi, delta and phi from the clean runs, theta and epsilon from ``config``'s.
 
     With ``execution`` the seeds run as tasks through dask.distributed; without, in this process.
 
@@ -722,11 +753,11 @@ def estimate_constants(
 
     samples = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
     round_rows = []
-    for (seed, k), g in samples.groupby(["seed", "round"], sort=True):
+    for (seed, M, k), g in samples.groupby(["seed", "M", "round"], sort=True):
         honest = g[~g["lazy"]]
         lazy = g[g["lazy"]]
         round_rows.append({
-            "seed": seed, "round": k, "L": _weighted(honest, "L"), "xi": _weighted(honest, "xi"),
+            "seed": seed, "M": M, "round": k, "L": _weighted(honest, "L"), "xi": _weighted(honest, "xi"),
             "delta": _weighted(g, "delta"), "xi_grad_norm": _weighted(honest, "grad_norm"),
             "theta": float(lazy["theta"].median()) if len(lazy) else float("nan"),
             "theta_submitted": float(lazy["theta_submitted"].median()) if len(lazy) else float("nan"),
@@ -735,19 +766,22 @@ def estimate_constants(
     rounds = pd.DataFrame(round_rows)
     per_seed = pd.DataFrame(seed_rows)
 
-    over_rounds = f"{len(rounds)} rounds ({config.K} per seed x {len(seed_list)} seeds)"
+    clean = rounds[rounds["M"] == 0]
+    over_rounds = f"{len(clean)} rounds of the clean runs, M=0 ({config.K} per seed x {len(seed_list)} seeds)"
     spreads: dict[str, dict[str, Any]] = {
-        "L": {**spread(rounds["L"]), "over": over_rounds},
-        "xi": {**spread(rounds["xi"]), "over": over_rounds},
-        "delta": {**spread(rounds["delta"]), "over": over_rounds},
-        "theta": {**spread(samples.loc[samples["lazy"], "theta"]), "over": "lazy clients x rounds x seeds"},
+        "L": {**spread(clean["L"]), "over": over_rounds},
+        "xi": {**spread(clean["xi"]), "over": over_rounds},
+        "delta": {**spread(clean["delta"]), "over": over_rounds},
+        "theta": {**spread(samples.loc[samples["lazy"], "theta"]),
+                  "over": f"lazy clients x rounds x seeds of the runs with M={config.M}"},
     }
     constants = {n: (spreads[n]["median"] if spreads[n]["median"] is not None else float("nan"))
                  for n in ("L", "xi", "delta", "theta")}
     L = constants["L"]
     per_seed["phi"] = [(1 - config.eta * L / 2) / d**2 if d > 0 else float("nan") for d in per_seed["distance"]]
     spreads["phi"] = {**spread(per_seed["phi"]), "over": f"{len(seed_list)} seeds"}
-    spreads["epsilon"] = {**spread(per_seed["epsilon"]), "over": f"{len(seed_list)} seeds (each the minimum over its rounds)"}
+    spreads["epsilon"] = {**spread(per_seed["epsilon"]),
+                          "over": f"{len(seed_list)} seeds (each the minimum over the rounds of its run with M={config.M})"}
     for n in ("phi", "epsilon"):
         constants[n] = spreads[n]["median"] if spreads[n]["median"] is not None else float("nan")
     return EstimateResult(

@@ -189,16 +189,22 @@ def test_estimate_end_to_end_and_profile_round_trip(tmp_path, estimated):
     config = result.config
     s = result.samples
     assert list(s.columns) == list(SAMPLE_COLUMNS)
-    assert len(s) == 2 * config.K * config.N and s["lazy"].sum() == 2 * config.K * config.M
+    # Each seed runs clean (M=0) and as configured (M=1): L, xi, delta from the first, theta, epsilon from the second.
+    assert sorted(s["M"].unique()) == [0, config.M]
+    assert len(s) == 2 * 2 * config.K * config.N and s["lazy"].sum() == 2 * config.K * config.M
+    assert not s.loc[s["M"] == 0, "lazy"].any()
     assert s.loc[s["lazy"], "theta"].notna().all() and s.loc[~s["lazy"], "theta"].isna().all()
-    assert len(result.rounds) == 2 * config.K and len(result.per_seed) == 2
+    assert len(result.rounds) == 2 * 2 * config.K and len(result.per_seed) == 2
     for name in CONSTANT_NAMES:
         assert math.isfinite(result.constants[name]) and result.constants[name] > 0, name
-    assert result.constants["L"] == pytest.approx(np.median(result.rounds["L"]))
-    # epsilon: per seed the smallest gap F(w^k) - F(w*) over the rounds; phi from ||w0 - w*||^2.
+    clean = result.rounds[result.rounds["M"] == 0]
+    lazy = result.rounds[result.rounds["M"] == config.M]
+    for name in ("L", "xi", "delta"):
+        assert result.constants[name] == pytest.approx(np.median(clean[name])), name
+    # epsilon: per seed the smallest gap F(w^k) - F(w*) over the lazy run's rounds; phi from ||w0 - w*||^2.
     for _, row in result.per_seed.iterrows():
-        gaps = result.rounds.loc[result.rounds["seed"] == row["seed"], "gap"]
-        assert row["epsilon"] == pytest.approx(gaps.min())
+        assert row["epsilon"] == pytest.approx(lazy.loc[lazy["seed"] == row["seed"], "gap"].min())
+        assert row["epsilon_clean"] == pytest.approx(clean.loc[clean["seed"] == row["seed"], "gap"].min())
         assert row["phi"] == pytest.approx((1 - config.eta * result.constants["L"] / 2) / row["distance"] ** 2)
     assert result.spreads["theta"]["min"] <= result.constants["theta"] <= result.spreads["theta"]["max"]
     assert set(result.summary().index) == set(CONSTANT_NAMES)
