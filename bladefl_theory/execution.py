@@ -72,6 +72,8 @@ def _local_client(workers: int | None):
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        # No dashboard, but the scheduler still serves HTTP; a free port avoids a warning when 8787 is taken.
+        scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
