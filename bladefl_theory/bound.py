@@ -31,6 +31,8 @@ __all__ = [
     "terms",
     "denominator",
     "bound",
+    "self_consistent_expr",
+    "bound_self_consistent",
     "Canonical",
     "canonical",
     "to_latex",
@@ -184,6 +186,38 @@ def bound(K, params: ParamsLike, variant: str = "per-round"):
     d = np.asarray(denominator(K, params, variant), dtype=float)
     with np.errstate(divide="ignore"):
         out = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), np.inf)
+    return out if out.ndim else float(out)
+
+
+def self_consistent_expr(variant: str = "per-round") -> sp.Expr:
+    """The bound with epsilon set to the bound itself: the positive root b of b = 1/D(K; epsilon = b).
+
+    Wang et al.'s proof needs F(w^k) − F(w*) >= epsilon along the run, so the bound is only
+    informative down to epsilon; with D = A − C/epsilon² the fixed point solves A·b² − b − C = 0.
+    C >= 0 wherever tau >= 1 (Bernoulli's inequality), so the root with the + sign is the positive one.
+    """
+    s = SYMBOLS
+    A = GAMMA * s["eta"] * s["phi"]
+    C = _numerator(variant)  # checks the variant
+    root = (1 + sp.sqrt(1 + 4 * A * C)) / (2 * A)
+    return root.subs(_definitions())
+
+
+@lru_cache(maxsize=None)
+def _self_consistent_compiled(variant: str):
+    args = [SYMBOLS[n] for n in ARG_NAMES]
+    return sp.lambdify(args, self_consistent_expr(variant), modules="numpy")
+
+
+def bound_self_consistent(K, params: ParamsLike, variant: str = "per-round"):
+    """The bound with epsilon eliminated (:func:`self_consistent_expr`); ``inf`` where gamma·eta·phi <= 0.
+
+    ``params.epsilon`` is ignored. Any argument may be a numpy array (broadcast together).
+    """
+    _check_variant(variant)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        b = np.asarray(_self_consistent_compiled(variant)(np.asarray(K, dtype=float), *_values(params)), dtype=float)
+    out = np.where(np.isfinite(b) & (b > 0), b, np.inf)
     return out if out.ndim else float(out)
 
 

@@ -4,6 +4,10 @@ Given the measured final loss per K (mean ± std over seeds, from a sweep) and F
 module reports, per variant: the empirical K* against the bound's K*, the Spearman correlation
 of bound and measurement over K, the ratio bound/measured per K and, labelled as a calibration,
 the affine fit measured ≈ a·bound + b with its R².
+
+Each variant is evaluated in two forms: with the profile's epsilon (the bound as printed, finite
+only where D(K) > 0) and with epsilon eliminated by setting it to the bound itself (``+sc``, the
+self-consistent bound of :func:`bladefl_theory.bound.bound_self_consistent`, finite wherever phi > 0).
 """
 
 from __future__ import annotations
@@ -20,14 +24,34 @@ from bladefl_theory import bound as B
 from bladefl_theory.params import Params
 from bladefl_theory.solvers import kstar
 
-__all__ = ["GapResult", "VariantFit", "analyse_gap", "write_gap_report"]
+__all__ = ["FORMS", "GapResult", "VariantFit", "analyse_gap", "bound_form", "k_star_of", "write_gap_report"]
+
+#: The forms of the bound compared with measurement: each variant with the profile's epsilon, and
+#: self-consistent (``+sc``: epsilon set to the bound itself).
+FORMS: tuple[str, ...] = (*B.VARIANTS, *(f"{v}+sc" for v in B.VARIANTS))
+
+
+def bound_form(ks: np.ndarray, params: Params, form: str) -> np.ndarray:
+    """The bound of one of :data:`FORMS` at each K of ``ks``; ``inf`` where it is not finite."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
+    variant, _, sc = form.partition("+")
+    ks = np.asarray(ks, dtype=float)
+    f = B.bound_self_consistent if sc else B.bound
+    return np.atleast_1d(np.asarray(f(ks, params, variant), dtype=float))
+
+
+def k_star_of(ks: np.ndarray, bounds: np.ndarray) -> int | None:
+    """The K of ``ks`` with the smallest finite bound (None if none is finite)."""
+    ok = np.isfinite(bounds)
+    return int(np.asarray(ks)[ok][np.argmin(bounds[ok])]) if ok.any() else None
 
 
 @dataclass(frozen=True)
 class VariantFit:
-    """How one variant of the bound tracks the measured gap over K."""
+    """How one form of the bound (:data:`FORMS`) tracks the measured gap over K."""
 
-    variant: str
+    variant: str  # the form: a variant, or a variant with "+sc"
     k_star_bound: int | None
     spearman: float | None
     spearman_p: float | None
@@ -39,7 +63,7 @@ class VariantFit:
 
 @dataclass(frozen=True)
 class GapResult:
-    """Per-K table (measured gap, bounds, ratios) and one fit per variant."""
+    """Per-K table (measured gap, bounds, ratios) and one fit per form of the bound."""
 
     params: Params
     f_star: float
@@ -59,18 +83,19 @@ def analyse_gap(per_k: pd.DataFrame, f_star: float, params: Params) -> GapResult
     table["measured_gap_mean"] = per_k["final_global_train_loss_mean"].to_numpy() - f_star
     table["measured_gap_std"] = per_k["final_global_train_loss_std"].to_numpy()
     fits = {}
-    for variant in B.VARIANTS:
-        b = np.asarray(B.bound(ks.astype(float), params, variant), dtype=float)
-        table[f"bound_{variant}"] = np.where(np.isfinite(b), b, np.nan)
+    for form in FORMS:
+        b = bound_form(ks, params, form)
+        table[f"bound_{form}"] = np.where(np.isfinite(b), b, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
-            table[f"ratio_{variant}"] = table[f"bound_{variant}"] / table["measured_gap_mean"]
-        fits[variant] = _fit(variant, b, table["measured_gap_mean"].to_numpy(), params)
+            table[f"ratio_{form}"] = table[f"bound_{form}"] / table["measured_gap_mean"]
+        # The printed forms' K* is the solvers' (over every K up to K_max); the +sc forms' the integer search here.
+        k_star = kstar(params, form, cross_check=False).k_star if form in B.VARIANTS else k_star_of(ks, b)
+        fits[form] = _fit(form, k_star, b, table["measured_gap_mean"].to_numpy())
     return GapResult(params=params, f_star=f_star, table=table, fits=fits)
 
 
-def _fit(variant: str, b: np.ndarray, measured: np.ndarray, params: Params) -> VariantFit:
+def _fit(variant: str, k_star_bound: int | None, b: np.ndarray, measured: np.ndarray) -> VariantFit:
     ok = np.isfinite(b) & np.isfinite(measured)
-    k_star_bound = kstar(params, variant, cross_check=False).k_star
     if ok.sum() < 3 or np.ptp(b[ok]) == 0:
         return VariantFit(variant, k_star_bound, None, None, None, None, None, int(ok.sum()))
     rho, p = stats.spearmanr(b[ok], measured[ok])
@@ -100,8 +125,9 @@ def plot_gap(result: GapResult, ax, title: str) -> None:
     t = result.table
     ax.errorbar(t.index, t["measured_gap_mean"], yerr=t["measured_gap_std"].fillna(0), fmt="ko-", capsize=3,
                 label="measured F(w^K) − F(w*)")
-    for variant, style in zip(B.VARIANTS, ("s--", "^:")):
-        ax.plot(t.index, t[f"bound_{variant}"], style, label=f"bound ({variant})")
+    for form, style in zip(FORMS, ("s--", "^:", "D-.", "v-.")):
+        if t[f"bound_{form}"].notna().any():
+            ax.plot(t.index, t[f"bound_{form}"], style, ms=4, label=f"bound ({form})")
     ax.set_yscale("log")
     ax.set_xlabel("K (blocks)")
     ax.set_ylabel("optimality gap")
@@ -136,7 +162,10 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
         "",
         f"Empirical K* (argmin of the mean measured gap): **{result.k_star_measured}**.",
         "",
-        "| variant | bound's K* | Spearman ρ (bound, measured) over K | affine calibration measured ≈ a·bound + b | R² | K with a finite bound |",
+        "Forms of the bound: `per-round` and `printed` with the profile's epsilon (finite only where D(K) > 0); "
+        "`+sc` the same variant with epsilon set to the bound itself (self-consistent; finite wherever phi > 0).",
+        "",
+        "| form | bound's K* | Spearman ρ (bound, measured) over K | affine calibration measured ≈ a·bound + b | R² | K with a finite bound |",
         "|---|---|---|---|---|---|",
     ]
     for v, f in result.fits.items():
@@ -149,14 +178,14 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
         "The affine fit is a calibration, not a validation: it says how well the bound's shape over K "
         "tracks the measurement once scale and offset are fitted.",
         "",
-        "| K | tau | measured gap (mean ± std) | bound per-round | ratio | bound printed | ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| K | tau | measured gap (mean ± std) | " + " | ".join(f"bound {f} | ratio" for f in FORMS) + " |",
+        "|---|---|---|" + "---|---|" * len(FORMS),
     ]
     for k, row in result.table.iterrows():
+        cells = " | ".join(f"{_fmt(row[f'bound_{f}'])} | {_fmt(row[f'ratio_{f}'])}" for f in FORMS)
         lines.append(
             f"| {k} | {_fmt(row['tau'], '.0f')} | {row['measured_gap_mean']:.4f} ± {_fmt(row['measured_gap_std'], '.4f')} | "
-            f"{_fmt(row['bound_per-round'])} | {_fmt(row['ratio_per-round'])} | {_fmt(row['bound_printed'])} | "
-            f"{_fmt(row['ratio_printed'])} |"
+            f"{cells} |"
         )
     lines += ["", "![gap](gap.png)", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")

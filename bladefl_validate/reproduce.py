@@ -25,7 +25,7 @@ from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
 from .data import DATASETS
-from .gap import GapResult, analyse_gap, plot_gap
+from .gap import FORMS, GapResult, analyse_gap, bound_form, k_star_of, plot_gap
 from .sweep import RUN_KIND, bootstrap_k_star, run_task, summarize, sweep_configs
 
 __all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "reproduce", "write_reproduction"]
@@ -164,10 +164,12 @@ def reproduce(
                 "k_star_per_round": _k(params, "per-round"),
                 "k_star_printed": _k(params, "printed"),
                 "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
+                "k_star_per_round_sc": _k_sc(params, "per-round+sc", base.k_max),
+                "k_star_printed_sc": _k_sc(params, "printed+sc", base.k_max),
             }
         )
     table = pd.DataFrame(rows)
-    for col in ("k_star_per_round", "k_star_printed", "k_star_paper"):
+    for col in ("k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc", "k_star_printed_sc"):
         table[col] = table[col].astype("Int64")
     return Reproduction(
         base=base, seeds=list(seeds), runs=all_runs, per_k=all_per_k, f_star=f_star, gaps=gaps, kstar_table=table,
@@ -182,6 +184,11 @@ def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profi
 
 def _k(params, variant: str) -> int | None:
     return kstar(params, variant, cross_check=False).k_star
+
+
+def _k_sc(params, form: str, k_max: int) -> int | None:
+    ks = np.arange(1, k_max + 1)
+    return k_star_of(ks, bound_form(ks, params, form))
 
 
 def _line_figure(rep: Reproduction, pairs, vary: str, path: Path) -> None:
@@ -321,20 +328,36 @@ def _commentary(rep: Reproduction) -> str:
             f"{_movement(fig4.k_star_measured, 'sigma2')}"
         )
     errors = {}
-    for v in ("per-round", "printed"):
-        col = t[f"k_star_{v.replace('-', '_')}"]
+    for form in FORMS:
+        name = f"k_star_{form.replace('-', '_').replace('+', '_')}"
+        col = t[name]
         ok = col.notna()
-        errors[v] = float(np.mean(np.abs(col[ok].astype(float) - t.k_star_measured[ok]))) if ok.any() else math.inf
-        moves = t[ok].groupby("dataset")[f"k_star_{v.replace('-', '_')}"].nunique().max() if ok.any() else 0
+        if not ok.any():
+            errors[form] = math.inf
+            out.append(f"- `{form}`: no setting has a finite bound, so it predicts no K*.")
+            continue
+        errors[form] = float(np.mean(np.abs(col[ok].astype(float) - t.k_star_measured[ok])))
+        values = ", ".join(f"{d} {sorted(set(map(int, g[name].dropna())))}" for d, g in t[ok].groupby("dataset"))
         out.append(
-            f"- `{v}` predicts K* with mean absolute error {errors[v]:.2f} blocks over {int(ok.sum())} settings with a "
-            f"finite bound; its K* takes {int(moves)} distinct value(s) per dataset across the settings."
+            f"- `{form}` predicts K* with mean absolute error {errors[form]:.2f} blocks over {int(ok.sum())} of "
+            f"{len(t)} settings with a finite bound; its K* over the settings: {values}."
         )
-    better = min(errors, key=errors.get)
-    if errors["per-round"] == errors["printed"]:
-        out.append("- Neither variant predicts the measured K* better than the other here.")
-    else:
-        out.append(f"- `{better}` is the closer of the two variants to the measured K*.")
+    for pair in (("per-round", "printed"), ("per-round+sc", "printed+sc")):
+        a, b = (errors[p] for p in pair)
+        if a == b:
+            out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
+        else:
+            out.append(f"- `{min(pair, key=errors.get)}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
+    for d, gap in rep.gaps.items():
+        for form in FORMS:
+            ratio = gap.table[f"ratio_{form}"].dropna()
+            if len(ratio):
+                out.append(
+                    f"- {d}, `{form}` at M = 0: the bound is finite at {len(ratio)} of {len(gap.table)} K and "
+                    f"{ratio.min():.3g} to {ratio.max():.3g} times the measured gap there."
+                )
+            else:
+                out.append(f"- {d}, `{form}` at M = 0: the bound is finite at no K (vacuous with these constants).")
     out.append(
         "- The paper contradicts itself: its Fig. 3 text gives K* = 6 at M = 2 and 5 at M = 6 (sigma2 = 0.01), "
         "so K* <= 6 for M >= 2, while its Fig. 4 text gives K* = 7 at M = 4 with the same sigma2 = 0.01."

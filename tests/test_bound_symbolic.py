@@ -115,3 +115,33 @@ def test_latex_uses_the_papers_symbols():
     text = B.to_latex(B.theorem1("printed", expand_definitions=False))
     for symbol in (r"\sigma^{2}", r"\varepsilon", r"\lambda", r"\gamma", r"\theta", r"\xi"):
         assert symbol in text
+
+
+@pytest.mark.parametrize("variant", B.VARIANTS)
+def test_denominator_is_A_minus_C_over_epsilon_squared(variant):
+    # The self-consistent bound reads A and C off this split of D.
+    A = B.GAMMA * S["eta"] * S["phi"]
+    C = B._numerator(variant)
+    split = (A - C / S["epsilon"] ** 2).subs(B._definitions())
+    assert sp.simplify(B.denominator_expr(variant) - split) == 0
+
+
+@pytest.mark.parametrize("variant", B.VARIANTS)
+@pytest.mark.parametrize("M, sigma2", [(0, 0.0), (4, 0.01), (10, 0.3)])
+def test_self_consistent_bound_is_the_bound_at_epsilon_equal_to_itself(variant, M, sigma2):
+    p = Params(M=M, sigma2=sigma2)
+    for K in range(1, 10):
+        b = B.bound_self_consistent(K, p, variant)
+        assert 0 < b < math.inf
+        assert B.bound(K, p.replace(epsilon=b), variant) == pytest.approx(b, rel=1e-9)
+        # Any smaller epsilon gives a larger (or no finite) bound: the fixed point is the best epsilon.
+        assert B.bound(K, p.replace(epsilon=0.9 * b), variant) > b
+
+
+def test_self_consistent_bound_is_finite_where_the_printed_bound_is_not():
+    p = Params(epsilon=0.05)
+    assert math.isinf(B.bound(1, p)) and math.isfinite(B.bound_self_consistent(1, p))
+    # epsilon does not enter it.
+    assert B.bound_self_consistent(3, p) == B.bound_self_consistent(3, p.replace(epsilon=7.0))
+    values = B.bound_self_consistent(np.arange(1, 10), Params(M=4, sigma2=0.1))
+    assert values.shape == (9,) and np.isfinite(values).all()

@@ -4,7 +4,7 @@ import pytest
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_validate.gap import analyse_gap, write_gap_report
+from bladefl_validate.gap import FORMS, analyse_gap, bound_form, k_star_of, write_gap_report
 
 
 def per_k_from(values, std=0.01):
@@ -45,3 +45,19 @@ def test_too_few_finite_points_give_no_fit(tmp_path):
     write_gap_report(result, tmp_path, "test", "cmd", [0])
     assert "n/a" in (tmp_path / "README.md").read_text()
     assert (tmp_path / "gap.png").is_file() and (tmp_path / "gap.csv").is_file()
+
+
+def test_self_consistent_forms_are_finite_and_their_k_star_is_the_argmin():
+    # Where the bound with the profile's epsilon is finite nowhere, the +sc forms still give a curve and a K*.
+    p = Params(M=19, sigma2=0.3)
+    measured = np.linspace(2, 1, 9)
+    result = analyse_gap(per_k_from(measured), 0.1, p)
+    assert set(result.fits) == set(FORMS) == {"per-round", "printed", "per-round+sc", "printed+sc"}
+    for form in ("per-round+sc", "printed+sc"):
+        b = result.table[f"bound_{form}"]
+        assert b.notna().all()
+        assert np.allclose(b, B.bound_self_consistent(np.arange(1, 10), p, form.split("+")[0]))
+        assert result.fits[form].k_star_bound == int(b.idxmin()) == k_star_of(b.index.to_numpy(), b.to_numpy())
+        assert result.fits[form].finite_points == 9 and result.fits[form].spearman is not None
+    with pytest.raises(ValueError, match="form"):
+        bound_form(np.arange(1, 3), p, "per-round+xx")
