@@ -86,12 +86,16 @@ def test_no_finite_bound_exits_3_with_the_reason():
 
 def test_bound_formats():
     table = run("bound", "--M", "2", "--K", "6,7")
-    assert table.exit_code == 0 and len(table.output.splitlines()) == 3
+    assert table.exit_code == 0 and len(table.output.splitlines()) == 4 and "self-consistent" in table.output
     csv = run("bound", "--csv")
-    assert csv.output.splitlines()[0] == "K,tau,bound"
+    assert csv.output.splitlines()[0] == "K,tau,bound,bound_self_consistent"
     assert len(csv.output.splitlines()) == 10
     rows = json.loads(run("bound", "--json").output)["rows"]
     assert rows[0]["bound"] is None and rows[6]["K"] == 7 and rows[6]["bound"] > 0
+    # The self-consistent bound is finite at every K, and at K=7 it is the bound at epsilon = itself.
+    assert all(r["bound_self_consistent"] > 0 for r in rows)
+    at = json.loads(run("bound", "--json", "--K", "7", "--epsilon", str(rows[6]["bound_self_consistent"])).output)
+    assert at["rows"][0]["bound"] == pytest.approx(rows[6]["bound_self_consistent"], rel=1e-6)
 
 
 def test_convexity_and_formula_commands():
