@@ -280,6 +280,9 @@ def _readme(rep: Reproduction, command: str) -> str:
         "",
         "![fig2](fig2.png)",
         "",
+        "At M = 0 there is no lazy term, so `per-round` and `printed` coincide; `+sc` marks the self-consistent "
+        "form (epsilon set to the bound itself); a form is drawn at the K where it is finite.",
+        "",
     ]
     for d, gap in rep.gaps.items():
         for v, f in gap.fits.items():
@@ -344,7 +347,9 @@ def _commentary(rep: Reproduction) -> str:
         )
     for pair in (("per-round", "printed"), ("per-round+sc", "printed+sc")):
         a, b = (errors[p] for p in pair)
-        if a == b:
+        if math.isinf(a) and math.isinf(b):
+            out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` gives a finite bound in any setting.")
+        elif a == b:
             out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
         else:
             out.append(f"- `{min(pair, key=errors.get)}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
@@ -358,11 +363,35 @@ def _commentary(rep: Reproduction) -> str:
                 )
             else:
                 out.append(f"- {d}, `{form}` at M = 0: the bound is finite at no K (vacuous with these constants).")
+    out.append(_verdict(rep, errors))
     out.append(
         "- The paper contradicts itself: its Fig. 3 text gives K* = 6 at M = 2 and 5 at M = 6 (sigma2 = 0.01), "
         "so K* <= 6 for M >= 2, while its Fig. 4 text gives K* = 7 at M = 4 with the same sigma2 = 0.01."
     )
     return "\n".join(out)
+
+
+def _verdict(rep: Reproduction, errors: Mapping[str, float]) -> str:
+    """One line on how far the theory can be trusted in these runs, from the numbers above."""
+    t = rep.kstar_table
+    parts = []
+    vacuous = [v for v in FORMS if "+" not in v and math.isinf(errors[v])]
+    if vacuous:
+        parts.append(f"with the estimated constants the bound as printed ({', '.join(f'`{v}`' for v in vacuous)}) "
+                     "is finite in no setting")
+    for form in (f for f in FORMS if "+" in f and not math.isinf(errors[f])):
+        col = t[f"k_star_{form.replace('-', '_').replace('+', '_')}"].dropna().astype(int)
+        ratios = pd.concat([g.table[f"ratio_{form}"].dropna() for g in rep.gaps.values()])
+        parts.append(
+            f"`{form}` puts K* at {_values(col)} where the measured K* is {_values(t.k_star_measured)}, and is "
+            f"{ratios.min():.2g} to {ratios.max():.2g} times the measured gap at M = 0"
+        )
+    return "- In short: " + "; ".join(parts) + "." if parts else "- In short: no form of the bound was evaluated."
+
+
+def _values(values: pd.Series) -> str:
+    v = sorted(set(int(x) for x in values))
+    return str(v[0]) if len(v) == 1 else f"{v[0]} to {v[-1]}"
 
 
 def _movement(values: pd.Series, name: str) -> str:
