@@ -116,7 +116,8 @@ def kstar_cmd(variant, as_json, **options):
             mark = "  <- K*" if row["K"] == r.k_star else ""
             click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {'yes' if row['feasible'] else 'no'}{mark}")
     if not r.success:
-        raise CommandFailed(r.message, EXIT_NO_FINITE_BOUND)
+        hint = " (`bladefl-theory bound` also prints the self-consistent bound, which needs no epsilon)"
+        raise CommandFailed(r.message + (hint if r.k_star is None else ""), EXIT_NO_FINITE_BOUND)
 
 
 def _parse_k_list(text: str | None, k_max: int) -> list[int]:

@@ -284,3 +284,6 @@ def test_shipped_estimated_profiles_load_by_name(name):
     assert prov["dataset"] == name.rsplit("-", 1)[0] and prov["run"]["model"] == name.rsplit("-", 1)[1]
     assert isinstance(prov["F_w_star"], float) and len(prov["seeds"]) >= 2
     assert all(math.isfinite(v) for v in profile.constants.values())
+    # Estimated as estimate_constants does now: Lemma 1's constants from the clean runs, theta from the lazy ones.
+    assert "clean runs, M=0" in prov["spread"]["L"]["over"] and "epsilon_clean" in prov["spread"]
+    assert f"M={prov['run']['M']}" in prov["spread"]["theta"]["over"] and prov["run"]["M"] >= 1
