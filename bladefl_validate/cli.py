@@ -320,7 +320,7 @@ def partition_cmd(out, data_dir, **options):
                    "[default: 1e-6].")
 @_execution_options
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, scheduler, workers, quiet, data_dir, **options):
-    """Estimate L, xi, delta, theta, phi and epsilon from real runs; write a profile for bladefl-theory --profile."""
+    """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
     from bladefl_theory.errors import InputError
 
     from .estimate import OptimumOptions, check_profile_path, estimate_constants, write_estimate
