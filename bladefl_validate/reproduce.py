@@ -178,6 +178,10 @@ def reproduce(
     )
 
 
+#: The bootstrap share of the measured K* from which the report calls it settled.
+SETTLED_SHARE = 0.9
+
+
 def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profile):
     return base.replace(dataset=dataset, M=M, sigma2=sigma2, K=1).theory_params(profile)
 
@@ -310,6 +314,14 @@ def _readme(rep: Reproduction, command: str) -> str:
 def _commentary(rep: Reproduction) -> str:
     t = rep.kstar_table
     out = ["## What agrees and what does not", ""]
+    settled = t.k_star_measured_share >= SETTLED_SHARE
+    line = (f"- The measured K* is settled (the same K in at least {SETTLED_SHARE:.0%} of the bootstrap resamples) in "
+            f"{int(settled.sum())} of {len(t)} settings with {len(rep.seeds)} seeds per point.")
+    if (~settled).any():
+        line += " In the others the seeds disagree (the share of the reported K*): " + "; ".join(
+            f"{r.dataset} M={r.M} sigma2={r.sigma2:g} ({r.k_star_measured_share:.0%})" for r in t[~settled].itertuples()
+        ) + "."
+    out.append(line)
     paper = t[t.k_star_paper.notna()]
     if len(paper):
         hits = int((paper.k_star_measured == paper.k_star_paper).sum())
