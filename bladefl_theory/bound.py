@@ -31,6 +31,8 @@ __all__ = [
     "terms",
     "denominator",
     "bound",
+    "split_expr",
+    "epsilon_threshold",
     "self_consistent_expr",
     "bound_self_consistent",
     "Canonical",
@@ -189,6 +191,31 @@ def bound(K, params: ParamsLike, variant: str = "per-round"):
     return out if out.ndim else float(out)
 
 
+def split_expr(variant: str = "per-round") -> tuple[sp.Expr, sp.Expr]:
+    """(A, C) with D = A − C/epsilon²: A = gamma·eta·phi, C = divergence − progress + lazy."""
+    A = GAMMA * SYMBOLS["eta"] * SYMBOLS["phi"]
+    C = _numerator(variant)  # checks the variant
+    defs = _definitions()
+    return A.subs(defs), C.subs(defs)
+
+
+@lru_cache(maxsize=None)
+def _split_compiled(variant: str):
+    return sp.lambdify([SYMBOLS[n] for n in ARG_NAMES], split_expr(variant), modules="numpy")
+
+
+def epsilon_threshold(K, params: ParamsLike, variant: str = "per-round"):
+    """The epsilon above which the bound at K is finite: sqrt(C/A), 0 where C <= 0, ``inf`` where A <= 0.
+
+    ``params.epsilon`` is ignored. Any argument may be a numpy array (broadcast together).
+    """
+    _check_variant(variant)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        A, C = (np.asarray(x, dtype=float) for x in _split_compiled(variant)(np.asarray(K, dtype=float), *_values(params)))
+        out = np.where(A > 0, np.sqrt(np.clip(C, 0, None) / np.where(A > 0, A, 1.0)), np.inf)
+    return out if out.ndim else float(out)
+
+
 def self_consistent_expr(variant: str = "per-round") -> sp.Expr:
     """The bound with epsilon set to the bound itself: the positive root b of b = 1/D(K; epsilon = b).
 
@@ -196,11 +223,8 @@ def self_consistent_expr(variant: str = "per-round") -> sp.Expr:
     informative down to epsilon; with D = A − C/epsilon² the fixed point solves A·b² − b − C = 0.
     C >= 0 wherever tau >= 1 (Bernoulli's inequality), so the root with the + sign is the positive one.
     """
-    s = SYMBOLS
-    A = GAMMA * s["eta"] * s["phi"]
-    C = _numerator(variant)  # checks the variant
-    root = (1 + sp.sqrt(1 + 4 * A * C)) / (2 * A)
-    return root.subs(_definitions())
+    A, C = split_expr(variant)
+    return (1 + sp.sqrt(1 + 4 * A * C)) / (2 * A)
 
 
 @lru_cache(maxsize=None)

@@ -220,7 +220,7 @@ def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
         if feasible is not None:
             reason = (
                 f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
-                f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer"
+                f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"
             )
         else:
             reason = explain_infeasible(params, variant)
@@ -245,8 +245,16 @@ def explain_infeasible(params: Params, variant: str = "per-round") -> str:
     return (
         f"no K in [1, {hi:.4g}] gives a finite bound ({variant}): at the best K = {k:.4g}, "
         f"divergence {t['divergence']:.4g} + lazy {t['lazy']:.4g} >= progress {t['progress']:.4g} "
-        f"(gamma·eta·phi + eta·xi·delta·gamma/epsilon²); {label} dominates"
+        f"(gamma·eta·phi + eta·xi·delta·gamma/epsilon²); {label} dominates; {_epsilon_needed(params, variant)}"
     )
+
+
+def _epsilon_needed(params: Params, variant: str) -> str:
+    km = k_max(params.t_sum, params.alpha, params.beta)
+    needed = float(np.min(_bound.epsilon_threshold(np.arange(1, km + 1), params, variant)))
+    if not math.isfinite(needed):
+        return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
+    return f"a finite bound at some K in 1..{km} needs epsilon > {needed:.4g} (it is {params.epsilon:.4g})"
 
 
 def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) -> KStarResult:

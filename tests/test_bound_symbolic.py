@@ -145,3 +145,15 @@ def test_self_consistent_bound_is_finite_where_the_printed_bound_is_not():
     assert B.bound_self_consistent(3, p) == B.bound_self_consistent(3, p.replace(epsilon=7.0))
     values = B.bound_self_consistent(np.arange(1, 10), Params(M=4, sigma2=0.1))
     assert values.shape == (9,) and np.isfinite(values).all()
+
+
+@pytest.mark.parametrize("variant", B.VARIANTS)
+def test_epsilon_threshold_separates_finite_from_infinite_bounds(variant):
+    p = Params(M=6, sigma2=0.2)
+    for K in range(1, 10):
+        t = B.epsilon_threshold(K, p, variant)
+        assert 0 < t < math.inf
+        assert math.isinf(B.bound(K, p.replace(epsilon=0.99 * t), variant))
+        assert math.isfinite(B.bound(K, p.replace(epsilon=1.01 * t), variant))
+    # phi <= 0 (eta*L >= 2 in a profile) leaves no epsilon that helps.
+    assert math.isinf(B.epsilon_threshold(3, {**p.as_dict(), "phi": -1.0}, variant))

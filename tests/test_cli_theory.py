@@ -78,7 +78,11 @@ def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):
 def test_no_finite_bound_exits_3_with_the_reason():
     r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10"])
     assert r.exit_code == 3
-    assert "dominates" in r.output.splitlines()[-1] and "self-consistent" in r.output.splitlines()[-1]
+    last = r.output.splitlines()[-1]
+    assert "dominates" in last and "self-consistent" in last
+    needed = float(last.split("needs epsilon > ")[1].split(" ")[0])
+    assert CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 0.99)]).exit_code == 3
+    assert CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 1.01)]).exit_code == 0
     r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--json"])
     assert r.exit_code == 3
     assert json.loads(r.output[: r.output.rindex("}") + 1])["k_star"] is None
