@@ -164,12 +164,11 @@ def reproduce(
                 "k_star_per_round": _k(params, "per-round"),
                 "k_star_printed": _k(params, "printed"),
                 "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
-                "k_star_per_round_sc": _k_sc(params, "per-round+sc", base.k_max),
-                "k_star_printed_sc": _k_sc(params, "printed+sc", base.k_max),
+                **{_column(f): _k_sc(params, f, base.k_max) for f in FORMS if "+" in f},
             }
         )
     table = pd.DataFrame(rows)
-    for col in ("k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc", "k_star_printed_sc"):
+    for col in ("k_star_paper", *(_column(f) for f in FORMS)):
         table[col] = table[col].astype("Int64")
     return Reproduction(
         base=base, seeds=list(seeds), runs=all_runs, per_k=all_per_k, f_star=f_star, gaps=gaps, kstar_table=table,
@@ -188,6 +187,11 @@ def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profi
 
 def _k(params, variant: str) -> int | None:
     return kstar(params, variant, cross_check=False).k_star
+
+
+def _column(form: str) -> str:
+    """The kstar.csv column of a form of the bound: per-round+sc -> k_star_per_round_sc."""
+    return "k_star_" + form.replace("-", "_").replace("+", "_")
 
 
 def _k_sc(params, form: str, k_max: int) -> int | None:
@@ -344,7 +348,7 @@ def _commentary(rep: Reproduction) -> str:
         )
     errors = {}
     for form in FORMS:
-        name = f"k_star_{form.replace('-', '_').replace('+', '_')}"
+        name = _column(form)
         col = t[name]
         ok = col.notna()
         if not ok.any():
@@ -391,13 +395,16 @@ def _verdict(rep: Reproduction, errors: Mapping[str, float]) -> str:
     if vacuous:
         parts.append(f"with the estimated constants the bound as printed ({', '.join(f'`{v}`' for v in vacuous)}) "
                      "is finite in no setting")
+    said: dict[str, list[str]] = {}  # identical findings of several forms are said once
     for form in (f for f in FORMS if "+" in f and not math.isinf(errors[f])):
-        col = t[f"k_star_{form.replace('-', '_').replace('+', '_')}"].dropna().astype(int)
         ratios = pd.concat([g.table[f"ratio_{form}"].dropna() for g in rep.gaps.values()])
-        parts.append(
-            f"`{form}` puts K* at {_values(col)} where the measured K* is {_values(t.k_star_measured)}, and is "
-            f"{ratios.min():.2g} to {ratios.max():.2g} times the measured gap at M = 0"
-        )
+        finding = (f"put{{s}} K* at {_values(t[_column(form)].dropna())} where the measured K* is "
+                   f"{_values(t.k_star_measured)}, and {{is}} {ratios.min():.2g} to {ratios.max():.2g} times the "
+                   "measured gap at M = 0")
+        said.setdefault(finding, []).append(f"`{form}`")
+    for finding, forms in said.items():
+        one = len(forms) == 1
+        parts.append(" and ".join(forms) + " " + finding.format(s="s" if one else "", **{"is": "is" if one else "are"}))
     return "- In short: " + "; ".join(parts) + "." if parts else "- In short: no form of the bound was evaluated."
 
 
