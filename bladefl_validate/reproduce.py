@@ -161,6 +161,9 @@ def reproduce(
                 "sigma2": s.sigma2,
                 "k_star_measured": int(mean.idxmin()),
                 "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
+                "k_star_measured_plausible": " ".join(
+                    str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
+                ),
                 "k_star_per_round": _k(params, "per-round"),
                 "k_star_printed": _k(params, "printed"),
                 "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
@@ -179,6 +182,8 @@ def reproduce(
 
 #: The bootstrap share of the measured K* from which the report calls it settled.
 SETTLED_SHARE = 0.9
+#: Every K that is the argmin in at least this share of the bootstrap resamples is listed as plausible.
+PLAUSIBLE_SHARE = 0.1
 
 
 def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profile):
@@ -278,7 +283,8 @@ def _readme(rep: Reproduction, command: str) -> str:
         "## K*",
         "",
         "`k_star_measured_share` is the share of 1000 bootstrap resamples of the seeds in which the measured K* "
-        "is the same K: the spread of the empirical K*.",
+        "is the same K: the spread of the empirical K*. `k_star_measured_plausible` lists every K that is the "
+        f"argmin in at least {PLAUSIBLE_SHARE:.0%} of the resamples.",
         "",
         markdown_table(t, digits=3),
         "",
@@ -323,7 +329,8 @@ def _commentary(rep: Reproduction) -> str:
             f"{int(settled.sum())} of {len(t)} settings with {len(rep.seeds)} seeds per point.")
     if (~settled).any():
         line += " In the others the seeds disagree (the share of the reported K*): " + "; ".join(
-            f"{r.dataset} M={r.M} sigma2={r.sigma2:g} ({r.k_star_measured_share:.0%})" for r in t[~settled].itertuples()
+            f"{r.dataset} M={r.M} sigma2={r.sigma2:g} ({r.k_star_measured_share:.0%}, plausible K: "
+            f"{r.k_star_measured_plausible.replace(' ', ', ')})" for r in t[~settled].itertuples()
         ) + "."
     out.append(line)
     paper = t[t.k_star_paper.notna()]
@@ -334,7 +341,8 @@ def _commentary(rep: Reproduction) -> str:
             + "(" + "; ".join(
                 f"{r.dataset} M={r.M} sigma2={r.sigma2:g}: measured {r.k_star_measured}, paper {r.k_star_paper}"
                 for r in paper.itertuples()
-            ) + ")."
+            ) + "). The paper's value is among the plausible K in "
+            + f"{sum(str(r.k_star_paper) in r.k_star_measured_plausible.split() for r in paper.itertuples())} of them."
         )
     for d in t.dataset.unique():
         sub = t[t.dataset == d]

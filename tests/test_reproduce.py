@@ -38,7 +38,7 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
         assert again.ran == 0 and again.skipped == rep.ran
     table = rep.kstar_table
     assert list(table.columns) == ["dataset", "M", "sigma2", "k_star_measured", "k_star_measured_share",
-                                   "k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc",
+                                   "k_star_measured_plausible", "k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc",
                                    "k_star_printed_sc"]
     # The self-consistent bound is finite wherever phi > 0: every setting has its K*.
     assert table.k_star_per_round_sc.notna().all() and table.k_star_per_round_sc.between(1, 2).all()
@@ -51,7 +51,9 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
         assert (out / name).is_file(), name
     readme = (out / "README.md").read_text()
     assert "contradicts itself" in readme and "Seeds per point: 2" in readme
-    assert pd.read_csv(out / "kstar.csv").shape == (14, 10)
+    assert pd.read_csv(out / "kstar.csv").shape == (14, 11)
+    for r in table.itertuples():  # the reported K* is always among the plausible ones
+        assert str(r.k_star_measured) in r.k_star_measured_plausible.split()
     assert "`per-round+sc` predicts K*" in readme
     settled = int((table.k_star_measured_share >= 0.9).sum())
     assert f"settled (the same K in at least 90% of the bootstrap resamples) in {settled} of 14 settings" in readme
