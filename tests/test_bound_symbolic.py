@@ -119,11 +119,10 @@ def test_latex_uses_the_papers_symbols():
 
 @pytest.mark.parametrize("variant", B.VARIANTS)
 def test_denominator_is_A_minus_C_over_epsilon_squared(variant):
-    # The self-consistent bound reads A and C off this split of D.
-    A = B.GAMMA * S["eta"] * S["phi"]
-    C = B._numerator(variant)
-    split = (A - C / S["epsilon"] ** 2).subs(B._definitions())
-    assert sp.simplify(B.denominator_expr(variant) - split) == 0
+    # The self-consistent bound and the epsilon threshold read A and C off this split of D.
+    A, C = B.split_expr(variant)
+    assert not A.has(S["epsilon"]) and not C.has(S["epsilon"])
+    assert sp.simplify(B.denominator_expr(variant) - (A - C / S["epsilon"] ** 2)) == 0
 
 
 @pytest.mark.parametrize("variant", B.VARIANTS)
