@@ -221,16 +221,17 @@ def self_consistent_expr(variant: str = "per-round") -> sp.Expr:
 
     Wang et al.'s proof needs F(w^k) − F(w*) >= epsilon along the run, so the bound is only
     informative down to epsilon; with D = A − C/epsilon² the fixed point solves A·b² − b − C = 0.
-    C >= 0 wherever tau >= 1 (Bernoulli's inequality), so the root with the + sign is the positive one.
+    C >= 0 wherever tau >= 1 (Bernoulli's inequality), so the root with the + sign is the positive one:
+    (1 + sqrt(1 + 4AC))/(2A), written for A > 0 as 1/(2A) + sqrt(1/(4A²) + C/A) so that A·C cannot overflow.
     """
     A, C = split_expr(variant)
-    return (1 + sp.sqrt(1 + 4 * A * C)) / (2 * A)
+    return 1 / (2 * A) + sp.sqrt(1 / (4 * A**2) + C / A)
 
 
 @lru_cache(maxsize=None)
 def _self_consistent_compiled(variant: str):
     args = [SYMBOLS[n] for n in ARG_NAMES]
-    return sp.lambdify(args, self_consistent_expr(variant), modules="numpy")
+    return sp.lambdify(args, (split_expr(variant)[0], self_consistent_expr(variant)), modules="numpy")
 
 
 def bound_self_consistent(K, params: ParamsLike, variant: str = "per-round"):
@@ -240,8 +241,8 @@ def bound_self_consistent(K, params: ParamsLike, variant: str = "per-round"):
     """
     _check_variant(variant)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        b = np.asarray(_self_consistent_compiled(variant)(np.asarray(K, dtype=float), *_values(params)), dtype=float)
-    out = np.where(np.isfinite(b) & (b > 0), b, np.inf)
+        A, b = (np.asarray(x, dtype=float) for x in _self_consistent_compiled(variant)(np.asarray(K, dtype=float), *_values(params)))
+    out = np.where((A > 0) & np.isfinite(b) & (b > 0), b, np.inf)
     return out if out.ndim else float(out)
 
 

@@ -11,7 +11,7 @@ from bladefl_theory import ParameterError, Params
 from bladefl_theory import bound as B
 from bladefl_theory.convexity import feasible_interval
 from bladefl_theory.solvers import kstar, kstar_integer
-from bladefl_theory.timemodel import k_max
+from bladefl_theory.timemodel import gamma, k_max
 
 from strategies import params as params_st
 
@@ -105,3 +105,22 @@ def test_invalid_parameters_are_rejected_with_the_right_message(n, sigma2):
         Params(N=n)
     with pytest.raises(ParameterError, match="sigma2 must be >= 0"):
         Params(sigma2=sigma2)
+
+
+@given(params_st(), variants)
+def test_self_consistent_bound_is_a_fixed_point_and_epsilon_threshold_splits_finiteness(p, variant):
+    km = k_max(p.t_sum, p.alpha, p.beta)
+    for K in range(1, min(km, 12) + 1):
+        if not math.isfinite(float(B.denominator(K, p, variant))):
+            continue  # lambda^tau overflows float64: no number to check
+        b = B.bound_self_consistent(K, p, variant)
+        # tau >= 1 at every integer K up to K_max, so C >= 0 and the fixed point exists.
+        assert 0 < b < math.inf
+        # D(epsilon = b) = 1/b, up to the rounding of D = A − C/b² (A = D at epsilon -> inf; C/b² may be ~A).
+        A = float(gamma(K, p.t_sum, p.alpha, p.beta)) * p.eta * p.phi
+        assert float(B.denominator(K, p.replace(epsilon=b), variant)) == pytest.approx(1 / b, rel=1e-6, abs=1e-12 * A)
+        t = B.epsilon_threshold(K, p, variant)
+        assert 0 <= t < math.inf
+        assert math.isfinite(B.bound(K, p.replace(epsilon=1.001 * t + 1e-12), variant))
+        if t > 0:
+            assert math.isinf(B.bound(K, p.replace(epsilon=0.999 * t), variant))
