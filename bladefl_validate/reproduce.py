@@ -406,13 +406,10 @@ def _verdict(rep: Reproduction, errors: Mapping[str, float]) -> str:
     said: dict[str, list[str]] = {}  # identical findings of several forms are said once
     for form in (f for f in FORMS if "+" in f and not math.isinf(errors[f])):
         ratios = pd.concat([g.table[f"ratio_{form}"].dropna() for g in rep.gaps.values()])
-        finding = (f"put{{s}} K* at {_values(t[_column(form)].dropna())} where the measured K* is "
-                   f"{_values(t.k_star_measured)}, and {{is}} {ratios.min():.2g} to {ratios.max():.2g} times the "
-                   "measured gap at M = 0")
+        finding = (f"K* = {_values(t[_column(form)].dropna())} (measured: {_values(t.k_star_measured)}), "
+                   f"{ratios.min():.2g} to {ratios.max():.2g} times the measured gap at M = 0")
         said.setdefault(finding, []).append(f"`{form}`")
-    for finding, forms in said.items():
-        one = len(forms) == 1
-        parts.append(" and ".join(forms) + " " + finding.format(s="s" if one else "", **{"is": "is" if one else "are"}))
+    parts += [f"{' and '.join(forms)}: {finding}" for finding, forms in said.items()]
     return "- In short: " + "; ".join(parts) + "." if parts else "- In short: no form of the bound was evaluated."
 
 
