@@ -8,19 +8,54 @@ so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
 from .store import ResultStore, task_key
 
-__all__ = ["Execution", "run_tasks", "TaskOutcome"]
+__all__ = ["Execution", "TaskKind", "one_by_one", "run_tasks", "TaskOutcome"]
 
-TaskFn = Callable[[Mapping[str, Any], Mapping[str, Any]], dict]
+BatchFn = Callable[[list[Mapping[str, Any]], Mapping[str, Any]], list[dict]]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A kind of stored task: its name and code version in the store, and how a worker runs a batch.
+
+    ``run(configs, context)`` returns one JSON-ready result per config, in order. Configs with equal
+    ``batch_key`` may run together, up to ``batch_size`` per task (the simulator trains such runs in
+    one batched computation). ``version`` names the semantics of the code that computes a result: a
+    stored result is reused only under the same version, so it changes whenever results would.
+    """
+
+    name: str
+    version: str
+    run: BatchFn
+    batch_key: Callable[[Mapping[str, Any]], Hashable] | None = None
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"a batch holds at least one task (got {self.batch_size})")
+
+    def key(self, config: Mapping[str, Any]) -> str:
+        """The store key of one task of this kind."""
+        return task_key(self.name, config, self.version)
+
+
+def one_by_one(fn: Callable[[Mapping[str, Any], Mapping[str, Any]], dict]) -> BatchFn:
+    """A batch runner from a function of one config (for task kinds that do not batch)."""
+    return functools.partial(_map_each, fn)
+
+
+def _map_each(fn, configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> list[dict]:
+    return [fn(c, context) for c in configs]
 
 
 @dataclass(frozen=True)
@@ -61,42 +96,57 @@ def _set_torch_threads(threads: int) -> int:
 
 
 def _local_client(workers: int | None):
+    import dask
     from distributed import Client, LocalCluster
 
     cores = os.cpu_count() or 1
     n = workers or cores
     threads = max(1, cores // n)
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        # No dashboard, but the scheduler still serves HTTP; a free port avoids a warning when 8787 is taken.
-        scheduler_kwargs={"dashboard_address": ":0"},
-        silence_logs=logging.ERROR,
-    )
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then returns every large
+    # tensor's memory to the system at once, and each new one page-faults in afresh (13x more minor
+    # faults, a fifth of the training threads' CPU in the kernel; benchmarks/README.md).
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            # No dashboard, but the scheduler still serves HTTP; a free port avoids a warning when 8787 is taken.
+            scheduler_kwargs={"dashboard_address": ":0"},
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster)
     client.run(_set_torch_threads, threads)
     return client, cluster
 
 
+def _batches(kind: TaskKind, configs: Sequence[Mapping[str, Any]], todo: list[int]) -> list[list[int]]:
+    """The tasks to submit: indices of configs, grouped by the kind's batch key, in first-seen order."""
+    if kind.batch_key is None or kind.batch_size == 1:
+        return [[i] for i in todo]
+    groups: dict[Hashable, list[int]] = {}
+    for i in todo:
+        groups.setdefault(kind.batch_key(configs[i]), []).append(i)
+    return [g[j : j + kind.batch_size] for g in groups.values() for j in range(0, len(g), kind.batch_size)]
+
+
 def run_tasks(
-    fn: TaskFn,
+    kind: TaskKind,
     configs: Sequence[Mapping[str, Any]],
-    kind: str,
     store: ResultStore | None = None,
     context: Mapping[str, Any] | None = None,
     execution: Execution = Execution(),
     desc: str = "",
 ) -> TaskOutcome:
-    """Run ``fn(config, context)`` for every config not already in ``store``; return all results in order.
+    """Run every config of ``kind`` not already in ``store``; return all results in order.
 
-    ``configs`` are keyed (with the package version) for the store; ``context`` (data folders and
-    the like) is passed to every task but is not part of the key.
+    ``configs`` are keyed (with the kind's version) for the store, and each result is recorded as
+    soon as its task finishes; ``context`` (data folders and the like) is passed to every task but is
+    not part of the key.
     """
     context = dict(context or {})
-    keys = [task_key(kind, c) for c in configs]
+    keys = [kind.key(c) for c in configs]
     done = store.done(keys) if store is not None else set()
     todo = [i for i, k in enumerate(keys) if k not in done]
     results: dict[int, dict] = {}
@@ -113,18 +163,20 @@ def run_tasks(
             client, cluster = Client(execution.scheduler), None
         else:
             client, cluster = _local_client(execution.workers)
-        bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc or kind, unit="run",
+        bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc or kind.name, unit="run",
                    disable=not execution.show_progress(), file=sys.stderr)
         try:
-            futures = client.map(fn, [configs[i] for i in todo], context=context, key=[f"{kind}-{keys[i]}" for i in todo])
-            index = {f.key: i for f, i in zip(futures, todo)}
+            batches = _batches(kind, configs, todo)
+            futures = client.map(kind.run, [[configs[i] for i in b] for b in batches], context=context,
+                                 key=[f"{kind.name}-{keys[b[0]]}-{len(b)}" for b in batches])
+            index = {f.key: b for f, b in zip(futures, batches)}
             for future in as_completed(futures):
-                i = index[future.key]
-                result = future.result()
-                results[i] = result
-                if store is not None:
-                    store.put(keys[i], kind, configs[i], result)
-                bar.update(1)
+                batch = index[future.key]
+                for i, result in zip(batch, future.result(), strict=True):
+                    results[i] = result
+                    if store is not None:
+                        store.put(keys[i], kind.name, configs[i], result, kind.version)
+                bar.update(len(batch))
         except BaseException:
             if "futures" in locals():
                 client.cancel(futures)

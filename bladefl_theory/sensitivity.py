@@ -15,7 +15,7 @@ import pandas as pd
 
 from .bound import VARIANTS, bound
 from .errors import InputError
-from .execution import Execution, run_tasks
+from .execution import Execution, TaskKind, one_by_one, run_tasks
 from .params import ParameterError, Params
 from .solvers import kstar
 
@@ -100,6 +100,10 @@ def _solve_chunk(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     return {"rows": rows}
 
 
+#: A chunk of K* solves, as a task (never stored: it takes less time than a store lookup would save).
+_SOLVE = TaskKind("sensitivity", "1", one_by_one(_solve_chunk))
+
+
 def sweep(
     base: Params,
     varied: dict[str, list],
@@ -128,7 +132,7 @@ def sweep(
         for i in range(0, len(points), _CHUNK)
     ]
     if len(points) * len(variants) > LARGE_GRID:
-        outcome = run_tasks(_solve_chunk, tasks, "sensitivity", execution=execution or Execution(), desc="sensitivity")
+        outcome = run_tasks(_SOLVE, tasks, execution=execution or Execution(), desc="sensitivity")
         chunks = outcome.results
     else:
         chunks = [_solve_chunk(t, {}) for t in tasks]

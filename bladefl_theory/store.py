@@ -1,6 +1,7 @@
 """A durable result store for sweeps: SQLite in WAL mode, one row per finished task.
 
-A task is keyed by the SHA-256 of its complete configuration and the package version, so
+A task is keyed by the SHA-256 of its kind, its complete configuration and the version of the
+code that computes it (see :class:`~bladefl_theory.execution.TaskKind`), so
 re-running a sweep skips what is done, a sweep killed part-way resumes with nothing lost, and
 a result is never counted twice (the key is the primary key; a second insert is ignored).
 Several processes may write to one store at once: WAL lets readers run beside the one writer,
@@ -17,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-
 __all__ = ["ResultStore", "task_key"]
 
 _SCHEMA = """
@@ -33,8 +32,8 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-def task_key(kind: str, config: Mapping[str, Any], version: str = __version__) -> str:
-    """SHA-256 of the task kind, its complete configuration (canonical JSON) and the package version."""
+def task_key(kind: str, config: Mapping[str, Any], version: str) -> str:
+    """SHA-256 of the task kind, its complete configuration (canonical JSON) and the code's version."""
     payload = json.dumps({"kind": kind, "config": config, "version": version}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -59,9 +58,10 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def put(self, key: str, kind: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
-        """Record a finished task; False if it was recorded already (nothing is counted twice)."""
-        row = (key, kind, json.dumps(config, sort_keys=True), json.dumps(result, sort_keys=True), __version__, time.time())
+    def put(self, key: str, kind: str, config: Mapping[str, Any], result: Mapping[str, Any], version: str) -> bool:
+        """Record a finished task computed by code of ``version``; False if it was recorded already
+        (nothing is counted twice)."""
+        row = (key, kind, json.dumps(config, sort_keys=True), json.dumps(result, sort_keys=True), version, time.time())
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO results (key, kind, config, result, version, created) VALUES (?, ?, ?, ?, ?, ?)", row
         )
@@ -89,10 +89,11 @@ class ResultStore:
         return self._conn.execute("SELECT COUNT(*) FROM results WHERE kind = ?", (kind,)).fetchone()[0]
 
     def rows(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Every recorded task as {key, kind, config, result}."""
-        query = "SELECT key, kind, config, result FROM results" + (" WHERE kind = ?" if kind else "") + " ORDER BY created"
-        cur = self._conn.execute(query, (kind,) if kind else ())
-        return [{"key": k, "kind": t, "config": json.loads(c), "result": json.loads(r)} for k, t, c, r in cur]
+        """Every recorded task as {key, kind, config, result, version}."""
+        query = "SELECT key, kind, config, result, version FROM results" + (" WHERE kind = ?" if kind else "")
+        cur = self._conn.execute(query + " ORDER BY created", (kind,) if kind else ())
+        return [{"key": k, "kind": t, "config": json.loads(c), "result": json.loads(r), "version": v}
+                for k, t, c, r, v in cur]
 
     def integrity_ok(self) -> bool:
         """SQLite's own integrity check."""

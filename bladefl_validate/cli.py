@@ -359,7 +359,7 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     from bladefl_theory.execution import run_tasks
 
     from .gap import analyse_gap, write_gap_report
-    from .reproduce import OPTIMUM_KIND, optimum_task, profile_for
+    from .reproduce import OPTIMUM, profile_for
 
     seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
@@ -372,7 +372,7 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
         sweep = sweep_k(base, seed_list, data_dir, None, store, execution)
         optima = [base.replace(M=0, seed=s).as_dict() for s in seed_list]
         context = {"data_dir": str(data_dir) if data_dir else None}
-        f_star = [r["f_star"] for r in run_tasks(optimum_task, optima, OPTIMUM_KIND, store, context, execution, "w*").results]
+        f_star = [r["f_star"] for r in run_tasks(OPTIMUM, optima, store, context, execution, "w*").results]
     result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
     title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
     with atomic_files(out) as tmp:

@@ -10,8 +10,6 @@ report states how far apart they are. M = 0 runs give the honest baseline and th
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,19 +19,19 @@ from typing import Any
 import pandas as pd
 
 from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
 from .detect import DETECTORS, make_detector
 from .model import make_spec
-from .simulate import simulate
+from .simulate import SIMULATION_VERSION, simulate
 
 __all__ = [
     "SETTING",
     "DEFAULT_SIGMA2",
     "DEFAULT_M",
-    "DETECTION_KIND",
+    "DETECTION",
     "DetectionReport",
     "check_grid",
     "detection_task",
@@ -41,8 +39,6 @@ __all__ = [
     "write_detection_report",
 ]
 
-#: The store's kind for one run of the detection report.
-DETECTION_KIND = "bladefl-detection-run"
 
 #: The reduced deployment: the paper's N, |D_i|, alpha, beta and eta, with t_sum = 24 so K = 2 gives tau = 2.
 SETTING = dict(N=20, K=2, t_sum=24.0, alpha=1.0, beta=10.0, eta=0.01, samples_per_client=512, difficulty_bits=8)
@@ -79,12 +75,8 @@ class DetectionReport:
 def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """One run as a task for :func:`~bladefl_theory.execution.run_tasks`: detection counts and final metrics."""
     rc = RunConfig.from_dict(dict(config))
-    tmp = Path(tempfile.mkdtemp(prefix="bladefl-detect-"))
     start = time.perf_counter()
-    try:
-        result = simulate(rc, tmp, context.get("data_dir"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    result = simulate(rc, None, context.get("data_dir"))
     lazy = set(result.lazy)
     return {
         "flagged": sum(len(r.flagged) for r in result.rounds),
@@ -95,6 +87,10 @@ def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
         "final_test_accuracy": result.final.test_accuracy,
         "seconds": time.perf_counter() - start,
     }
+
+
+#: One run of the detection report, as the result store knows it.
+DETECTION = TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
 
 
 def check_grid(base: RunConfig, datasets: Sequence[str], Ms: Sequence[int], sigma2s: Sequence[float],
@@ -134,7 +130,7 @@ def run_detection_report(
         for exclude in (False, True)
     ]
     context = {"data_dir": str(data_dir) if data_dir else None}
-    outcome = run_tasks(detection_task, [c.as_dict() for c in configs], DETECTION_KIND, store, context, execution,
+    outcome = run_tasks(DETECTION, [c.as_dict() for c in configs], store, context, execution,
                         desc="detection-report")
     runs = pd.DataFrame([
         {"dataset": c.dataset, "M": c.M, "sigma2": c.sigma2, "seed": c.seed, "detector": c.detect,

@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,12 +54,12 @@ import torch
 import torch.nn.functional as F
 
 from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
 from .model import ModelSpec, make_spec
-from .simulate import RoundState, simulate
+from .simulate import SIMULATION_VERSION, RoundState, simulate
 from .training import evaluate, train_clients
 
 __all__ = [
@@ -676,11 +675,7 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
 def _observed_run(config: RunConfig, context: Mapping[str, Any]) -> _Observer:
     """Run ``config`` in a temporary folder with an observer on every round; return the observer."""
     observer = _Observer(config.seed, config.M, context["dtype"], context.get("progress"))
-    tmp = Path(tempfile.mkdtemp(prefix="bladefl-estimate-"))
-    try:
-        simulate(config, tmp, context.get("data_dir"), observer=observer)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    simulate(config, None, context.get("data_dir"), observer=observer)
     assert observer.state is not None and observer.w0 is not None
     return observer
 
@@ -720,6 +715,9 @@ def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     return {"rows": rows, "seed_row": seed_row}
 
 
+_ESTIMATE = TaskKind("bladefl-estimate", SIMULATION_VERSION, one_by_one(_estimate_seed))
+
+
 def estimate_constants(
     config: RunConfig,
     seeds: Sequence[int],
@@ -747,7 +745,7 @@ def estimate_constants(
     if execution is None:
         outcomes = [_estimate_seed(c, {**context, "progress": progress}) for c in configs]
     else:
-        outcomes = run_tasks(_estimate_seed, configs, "bladefl-estimate", None, context, execution, "estimate").results
+        outcomes = run_tasks(_ESTIMATE, configs, None, context, execution, "estimate").results
     rows = [r for o in outcomes for r in o["rows"]]
     seed_rows = [o["seed_row"] for o in outcomes]
 

@@ -135,12 +135,14 @@ class Ledger:
     """The chain as an append-only JSON Lines file at ``path``; one writer at a time.
 
     An existing file is read and checked on opening (LedgerError if it is corrupt or broken).
+    With ``path=None`` the lines are kept in memory (:attr:`lines`), checked the same way.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | None):
+        self.path = None if path is None else Path(path)
         self._blocks: list[Block] = []
-        if self.path.exists():
+        self.lines: list[bytes] = []
+        if self.path is not None and self.path.exists():
             for lineno, block in iter_blocks(self.path.read_bytes()):
                 why = _continues(block, self._blocks[-1] if self._blocks else None)
                 if why:
@@ -153,6 +155,10 @@ class Ledger:
         if why:
             raise LedgerError(f"refused: {why}")
         line = (block_to_json(block) + "\n").encode("utf-8")
+        if self.path is None:
+            self.lines.append(line)
+            self._blocks.append(block)
+            return
         created = not self.path.exists()
         if created:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
-"""The cache pool: a content-addressed store of model blobs, one file per SHA-256 digest.
+"""The cache pool: a content-addressed store of model blobs, keyed by their SHA-256 digest.
 
-A blob with digest ``abcdef…`` lives at ``root/ab/abcdef…``; the two-character fan-out keeps
-folders small. Blobs are written to a temporary file beside their target and renamed into place,
-so a reader never sees half a blob under a digest's name.
+With a folder, a blob with digest ``abcdef…`` lives at ``root/ab/abcdef…``; the two-character
+fan-out keeps folders small. Blobs are written to a temporary file beside their target and
+renamed into place, so a reader never sees half a blob under a digest's name. Without a folder
+(a run whose blobs nobody will audit, such as a sweep's) the blobs live in memory; digests are
+computed and checked on every read the same way.
 """
 
 from __future__ import annotations
@@ -37,25 +39,34 @@ def sha256_hex(data: bytes) -> str:
 
 
 class CachePool:
-    """A folder of blobs named by the SHA-256 of their content; the folder is created on first put."""
+    """Blobs named by the SHA-256 of their content: in a folder (created on first put) or, with
+    ``root=None``, in memory."""
 
-    def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str] | None):
+        self.root = None if root is None else Path(root)
+        self._memory: dict[str, bytes] = {}
 
     def path(self, digest: str) -> Path:
         """Where the blob named ``digest`` is (or would be) stored."""
         if not is_digest(digest):
             raise ValueError(f"not a SHA-256 hex digest: {digest!r}")
+        if self.root is None:
+            raise ValueError("an in-memory pool has no files")
         return self.root / digest[:2] / digest
 
     def has(self, digest: str) -> bool:
-        """True if a file is stored under ``digest`` (its content is not checked)."""
+        """True if a blob is stored under ``digest`` (its content is not checked)."""
+        if self.root is None:
+            return digest in self._memory
         return self.path(digest).is_file()
 
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its hex digest; storing the same bytes again is a no-op."""
         data = bytes(data)
         digest = sha256_hex(data)
+        if self.root is None:
+            self._memory.setdefault(digest, data)
+            return digest
         target = self.path(digest)
         if target.is_file():
             try:
@@ -79,20 +90,33 @@ class CachePool:
 
     def get(self, digest: str) -> bytes:
         """The bytes stored under ``digest``; raises BlobError if missing or if they hash to something else."""
-        target = self.path(digest)
-        try:
-            data = target.read_bytes()
-        except FileNotFoundError:
-            raise BlobError(f"blob {digest} is missing from {self.root}") from None
-        except OSError as exc:
-            raise BlobError(f"blob {digest} cannot be read: {exc}") from None
+        if self.root is None:
+            if not is_digest(digest):
+                raise ValueError(f"not a SHA-256 hex digest: {digest!r}")
+            if digest not in self._memory:
+                raise BlobError(f"blob {digest} is missing from the pool")
+            data = self._memory[digest]
+        else:
+            try:
+                data = self.path(digest).read_bytes()
+            except FileNotFoundError:
+                raise BlobError(f"blob {digest} is missing from {self.root}") from None
+            except OSError as exc:
+                raise BlobError(f"blob {digest} cannot be read: {exc}") from None
         actual = sha256_hex(data)
         if actual != digest:
             raise BlobError(f"blob {digest} is corrupt: its content hashes to {actual}")
         return data
 
+    def forget(self) -> None:
+        """Drop every blob an in-memory pool holds (a run's past rounds, once aggregated); a folder keeps its files."""
+        self._memory.clear()
+
     def digests(self) -> Iterator[str]:
         """Every digest stored in the pool, in sorted order (temporary files are skipped)."""
+        if self.root is None:
+            yield from sorted(self._memory)
+            return
         if not self.root.is_dir():
             return
         for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and len(p.name) == 2):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.profiles import Profile, ProfileError, load_profile
 from bladefl_theory.sensitivity import markdown_table
 from bladefl_theory.solvers import kstar
@@ -26,7 +26,7 @@ from bladefl_theory.store import ResultStore
 from .config import RunConfig
 from .data import DATASETS
 from .gap import FORMS, GapResult, analyse_gap, bound_form, k_star_of, plot_gap
-from .sweep import RUN_KIND, bootstrap_k_star, run_task, summarize, sweep_configs
+from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
 
 __all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "reproduce", "write_reproduction"]
 
@@ -45,7 +45,6 @@ FIG3 = tuple((M, 0.01) for M in (0, 2, 4, 6))
 FIG4 = tuple((4, s) for s in (0.01, 0.1, 0.2, 0.3))
 #: The K* values the paper states in its text (Section 5.2), MNIST only.
 PAPER_K_STAR = {("mnist", 0, 0.01): 7, ("mnist", 2, 0.01): 6, ("mnist", 6, 0.01): 5, ("mnist", 4, 0.01): 7, ("mnist", 4, 0.3): 5}
-OPTIMUM_KIND = "bladefl-optimum"
 
 
 def settings(datasets: Sequence[str] = DATASETS) -> list[Setting]:
@@ -73,6 +72,10 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     w0 = spec.init(torch.Generator().manual_seed(rc.seed))
     opt = find_optimum(spec, w0, X.reshape(-1, X.shape[-1]), Y.reshape(-1))
     return {"f_star": opt.loss, "distance": opt.distance, "reason": opt.reason, "iterations": opt.iterations}
+
+
+#: F(w*) of a run's partition, as the result store knows it ("1": the first version keyed this way).
+OPTIMUM = TaskKind("bladefl-optimum", "1", one_by_one(optimum_task))
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,10 @@ def reproduce(
         for c in sweep_configs(base.replace(dataset=s.dataset, M=s.M, sigma2=s.sigma2, K=1), seeds):
             configs.append(c)
             labels.append(s)
-    runs_outcome = run_tasks(run_task, [c.as_dict() for c in configs], RUN_KIND, store, context, execution, "runs")
+    runs_outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, "runs")
     # F(w*) depends on the union of the clients' data, so on the dataset and the seed (the partition).
     optima = [base.replace(dataset=d, M=0, K=1, seed=seed) for d in datasets for seed in seeds]
-    opt_outcome = run_tasks(optimum_task, [c.as_dict() for c in optima], OPTIMUM_KIND, store, context, execution, "w*")
+    opt_outcome = run_tasks(OPTIMUM, [c.as_dict() for c in optima], store, context, execution, "w*")
     f_star = pd.DataFrame([{"dataset": c.dataset, "seed": c.seed, **r} for c, r in zip(optima, opt_outcome.results)])
 
     run_frames, per_k_frames = [], []

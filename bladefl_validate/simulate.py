@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bladefl_theory.atomic import atomic_directory
-from bladefl_theory.errors import CommandFailed
+from bladefl_theory.errors import CommandFailed, InputError
 
 from .config import RunConfig
 from .data import Dataset, load_dataset
@@ -35,10 +37,25 @@ from .mining import mine
 from .model import ModelSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
 from .pool import CachePool, bytes_to_weights, weights_to_bytes
-from .training import evaluate, fedavg, train_clients
+from .training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
 from .verify import BLOB_DIR
 
-__all__ = ["RoundMetrics", "RoundState", "RunResult", "simulate", "run_to_folder", "METRIC_COLUMNS"]
+__all__ = [
+    "RoundMetrics",
+    "RoundState",
+    "RunResult",
+    "simulate",
+    "simulate_many",
+    "batch_key",
+    "run_to_folder",
+    "METRIC_COLUMNS",
+    "SIMULATION_VERSION",
+]
+
+#: The semantics of a run's results. Bump it whenever a change to the simulator changes any result of
+#: the same config: stored results are reused only under the same version (tests/test_golden.py pins a
+#: small run's numbers, so such a change fails there first). "2": the first version keyed this way.
+SIMULATION_VERSION = "2"
 
 METRIC_COLUMNS = (
     "round",
@@ -111,6 +128,8 @@ class RunResult:
     initial_train_loss: float
     initial_test_accuracy: float
     detections: tuple[Detection, ...] = ()  # one per round with --detect
+    partition_counts: pd.DataFrame | None = None  # per-client label counts of the partition
+    ledger_lines: list[bytes] | None = None  # the ledger, when it was kept in memory
 
     @property
     def final(self) -> RoundMetrics:
@@ -162,113 +181,195 @@ def client_data(config: RunConfig, train: Dataset, device: torch.device):
     return X, Y, label_counts(labels, parts)
 
 
+def batch_key(config: RunConfig) -> tuple:
+    """Runs with equal keys can be simulated together (:func:`simulate_many`): same data set, model,
+    rounds, local epochs, learning rate, batch size and samples per client."""
+    return (config.dataset, config.model, config.hidden, config.K, config.tau, config.eta, config.batch_size,
+            config.samples_per_client)
+
+
+class _Run:
+    """One run's state while :func:`simulate_many` advances its batch round by round."""
+
+    def __init__(self, config: RunConfig, folder: Path | None, train: Dataset, spec: ModelSpec,
+                 device: torch.device):
+        self.config = config
+        self.X, self.Y, self.counts = client_data(config, train, device)
+        self.g = torch.Generator().manual_seed(config.seed)
+        self.lazy = choose_lazy(config.N, config.M, self.g)
+        lazy_set = set(self.lazy.tolist())
+        self.honest = torch.tensor([i for i in range(config.N) if i not in lazy_set], dtype=torch.int64)
+        self.w = spec.init(self.g).to(device)
+        # Blobs and ledger in the run folder if there is one, else in memory: the same checks either way.
+        self.pool = CachePool(None if folder is None else folder / BLOB_DIR)
+        self.ledger = Ledger(None if folder is None else folder / LEDGER_NAME)
+        self.cipher = CKKSCodec() if config.encrypt == "ckks" else None
+        self.detector = None if config.detect == "none" else make_detector(config.detect, config.detect_threshold)
+        self.detections: list[Detection] = []
+        self.rounds: list[RoundMetrics] = []
+        self.sources = self.lazy
+
+    def union(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The union of the clients' training data, [N·m, in] and [N·m]."""
+        return self.X.reshape(-1, self.X.shape[-1]), self.Y.reshape(-1)
+
+    def submit(self, W_honest: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Steps 2 to 6 of round ``k`` after the honest clients trained: lazy copies, upload, screening,
+        mining, verification by every client and aggregation. Returns the submitted models ``W [N, d]``,
+        the new global model and the block's facts."""
+        c = self.config
+        W = torch.empty((c.N, W_honest.shape[1]), dtype=W_honest.dtype, device=W_honest.device)
+        W[self.honest] = W_honest
+        if c.M:
+            # Lazy clients plagiarize: a random honest model plus noise of variance sigma2.
+            W_lazy, copied = lazy_copies(W_honest, c.M, c.sigma2, self.g)
+            W[self.lazy] = W_lazy
+            self.sources = self.honest[copied.cpu()]
+        # Upload to the content-addressed cache pool; every client downloads the digests.
+        weights = W.detach().cpu().numpy()
+        digests = [self.pool.put(_upload(weights[i], self.cipher)) for i in range(c.N)]
+        downloaded = list(digests)
+        # Every client screens the pool before voting; all run the same deterministic test, so one stands for all.
+        flagged: tuple[int, ...] = ()
+        if self.detector is not None:
+            pooled = np.stack([_download(self.pool.get(d), self.cipher) for d in downloaded])
+            self.detections.append(self.detector(torch.from_numpy(pooled).to(W.device), reference=self.w))
+            flagged = tuple(self.detections[-1].flagged_clients())
+        # The mining race over the round's Merkle root.
+        virtual_time = k * c.round_time
+        mined = mine(k, self.ledger.tip_hash(), merkle_root(digests), virtual_time, c.N, c.difficulty_bits)
+        block = Block(header=mined.header, digests=tuple(digests), hash=mined.hash)
+        # Every client verifies; a majority appends the block.
+        votes = [verify_block(block, self.ledger.tip_hash(), downloaded)[0] for _ in range(c.N)]
+        if not majority_accepts(votes):
+            raise CommandFailed(f"round {k}: block rejected by {votes.count(False)} of {c.N} clients", 1)
+        self.ledger.append(block)
+        # Aggregate exactly the models the accepted block names, read back from the pool; with
+        # exclude_flagged, minus the flagged ones (all of them if every model was flagged).
+        kept = [d for i, d in enumerate(block.digests) if not (c.exclude_flagged and i in flagged)]
+        kept = kept or list(block.digests)
+        if self.cipher is None:
+            accepted = np.stack([bytes_to_weights(self.pool.get(d)) for d in kept])
+            w = fedavg(torch.from_numpy(accepted).to(W.device))
+        else:
+            w = torch.from_numpy(self.cipher.mean([self.pool.get(d) for d in kept])).to(W.device)
+        if self.pool.root is None:
+            self.pool.forget()  # nobody can audit an in-memory pool later, and a long run's blobs add up
+        facts = {"virtual_time": virtual_time, "miner": mined.winner, "hashes": mined.hashes,
+                 "nonce": mined.header.nonce, "block_hash": mined.hash, "votes": sum(votes), "flagged": flagged}
+        return W, w, facts
+
+
+def _evaluate_runs(spec: ModelSpec, runs: list[_Run], test: Dataset, device: torch.device) -> list[tuple[float, ...]]:
+    """(train loss, train accuracy, test loss, test accuracy) of every run's global model, batched."""
+    W = torch.stack([r.w for r in runs])
+    unions = [r.union() for r in runs]
+    if len({tuple(x.shape) for x, _ in unions}) == 1:
+        train = evaluate_many(spec, W, torch.stack([x for x, _ in unions]), torch.stack([y for _, y in unions]))
+    else:  # clients or samples differ between runs: their unions cannot be stacked
+        train = [evaluate(spec, r.w, x, y) for r, (x, y) in zip(runs, unions)]
+    tested = evaluate_many(spec, W, test.images.to(device), test.labels.to(device))
+    return [(*a, *b) for a, b in zip(train, tested)]
+
+
+def simulate_many(
+    configs: Sequence[RunConfig],
+    folders: Sequence[Path | None] | None = None,
+    data_dir: str | Path | None = None,
+    on_round: Callable[[int, RoundMetrics], None] | None = None,
+    observer: Callable[[int, RoundState], None] | None = None,
+    evaluate_rounds: str = "every",
+) -> list[RunResult]:
+    """Simulate several runs together, round by round: the honest clients of every run train in one
+    batched computation, and each run mines, verifies and aggregates on its own chain.
+
+    The configs must share :func:`batch_key`. Each run's results are those :func:`simulate` gives it
+    alone (bit for bit on the CPU): every run draws from its own seeded generator in the same order.
+    ``folders[i]`` keeps run i's ledger and blobs (None: in memory). ``on_round(i, metrics)`` and
+    ``observer(i, state)`` are called for run i after each round. ``wall_seconds`` of a round is the
+    batch's round time shared evenly between its runs. With ``evaluate_rounds="final"`` the global
+    model is evaluated only after the last round (earlier rounds' losses and accuracies are NaN):
+    what a sweep that reads only the final numbers needs.
+    """
+    configs = list(configs)
+    if evaluate_rounds not in ("every", "final"):
+        raise InputError(f"evaluate_rounds must be 'every' or 'final' (got {evaluate_rounds!r})")
+    if evaluate_rounds == "final" and observer is not None:
+        raise InputError("an observer needs every round's loss: use evaluate_rounds='every'")
+    if not configs:
+        return []
+    keys = {batch_key(c) for c in configs}
+    if len(keys) > 1:
+        raise InputError("runs simulated together must share data set, model, K, tau, eta, batch size and "
+                         f"samples per client; got {len(keys)} different combinations")
+    folders = list(folders) if folders is not None else [None] * len(configs)
+    if len(folders) != len(configs):
+        raise InputError(f"need one folder (or None) per config: {len(configs)} configs, {len(folders)} folders")
+    first = configs[0]
+    device = _device()
+    train = load_dataset(first.dataset, data_dir, train=True)
+    test = load_dataset(first.dataset, data_dir, train=False)
+    spec = make_spec(first.model, first.hidden)
+    runs = [_Run(c, None if f is None else Path(f), train, spec, device) for c, f in zip(configs, folders)]
+    initial = _evaluate_runs(spec, runs, test, device)
+
+    # The honest clients never change, so their data is stacked once for all rounds.
+    X_honest = torch.cat([r.X[r.honest] for r in runs])
+    Y_honest = torch.cat([r.Y[r.honest] for r in runs])
+    sizes = [len(r.honest) for r in runs]
+    m, tau_ = first.samples_per_client, first.tau
+    for k in range(1, first.K + 1):
+        t0 = time.perf_counter()
+        # Step 1: local training of every run's honest clients at once, each run's own sample orders.
+        perms = torch.cat([epoch_permutations(n, m, tau_, r.g) for r, n in zip(runs, sizes)], dim=1)
+        W0 = torch.cat([r.w.expand(n, -1) for r, n in zip(runs, sizes)])
+        W_honest = train_clients(spec, W0, X_honest, Y_honest, tau_, first.eta, first.batch_size, perms=perms)
+        submitted = []
+        for r, W_r in zip(runs, torch.split(W_honest, sizes)):
+            W, w, facts = r.submit(W_r, k)
+            submitted.append((r.w, W, facts))
+            r.w = w
+        if evaluate_rounds == "every" or k == first.K:
+            evaluated = _evaluate_runs(spec, runs, test, device)
+        else:
+            evaluated = [(math.nan,) * 4] * len(runs)
+        wall = (time.perf_counter() - t0) / len(runs)
+        for i, (r, (w_start, W, facts), (train_loss, train_acc, test_loss, test_acc)) in enumerate(
+            zip(runs, submitted, evaluated)
+        ):
+            metrics = RoundMetrics(round=k, tau=tau_, global_train_loss=train_loss, global_train_accuracy=train_acc,
+                                   test_loss=test_loss, test_accuracy=test_acc, wall_seconds=wall, **facts)
+            r.rounds.append(metrics)
+            if on_round is not None:
+                on_round(i, metrics)
+            if observer is not None:
+                observer(i, RoundState(k, r.config, spec, r.X, r.Y, r.honest, r.lazy, r.sources, w_start, W, r.w,
+                                       train_loss))
+    return [
+        RunResult(r.config, r.rounds, sorted(r.lazy.tolist()), init[0], init[3], tuple(r.detections), r.counts,
+                  r.ledger.lines if r.ledger.path is None else None)
+        for r, init in zip(runs, initial)
+    ]
+
+
 def simulate(
     config: RunConfig,
-    folder: Path,
+    folder: Path | None = None,
     data_dir: str | Path | None = None,
     on_round: Callable[[RoundMetrics], None] | None = None,
     observer: Callable[[RoundState], None] | None = None,
 ) -> RunResult:
-    """Run ``config`` and keep its ledger and model blobs in ``folder`` (which must be empty or new).
+    """Run ``config``; keep its ledger and model blobs in ``folder`` (empty or new), or in memory if None.
 
-    ``observer``, if given, receives each round's :class:`RoundState` after ``on_round``.
+    ``on_round`` receives each round's metrics; ``observer``, if given, each round's :class:`RoundState` after it.
     """
-    device = _device()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    train = load_dataset(config.dataset, data_dir, train=True)
-    test = load_dataset(config.dataset, data_dir, train=False)
-    X, Y, counts = client_data(config, train, device)
-    counts.to_csv(folder / "partition.csv", index_label="client")
-    plot_partition(counts, folder / "partition.png")
-    X_union, Y_union = X.reshape(-1, X.shape[-1]), Y.reshape(-1)
-    X_test, Y_test = test.images.to(device), test.labels.to(device)
-
-    g = torch.Generator().manual_seed(config.seed)
-    spec = make_spec(config.model, config.hidden)
-    lazy = choose_lazy(config.N, config.M, g)
-    lazy_set = set(lazy.tolist())
-    honest = torch.tensor([i for i in range(config.N) if i not in lazy_set], dtype=torch.int64)
-    w = spec.init(g).to(device)
-
-    pool = CachePool(folder / BLOB_DIR)
-    ledger = Ledger(folder / LEDGER_NAME)
-    init_loss, _ = evaluate(spec, w, X_union, Y_union)
-    _, init_acc = evaluate(spec, w, X_test, Y_test)
-
-    cipher = CKKSCodec() if config.encrypt == "ckks" else None
-    detector = None if config.detect == "none" else make_detector(config.detect, config.detect_threshold)
-    detections: list[Detection] = []
-
-    rounds: list[RoundMetrics] = []
-    tau_ = config.tau
-    for k in range(1, config.K + 1):
-        t0 = time.perf_counter()
-        w_start = w
-        # Step 1: local training of the honest clients, all at once.
-        W_honest = train_clients(
-            spec, w.expand(len(honest), -1), X[honest], Y[honest], tau_, config.eta, config.batch_size, g
-        )
-        # Lazy clients plagiarize: a random honest model plus noise of variance sigma2.
-        W = torch.empty((config.N, spec.dim), dtype=W_honest.dtype, device=device)
-        W[honest] = W_honest
-        if config.M:
-            W_lazy, copied = lazy_copies(W_honest, config.M, config.sigma2, g)
-            W[lazy] = W_lazy
-            sources = honest[copied.cpu()]
-        # Step 2: upload to the content-addressed cache pool; step 3: every client downloads the digests.
-        weights = W.detach().cpu().numpy()
-        digests = [pool.put(_upload(weights[i], cipher)) for i in range(config.N)]
-        downloaded = list(digests)
-        # Every client screens the pool before voting; all run the same deterministic test, so one stands for all.
-        flagged: tuple[int, ...] = ()
-        if detector is not None:
-            pooled = np.stack([_download(pool.get(d), cipher) for d in downloaded])
-            detections.append(detector(torch.from_numpy(pooled).to(device), reference=w))
-            flagged = tuple(detections[-1].flagged_clients())
-        # Step 4: the mining race over the round's Merkle root.
-        virtual_time = k * config.round_time
-        mined = mine(k, ledger.tip_hash(), merkle_root(digests), virtual_time, config.N, config.difficulty_bits)
-        block = Block(header=mined.header, digests=tuple(digests), hash=mined.hash)
-        # Step 5: every client verifies; a majority appends the block.
-        votes = [verify_block(block, ledger.tip_hash(), downloaded)[0] for _ in range(config.N)]
-        if not majority_accepts(votes):
-            raise CommandFailed(f"round {k}: block rejected by {votes.count(False)} of {config.N} clients", 1)
-        ledger.append(block)
-        # Step 6: aggregate exactly the models the accepted block names, read back from the pool; with
-        # exclude_flagged, minus the flagged ones (all of them if every model was flagged).
-        kept = [d for i, d in enumerate(block.digests) if not (config.exclude_flagged and i in flagged)]
-        kept = kept or list(block.digests)
-        if cipher is None:
-            accepted = np.stack([bytes_to_weights(pool.get(d)) for d in kept])
-            w = fedavg(torch.from_numpy(accepted).to(device))
-        else:
-            w = torch.from_numpy(cipher.mean([pool.get(d) for d in kept])).to(device)
-        train_loss, train_acc = evaluate(spec, w, X_union, Y_union)
-        test_loss, test_acc = evaluate(spec, w, X_test, Y_test)
-        metrics = RoundMetrics(
-            round=k,
-            tau=tau_,
-            global_train_loss=train_loss,
-            global_train_accuracy=train_acc,
-            test_loss=test_loss,
-            test_accuracy=test_acc,
-            virtual_time=virtual_time,
-            wall_seconds=time.perf_counter() - t0,
-            miner=mined.winner,
-            hashes=mined.hashes,
-            nonce=mined.header.nonce,
-            block_hash=mined.hash,
-            votes=sum(votes),
-            flagged=flagged,
-        )
-        rounds.append(metrics)
-        if on_round is not None:
-            on_round(metrics)
-        if observer is not None:
-            observer(RoundState(k, config, spec, X, Y, honest, lazy, sources if config.M else lazy, w_start, W,
-                                w, train_loss))
-    return RunResult(config, rounds, sorted(lazy_set), init_loss, init_acc, tuple(detections))
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return simulate_many(
+        [config], [folder], data_dir,
+        None if on_round is None else (lambda _, m: on_round(m)),
+        None if observer is None else (lambda _, s: observer(s)),
+    )[0]
 
 
 def _upload(weights: np.ndarray, cipher: CKKSCodec | None) -> bytes:
@@ -287,6 +388,9 @@ def _cell(value: object) -> object:
 
 
 def _write_outputs(result: RunResult, folder: Path) -> None:
+    if result.partition_counts is not None:
+        result.partition_counts.to_csv(folder / "partition.csv", index_label="client")
+        plot_partition(result.partition_counts, folder / "partition.png")
     (folder / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
     with open(folder / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

@@ -6,8 +6,7 @@ finished run is recorded in a :class:`~bladefl_theory.store.ResultStore`, so a s
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.execution import Execution, TaskKind, run_tasks
 from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
-from .simulate import run_to_folder, simulate
+from .simulate import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many
 
 __all__ = [
     "SweepResult",
@@ -29,32 +28,41 @@ __all__ = [
     "summarize",
     "bootstrap_k_star",
     "write_sweep_report",
-    "run_task",
-    "RUN_KIND",
+    "run_batch",
+    "RUN",
+    "BATCH_SIZE",
 ]
 
-#: The store's kind for one simulation run.
-RUN_KIND = "bladefl-run"
+#: Runs trained together in one task, at most (see simulate_many).
+BATCH_SIZE = 8
 
 
-def run_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """One run as a task for a worker: the summary and per-round metrics, JSON-ready.
+def run_batch(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> list[dict]:
+    """Runs that share a batch key, simulated together: each run's summary, JSON-ready.
 
-    With ``context["runs_dir"]``, the run folder (ledger and blobs) is kept there; otherwise it
-    lives only as long as the run.
+    With ``context["runs_dir"]``, each run's folder (ledger and blobs) is kept there; otherwise the
+    ledger and blobs live in memory only as long as the run.
     """
-    rc = RunConfig.from_dict(dict(config))
+    rcs = [RunConfig.from_dict(dict(c)) for c in configs]
     data_dir = context.get("data_dir")
     runs_dir = context.get("runs_dir")
+    start = time.process_time()
     if runs_dir:
-        result = run_to_folder(rc, Path(runs_dir) / f"K{rc.K:02d}-seed{rc.seed}", data_dir, overwrite=True)
+        results = [run_to_folder(rc, Path(runs_dir) / f"K{rc.K:02d}-seed{rc.seed}", data_dir, overwrite=True)
+                   for rc in rcs]
     else:
-        tmp = Path(tempfile.mkdtemp(prefix="bladefl-run-"))
-        try:
-            result = simulate(rc, tmp, data_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return {**result.summary(), "rounds_metrics": [r.__dict__ for r in result.rounds]}
+        results = simulate_many(rcs, None, data_dir, evaluate_rounds="final")
+    # The batch's CPU time (every thread of this process), shared evenly: what a campaign costs.
+    cpu = (time.process_time() - start) / len(rcs)
+    return [{**r.summary(), "cpu_seconds": cpu} for r in results]
+
+
+def _batch_key(config: Mapping[str, Any]) -> tuple:
+    return batch_key(RunConfig.from_dict(dict(config)))
+
+
+#: One simulation run, as the result store knows it.
+RUN = TaskKind("bladefl-run", SIMULATION_VERSION, run_batch, _batch_key, BATCH_SIZE)
 
 
 @dataclass(frozen=True)
@@ -113,9 +121,7 @@ def sweep_k(
     """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
     configs = sweep_configs(base, seeds)
     context = {"data_dir": str(data_dir) if data_dir else None, "runs_dir": str(runs_dir) if runs_dir else None}
-    outcome = run_tasks(
-        run_task, [c.as_dict() for c in configs], RUN_KIND, store, context, execution, desc="sweep-k"
-    )
+    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, desc="sweep-k")
     runs, per_k = summarize(configs, outcome.results)
     return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)
 

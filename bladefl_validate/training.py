@@ -12,7 +12,7 @@ from bladefl_theory.errors import InputError
 
 from .model import ModelSpec
 
-__all__ = ["epoch_permutations", "train_clients", "reference_train_client", "evaluate", "fedavg"]
+__all__ = ["epoch_permutations", "train_clients", "reference_train_client", "evaluate", "evaluate_many", "fedavg"]
 
 
 def _check_training_args(epochs: int, lr: float, batch_size: int) -> None:
@@ -50,11 +50,14 @@ def train_clients(
     lr: float,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
+    perms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run ``epochs`` of plain mini-batch SGD (cross-entropy) for n clients at once; returns new ``W [n, d]``.
 
     ``W0 [n, d]``, ``X [n, m, in]``, ``Y [n, m]``; every client reshuffles its own samples each epoch
-    (see epoch_permutations; ``generator=None`` uses torch's global RNG). W0 is not modified.
+    (see epoch_permutations; ``generator=None`` uses torch's global RNG), or visits them in the
+    given ``perms [epochs, n, m]`` (then ``generator`` is not used): that is how the clients of
+    several runs, each with its own generator, train together. W0 is not modified.
     """
     _check_training_args(epochs, lr, batch_size)
     if W0.dim() != 2 or W0.shape[1] != spec.dim:
@@ -69,7 +72,11 @@ def train_clients(
     device = W0.device
     X = X.to(device=device, dtype=W0.dtype)
     Y = Y.to(device=device, dtype=torch.int64)
-    perms = epoch_permutations(n, m, epochs, generator).to(device)
+    if perms is None:
+        perms = epoch_permutations(n, m, epochs, generator)
+    elif tuple(perms.shape) != (epochs, n, m):
+        raise InputError(f"perms must have shape [{epochs}, {n}, {m}], got {list(perms.shape)}")
+    perms = perms.to(device)
 
     if epochs == 0 or n == 0:
         return W0.detach().clone(memory_format=torch.contiguous_format)
@@ -219,31 +226,51 @@ def reference_train_client(
     return _module_to_flat(spec, module)
 
 
-@torch.no_grad()
 def evaluate(
     spec: ModelSpec, w: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int = 8192
 ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of model ``w [d]`` on ``X [m, in]``, ``Y [m]``."""
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise InputError(f"chunk must be a positive integer, got {chunk!r}")
     if w.dim() != 1 or w.shape[0] != spec.dim:
         raise InputError(f"w must have shape [{spec.dim}], got {list(w.shape)}")
-    m = X.shape[0]
-    if m == 0 or X.dim() != 2 or tuple(Y.shape) != (m,):
+    return evaluate_many(spec, w.unsqueeze(0), X, Y, chunk)[0]
+
+
+@torch.no_grad()
+def evaluate_many(
+    spec: ModelSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int = 8192
+) -> list[tuple[float, float]]:
+    """Mean loss and accuracy of each of R models ``W [R, d]``, in one batched computation.
+
+    Every model on the same data (``X [m, in]``, ``Y [m]``) or each on its own (``X [R, m, in]``,
+    ``Y [R, m]``). A model's numbers do not depend on the others it is evaluated with.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk must be a positive integer, got {chunk!r}")
+    if W.dim() != 2 or W.shape[1] != spec.dim:
+        raise InputError(f"W must have shape [R, {spec.dim}], got {list(W.shape)}")
+    R = W.shape[0]
+    shared = X.dim() == 2
+    m = X.shape[-2] if X.dim() >= 2 else 0
+    want_y = (m,) if shared else (R, m)
+    if m == 0 or X.dim() not in (2, 3) or (not shared and X.shape[0] != R) or tuple(Y.shape) != want_y:
         raise InputError(
-            f"need non-empty X [m, {spec.input_dim}] and Y [m], got {list(X.shape)} and {list(Y.shape)}"
+            f"need non-empty X [m, {spec.input_dim}] or [{R}, m, {spec.input_dim}] and Y to match, "
+            f"got {list(X.shape)} and {list(Y.shape)}"
         )
-    W = w.unsqueeze(0)
-    total_loss = 0.0
-    correct = 0
+    total_loss = [0.0] * R
+    correct = [0] * R
     for start in range(0, m, chunk):
-        Xc = X[start : start + chunk].to(device=w.device, dtype=w.dtype).unsqueeze(0)
-        Yc = Y[start : start + chunk].to(device=w.device, dtype=torch.int64)
-        logits = spec.forward(W, Xc)[0]
-        # Sums accumulated in float64 so many chunks do not lose precision.
-        total_loss += F.cross_entropy(logits, Yc, reduction="sum").double().item()
-        correct += int((logits.argmax(dim=1) == Yc).sum().item())
-    return total_loss / m, correct / m
+        Xc = X[..., start : start + chunk, :].to(device=W.device, dtype=W.dtype)
+        Yc = Y[..., start : start + chunk].to(device=W.device, dtype=torch.int64)
+        if shared:
+            Xc, Yc = Xc.unsqueeze(0).expand(R, -1, -1), Yc.unsqueeze(0).expand(R, -1)
+        logits = spec.forward(W, Xc)
+        hits = (logits.argmax(dim=2) == Yc).sum(dim=1).tolist()
+        for r in range(R):
+            # Each model's chunk sum on its own, as for a single model; chunks accumulate in float64.
+            total_loss[r] += F.cross_entropy(logits[r], Yc[r], reduction="sum").double().item()
+            correct[r] += int(hits[r])
+    return [(total_loss[r] / m, correct[r] / m) for r in range(R)]
 
 
 def fedavg(W: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import pytest
 
 from bladefl_theory import Params
 from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.sensitivity import _solve_chunk, sweep
 from bladefl_theory.store import ResultStore, task_key
 from bladefl_validate.data import write_idx_dataset
@@ -20,9 +20,9 @@ from bladefl_validate.data import write_idx_dataset
 
 def test_store_records_each_key_once(tmp_path):
     with ResultStore(tmp_path / "s.sqlite") as store:
-        key = task_key("run", {"K": 1})
-        assert store.put(key, "run", {"K": 1}, {"loss": 0.5})
-        assert not store.put(key, "run", {"K": 1}, {"loss": 0.7})
+        key = task_key("run", {"K": 1}, "1")
+        assert store.put(key, "run", {"K": 1}, {"loss": 0.5}, "1")
+        assert not store.put(key, "run", {"K": 1}, {"loss": 0.7}, "1")
         assert store.get(key) == {"loss": 0.5}
         assert store.count() == 1 and store.done([key, "x"]) == {key}
         assert store.integrity_ok()
@@ -30,18 +30,18 @@ def test_store_records_each_key_once(tmp_path):
 
 
 def test_key_covers_the_whole_configuration_and_the_version():
-    a = task_key("run", {"K": 1, "seed": 0})
-    assert a == task_key("run", {"seed": 0, "K": 1})
-    assert a != task_key("run", {"K": 1, "seed": 1})
-    assert a != task_key("run", {"K": 1, "seed": 0}, version="0.0.0")
-    assert a != task_key("other", {"K": 1, "seed": 0})
+    a = task_key("run", {"K": 1, "seed": 0}, "1")
+    assert a == task_key("run", {"seed": 0, "K": 1}, "1")
+    assert a != task_key("run", {"K": 1, "seed": 1}, "1")
+    assert a != task_key("run", {"K": 1, "seed": 0}, "2")
+    assert a != task_key("other", {"K": 1, "seed": 0}, "1")
 
 
 def _writer(path, start, count, barrier):
     store = ResultStore(path)
     barrier.wait()
     for i in range(start, start + count):
-        store.put(task_key("t", {"i": i}), "t", {"i": i}, {"value": i})
+        store.put(task_key("t", {"i": i}, "1"), "t", {"i": i}, {"value": i}, "1")
     store.close()
 
 
@@ -75,12 +75,37 @@ def test_tasks_run_on_a_real_two_worker_cluster_and_resume(tmp_path, cluster_add
     configs = [{"base": base, "variant": "per-round", "points": [{"M": m}]} for m in range(6)]
     execution = Execution(scheduler=cluster_address, progress=False)
     with ResultStore(tmp_path / "s.sqlite") as store:
-        first = run_tasks(_solve_chunk, configs, "chunk", store, execution=execution)
+        first = run_tasks(_CHUNK, configs, store, execution=execution)
         assert first.ran == 6 and first.skipped == 0
         assert [r["rows"][0]["M"] for r in first.results] == list(range(6))
-        again = run_tasks(_solve_chunk, configs, "chunk", store, execution=execution)
+        again = run_tasks(_CHUNK, configs, store, execution=execution)
         assert again.ran == 0 and again.skipped == 6 and again.results == first.results
         assert store.count("chunk") == 6
+        assert {r["version"] for r in store.rows("chunk")} == {"1"}
+        # Another version of the code computes them again.
+        newer = run_tasks(TaskKind("chunk", "2", one_by_one(_solve_chunk)), configs, store, execution=execution)
+        assert newer.ran == 6 and store.count("chunk") == 12
+
+
+def _batched_sums(configs, context):
+    # Every task of a batch sees the whole batch: record its size beside the value.
+    return [{"value": c["i"] * 10, "batch": len(configs)} for c in configs]
+
+
+def test_batched_tasks_group_by_key_and_record_each_config(tmp_path, cluster_address):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    kind = TaskKind("sum", "1", _batched_sums, batch_key=lambda c: c["i"] % 2, batch_size=2)
+    configs = [{"i": i} for i in range(7)]
+    execution = Execution(scheduler=cluster_address, progress=False)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        out = run_tasks(kind, configs, store, execution=execution)
+        assert [r["value"] for r in out.results] == [i * 10 for i in range(7)]
+        # evens 0,2,4,6 in batches of two; odds 1,3 then 5 alone
+        assert [r["batch"] for r in out.results] == [2, 2, 2, 2, 2, 1, 2]
+        assert store.count("sum") == 7
+        assert run_tasks(kind, configs, store, execution=execution).ran == 0
 
 
 def test_large_sensitivity_grid_goes_through_dask(cluster_address):
@@ -90,6 +115,9 @@ def test_large_sensitivity_grid_goes_through_dask(cluster_address):
     small = sweep(Params(), {"M": [0, 5]}, ("per-round",))
     row = result.frame[(result.frame.variant == "per-round") & (result.frame.M == 5) & (result.frame.sigma2 == 0.01)]
     assert float(row.k_star_continuous.iloc[0]) == pytest.approx(float(small.frame.k_star_continuous.iloc[1]))
+
+
+_CHUNK = TaskKind("chunk", "1", one_by_one(_solve_chunk))
 
 
 def test_bad_execution_options():
