@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["atomic_directory", "atomic_files"]
+__all__ = ["atomic_directory", "atomic_files", "atomic_write_text"]
 
 
 @contextlib.contextmanager
@@ -55,3 +55,20 @@ def atomic_files(target: str | os.PathLike) -> Iterator[Path]:
             os.replace(path, target / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, renamed), with the usual mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -41,10 +41,16 @@ _FLOAT_HELP = {
 }
 
 
-def param_options(func):
+#: The profile ``kstar`` uses unless told otherwise: calibrated on measured sweeps, validated on held-out settings.
+KSTAR_PROFILE = "mnist-mlp-calibrated"
+
+
+def param_options(func=None, *, profile: str = "default"):
     """Add --N --M --sigma2 ... --theta and --profile to a command; defaults come from the profile."""
+    if func is None:
+        return lambda f: param_options(f, profile=profile)
     options = [
-        click.option("--profile", default="default", show_default=True, help="Shipped profile name or JSON path."),
+        click.option("--profile", default=profile, show_default=True, help="Shipped profile name or JSON path."),
         click.option("--N", "N", type=int, default=None, help="Clients [default: 20]."),
         click.option("--M", "M", type=int, default=None, help="Lazy clients [default: 0]."),
     ]
@@ -65,7 +71,38 @@ def params_from_options(options: dict) -> Params:
     given = {k: options.pop(k) for k in Params.names() if options.get(k) is not None}
     for k in Params.names():
         options.pop(k, None)
-    return profile.params(**given)
+    return profile.params(**{**_profile_system(profile), **given})
+
+
+def _profile_system(profile) -> dict:
+    """The deployment a profile was measured on (N, alpha, eta), the defaults where flags are silent."""
+    domain = profile.domain or {}
+    return {k: domain[k] for k in ("N", "alpha", "eta") if k in domain}
+
+
+def domain_warnings(profile, system: dict) -> list[str]:
+    """One line per parameter outside the region the profile was calibrated and validated on."""
+    domain = profile.domain or {}
+    out = []
+    for name, value in system.items():
+        if name in ("N", "alpha", "eta") and name in domain and value != domain[name]:
+            out.append(f"{name}={value:g}, but profile {profile.name} was measured at {name}={domain[name]:g}: "
+                       "the prediction extrapolates")
+    for name, (lo, hi) in (domain.get("box") or {}).items():
+        if name in system and not lo <= system[name] <= hi:
+            out.append(f"{name}={system[name]:g} lies outside the range profile {profile.name} was validated on "
+                       f"({lo:g}..{hi:g}): the prediction extrapolates")
+    return out
+
+
+def validation_line(profile) -> str | None:
+    """How well the profile predicted settings it never saw, in one line (None if it was never validated)."""
+    v = profile.validation
+    if not v:
+        return None
+    return (f"profile {profile.name}: K* inside the measured plausible set in {v['hits']} of {v['held_out']} held-out "
+            f"settings ({v['hit_rate']:.0%}), regret median {v['median_regret']:.1%}, worst {v['worst_regret']:.1%} "
+            f"({v.get('report', 'reports/kstar-prediction')})")
 
 
 def _variant_option(default: str | None = "per-round"):
@@ -89,21 +126,42 @@ def cli():
 
 
 @cli.command("kstar")
-@param_options
-@_variant_option()
+@param_options(profile=KSTAR_PROFILE)
+@click.option("--variant", type=click.Choice(VARIANTS), default=None,
+              help="Form of the paper's bound for a bound profile: per-round (lazy term in each of the K rounds) or "
+                   "printed (eq. 6 verbatim) [default: the profile's].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def kstar_cmd(variant, as_json, **options):
-    """The optimal number of blocks K* and the bound at every K."""
+    """The optimal number of blocks K*, the band of K as good within the profile's error, and every K's value.
+
+    By default with the calibrated profile mnist-mlp-calibrated: a prediction of the final loss fitted to
+    measured sweeps and validated on settings it never saw. With a bound profile (default, mnist-mlp, ...):
+    the paper's bound.
+    """
+    profile = load_profile(options["profile"])
+    if not profile.is_bound:
+        return _kstar_calibrated(profile, variant, as_json, options)
+    variant = variant or profile.form
     params = params_from_options(options)
     r = kstar(params, variant)
+    band = _band(r.integer.bounds, profile.tolerance)
+    notes = domain_warnings(profile, {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")})
+    for line in notes:
+        click.echo(f"warning: {line}", err=True)
     if as_json:
-        click.echo(json.dumps(r.as_dict(), indent=2, allow_nan=False))
+        click.echo(json.dumps({**r.as_dict(), "form": variant, "profile": profile.name, "k_star_band": band,
+                               "warnings": notes, "validation": profile.validation}, indent=2, allow_nan=False))
     else:
+        if validation_line(profile):
+            click.echo(validation_line(profile))
         click.echo(f"variant            {variant}")
         click.echo(f"K*                 {_fmt(r.k_star)}")
         click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
         click.echo(f"continuous K*      {_fmt(r.k_star_continuous)}")
         click.echo(f"bound at K*        {_fmt(r.bound)}")
+        if profile.tolerance:
+            click.echo(f"K* band            {' '.join(map(str, band))}  (bound within {profile.tolerance:.1%} of its "
+                       "minimum, the calibration's error)")
         feas = f"[{r.feasible[0]:.4g}, {r.feasible[1]:.4g}]" if r.feasible else "empty"
         click.echo(f"feasible K         {feas}  (D(K) > 0)")
         click.echo(f"K_max              {r.k_max}")
@@ -118,6 +176,69 @@ def kstar_cmd(variant, as_json, **options):
     if not r.success:
         hint = " (`bladefl-theory bound` also prints the self-consistent bound, which needs no epsilon)"
         raise CommandFailed(r.message + (hint if r.k_star is None else ""), EXIT_NO_FINITE_BOUND)
+
+
+def _band(values, tolerance: float) -> list[int]:
+    """Every K whose value is within a relative ``tolerance`` of the smallest finite one."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return []
+    best = min(finite)
+    return [k for k, v in enumerate(values, start=1) if math.isfinite(v) and v <= best * (1 + tolerance)]
+
+
+def _kstar_calibrated(profile, variant, as_json: bool, options: dict) -> None:
+    """kstar with a calibrated profile of another form than the bound (the drift form)."""
+    from .forms import form_kstar
+    from .params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, check_system
+
+    if variant is not None:
+        raise InputError(f"--variant chooses a form of the paper's bound; profile {profile.name} holds the "
+                         f"{profile.form} form (use --profile default for the bound)")
+    bound_flags = [n for n in LEARNING_CONSTANTS if options.get(n) is not None]
+    if bound_flags:
+        raise InputError(f"--{bound_flags[0]} is a constant of the paper's bound; profile {profile.name} holds the "
+                         f"{profile.form} form's constants ({', '.join(profile.constants)})")
+    system = {**SYSTEM_DEFAULTS, **_profile_system(profile),
+              **{n: options[n] for n in SYSTEM_PARAMETERS if options.get(n) is not None}}
+    check_system(*(system[n] for n in SYSTEM_PARAMETERS))
+    system = {n: system[n] for n in SYSTEM_PARAMETERS}
+    r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
+    warnings = domain_warnings(profile, system)
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    status = 0 if r.k_star not in (1, r.k_max) else 1
+    message = {0: "K* inside the K range", 1: "K* at an end of the K range"}[status]
+    if as_json:
+        click.echo(json.dumps({
+            "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
+            "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
+            "constants": profile.constants, "status": status, "success": True, "message": message,
+            "validation": profile.validation, "warnings": warnings,
+            "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
+        }, indent=2, allow_nan=False))
+        return
+    line = validation_line(profile)
+    if line:
+        click.echo(line)
+    click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
+    click.echo(f"K*                 {r.k_star}")
+    click.echo(f"tau at K*          {r.tau} local epochs per block")
+    click.echo(f"predicted loss     {_fmt(r.value)}")
+    click.echo(f"K* band            {' '.join(map(str, r.band))}  (predicted loss within {r.tolerance:.1%} of its "
+               "minimum, the calibration's error)")
+    click.echo(f"K_max              {r.k_max}")
+    click.echo("")
+    click.echo(f"{'K':>4} {'tau':>5} {'predicted loss':>15}")
+    for row in r.table():
+        mark = "  <- K*" if row["K"] == r.k_star else ("  (band)" if row["in_band"] else "")
+        click.echo(f"{row['K']:>4} {_tau(row['K'], system):>5} {_fmt(row['value']):>15}{mark}")
+
+
+def _tau(k: int, system: dict) -> int:
+    from .timemodel import tau
+
+    return tau(k, system["t_sum"], system["alpha"], system["beta"])
 
 
 def _parse_k_list(text: str | None, k_max: int) -> list[int]:

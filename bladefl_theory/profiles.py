@@ -1,4 +1,10 @@
-"""Profiles: named sets of learning constants (L, xi, delta, epsilon, phi, theta) with their provenance."""
+"""Profiles: named sets of constants for a form of the loss over K, with their provenance.
+
+A profile of the paper's bound holds L, xi, delta, epsilon, phi and theta; a calibrated profile may
+hold another form's constants (``form``, see :mod:`bladefl_theory.forms`), the error of its
+calibration, the deployment it was measured on (``domain``) and how well it predicted settings it
+never saw (``validation``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,15 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES"]
+__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "FORM_CONSTANTS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
+#: The constants each form needs (the drift form's are listed in bladefl_theory.forms).
+FORM_CONSTANTS = {
+    "per-round": CONSTANT_NAMES,
+    "printed": CONSTANT_NAMES,
+    "drift": ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1"),
+}
 
 
 class ProfileError(InputError):
@@ -28,11 +40,27 @@ class Profile:
     provenance: dict[str, Any]
     description: str = ""
     source: str = ""
+    form: str = "per-round"
+    calibration: dict[str, Any] | None = None
+    domain: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+
+    @property
+    def is_bound(self) -> bool:
+        """True for a profile of the paper's bound (its constants make :class:`Params`)."""
+        return self.form in ("per-round", "printed")
+
+    @property
+    def tolerance(self) -> float:
+        """The calibration's relative error (0 for a profile that was not fitted to measurements)."""
+        return float((self.calibration or {}).get("tolerance", 0.0))
 
     def params(self, **overrides: Any):
         """Build :class:`~bladefl_theory.params.Params` from this profile, ``overrides`` winning."""
         from .params import Params
 
+        if not self.is_bound:
+            raise ProfileError(f"profile {self.name!r} holds the {self.form} form's constants, not the bound's")
         return Params(**{**self.constants, **overrides})
 
 
@@ -69,26 +97,34 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def _parse(data: Any, label: str, source: str) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise ProfileError(f"profile {label!r} must be a JSON object with a 'constants' object")
+    form = data.get("form", "per-round")
+    if form not in FORM_CONSTANTS:
+        raise ProfileError(f"profile {label!r}: form must be one of {', '.join(FORM_CONSTANTS)} (got {form!r})")
+    names = FORM_CONSTANTS[form]
     constants = data["constants"]
-    missing = [n for n in CONSTANT_NAMES if n not in constants]
+    missing = [n for n in names if n not in constants]
     if missing:
         raise ProfileError(f"profile {label!r} lacks constants: {', '.join(missing)}")
-    unknown = sorted(set(constants) - set(CONSTANT_NAMES))
+    unknown = sorted(set(constants) - set(names))
     if unknown:
         raise ProfileError(f"profile {label!r} has unknown constants: {', '.join(unknown)}")
     values: dict[str, float] = {}
-    for n in CONSTANT_NAMES:
+    for n in names:
         v = constants[n]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ProfileError(f"profile {label!r}: constant {n} must be a number (got {v!r})")
         values[n] = float(v)
-    provenance = data.get("provenance", {})
-    if not isinstance(provenance, dict):
-        raise ProfileError(f"profile {label!r}: 'provenance' must be an object")
+    sections = {}
+    for key in ("provenance", "calibration", "domain", "validation"):
+        value = data.get(key, {} if key == "provenance" else None)
+        if value is not None and not isinstance(value, dict):
+            raise ProfileError(f"profile {label!r}: {key!r} must be an object")
+        sections[key] = value
     return Profile(
         name=str(data.get("name", label)),
         constants=values,
-        provenance=provenance,
         description=str(data.get("description", "")),
         source=source,
+        form=form,
+        **sections,
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from bladefl_theory.atomic import atomic_directory, atomic_files
+from bladefl_theory.atomic import atomic_directory, atomic_files, atomic_write_text
 from bladefl_theory.clitools import CLIGroup
 from bladefl_theory.execution import Execution
 from bladefl_theory.profiles import load_profile
@@ -414,6 +415,89 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
     with atomic_files(out) as tmp:
         write_reproduction(rep, tmp, _command("reproduce", []))
     click.echo(rep.kstar_table.to_string(index=False))
+
+
+@cli.command("calibrate")
+@click.option("--dataset", type=click.Choice(DATASETS), default=_DEFAULTS.dataset, show_default=True)
+@click.option("--pilot", "pilots", multiple=True,
+              help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre) "
+                   "[default: the K* study's four pilots].")
+@click.option("--form", type=click.Choice(("drift", "per-round", "printed")), default="drift", show_default=True,
+              help="The form to fit (see bladefl_theory.forms).")
+@click.option("--seeds", default="4", show_default=True, help="Seeds per pilot: a count (4 means 0..3) or a list 0,5,7.")
+@click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Result store for the pilot sweeps (reused and extended).")
+@_execution_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Profile to write, NAME.json.")
+def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out):
+    """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
+    from bladefl_theory.errors import InputError
+
+    from .estimate import check_profile_path
+    from .studies.kstar_design import DESIGN
+    from .studies.kstar_prediction import calibrate_pilots, check_pilots, parse_pilot, pilot_settings, profile_document
+
+    check_profile_path(out)
+    base = DESIGN.base
+    points = [parse_pilot(p, dict(DESIGN.centre)) for p in pilots] or [s.system() for s in pilot_settings(DESIGN, dataset)]
+    check_pilots(DESIGN, dataset, base.replace(dataset=dataset), points)
+    for p in points:
+        base.replace(dataset=dataset, t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
+                     sigma2=float(p["sigma2"]))  # each pilot is a valid deployment
+    seed_list = _parse_seeds(seeds)
+    fixed = None
+    if form != "drift":
+        fixed = {"epsilon": load_profile(f"{dataset}-{base.model}").constants["epsilon"]}
+    load_dataset(dataset, data_dir, train=True)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    with ResultStore(store_path) as store:
+        cal, settings = calibrate_pilots(store, base.replace(dataset=dataset), dataset, points, seed_list, form,
+                                         str(data_dir) if data_dir else None, execution, fixed=fixed)
+    if not cal.success:
+        raise InputError(f"calibration failed: {cal.message}")
+    doc = profile_document(cal, name or out.stem, dataset, base, {s.label: len(seed_list) for s in settings},
+                           _command("calibrate", []))
+    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    click.echo(f"{'constant':>8} {'value':>11} {'spread':>8}")
+    for k, v in cal.constants.items():
+        click.echo(f"{k:>8} {v:>11.4g} {math.expm1(cal.spread[k]) if cal.spread[k] == cal.spread[k] else float('nan'):>8.1%}")
+    click.echo(f"rms log error on the pilots {cal.rms_log_error:.4f}; K* band tolerance {cal.tolerance:.2%}")
+    click.echo(f"wrote {out}")
+
+
+@cli.command("kstar-report")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store [default: OUT/results.sqlite].")
+@_execution_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/kstar-prediction"),
+              show_default=True, help="Report folder; running again resumes from its store.")
+def kstar_report_cmd(data_dir, store_path, scheduler, workers, quiet, out):
+    """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
+    from .studies.kstar_design import DESIGN
+    from .studies.kstar_prediction import run_study
+    from .studies.kstar_report import write_report
+
+    for d in DESIGN.datasets:
+        load_dataset(d, data_dir, train=True)  # fail here, before anything runs, if data is missing
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path or out / "results.sqlite") as store:
+        analyses, frame = run_study(store, DESIGN, str(data_dir) if data_dir else None, execution)
+    campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600}
+    with atomic_files(out) as tmp:
+        write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
+    for a in analyses:
+        s = a.scores()
+        for row in s.itertuples():
+            click.echo(f"{a.dataset:14s} {row.predictor:28s} hit {row.hit_rate:6.1%}  median regret "
+                       f"{row.median_regret:6.2%}  worst {row.worst_regret:6.2%}  ({row.answered}/{row.settings})")
 
 
 def main(argv: list[str] | None = None) -> int:

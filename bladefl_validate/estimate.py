@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +51,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from bladefl_theory.atomic import atomic_write_text
 from bladefl_theory.errors import InputError
 from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.profiles import CONSTANT_NAMES
@@ -805,25 +804,6 @@ def samples_path_for(profile_path: str | Path) -> Path:
     return p.with_name(p.name[: -len(".json")] + ".samples.csv" if p.name.endswith(".json") else p.name + ".samples.csv")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def check_profile_path(out: str | Path) -> Path:
     """``out`` as a Path if it can name a profile JSON file (``NAME.json``, not a folder); InputError otherwise."""
     out = Path(out)
@@ -845,6 +825,6 @@ def write_estimate(
     samples_path = samples_path_for(out)
     profile = result.profile(name or out.name[: -len(".json")], command, samples_path.name)
     text = json.dumps(profile, indent=2, allow_nan=False) + "\n"
-    _atomic_write(samples_path, result.samples.to_csv(index=False, float_format="%.9g"))
-    _atomic_write(out, text)
+    atomic_write_text(samples_path, result.samples.to_csv(index=False, float_format="%.9g"))
+    atomic_write_text(out, text)
     return out, samples_path

@@ -89,6 +89,10 @@ class Design:
     })
     off_grid: int = 12
     off_grid_seed: int = 20261125
+    #: The settings a calibration may see, as (role, parameter, value): the centre and the far end of three arms.
+    pilots: tuple[tuple[str, str | None, float | None], ...] = (
+        ("centre", None, None), ("arm:t_sum", "t_sum", 200.0), ("arm:M", "M", 8), ("arm:sigma2", "sigma2", 0.3),
+    )
     #: Seeds every setting gets first, and the paper's Fig. 3 / Fig. 4 settings (for the reproduction report).
     base_seeds: int = 4
     figure_seeds: int = 6
@@ -131,6 +135,10 @@ class Design:
                 "sigma2": float(round(rng.uniform(*b["sigma2"]), 3)),
             })
         return points
+
+    def is_pilot(self, s: Setting) -> bool:
+        """True for the settings a calibration may see."""
+        return any(s.role == role and (name is None or s.system()[name] == value) for role, name, value in self.pilots)
 
     def is_figure_setting(self, s: Setting) -> bool:
         """The paper's Fig. 3 (M varies at sigma2 = 0.01) and Fig. 4 (sigma2 varies at M = 4) settings."""

@@ -1,0 +1,140 @@
+"""Models of the final loss F(w^K) over K: the paper's bound, and the drift form calibrated on measurements.
+
+Every form maps the number of blocks K (with the time model's tau) and a deployment (N, M, sigma2,
+alpha, beta, t_sum, eta) to a number whose argmin over K is the form's K*:
+
+- ``per-round`` and ``printed``: the paper's bound 1/D(K) (:mod:`bladefl_theory.bound`), with the
+  constants L, xi, delta, epsilon, phi, theta; continuous gamma = (t_sum − K·beta)/alpha, as printed.
+- ``drift``: a prediction of the loss itself, three terms in the paper's quantities::
+
+      F(w^K) = 1/(1/F0 + eta·phi·gamma)                        progress of gamma = K·tau local epochs
+             + drift·(1 − exp(−tau/tau0))·(1 + kappa·M/N)       non-IID drift of tau local epochs, saturating
+             + (M·sigma2/N²)·(c0 + c1·K)                        lazy noise: final aggregation and K rounds
+
+  The progress term is Wang et al.'s 1/D with the initial gap F0 = F(w0) − F(w*) the paper drops.
+  Measured drift grows with tau but saturates (a client cannot drift past its own optimum), where the
+  bound's lambda^tau grows without limit; lazy copies over-weight the models they copy, which scales
+  the drift by (1 + kappa·M/N); and M·sigma2/N² is the variance the lazy noise adds to the average.
+  tau is the time model's whole number of epochs, so gamma = K·tau is what the clients really train.
+
+The drift form is one sympy expression; its numeric function is generated from it (``lambdify``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from . import bound as _bound
+from .errors import InputError
+from .params import Params
+from .timemodel import k_max, tau
+
+__all__ = ["FORMS", "DRIFT_CONSTANTS", "drift_expr", "form_values", "form_values_at", "form_kstar", "FormKStar"]
+
+#: The drift form's constants, in the order of its docstring.
+DRIFT_CONSTANTS = ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1")
+#: Every form's name and what its value is.
+FORMS: dict[str, str] = {
+    "per-round": "the paper's bound with the lazy term in each of the K rounds",
+    "printed": "the paper's bound, eq. (6) verbatim",
+    "drift": "predicted final loss: progress, saturating non-IID drift and lazy noise (calibrated)",
+}
+
+_K, _TAU = sp.Symbol("K", positive=True), sp.Symbol("tau", positive=True)
+_SYSTEM = {n: _bound.SYMBOLS[n] for n in ("N", "M", "sigma2", "eta")}
+_CONST = {n: sp.Symbol(n, positive=True) for n in DRIFT_CONSTANTS}
+
+
+def drift_expr() -> sp.Expr:
+    """The drift form F(w^K) in K, tau, N, M, sigma2, eta and its constants."""
+    s, c = _SYSTEM, _CONST
+    gamma = _K * _TAU
+    progress = 1 / (1 / c["F0"] + s["eta"] * c["phi"] * gamma)
+    drift = c["drift"] * (1 - sp.exp(-_TAU / c["tau0"])) * (1 + c["kappa"] * s["M"] / s["N"])
+    noise = s["M"] * s["sigma2"] / s["N"] ** 2 * (c["c0"] + c["c1"] * _K)
+    return progress + drift + noise
+
+
+@lru_cache(maxsize=None)
+def _drift_compiled():
+    args = [_K, _TAU, *_SYSTEM.values(), *_CONST.values()]
+    return sp.lambdify(args, drift_expr(), modules="numpy")
+
+
+def _check_constants(form: str, constants: Mapping[str, float]) -> None:
+    names = DRIFT_CONSTANTS if form == "drift" else ()
+    missing = [n for n in names if n not in constants]
+    if missing:
+        raise InputError(f"form {form!r} needs constants {', '.join(missing)}")
+    for n in names:
+        v = constants[n]
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise InputError(f"constant {n} of form {form!r} must be finite and >= 0 (got {v!r})")
+
+
+def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[str, float]) -> np.ndarray:
+    """The form at integer K (an array), for a deployment ``system`` (Params' system names) and ``constants``.
+
+    ``inf`` where a bound form is not finite. For ``drift``, tau is the time model's whole epochs.
+    """
+    ks = np.atleast_1d(np.asarray(K, dtype=int))
+    if form in _bound.VARIANTS:
+        Params(**{**system, **constants})  # the rules of the bound's parameters
+    taus = np.array([tau(int(k), system["t_sum"], system["alpha"], system["beta"]) for k in ks], dtype=float)
+    return form_values_at(form, ks, taus, {n: np.full(len(ks), float(v)) for n, v in system.items()}, constants)
+
+
+def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[str, np.ndarray],
+                   constants: Mapping[str, float]) -> np.ndarray:
+    """The form at many (K, setting) rows at once: ``system`` maps each system parameter to an array.
+
+    ``taus`` are the time model's whole epochs at each row (the drift form uses them). Unchecked: for fits.
+    """
+    if form in _bound.VARIANTS:
+        values = {**system, **{n: float(v) for n, v in constants.items()}}
+        return np.asarray(_bound.bound(np.asarray(K, dtype=float), values, form), dtype=float)
+    if form != "drift":
+        raise InputError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
+    _check_constants(form, constants)
+    args = [np.asarray(K, dtype=float), np.asarray(taus, dtype=float), *(system[n] for n in _SYSTEM),
+            *(float(constants[n]) for n in DRIFT_CONSTANTS)]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = np.asarray(_drift_compiled()(*args), dtype=float)
+    return np.where(np.isfinite(out) & (out > 0), out, np.inf)
+
+
+@dataclass(frozen=True)
+class FormKStar:
+    """A form's K* over K = 1..K_max, its value there, and the K whose value is within ``tolerance`` of it."""
+
+    form: str
+    k_star: int | None
+    tau: int | None
+    value: float | None
+    k_max: int
+    values: np.ndarray
+    band: tuple[int, ...]
+    tolerance: float
+
+    def table(self) -> list[dict]:
+        return [{"K": k, "value": float(v) if math.isfinite(v) else None, "in_band": k in self.band}
+                for k, v in enumerate(self.values, start=1)]
+
+
+def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float], tolerance: float = 0.0) -> FormKStar:
+    """K* of a form: the argmin over K = 1..K_max, and the band of K within a relative ``tolerance`` of the minimum."""
+    km = k_max(system["t_sum"], system["alpha"], system["beta"])
+    values = form_values(form, np.arange(1, km + 1), system, constants)
+    if not np.isfinite(values).any():
+        return FormKStar(form, None, None, None, km, values, (), tolerance)
+    i = int(np.argmin(values))
+    best = float(values[i])
+    band = tuple(int(k) for k in np.flatnonzero(values <= best * (1 + tolerance)) + 1)
+    return FormKStar(form, i + 1, tau(i + 1, system["t_sum"], system["alpha"], system["beta"]), best, km, values,
+                     band, tolerance)

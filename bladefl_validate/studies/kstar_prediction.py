@@ -1,0 +1,392 @@
+"""K* predicted in settings nobody ran: calibrate on a few pilot sweeps, score every held-out setting.
+
+The measured design is :mod:`.kstar_design`. Per data set, four pilot settings (the centre and the
+far end of the t_sum, M and sigma2 arms) calibrate two forms (:mod:`bladefl_theory.calibration`):
+the paper's per-round bound with its constants fitted, and the drift form. Every other setting of
+the design is held out, and each predictor's K* there is scored against the measurement:
+
+- hit: the predicted K* is in the measured plausible set (every K that is the argmin of the mean
+  loss in at least 10% of the bootstrap resamples of the seeds);
+- regret: measured mean loss at the predicted K* over measured mean loss at the measured K*, minus 1,
+  with its spread over bootstrap resamples of the seeds.
+
+Baselines, scored alike: the paper's bound with the hand-calibrated ``default`` profile, the per-round
+and printed bounds with the estimated profile and their self-consistent forms, the pilot's K*
+(a constant) and the pilot's tau (the K whose tau is closest to the best tau of the centre pilot).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bladefl_theory import bound as B
+from bladefl_theory.calibration import Calibration, calibrate
+from bladefl_theory.forms import form_kstar
+from bladefl_theory.profiles import load_profile
+from bladefl_theory.timemodel import k_max, tau
+
+from .kstar_design import DESIGN, Design, Setting, plausible_set
+
+__all__ = [
+    "PREDICTORS",
+    "pilot_settings",
+    "held_out_settings",
+    "curves",
+    "Prediction",
+    "DatasetAnalysis",
+    "analyse",
+    "missing_runs",
+]
+
+#: The calibrated forms, and the bound form whose epsilon stays at the estimated profile's value.
+CALIBRATED = ("drift", "per-round")
+#: Bootstrap resamples of the seeds for plausible sets and regret spreads.
+DRAWS = 1000
+
+
+def pilot_settings(design: Design, dataset: str) -> list[Setting]:
+    """The pilot settings of ``dataset``, in the design's order of pilots (the centre first)."""
+    mine = [s for s in design.settings() if s.dataset == dataset and design.is_pilot(s)]
+    return sorted(mine, key=lambda s: [p[0] for p in design.pilots].index(s.role))
+
+
+def held_out_settings(design: Design, dataset: str) -> list[Setting]:
+    """Every setting of ``dataset`` that is not a pilot."""
+    return [s for s in design.settings() if s.dataset == dataset and not design.is_pilot(s)]
+
+
+def _runs_of(frame: pd.DataFrame, s: Setting) -> pd.DataFrame:
+    m = ((frame.dataset == s.dataset) & (frame.t_sum == float(s.t_sum)) & (frame.beta == float(s.beta))
+         & (frame.M == s.M) & (frame.sigma2 == float(s.sigma2)))
+    return frame[m]
+
+
+def _system(design: Design, s: Setting) -> dict[str, float]:
+    b = design.base
+    return {"N": b.N, "M": s.M, "sigma2": float(s.sigma2), "alpha": b.alpha, "beta": float(s.beta),
+            "t_sum": float(s.t_sum), "eta": b.eta}
+
+
+def curves(frame: pd.DataFrame, settings: Sequence[Setting], design: Design) -> pd.DataFrame:
+    """The measured runs of ``settings`` in the calibration's layout (system parameters, K, seed, loss)."""
+    parts = []
+    for s in settings:
+        runs = _runs_of(frame, s)
+        sys_ = _system(design, s)
+        parts.append(pd.DataFrame({**{k: [v] * len(runs) for k, v in sys_.items()}, "K": runs.K.to_numpy(),
+                                   "seed": runs.seed.to_numpy(), "loss": runs.final_global_train_loss.to_numpy()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _complete(runs: pd.DataFrame) -> pd.DataFrame:
+    """A seed-by-K table of the final loss, keeping the K measured for every seed."""
+    table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss")
+    return table.dropna(axis=1)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One predictor's K* at one held-out setting, scored against the measurement."""
+
+    setting: Setting
+    predictor: str
+    k_pred: int | None
+    k_measured: int
+    plausible: tuple[int, ...]
+    regret: float | None
+    regret_std: float | None
+
+    @property
+    def hit(self) -> bool:
+        return self.k_pred is not None and self.k_pred in self.plausible
+
+
+def _bootstrap_regret(table: pd.DataFrame, k_pred: int, k_meas: int, rng) -> tuple[float, float]:
+    values = table.to_numpy()
+    cols = list(table.columns)
+    a, b = values[:, cols.index(k_pred)], values[:, cols.index(k_meas)]
+    regret = float(a.mean() / b.mean() - 1)
+    picks = rng.integers(0, len(values), size=(DRAWS, len(values)))
+    draws = a[picks].mean(axis=1) / b[picks].mean(axis=1) - 1
+    return regret, float(np.std(draws))
+
+
+@dataclass
+class DatasetAnalysis:
+    """One data set: the calibrations, every predictor's K* at every held-out setting, and their scores."""
+
+    dataset: str
+    pilots: list[Setting]
+    held_out: list[Setting]
+    calibrations: dict[str, Calibration]
+    predictions: list[Prediction]
+    pilot_k_star: int
+    pilot_tau: int
+
+    def frame(self) -> pd.DataFrame:
+        """One row per held-out setting and predictor."""
+        return pd.DataFrame([{
+            "dataset": self.dataset, "role": p.setting.role, "t_sum": p.setting.t_sum, "beta": p.setting.beta,
+            "M": p.setting.M, "sigma2": p.setting.sigma2, "predictor": p.predictor, "k_pred": p.k_pred,
+            "k_measured": p.k_measured, "plausible": " ".join(map(str, p.plausible)), "hit": p.hit,
+            "regret": p.regret, "regret_std": p.regret_std,
+        } for p in self.predictions])
+
+    def scores(self) -> pd.DataFrame:
+        """Per predictor: hit rate, median and worst regret, and how many settings it answered."""
+        f = self.frame()
+        rows = []
+        for name in PREDICTORS:
+            g = f[f.predictor == name]
+            answered = g[g.k_pred.notna()]
+            regret = answered.regret.dropna()
+            rows.append({"dataset": self.dataset, "predictor": name, "settings": len(g), "answered": len(answered),
+                         "hit_rate": float(g.hit.mean()) if len(g) else math.nan,
+                         "median_regret": float(regret.median()) if len(regret) else math.nan,
+                         "worst_regret": float(regret.max()) if len(regret) else math.nan})
+        return pd.DataFrame(rows)
+
+
+def _bound_kstar(profile_name: str, form: str) -> Callable[[dict], int | None]:
+    profile = load_profile(profile_name)
+    variant, _, sc = form.partition("+")
+
+    def predict(system: dict) -> int | None:
+        params = profile.params(**system)
+        ks = np.arange(1, k_max(system["t_sum"], system["alpha"], system["beta"]) + 1, dtype=float)
+        f = B.bound_self_consistent if sc else B.bound
+        values = np.atleast_1d(np.asarray(f(ks, params, variant), dtype=float))
+        return int(np.argmin(values)) + 1 if np.isfinite(values).any() else None
+
+    return predict
+
+
+#: Every predictor, in the report's order.
+PREDICTORS = (
+    "drift (calibrated)",
+    "per-round (calibrated)",
+    "per-round, default profile",
+    "per-round, estimated",
+    "printed, estimated",
+    "per-round+sc, estimated",
+    "printed+sc, estimated",
+    "pilot's K*",
+    "pilot's tau",
+)
+
+
+def _closest_tau(system: dict, target: int) -> int:
+    km = k_max(system["t_sum"], system["alpha"], system["beta"])
+    taus = [tau(k, system["t_sum"], system["alpha"], system["beta"]) for k in range(1, km + 1)]
+    return 1 + int(np.argmin([abs(t - target) for t in taus]))
+
+
+def _predictors(dataset: str, model: str, cals: dict[str, Calibration], pilot_k: int,
+                pilot_tau: int) -> dict[str, Callable[[dict], int | None]]:
+    estimated = f"{dataset}-{model}"
+    return {
+        "drift (calibrated)": lambda s: form_kstar("drift", s, cals["drift"].all_constants()).k_star,
+        "per-round (calibrated)": lambda s: form_kstar("per-round", s, cals["per-round"].all_constants()).k_star,
+        "per-round, default profile": _bound_kstar("default", "per-round"),
+        "per-round, estimated": _bound_kstar(estimated, "per-round"),
+        "printed, estimated": _bound_kstar(estimated, "printed"),
+        "per-round+sc, estimated": _bound_kstar(estimated, "per-round+sc"),
+        "printed+sc, estimated": _bound_kstar(estimated, "printed+sc"),
+        "pilot's K*": lambda s: min(pilot_k, k_max(s["t_sum"], s["alpha"], s["beta"])),
+        "pilot's tau": lambda s: _closest_tau(s, pilot_tau),
+    }
+
+
+def calibrate_dataset(frame: pd.DataFrame, design: Design, dataset: str, bootstrap: int = 100) -> dict[str, Calibration]:
+    """Both calibrated forms, fitted on the pilots of ``dataset`` alone."""
+    pilots = pilot_settings(design, dataset)
+    data = curves(frame, pilots, design)
+    epsilon = load_profile(f"{dataset}-{design.base.model}").constants["epsilon"]
+    return {
+        "drift": calibrate(data, "drift", bootstrap=bootstrap),
+        "per-round": calibrate(data, "per-round", {"epsilon": epsilon}, bootstrap=bootstrap),
+    }
+
+
+def _centre_pilot(frame: pd.DataFrame, design: Design, dataset: str) -> tuple[int, int]:
+    centre = pilot_settings(design, dataset)[0]
+    table = _complete(_runs_of(frame, centre))
+    k = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
+    return k, tau(k, centre.t_sum, design.base.alpha, centre.beta)
+
+
+def predict_all(frame: pd.DataFrame, design: Design, dataset: str,
+                cals: dict[str, Calibration]) -> tuple[dict[Setting, dict[str, int | None]], int, int]:
+    """Every predictor's K* at every held-out setting of ``dataset`` (needs only the pilots' runs)."""
+    pilot_k, pilot_tau = _centre_pilot(frame, design, dataset)
+    predictors = _predictors(dataset, design.base.model, cals, pilot_k, pilot_tau)
+    out = {}
+    for s in held_out_settings(design, dataset):
+        system = _system(design, s)
+        out[s] = {name: predictors[name](system) for name in PREDICTORS}
+    return out, pilot_k, pilot_tau
+
+
+def missing_runs(frame: pd.DataFrame, design: Design, predicted: dict[Setting, dict[str, int | None]]):
+    """The runs to add so that every predicted K is measured for every seed of its setting."""
+    out = []
+    for s, ks in predicted.items():
+        runs = _runs_of(frame, s)
+        seeds = sorted(runs.seed.unique())
+        have = set(zip(runs.K, runs.seed))
+        for k in sorted({k for k in ks.values() if k is not None}):
+            out += [s.config(design.base, K=k, seed=int(seed)) for seed in seeds if (k, seed) not in have]
+    return out
+
+
+def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
+            datasets: Sequence[str] | None = None) -> list[DatasetAnalysis]:
+    """Calibrate on the pilots and score every predictor at every held-out setting (from measured runs only).
+
+    A predicted K that was not measured gets no regret (:func:`missing_runs` lists the runs it needs).
+    """
+    out = []
+    for dataset in datasets or design.datasets:
+        cals = calibrate_dataset(frame, design, dataset, bootstrap)
+        predicted, pilot_k, pilot_tau = predict_all(frame, design, dataset, cals)
+        rng = np.random.default_rng(0)
+        predictions = []
+        for s, ks in predicted.items():
+            table = _complete(_runs_of(frame, s))
+            runs = _runs_of(frame, s)
+            runs = runs[runs.K.isin(table.columns)]
+            plausible, _ = plausible_set(runs, design.plausible_share, design.bootstrap_draws)
+            k_meas = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
+            for name in PREDICTORS:
+                k = ks[name]
+                regret = spread = None
+                if k is not None and k in table.columns:
+                    regret, spread = _bootstrap_regret(table, k, k_meas, rng)
+                predictions.append(Prediction(s, name, k, k_meas, tuple(plausible), regret, spread))
+        out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), held_out_settings(design, dataset), cals,
+                                   predictions, pilot_k, pilot_tau))
+    return out
+
+
+def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execution=None,
+              bootstrap: int = 100) -> tuple[list[DatasetAnalysis], pd.DataFrame]:
+    """Measure the design to completion, add every K a predictor chose, and analyse: all through ``store``."""
+    from bladefl_theory.execution import Execution, run_tasks
+
+    from ..sweep import RUN
+    from .kstar_design import measure, measured_runs
+
+    execution = execution or Execution()
+    measure(store, design, data_dir, execution)
+    frame = measured_runs(store, design)
+    missing = []
+    for dataset in design.datasets:
+        cals = calibrate_dataset(frame, design, dataset, bootstrap=0)
+        predicted, _, _ = predict_all(frame, design, dataset, cals)
+        missing += missing_runs(frame, design, predicted)
+    if missing:
+        context = {"data_dir": str(data_dir) if data_dir else None}
+        run_tasks(RUN, [c.as_dict() for c in missing], store, context, execution, desc="predicted K")
+        frame = measured_runs(store, design)
+    return analyse(frame, design, bootstrap), frame
+
+
+def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dict[str, int], command: str,
+                     validation: dict | None = None, box: dict | None = None) -> dict:
+    """A profile JSON (what :func:`bladefl_theory.profiles.load_profile` reads) from a calibration, with its provenance.
+
+    ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
+    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings.
+    """
+    from ..simulate import SIMULATION_VERSION
+
+    if box is None:
+        box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)] for n in ("t_sum", "beta", "M", "sigma2")}
+    residuals = [[*(float(r[n]) for n in ("t_sum", "beta", "M", "sigma2")), int(r["K"]), round(float(r["loss"]), 6),
+                  round(float(r["predicted"]), 6)] for _, r in cal.residuals.iterrows()]
+    return {
+        "name": name,
+        "description": (f"The {cal.form} form calibrated on {len(cal.pilots)} pilot sweeps of {dataset} "
+                        f"({base.model} {base.hidden}, N={base.N}, |D_i|={base.samples_per_client})"
+                        + (f", validated on {validation['held_out']} held-out settings ({validation['report']})"
+                           if validation else ", not validated on held-out settings") + "."),
+        "form": cal.form,
+        "constants": {k: float(f"{v:.6g}") for k, v in cal.all_constants().items()},
+        "calibration": {
+            "rms_log_error": round(cal.rms_log_error, 6),
+            "tolerance": round(cal.tolerance, 6),
+            "fitted": sorted(cal.constants),
+            "spread_log": {k: (None if math.isnan(v) else round(v, 4)) for k, v in cal.spread.items()},
+            "bootstrap": cal.bootstrap,
+            "pilots": cal.pilots,
+            "seeds": seeds,
+            "residuals_columns": ["t_sum", "beta", "M", "sigma2", "K", "measured_mean_loss", "predicted"],
+            "residuals": residuals,
+        },
+        "domain": {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
+                   "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
+                   "batch_size": base.batch_size, "partition": base.partition,
+                   "classes_per_client": base.classes_per_client, "box": box},
+        "validation": validation,
+        "provenance": {"method": "calibrated on measured sweeps (bladefl_theory.calibration)", "command": command,
+                       "simulation_version": SIMULATION_VERSION},
+    }
+
+
+def parse_pilot(text: str, centre: dict) -> dict[str, float]:
+    """A pilot setting from ``t_sum=100,beta=10,M=4,sigma2=0.01``; unnamed parameters take the centre's values."""
+    from bladefl_theory.errors import InputError
+
+    point = dict(centre)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in point:
+            raise InputError(f"--pilot {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(point)}")
+        try:
+            point[name.strip()] = int(value) if name.strip() == "M" else float(value)
+        except ValueError:
+            raise InputError(f"--pilot {text!r}: {name.strip()} must be a number (got {value!r})") from None
+    return point
+
+
+def check_pilots(design: Design, dataset: str, base, pilots: Sequence[dict]) -> None:
+    """InputError for more than four pilots, repeated ones, or a pilot that the study holds out on this deployment."""
+    from bladefl_theory.errors import InputError
+
+    if not 1 <= len(pilots) <= 4:
+        raise InputError(f"a calibration takes 1 to 4 pilot settings, what a deployer can afford (got {len(pilots)})")
+    keys = [tuple(float(p[n]) for n in ("t_sum", "beta", "M", "sigma2")) for p in pilots]
+    if len(set(keys)) != len(keys):
+        raise InputError("the pilot settings must differ from each other")
+    same = {k: v for k, v in base.as_dict().items() if k not in ("dataset", "t_sum", "beta", "M", "sigma2", "K", "seed")}
+    if dataset in design.datasets and same == {k: v for k, v in design.base.as_dict().items() if k in same}:
+        held = {(float(s.t_sum), float(s.beta), float(s.M), float(s.sigma2)) for s in held_out_settings(design, dataset)}
+        for p, k in zip(pilots, keys):
+            if k in held:
+                raise InputError(
+                    f"pilot t_sum={p['t_sum']:g}, beta={p['beta']:g}, M={p['M']}, sigma2={p['sigma2']:g} is a held-out "
+                    "setting of the K* prediction study: calibrating on it would let the validation see its own test "
+                    "data; choose another pilot")
+
+
+def calibrate_pilots(store, base, dataset: str, pilots: Sequence[dict], seeds: Sequence[int], form: str = "drift",
+                     data_dir: str | None = None, execution=None, bootstrap: int = 100, fixed: dict | None = None):
+    """Sweep every K at each pilot (through ``store``), then fit ``form`` to those curves alone."""
+    from bladefl_theory.execution import Execution, run_tasks
+
+    from ..sweep import RUN
+
+    settings = [Setting(dataset, float(p["t_sum"]), float(p["beta"]), int(p["M"]), float(p["sigma2"]), "pilot")
+                for p in pilots]
+    configs = [s.config(base, K=k, seed=seed) for s in settings for k in range(1, s.k_max(base) + 1) for seed in seeds]
+    context = {"data_dir": str(data_dir) if data_dir else None}
+    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution or Execution(), desc="pilots")
+    data = pd.DataFrame([{"N": c.N, "M": c.M, "sigma2": c.sigma2, "alpha": c.alpha, "beta": c.beta, "t_sum": c.t_sum,
+                          "eta": c.eta, "K": c.K, "seed": c.seed, "loss": r["final_global_train_loss"]}
+                         for c, r in zip(configs, outcome.results)])
+    return calibrate(data, form, fixed, bootstrap=bootstrap), settings

@@ -1,0 +1,347 @@
+"""The K* prediction report: README, CSVs, figures and the calibrated profiles, from a finished analysis."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bladefl_theory.forms import form_values
+from bladefl_theory.sensitivity import markdown_table
+
+from ..simulate import SIMULATION_VERSION
+from .kstar_design import Design, Setting
+from .kstar_prediction import PREDICTORS, DatasetAnalysis, _runs_of, _system, profile_document
+
+__all__ = ["write_report", "calibrated_profile", "profile_name", "TARGETS"]
+
+#: The issue's targets: hit rate, median regret and worst regret on held-out settings.
+TARGETS = {"hit_rate": 0.9, "median_regret": 0.01, "worst_regret": 0.05}
+#: The form the calibrated profiles ship (chosen before any held-out setting was scored; see the README).
+SHIPPED_FORM = "drift"
+_SHIPPED = "drift (calibrated)"
+
+
+def profile_name(dataset: str, model: str) -> str:
+    return f"{dataset}-{model}-calibrated"
+
+
+def _pct(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def calibrated_profile(a: DatasetAnalysis, frame: pd.DataFrame, design: Design, command: str) -> dict:
+    """The shipped profile of one data set: the drift form calibrated on the pilots, validated on the rest."""
+    scores = a.scores().set_index("predictor").loc[_SHIPPED]
+    box = {name: [min(float(s.system()[name]) for s in a.pilots + a.held_out),
+                  max(float(s.system()[name]) for s in a.pilots + a.held_out)] for name in ("t_sum", "beta", "M", "sigma2")}
+    validation = {"held_out": int(scores["settings"]), "hits": int(round(scores["hit_rate"] * scores["settings"])),
+                  "hit_rate": round(float(scores["hit_rate"]), 4),
+                  "median_regret": round(float(scores["median_regret"]), 5),
+                  "worst_regret": round(float(scores["worst_regret"]), 5), "report": "reports/kstar-prediction"}
+    seeds = {s.label: int(_runs_of(frame, s).seed.nunique()) for s in a.pilots}
+    return profile_document(a.calibrations[SHIPPED_FORM], profile_name(a.dataset, design.base.model), a.dataset,
+                            design.base, seeds, command, validation=validation, box=box)
+
+
+def _score_table(analyses: Sequence[DatasetAnalysis], roles: str | None = None) -> pd.DataFrame:
+    rows = []
+    for a in analyses:
+        f = a.frame()
+        if roles == "arms":
+            f = f[f.role != "off-grid"]
+        elif roles == "off-grid":
+            f = f[f.role == "off-grid"]
+        for name in PREDICTORS:
+            g = f[f.predictor == name]
+            r = g.regret.dropna()
+            rows.append({"data set": a.dataset, "predictor": name, "held-out": len(g),
+                         "answered": int(g.k_pred.notna().sum()), "hit rate": _pct(g.hit.mean()),
+                         "median regret": _pct(r.median() if len(r) else math.nan),
+                         "worst regret": _pct(r.max() if len(r) else math.nan)})
+    return pd.DataFrame(rows)
+
+
+def _meets(row: pd.Series) -> bool:
+    return (row["hit_rate"] >= TARGETS["hit_rate"] and row["median_regret"] <= TARGETS["median_regret"]
+            and row["worst_regret"] <= TARGETS["worst_regret"])
+
+
+def _verdict(analyses: Sequence[DatasetAnalysis]) -> list[str]:
+    lines = []
+    for a in analyses:
+        s = a.scores().set_index("predictor")
+        shipped = s.loc[_SHIPPED]
+        ok = _meets(shipped)
+        beaten = []
+        for name in PREDICTORS:
+            if name == _SHIPPED or s.loc[name, "answered"] == 0:
+                continue
+            o = s.loc[name]
+            worse = (shipped["hit_rate"] < o["hit_rate"] or shipped["median_regret"] > o["median_regret"]
+                     or shipped["worst_regret"] > o["worst_regret"])
+            if worse:
+                beaten.append(name)
+        constants = ("pilot's K*", "pilot's tau")
+        better_than_constants = all(
+            shipped["hit_rate"] > s.loc[c, "hit_rate"] or shipped["median_regret"] < s.loc[c, "median_regret"]
+            or shipped["worst_regret"] < s.loc[c, "worst_regret"] for c in constants)
+        lines.append(
+            f"- **{a.dataset}**: the calibrated drift form puts K* in the measured plausible set in "
+            f"{_pct(shipped['hit_rate'])} of {int(shipped['settings'])} held-out settings, median regret "
+            f"{_pct(shipped['median_regret'])}, worst {_pct(shipped['worst_regret'])}: "
+            f"{'meets' if ok else 'misses'} the targets (>= 90%, <= 1%, <= 5%). "
+            + (f"At least as good as every baseline on all three figures" if not beaten else
+               f"Behind on at least one figure: {', '.join(beaten)}")
+            + (f"; better than both constant baselines on at least one figure." if better_than_constants else
+               "; not better than the constant baselines on any figure.")
+        )
+    return lines
+
+
+def _calibration_table(analyses: Sequence[DatasetAnalysis]) -> pd.DataFrame:
+    rows = []
+    for a in analyses:
+        for form, cal in a.calibrations.items():
+            for name, value in cal.all_constants().items():
+                spread = cal.spread.get(name, math.nan)
+                rows.append({"data set": a.dataset, "form": form, "constant": name, "value": value,
+                             "relative spread (bootstrap)": (math.expm1(spread) if not math.isnan(spread) else math.nan),
+                             "fitted": name in cal.constants})
+    return pd.DataFrame(rows)
+
+
+def _measured_table(frame: pd.DataFrame, design: Design) -> pd.DataFrame:
+    g = frame.groupby(["dataset", "t_sum", "beta", "M", "sigma2", "K"])
+    out = g.final_global_train_loss.agg(["mean", "std", "count"]).reset_index()
+    out.insert(6, "tau", [int(t) for t in g.tau.first().to_numpy()])
+    return out.rename(columns={"mean": "loss_mean", "std": "loss_std", "count": "seeds"})
+
+
+def _coverage(frame: pd.DataFrame, design: Design, analyses: Sequence[DatasetAnalysis]) -> list[str]:
+    """Which K were measured where K_max exceeds the full-K limit."""
+    lines = []
+    for a in analyses:
+        for s in [*a.pilots, *a.held_out]:
+            km = s.k_max(design.base)
+            if km <= design.full_k_up_to:
+                continue
+            runs = _runs_of(frame, s)
+            ks = sorted(int(k) for k in runs.K.unique())
+            lines.append(f"- {s.label} (K_max = {km}): K = {', '.join(map(str, ks))}")
+    return lines
+
+
+def _figures(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    # Predicted against measured K* at every held-out setting.
+    fig = Figure(figsize=(6.5 * len(analyses), 5))
+    axes = fig.subplots(1, len(analyses), squeeze=False)[0]
+    shown = ("drift (calibrated)", "per-round (calibrated)", "pilot's tau")
+    markers = {"drift (calibrated)": "o", "per-round (calibrated)": "s", "pilot's tau": "^"}
+    for ax, a in zip(axes, analyses):
+        f = a.frame()
+        settings = f[f.predictor == _SHIPPED].sort_values(["k_measured", "t_sum", "beta"]).reset_index(drop=True)
+        x = np.arange(len(settings))
+        lo = [min(map(int, p.split())) for p in settings.plausible]
+        hi = [max(map(int, p.split())) for p in settings.plausible]
+        ax.vlines(x, lo, hi, color="0.75", lw=6, label="measured plausible set")
+        ax.plot(x, settings.k_measured, "k_", ms=12, mew=2, label="measured K*")
+        for j, name in enumerate(shown):
+            g = f[f.predictor == name].set_index(["t_sum", "beta", "M", "sigma2"])
+            ys = [g.loc[(r.t_sum, r.beta, r.M, r.sigma2), "k_pred"] for r in settings.itertuples()]
+            ax.plot(x + (j - 1) * 0.18, ys, markers[name], ms=5, ls="none", label=name)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{r.role.replace('arm:', '')}\n{r.t_sum:g}/{r.beta:g}/{r.M}/{r.sigma2:g}"
+                            for r in settings.itertuples()], rotation=90, fontsize=6)
+        ax.set_ylabel("K (blocks)")
+        ax.set_yscale("log")
+        ax.set_title(f"{a.dataset}: K* at {len(settings)} held-out settings (t_sum/beta/M/sigma2)")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(folder / "kstar.png", dpi=110)
+
+    # Loss curves: measured against predicted, at a few held-out settings per data set.
+    picks = [_pick(a) for a in analyses]
+    cols = max(len(p) for p in picks)
+    fig = Figure(figsize=(3.6 * cols, 3.2 * len(analyses)))
+    axes = fig.subplots(len(analyses), cols, squeeze=False)
+    for row, (a, settings) in enumerate(zip(analyses, picks)):
+        for col, s in enumerate(settings):
+            ax = axes[row][col]
+            runs = _runs_of(frame, s)
+            m = runs.groupby("K").final_global_train_loss.agg(["mean", "std", "count"])
+            ax.errorbar(m.index, m["mean"], yerr=m["std"].fillna(0), fmt="o", ms=3, color="k", capsize=2,
+                        label=f"measured (mean ± std, {int(m['count'].min())}+ seeds)")
+            ks = np.arange(1, s.k_max(design.base) + 1)
+            for form, style in (("drift", "-"), ("per-round", "--")):
+                cal = a.calibrations[form]
+                ax.plot(ks, form_values(form, ks, _system(design, s), cal.all_constants()), style,
+                        label=f"{form} (calibrated)")
+            ax.set_title(f"{a.dataset} {s.role}\nt_sum={s.t_sum:g} beta={s.beta:g} M={s.M} sigma2={s.sigma2:g}",
+                         fontsize=8)
+            ax.set_xlabel("K (blocks)")
+            ax.set_ylabel("final training loss")
+            ax.grid(alpha=0.3)
+            ax.set_ylim(bottom=0)
+            top = float(np.nanmax(m["mean"] + m["std"].fillna(0)))
+            ax.set_ylim(0, top * 1.3)
+            if col == 0:
+                ax.legend(fontsize=6)
+        for col in range(len(settings), cols):
+            axes[row][col].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=110)
+
+
+def _pick(a: DatasetAnalysis) -> list[Setting]:
+    """Held-out settings to draw: the ends of the beta arm, the t_sum arm's other end, and off-grid points."""
+    chosen = [s for s in a.held_out if s.role in ("arm:beta", "arm:t_sum")]
+    chosen += [s for s in a.held_out if s.role == "arm:sigma2" and s.sigma2 == 0.1]
+    chosen += [s for s in a.held_out if s.role == "off-grid"][:3]
+    return chosen[:8]
+
+
+def write_report(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design, folder: Path,
+                 command: str, campaign: dict) -> None:
+    """Everything the report folder holds, computed from the analysis and the measured runs."""
+    folder = Path(folder)
+    per_setting = pd.concat([a.frame() for a in analyses], ignore_index=True)
+    per_setting.to_csv(folder / "held_out.csv", index=False)
+    scores = pd.concat([a.scores() for a in analyses], ignore_index=True)
+    scores.to_csv(folder / "scores.csv", index=False)
+    _calibration_table(analyses).to_csv(folder / "calibration.csv", index=False)
+    pd.concat([a.calibrations[f].residuals.assign(dataset=a.dataset, form=f) for a in analyses for f in a.calibrations],
+              ignore_index=True).to_csv(folder / "residuals.csv", index=False)
+    _measured_table(frame, design).to_csv(folder / "measured.csv", index=False)
+    _figures(analyses, frame, design, folder)
+    for a in analyses:
+        text = json.dumps(calibrated_profile(a, frame, design, command), indent=2) + "\n"
+        (folder / f"{profile_name(a.dataset, design.base.model)}.json").write_text(text, encoding="utf-8")
+    (folder / "README.md").write_text(_readme(analyses, frame, design, command, campaign), encoding="utf-8")
+
+
+def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> str:
+    b = design.base
+    pilots = ", ".join(f"{role}" + (f" ({name} = {value:g})" if name else "") for role, name, value in design.pilots)
+    held = sum(len(a.held_out) for a in analyses)
+    lines = [
+        "# K* predicted in settings nobody ran",
+        "",
+        "Regenerate with:",
+        "",
+        f"    {command}",
+        "",
+        "It reads the result store `results.sqlite` beside this file and runs only what the store lacks.",
+        "",
+        "## Verdict",
+        "",
+        *_verdict(analyses),
+        "",
+        "## Held-out scores",
+        "",
+        "Hit: the predicted K* is in the measured plausible set (every K that is the argmin of the mean loss in at "
+        "least 10% of 1000 bootstrap resamples of the seeds; seeds are resampled whole, so K are compared paired). "
+        "Regret: measured mean loss at the predicted K* / measured mean loss at the measured K* − 1. A predictor "
+        "that finds no finite K* has no answer there (a miss, without a regret).",
+        "",
+        "All held-out settings:",
+        "",
+        markdown_table(_score_table(analyses)),
+        "",
+        "Off-grid points only (never looked at while the drift form was designed):",
+        "",
+        markdown_table(_score_table(analyses, "off-grid")),
+        "",
+        "![predicted against measured K*](kstar.png)",
+        "",
+        "![measured and predicted loss curves](curves.png)",
+        "",
+        "## The design",
+        "",
+        f"Real runs of the simulator (`bladefl-validate`): N = {b.N}, |D_i| = {b.samples_per_client}, MLP 784-{b.hidden}-10, "
+        f"{b.classes_per_client} classes per client, eta = {b.eta:g}, batch {b.batch_size}, alpha = {b.alpha:g}, "
+        f"proof of work at {b.difficulty_bits} bits, on {' and '.join(design.datasets)}. One-at-a-time arms around the "
+        f"centre {_centre(design)}: "
+        + "; ".join(f"{k} in {{{', '.join(f'{v:g}' for v in vals)}}}" for k, vals in design.arms.items())
+        + f"; and {design.off_grid} off-grid points drawn at random over the box "
+        + ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in design.box.items())
+        + " (beta log-uniform, M an integer), the same points on both data sets. "
+        f"{held} held-out settings in all.",
+        "",
+        f"Seeds: {design.base_seeds} per setting ({design.figure_seeds} at the paper's Fig. 3 and 4 settings), "
+        f"{design.seed_step} more at a time (up to {design.max_seeds}) wherever the plausible set spanned more than "
+        f"{design.max_width} blocks. K: every K up to K_max = {design.full_k_up_to}; above it a coarse grid of about "
+        f"{design.coarse_points} K (geometric), refined to every K between the grid neighbours of each plausible K, "
+        "plus every K some predictor chose. Where K_max is larger than that, these K were measured:",
+        "",
+        *_coverage(frame, design, analyses),
+        "",
+        "Plausible sets still wider than the design's limit after the last seeds: "
+        + _wide(analyses, design),
+        "",
+        f"Cost: {campaign['runs']} runs, {campaign['cpu_hours']:.1f} CPU hours (the workers' process time; "
+        f"simulation version {SIMULATION_VERSION}).",
+        "",
+        "## Calibration",
+        "",
+        f"Pilots (per data set, the only settings either calibration sees): {pilots}. Both calibrated forms are fitted "
+        "to the pilots' mean loss per K by least squares on the log loss, from 40 random starts; the spread is the "
+        "standard deviation over refits on bootstrap resamples of the seeds. The band of `bladefl-theory kstar` is "
+        "every K whose predicted loss is within the fit's rms error of the minimum.",
+        "",
+        "- **per-round (calibrated)**: the paper's per-round bound 1/D(K) with L, xi, delta, phi and theta fitted "
+        "(epsilon fixed at the estimated profile's value: only ratios to it are identifiable).",
+        "- **drift (calibrated)**: `bladefl_theory.forms`' drift form (why each term, there): "
+        "F(w^K) = 1/(1/F0 + eta·phi·K·tau) + drift·(1 − exp(−tau/tau0))·(1 + kappa·M/N) + (M·sigma2/N²)·(c0 + c1·K).",
+        "",
+        markdown_table(_calibration_table(analyses)),
+        "",
+        "Root-mean-square log error on the pilots: "
+        + "; ".join(f"{a.dataset} {f} {a.calibrations[f].rms_log_error:.3f}" for a in analyses for f in a.calibrations)
+        + ".",
+        "",
+        "## How the forms were chosen, and what that means for these numbers",
+        "",
+        "The drift form was designed on the committed paper reproduction (t_sum = 100, beta = 10, the M and sigma2 "
+        "arms) and on this study's pilots: the paper's bound, even with its constants fitted, cannot follow the "
+        "measured curves (its divergence term grows as lambda^tau without limit, and the lazy term enters 1/D, where "
+        "the measured lazy damage adds to the loss). Those t_sum = 100 arm settings are held out here, so their "
+        "scores are not fully out of sample for the choice of form; the off-grid points and the t_sum and beta arms "
+        "were not looked at before the form, the pilots and the shipped form were fixed.",
+        "",
+        "## Files",
+        "",
+        "- `held_out.csv`: every held-out setting and predictor: predicted K*, measured K*, plausible set, hit, regret "
+        "and its bootstrap standard deviation",
+        "- `scores.csv`: hit rate, median and worst regret per data set and predictor",
+        "- `calibration.csv`, `residuals.csv`: fitted constants with their spread; the pilots' fit per K",
+        "- `measured.csv`: mean, std and seeds of the final training loss per setting and K",
+        "- `*-calibrated.json`: the calibrated profiles, shipped as `bladefl_theory/profile_data/*-calibrated.json`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _centre(design: Design) -> str:
+    return ", ".join(f"{k} = {v:g}" for k, v in design.centre.items())
+
+
+def _wide(analyses, design: Design) -> str:
+    names = []
+    for a in analyses:
+        f = a.frame()
+        for r in f[f.predictor == _SHIPPED].itertuples():
+            ks = list(map(int, r.plausible.split()))
+            if max(ks) - min(ks) + 1 > design.max_width:
+                names.append(f"{a.dataset} t_sum={r.t_sum:g} beta={r.beta:g} M={r.M} sigma2={r.sigma2:g} ({r.plausible})")
+    return "none." if not names else "; ".join(names) + "."

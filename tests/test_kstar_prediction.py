@@ -1,0 +1,84 @@
+"""The K* prediction study end to end on a tiny design: calibrate on pilots, score held-out settings, report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bladefl_theory.execution import Execution
+from bladefl_theory.profiles import load_profile
+from bladefl_theory.store import ResultStore
+from bladefl_validate.config import RunConfig
+from bladefl_validate.studies.kstar_design import Design, measured_runs
+from bladefl_validate.studies.kstar_prediction import (
+    PREDICTORS,
+    held_out_settings,
+    pilot_settings,
+    run_study,
+)
+from bladefl_validate.studies.kstar_report import write_report
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+
+def tiny_design() -> Design:
+    base = RunConfig(N=4, K=1, samples_per_client=32, hidden=8, batch_size=16, difficulty_bits=2, eta=0.05)
+    return Design(
+        base=base, datasets=("mnist",), centre={"t_sum": 12.0, "beta": 2.0, "M": 1, "sigma2": 0.05},
+        arms={"t_sum": (8.0, 16.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
+        box={"t_sum": (8.0, 16.0), "beta": (2.0, 3.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
+        off_grid=2, base_seeds=2, figure_seeds=2, seed_step=1, max_seeds=2, full_k_up_to=8,
+        pilots=(("centre", None, None), ("arm:t_sum", "t_sum", 16.0), ("arm:M", "M", 2), ("arm:sigma2", "sigma2", 0.5)),
+    )
+
+
+def test_pilots_and_held_out_settings_are_disjoint_and_cover_the_design():
+    d = tiny_design()
+    pilots, held = pilot_settings(d, "mnist"), held_out_settings(d, "mnist")
+    assert [s.role for s in pilots] == ["centre", "arm:t_sum", "arm:M", "arm:sigma2"]
+    assert not set(pilots) & set(held)
+    assert set(pilots) | set(held) == set(d.settings())
+
+
+def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(tmp_path, data_root):
+    design = tiny_design()
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        analyses, frame = run_study(store, design, str(data_root), Execution(workers=1, progress=False), bootstrap=5)
+        stored = len(measured_runs(store, design))
+    [a] = analyses
+    # The calibration saw exactly the pilots' settings.
+    for cal in a.calibrations.values():
+        seen = {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in cal.pilots}
+        assert seen == {(s.t_sum, s.beta, s.M, s.sigma2) for s in a.pilots}
+    f = a.frame()
+    assert set(f.predictor) == set(PREDICTORS)
+    assert len(f) == len(PREDICTORS) * len(a.held_out)
+    # Every K some predictor chose was measured, so every answer has a regret, and regret >= 0 by definition.
+    answered = f[f.k_pred.notna()]
+    assert answered.regret.notna().all() and (answered.regret >= -1e-12).all()
+    assert (f.hit == [k in set(map(int, p.split())) if k == k else False for k, p in zip(f.k_pred, f.plausible)]).all()
+    # A measured predictor: the pilot's K* is a constant, clipped to K_max.
+    pilot_k = f[f.predictor == "pilot's K*"]
+    assert (pilot_k.k_pred <= [s.k_max(design.base) for s in a.held_out]).all()
+
+    out = tmp_path / "report"
+    out.mkdir()
+    write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X", {"runs": stored, "cpu_hours": 0.01})
+    for name in ("README.md", "held_out.csv", "scores.csv", "calibration.csv", "residuals.csv", "measured.csv",
+                 "kstar.png", "curves.png", "mnist-mlp-calibrated.json"):
+        assert (out / name).is_file(), name
+    profile = load_profile(str(out / "mnist-mlp-calibrated.json"))
+    assert profile.form == "drift" and profile.validation["held_out"] == len(a.held_out)
+    assert profile.domain["N"] == 4 and profile.calibration["tolerance"] >= 0
+    scores = pd.read_csv(out / "scores.csv")
+    row = scores[scores.predictor == "drift (calibrated)"].iloc[0]
+    assert profile.validation["hit_rate"] == pytest.approx(row.hit_rate, abs=1e-4)
+    readme = (out / "README.md").read_text()
+    assert "bladefl-validate kstar-report --out X" in readme and "Held-out scores" in readme
+
+    # Everything is in the store: the study again runs nothing and gives the same numbers.
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        again, _ = run_study(store, design, str(data_root), Execution(workers=1, progress=False), bootstrap=5)
+        assert len(measured_runs(store, design)) == stored
+    pd.testing.assert_frame_equal(again[0].frame(), f)
