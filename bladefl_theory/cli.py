@@ -42,7 +42,7 @@ _FLOAT_HELP = {
 
 
 #: The profile ``kstar`` uses unless told otherwise: calibrated on measured sweeps, validated on held-out settings.
-KSTAR_PROFILE = "mnist-mlp-calibrated"
+KSTAR_PROFILE = "default"
 
 
 def param_options(func=None, *, profile: str = "default"):
