@@ -17,8 +17,10 @@ Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
    against a per-client loop written the way typical FL code is (a deep copy of an nn.Module,
    torch.optim.SGD and a torch DataLoader per client), MLP-256 on MNIST-shaped synthetic data;
    the achieved GFLOP/s against this machine's fp32 matmul peak (``torch.mm``, measured here).
-2. ``sweep``: the wall time of ``bladefl_validate.sweep.sweep_k`` over K = 1..9, N = 20, MNIST,
-   one seed (needs ``BLADEFL_DATA``; ``--quick`` runs a reduced sweep, reported under its own key).
+2. ``sweep``: whole sweeps (``bladefl_validate.sweep.sweep_k`` over K = 1..9, N = 20, MNIST) end to
+   end: against their training alone at the trainer's rate, as a share of the matmul peak, 6 seeds
+   against 1, against the per-client loop, and the largest worker's memory (needs ``BLADEFL_DATA``;
+   ``--quick`` runs a reduced sweep, t_sum = 33).
 3. ``theory``: K* per call (closed form, integer search, cvxpy) and bound evaluations per second
    on a 10^6-point grid, through ``bench_theory``'s functions.
 4. ``pow``: hashes/s of ``bladefl_validate.mining.mine`` against a plain hashlib loop.
@@ -273,32 +275,70 @@ def section_train(sizes: dict) -> dict:
 # --------------------------------------------------------------------------- 2. sweep-k
 
 
-def section_sweep(mode: str, data_dir: str | None) -> dict:
-    """One sweep_k over K = 1..K_max at N = 20, MNIST, seed 0 (``mode``: full, reduced or skip)."""
+def _children_peak_rss_mb() -> float:
+    """The largest resident set of any finished child process (the sweep's Dask workers), in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB on Linux
+
+
+def section_sweep(mode: str, data_dir: str | None, train: dict) -> dict:
+    """Whole sweeps through their default execution (a local Dask cluster, workers started inside the time).
+
+    (a) one default sweep-k end to end; (b) its training alone at the trainer's measured rate (section 1,
+    N = 20, all cores); (c) a/b; (d) a 6-seed sweep against the 1-seed one, interleaved 1, 6, 1; (e) the
+    sweep's client-epochs per second against the per-client loop's training-only rate; the largest worker.
+    ``mode``: full (K = 1..9, t_sum = 100), reduced (t_sum = 33, K = 1..3) or skip.
+    """
+    keys = ("sweep_k_seconds", "sweep_training_only_seconds", "sweep_fraction_of_peak", "sweep_6_seeds_ratio",
+            "sweep_vs_loop_speedup", "peak_rss_mb")
     if mode == "skip":
-        return {"sweep_k_seconds": None, "sweep_k_note": "skipped (tiny sizes)"}
+        return {**dict.fromkeys(keys), "sweep_k_note": "skipped (tiny sizes)"}
     if not data_dir:
-        return {"sweep_k_seconds": None, "sweep_k_note": "skipped: BLADEFL_DATA is not set"}
+        return {**dict.fromkeys(keys), "sweep_k_note": "skipped: BLADEFL_DATA is not set"}
     from bladefl_validate.config import RunConfig
     from bladefl_validate.sweep import sweep_k
 
     if mode == "full":
-        base = RunConfig(dataset="mnist", N=20)
-        label = "full: K=1..9, N=20, MNIST, seed 0, paper defaults (t_sum=100)"
+        base = RunConfig(dataset="mnist", N=20, K=1)
+        label = "full: K=1..9, N=20, MNIST, paper defaults (t_sum=100)"
     else:
         base = RunConfig(dataset="mnist", N=20, K=1, t_sum=33.0)
-        label = "reduced (--quick): t_sum=33 so K=1..3 (tau 23, 6, 1), N=20, MNIST, seed 0"
-    t0 = time.perf_counter()
-    result = sweep_k(base, [0], data_dir=data_dir)
-    seconds = time.perf_counter() - t0
-    key = "sweep_k_seconds" if mode == "full" else "sweep_k_reduced_seconds"
+        label = "reduced (--quick): t_sum=33 so K=1..3 (tau 23, 6, 1), N=20, MNIST"
+    client_epochs = sum(base.N * k * base.replace(K=k).tau for k in range(1, base.k_max + 1))
+    spec = make_spec(base.model, base.hidden)
+    useful_flops = mlp_flops_per_sample(spec) * client_epochs * base.samples_per_client
+
+    def sweep(seeds: int) -> float:
+        return timed(lambda: sweep_k(base, list(range(seeds)), data_dir=data_dir))
+
+    one = [sweep(1)]
+    peak_one = _children_peak_rss_mb()
+    six = sweep(6)
+    one.append(sweep(1))
+    t1 = statistics.median(one)
     out = {
-        key: seconds,
-        "sweep_k_note": label + " (one run: too long to repeat; includes starting the workers)",
-        "sweep_k_runs_wall_seconds": float(result.runs["wall_seconds"].sum()),
-        "sweep_k_client_epochs": sum(base.N * k * base.replace(K=k).tau for k in range(1, base.k_max + 1)),
+        "sweep_k_seconds": t1,
+        "sweep_k_note": label + "; 1-seed sweeps before and after the 6-seed one, median (workers start inside the time)",
+        "sweep_k_seconds_runs": one,
+        "sweep_6_seeds_seconds": six,
+        "sweep_6_seeds_ratio": six / t1,
+        "sweep_client_epochs": client_epochs,
+        "sweep_client_epochs_per_s": client_epochs / t1,
+        "peak_rss_mb": peak_one,
+        "peak_rss_mb_6_seeds": _children_peak_rss_mb(),
     }
+    rate = train.get("train_client_epochs_per_s_n20")
+    peak = train.get("matmul_peak_gflops")
+    loop = train.get("loop_client_epochs_per_s_n20")
+    out["sweep_training_only_seconds"] = client_epochs / rate if rate else None
+    out["sweep_over_training_only"] = t1 / out["sweep_training_only_seconds"] if rate else None
+    out["sweep_fraction_of_peak"] = useful_flops / t1 / 1e9 / peak if peak else None
+    out["sweep_vs_loop_speedup"] = client_epochs / t1 / loop if loop else None
+    if not rate:
+        out["sweep_k_note"] += "; training-only, peak and loop figures need the train section"
     if mode != "full":
+        out["sweep_k_reduced_seconds"] = out.pop("sweep_k_seconds")
         out["sweep_k_seconds"] = None
     return out
 
@@ -391,7 +431,7 @@ def run(mode: str = "full", skip: tuple[str, ...] = (), sizes: dict | None = Non
         "train": lambda: section_train(sizes),
         "theory": lambda: section_theory(sizes),
         "pow": lambda: section_pow(sizes),
-        "sweep": lambda: section_sweep(sizes["sweep"], data_dir),
+        "sweep": lambda: section_sweep(sizes["sweep"], data_dir, result),
         "encrypt": lambda: section_encrypt(sizes),
     }
     result["section_seconds"] = {}
@@ -402,7 +442,8 @@ def run(mode: str = "full", skip: tuple[str, ...] = (), sizes: dict | None = Non
         result.update(fn())
         result["section_seconds"][name] = round(time.perf_counter() - t, 1)
     if "sweep" in skip:
-        result.update({"sweep_k_seconds": None, "sweep_k_note": "skipped (--skip sweep)"})
+        result.update(section_sweep("skip", None, {}))
+        result["sweep_k_note"] = "skipped (--skip sweep)"
     result["bench_seconds"] = time.perf_counter() - t0
     result["load_average_after"] = load_average()
     busiest = max((la[0] for la in (result["load_average_before"], result["load_average_after"]) if la), default=0.0)

@@ -1,20 +1,19 @@
-"""MNIST and Fashion-MNIST as flat, normalized tensors, read through torchvision from local IDX files.
+"""MNIST and Fashion-MNIST as flat, normalized tensors, read from local IDX files.
 
 Data is looked for under a root folder (argument, ``BLADEFL_DATA`` or the user cache folder) in three layouts:
 the four IDX files (gzip-compressed or not) in ``<root>/<name>/`` or in ``<root>`` itself, or torchvision's own
-``<root>/MNIST/raw/`` / ``<root>/FashionMNIST/raw/``. Files outside torchvision's layout are decompressed once into
-a staging folder under ``BLADEFL_CACHE`` (default: the user cache folder), because torchvision reads nothing else.
+``<root>/MNIST/raw/`` / ``<root>/FashionMNIST/raw/``. The files are read here, checked as they are read (magic
+number, shapes, 28x28 images, labels 0..9, whole gzip streams); torchvision is used only to download into the
+cache folder when nothing is found locally.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import os
 import re
-import shutil
-import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def _user_cache_dir() -> Path:
     return base / "bladefl"
 
 
-def _staging_root() -> Path:
+def _download_root() -> Path:
     env = os.environ.get("BLADEFL_CACHE")
     return Path(env).expanduser() if env else _user_cache_dir()
 
@@ -116,66 +115,60 @@ def _raw_complete(raw: Path) -> bool:
     return all((raw / base).is_file() for base in IDX_FILES)
 
 
-@dataclass(frozen=True)
-class _Source:
-    """Where the data was found: either IDX files to stage, or a torchvision root to read directly."""
-
-    files: tuple[Path, ...] | None  # IDX files in IDX_FILES order, to be staged
-    torchvision_root: Path | None  # a folder holding <Class>/raw/ with the uncompressed files
-
-
 def _candidates(name: str, root: Path) -> list[str]:
     bare = f"{root} (skipped: named for another data set)" if _names_other_dataset(root, name) else str(root)
     return [str(root / name), bare, str(root / _TORCHVISION_CLASS[name] / "raw")]
 
 
-def _find_source(name: str, root: Path) -> _Source | None:
+def _find_source(name: str, root: Path) -> tuple[Path, ...] | None:
+    """The four IDX files of ``name`` under ``root`` (IDX_FILES order), in the first layout that has them all."""
     cls = _TORCHVISION_CLASS[name]
     for folder in (root / name, root):
         if folder == root and _names_other_dataset(root, name):
             continue
         files = _idx_set(folder)
         if files is not None:
-            return _Source(files=tuple(f.resolve() for f in files), torchvision_root=None)
-    if _raw_complete(root / cls / "raw"):
-        return _Source(files=None, torchvision_root=root.resolve())
+            return tuple(f.resolve() for f in files)
+    raw = root / cls / "raw"
+    if _raw_complete(raw):
+        return tuple((raw / base).resolve() for base in IDX_FILES)
     return None
 
 
-def _sha256_files(files: tuple[Path, ...]) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _stage(name: str, files: tuple[Path, ...]) -> Path:
-    """Decompressed copies of ``files`` in torchvision's layout under the staging root; returns that root."""
-    key = _sha256_files(files)[:16]
-    stage_root = _staging_root() / "staged" / f"{name}-{key}"
-    raw = stage_root / _TORCHVISION_CLASS[name] / "raw"
+def _read_idx(path: Path, magic: int, ndim: int, name: str) -> np.ndarray:
+    """The array in one IDX file (gzip-compressed or not), checked: DataError naming the file otherwise."""
     try:
-        raw.mkdir(parents=True, exist_ok=True)
-        for base, src in zip(IDX_FILES, files):
-            target = raw / base
-            if target.is_file():
-                continue  # written atomically, so present means complete
-            fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{base}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    opener = gzip.open if src.suffix == ".gz" else open
-                    with opener(src, "rb") as inp:
-                        shutil.copyfileobj(inp, out, 1 << 20)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot stage {name} from {files[0].parent} into {raw}: {_one_line(exc)}") from exc
-    return stage_root
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                data = fh.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read {name} file {path}: {_one_line(exc)}") from None
+    head = 4 + 4 * ndim
+    if len(data) < head:
+        raise DataError(f"{path} is not an IDX file of {name}: only {len(data)} bytes")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise DataError(f"{path} is not an IDX file of {name}: magic number {found}, expected {magic}")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(data) - head != size:
+        raise DataError(f"{path}: the header says {'x'.join(map(str, shape))} bytes of data, the file holds "
+                        f"{len(data) - head}")
+    return np.frombuffer(data, dtype=np.uint8, offset=head).reshape(shape)
+
+
+def _read_split(name: str, files: tuple[Path, ...], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [n, 28, 28] and labels [n] of one split from the four IDX files (IDX_FILES order)."""
+    images_path, labels_path = files[0:2] if train else files[2:4]
+    images = _read_idx(images_path, _IMAGE_MAGIC, 3, name)
+    labels = _read_idx(labels_path, _LABEL_MAGIC, 1, name)
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, {name} has 28x28")
+    if labels.size and int(labels.max()) > 9:
+        raise DataError(f"{labels_path}: label {int(labels.max())} is not a class of {name} (0..9)")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -183,12 +176,14 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _torchvision_split(name: str, root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    import torchvision.datasets  # deferred: importing torchvision costs about a second
+def _download(name: str, root: Path) -> tuple[Path, ...]:
+    """Download ``name`` with torchvision into ``root``; the four IDX files it wrote."""
+    import torchvision.datasets  # deferred: importing torchvision costs about two seconds
 
     cls = getattr(torchvision.datasets, _TORCHVISION_CLASS[name])
-    ds = cls(str(root), train=train, download=download)
-    return ds.data, ds.targets
+    cls(str(root), train=True, download=True)
+    raw = root / _TORCHVISION_CLASS[name] / "raw"
+    return tuple(raw / base for base in IDX_FILES)
 
 
 def _to_dataset(name: str, train: bool, data: torch.Tensor, targets: torch.Tensor, where: Path) -> Dataset:
@@ -202,35 +197,15 @@ def _to_dataset(name: str, train: bool, data: torch.Tensor, targets: torch.Tenso
     return Dataset(images=images, labels=targets.to(torch.int64).contiguous(), name=name, train=train)
 
 
-def _stat_signature(name: str, source: _Source) -> tuple[tuple[int, int], ...]:
-    if source.files is not None:
-        paths = list(source.files)
-    else:
-        assert source.torchvision_root is not None
-        raw = source.torchvision_root / _TORCHVISION_CLASS[name] / "raw"
-        paths = [raw / base for base in IDX_FILES]
-    return tuple((st.st_size, st.st_mtime_ns) for st in (path.stat() for path in paths))
+def _stat_signature(files: tuple[Path, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((st.st_size, st.st_mtime_ns) for st in (path.stat() for path in files))
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(
-    name: str, source: _Source, signature: tuple[tuple[int, int], ...], train: bool, download: bool
-) -> Dataset:
-    del signature  # only part of the cache key: a changed source file is loaded (and staged) afresh
-    if source.files is not None:
-        tv_root, where = _stage(name, source.files), source.files[0].parent
-    else:
-        assert source.torchvision_root is not None
-        tv_root = where = source.torchvision_root
-    try:
-        data, targets = _torchvision_split(name, tv_root, train, download)
-    except DataError:
-        raise
-    except (RuntimeError, AssertionError, TypeError, ValueError, OSError, EOFError) as exc:
-        verb = "download" if download else "read"
-        raise DataError(f"cannot {verb} {name} ({'train' if train else 'test'}) from {where}: {_one_line(exc)}") \
-            from exc
-    return _to_dataset(name, train, data, targets, where)
+def _load_cached(name: str, files: tuple[Path, ...], signature: tuple[tuple[int, int], ...], train: bool) -> Dataset:
+    del signature  # only part of the cache key: a changed source file is read afresh
+    data, targets = _read_split(name, files, train)
+    return _to_dataset(name, train, data, targets, files[0].parent)
 
 
 def load_dataset(
@@ -244,19 +219,19 @@ def load_dataset(
     root = resolve_data_root(data_dir)
     source = _find_source(name, root)
     if source is not None:
-        return _load_cached(name, source, _stat_signature(name, source), bool(train), False)
+        return _load_cached(name, source, _stat_signature(source), bool(train))
 
     looked = ", ".join(_candidates(name, root))
     expected = ", ".join(f"{base}[.gz]" for base in IDX_FILES)
     message = f"no {name} data found: looked in {looked} for {expected}"
     if not download:
         raise DataError(message)
-    cache = _staging_root()
+    cache = _download_root()
     try:
-        return _load_cached(name, _Source(files=None, torchvision_root=cache), (), bool(train), True)
-    except DataError as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        raise DataError(f"{message}; download into {cache} failed: {_one_line(cause)}") from exc
+        files = _download(name, cache)
+    except Exception as exc:  # torchvision raises anything from RuntimeError to URLError when offline
+        raise DataError(f"{message}; download into {cache} failed: {_one_line(exc)}") from None
+    return _load_cached(name, files, _stat_signature(files), bool(train))
 
 
 def clear_cache() -> None:

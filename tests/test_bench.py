@@ -24,6 +24,15 @@ REQUIRED = [
     "pow_hashes_per_s",
     "pow_hash_ratio_vs_hashlib",
 ]
+#: The sweep's figures: present always, null when the sweep is skipped.
+SWEEP_KEYS = [
+    "sweep_k_seconds",
+    "sweep_training_only_seconds",
+    "sweep_fraction_of_peak",
+    "sweep_6_seeds_ratio",
+    "sweep_vs_loop_speedup",
+    "peak_rss_mb",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +50,17 @@ def bench():
 def test_bench_reports_every_key_on_tiny_sizes(bench) -> None:
     result = bench.run("tiny")
     json.loads(json.dumps(result))  # one JSON object
-    for key in REQUIRED:
+    for key in REQUIRED + SWEEP_KEYS:
         assert key in result, key
-    assert result["sweep_k_seconds"] is None and "skipped" in result["sweep_k_note"]
+    assert all(result[k] is None for k in SWEEP_KEYS) and "skipped" in result["sweep_k_note"]
     for key in REQUIRED:
-        if key != "sweep_k_seconds":
+        if key not in SWEEP_KEYS:
             assert isinstance(result[key], float) and math.isfinite(result[key]) and result[key] > 0, key
 
 
 def test_sweep_is_skipped_without_data(bench) -> None:
-    out = bench.section_sweep("full", None)
-    assert out["sweep_k_seconds"] is None and "BLADEFL_DATA" in out["sweep_k_note"]
+    out = bench.section_sweep("full", None, {})
+    assert all(out[k] is None for k in SWEEP_KEYS) and "BLADEFL_DATA" in out["sweep_k_note"]
 
 
 def test_flop_count_and_loop_baseline(bench) -> None:

@@ -1,4 +1,4 @@
-"""Data loading through torchvision from small IDX files the tests write, and the partitioners."""
+"""Data loading from small IDX files the tests write (checked as read), and the partitioners."""
 
 from __future__ import annotations
 
@@ -61,11 +61,6 @@ def _read_idx(path: Path) -> np.ndarray:
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     assert magic in (2049, 2051)
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _staged_dirs(tmp_path: Path) -> list[Path]:
-    staged = tmp_path / "cache" / "staged"
-    return sorted(staged.iterdir()) if staged.exists() else []
 
 
 # ---------------------------------------------------------------- write_idx_dataset
@@ -131,35 +126,26 @@ def test_bare_folder_named_for_the_other_dataset_is_not_read(tmp_path):
         load_dataset("mnist", folder, download=False)
 
 
-def test_torchvision_layout_is_read_without_staging(tmp_path):
+def test_torchvision_layout_is_read(tmp_path):
     write_idx_dataset(tmp_path / "tv" / "MNIST" / "raw", n_train=20, n_test=10, seed=4, gz=False)
     ds = load_dataset("mnist", tmp_path / "tv", train=False)
     assert ds.images.shape == (10, 784)
-    assert _staged_dirs(tmp_path) == []
+    assert not (tmp_path / "cache").exists()  # read in place: nothing copied anywhere
 
 
-def test_staged_copy_is_complete_and_reused(tmp_path):
-    write_idx_dataset(tmp_path / "root" / "mnist", n_train=20, n_test=10, seed=5)
-    first = load_dataset("mnist", tmp_path / "root")
-    assert load_dataset("mnist", tmp_path / "root") is first  # in-process cache
-    (stage,) = _staged_dirs(tmp_path)
-    raw = stage / "MNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(FILES)  # no temp files left behind
-    clear_cache()
-    second = load_dataset("mnist", tmp_path / "root")
-    assert second is not first and torch.equal(second.images, first.images)
-    assert _staged_dirs(tmp_path) == [stage]
-
-
-def test_changed_source_is_staged_again(tmp_path):
+def test_loads_are_cached_and_a_changed_source_is_read_again(tmp_path):
     root = tmp_path / "root"
-    write_idx_dataset(root / "mnist", n_train=20, n_test=10, seed=6)
-    old = load_dataset("mnist", root)
+    write_idx_dataset(root / "mnist", n_train=20, n_test=10, seed=5)
+    first = load_dataset("mnist", root)
+    assert load_dataset("mnist", root) is first  # in-process cache
+    expected = _read_idx(root / "mnist" / "train-images-idx3-ubyte.gz").reshape(20, -1).astype(np.float32)
+    mean, std = NORMALIZATION["mnist"]
+    assert torch.allclose(first.images, torch.from_numpy((expected / 255.0 - mean) / std))
+    time.sleep(0.01)
     write_idx_dataset(root / "mnist", n_train=20, n_test=10, seed=7)
-    clear_cache()
     new = load_dataset("mnist", root)
-    assert not torch.equal(old.images, new.images)
-    assert len(_staged_dirs(tmp_path)) == 2
+    assert not torch.equal(first.images, new.images)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_read_only_source_is_left_untouched(tmp_path):
@@ -202,17 +188,41 @@ def test_incomplete_folder_is_not_used(tmp_path):
         load_dataset("mnist", tmp_path, download=False)
 
 
-def test_corrupt_file_is_a_data_error(tmp_path):
+def _write_raw_idx(path: Path, magic: int, shape: tuple[int, ...], payload: bytes) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + payload)
+
+
+def test_corrupt_files_are_data_errors_naming_the_file(tmp_path):
     folder = write_idx_dataset(tmp_path / "mnist", n_train=20, n_test=10, seed=10)
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(DataError, match="cannot stage mnist"):
-        load_dataset("mnist", tmp_path)
-    write_idx_dataset(folder, n_train=20, n_test=10, seed=10)
-    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
-    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as fh:  # 19 labels for 20 images
-        fh.write((2049).to_bytes(4, "big") + (19).to_bytes(4, "big") + labels[:19].tobytes())
-    with pytest.raises(DataError, match="20 images but 19 labels"):
-        load_dataset("mnist", tmp_path)
+    labels_path = folder / "train-labels-idx1-ubyte.gz"
+    images_path = folder / "train-images-idx3-ubyte.gz"
+    labels = _read_idx(labels_path)
+    images = _read_idx(images_path)
+
+    def expect(match):
+        clear_cache()
+        with pytest.raises(DataError, match=match) as info:
+            load_dataset("mnist", tmp_path)
+        assert "\n" not in str(info.value)
+        write_idx_dataset(folder, n_train=20, n_test=10, seed=10)
+
+    labels_path.write_bytes(b"not gzip at all")
+    expect(f"cannot read mnist file {labels_path}")
+    good = labels_path.read_bytes()
+    labels_path.write_bytes(good[:12] + bytes(b ^ 0xFF for b in good[12:40]) + good[40:])  # a corrupt deflate stream
+    expect("cannot read mnist file")
+    _write_raw_idx(labels_path, 2049, (19,), labels[:19].tobytes())  # 19 labels for 20 images
+    expect("20 images but 19 labels")
+    _write_raw_idx(labels_path, 1234, (20,), labels.tobytes())
+    expect(f"{labels_path} is not an IDX file of mnist: magic number 1234, expected 2049")
+    _write_raw_idx(labels_path, 2049, (20,), (labels + 10).tobytes())
+    expect("label 1[0-9] is not a class of mnist")
+    _write_raw_idx(images_path, 2051, (20, 14, 56), images.tobytes())
+    expect("images are 14x56, mnist has 28x28")
+    _write_raw_idx(images_path, 2051, (20, 28, 28), images.tobytes()[:-5])
+    expect("the header says 20x28x28 bytes of data, the file holds")
 
 
 def test_data_root_resolution(tmp_path, monkeypatch):
