@@ -319,8 +319,11 @@ def partition_cmd(out, data_dir, **options):
 @click.option("--wstar-loss-floor", type=float, default=None,
               help="w* is the first iterate with a loss this low; cross-entropy on interpolated data never reaches 0 "
                    "[default: 1e-6].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
 @_execution_options
-def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, scheduler, workers, quiet, data_dir, **options):
+def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
+                 **options):
     """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
     from bladefl_theory.errors import InputError
 
@@ -335,7 +338,9 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, scheduler, 
         raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
     load_dataset(config.dataset, data_dir, train=True)  # fail here, before any run, if data is missing
     execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    result = estimate_constants(config, seed_list, data_dir, optimum=optimum, execution=execution)
+    store_path = store_path or out.with_name(out.name.removesuffix(".json") + ".results.sqlite")
+    with ResultStore(store_path) as store:
+        result = estimate_constants(config, seed_list, data_dir, optimum=optimum, execution=execution, store=store)
     profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
     click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
     for constant, row in result.summary().iterrows():

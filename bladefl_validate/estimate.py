@@ -38,6 +38,7 @@ from exactly the runs ``bladefl-validate run`` makes with the same seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from bladefl_theory.atomic import atomic_write_text
 from bladefl_theory.errors import InputError
 from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_theory.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
@@ -671,20 +673,26 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return [int(s) for s in out]
 
 
-def _observed_run(config: RunConfig, context: Mapping[str, Any]) -> _Observer:
-    """Run ``config`` in a temporary folder with an observer on every round; return the observer."""
-    observer = _Observer(config.seed, config.M, context["dtype"], context.get("progress"))
+def _observed_run(config: RunConfig, dtype: torch.dtype, context: Mapping[str, Any]) -> _Observer:
+    """Run ``config`` (ledger and blobs in memory) with an observer on every round; return the observer."""
+    observer = _Observer(config.seed, config.M, dtype, context.get("progress"))
     simulate(config, None, context.get("data_dir"), observer=observer)
     assert observer.state is not None and observer.w0 is not None
     return observer
 
 
 def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-    """One seed's clean and lazy runs, observed every round, and its w* (a task for a Dask worker, or inline)."""
-    run_config = RunConfig.from_dict(dict(config))
-    seed, optimum, progress = run_config.seed, context["optimum"], context.get("progress")
-    clean = _observed_run(run_config.replace(M=0), context)
-    lazy = _observed_run(run_config, context) if run_config.M else clean
+    """One seed's clean and lazy runs, observed every round, and its w* (a task for a Dask worker, or inline).
+
+    ``config`` holds everything that decides the result (so the store keys it): ``run``, a RunConfig dict;
+    ``optimum``, the w* search's options; ``dtype``, the estimators' float type.
+    """
+    run_config = RunConfig.from_dict(dict(config["run"]))
+    optimum = OptimumOptions(**config["optimum"])
+    dtype = getattr(torch, config["dtype"])
+    seed, progress = run_config.seed, context.get("progress")
+    clean = _observed_run(run_config.replace(M=0), dtype, context)
+    lazy = _observed_run(run_config, dtype, context) if run_config.M else clean
     s = clean.state
     # The seed alone draws the partition and w0 (the lazy draw takes the same random numbers for any M).
     if not torch.equal(clean.w0, lazy.w0) or not torch.equal(s.X, lazy.state.X):
@@ -714,7 +722,8 @@ def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     return {"rows": rows, "seed_row": seed_row}
 
 
-_ESTIMATE = TaskKind("bladefl-estimate", SIMULATION_VERSION, one_by_one(_estimate_seed))
+#: One seed of an estimate, as the result store knows it (the simulator's version, then the estimators').
+_ESTIMATE = TaskKind("bladefl-estimate", f"{SIMULATION_VERSION}.1", one_by_one(_estimate_seed))
 
 
 def estimate_constants(
@@ -726,11 +735,13 @@ def estimate_constants(
     dtype: torch.dtype = torch.float64,
     progress: Callable[[str], None] | None = None,
     execution: Execution | None = None,
+    store: ResultStore | None = None,
 ) -> EstimateResult:
     """Run ``config`` and its clean twin (M = 0) once per seed, observe every round, find w* per seed, and
     estimate the six constants: L, xi, delta and phi from the clean runs, theta and epsilon from ``config``'s.
 
-    With ``execution`` the seeds run as tasks through dask.distributed; without, in this process.
+    With ``execution`` the seeds run as tasks through dask.distributed, each recorded in ``store`` (a seed
+    already there is not run again); without, in this process.
 
     ``config.seed`` is replaced by each seed in turn. Each run's ledger and blobs live in a temporary
     folder removed afterwards. ``progress`` receives one-line messages.
@@ -739,12 +750,13 @@ def estimate_constants(
     if not isinstance(config, RunConfig):
         raise InputError(f"config must be a RunConfig (got {type(config).__name__})")
     t_start = time.perf_counter()
-    context = {"data_dir": str(data_dir) if data_dir else None, "optimum": optimum, "dtype": dtype}
-    configs = [config.replace(seed=seed).as_dict() for seed in seed_list]
+    context = {"data_dir": str(data_dir) if data_dir else None}
+    configs = [{"run": config.replace(seed=seed).as_dict(), "optimum": dataclasses.asdict(optimum),
+                "dtype": str(dtype).removeprefix("torch.")} for seed in seed_list]
     if execution is None:
         outcomes = [_estimate_seed(c, {**context, "progress": progress}) for c in configs]
     else:
-        outcomes = run_tasks(_ESTIMATE, configs, None, context, execution, "estimate").results
+        outcomes = run_tasks(_ESTIMATE, configs, store, context, execution, "estimate").results
     rows = [r for o in outcomes for r in o["rows"]]
     seed_rows = [o["seed_row"] for o in outcomes]
 

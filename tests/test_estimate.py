@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -26,7 +27,6 @@ from bladefl_validate.estimate import (
     spread,
     write_estimate,
 )
-from bladefl_validate.estimate import _umask
 from bladefl_validate.model import ModelSpec
 from bladefl_validate.simulate import simulate
 from bladefl_validate.training import train_clients
@@ -223,7 +223,9 @@ def test_estimate_end_to_end_and_profile_round_trip(tmp_path, estimated):
     assert set(prov["spread"]) >= set(CONSTANT_NAMES)
     assert loaded.params(eta=config.eta).L == loaded.constants["L"]
     assert not list((tmp_path / "out").glob("*.tmp"))
-    assert profile_path.stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable as any file written here
+    mask = os.umask(0)
+    os.umask(mask)
+    assert profile_path.stat().st_mode & 0o044 == 0o044 & ~mask  # readable as any file written here
 
 
 def test_profile_needs_lazy_clients_for_theta(estimated, tmp_path):
@@ -287,3 +289,18 @@ def test_shipped_estimated_profiles_load_by_name(name):
     # Estimated as estimate_constants does now: Lemma 1's constants from the clean runs, theta from the lazy ones.
     assert "clean runs, M=0" in prov["spread"]["L"]["over"] and "epsilon_clean" in prov["spread"]
     assert f"M={prov['run']['M']}" in prov["spread"]["theta"]["over"] and prov["run"]["M"] >= 1
+
+
+def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
+    from bladefl_validate.estimate import _ESTIMATE
+
+    run = small().as_dict()
+    base = {"run": run, "optimum": dataclasses.asdict(OptimumOptions()), "dtype": "float64"}
+    keys = {
+        _ESTIMATE.key(base),
+        _ESTIMATE.key({**base, "optimum": dataclasses.asdict(OptimumOptions(loss_floor=1e-4))}),
+        _ESTIMATE.key({**base, "dtype": "float32"}),
+        _ESTIMATE.key({**base, "run": {**run, "seed": 1}}),
+    }
+    assert len(keys) == 4
+    json.dumps(base)  # what the store records
