@@ -85,8 +85,10 @@ def domain_warnings(profile, system: dict) -> list[str]:
     domain = profile.domain or {}
     out = []
     for name, value in system.items():
-        if name in ("N", "alpha", "eta") and name in domain and value != domain[name]:
-            out.append(f"{name}={value:g}, but profile {profile.name} was measured at {name}={domain[name]:g}: "
+        if value is None or name not in ("N", "alpha", "eta", "model", "samples_per_client") or name not in domain:
+            continue
+        if value != domain[name]:
+            out.append(f"{name}={value}, but profile {profile.name} was measured at {name}={domain[name]}: "
                        "the prediction extrapolates")
     for name, (lo, hi) in (domain.get("box") or {}).items():
         if name in system and not lo <= system[name] <= hi:
@@ -130,8 +132,11 @@ def cli():
 @click.option("--variant", type=click.Choice(VARIANTS), default=None,
               help="Form of the paper's bound for a bound profile: per-round (lazy term in each of the K rounds) or "
                    "printed (eq. 6 verbatim) [default: the profile's].")
+@click.option("--model", default=None, help="Your model (mlp, logreg, ...): compared with the profile's, for a warning.")
+@click.option("--samples-per-client", type=int, default=None,
+              help="Your |D_i|: compared with the profile's, for a warning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def kstar_cmd(variant, as_json, **options):
+def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     """The optimal number of blocks K*, the band of K as good within the profile's error, and every K's value.
 
     By default with the calibrated profile mnist-mlp-calibrated: a prediction of the final loss fitted to
@@ -139,13 +144,18 @@ def kstar_cmd(variant, as_json, **options):
     the paper's bound.
     """
     profile = load_profile(options["profile"])
+    yours = {"model": model, "samples_per_client": samples_per_client}
     if not profile.is_bound:
-        return _kstar_calibrated(profile, variant, as_json, options)
+        return _kstar_calibrated(profile, variant, as_json, options, yours)
     variant = variant or profile.form
     params = params_from_options(options)
     r = kstar(params, variant)
     band = _band(r.integer.bounds, profile.tolerance)
-    notes = domain_warnings(profile, {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")})
+    system = {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")}
+    notes = domain_warnings(profile, {**system, **yours})
+    if profile.provenance.get("method") == "calibrated":
+        notes.append(f"profile {profile.name} is hand-calibrated (its constants were set, not measured); "
+                     f"{KSTAR_PROFILE} was calibrated on measured sweeps and validated on held-out settings")
     for line in notes:
         click.echo(f"warning: {line}", err=True)
     if as_json:
@@ -187,7 +197,7 @@ def _band(values, tolerance: float) -> list[int]:
     return [k for k, v in enumerate(values, start=1) if math.isfinite(v) and v <= best * (1 + tolerance)]
 
 
-def _kstar_calibrated(profile, variant, as_json: bool, options: dict) -> None:
+def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dict) -> None:
     """kstar with a calibrated profile of another form than the bound (the drift form)."""
     from .forms import form_kstar
     from .params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, check_system
@@ -204,7 +214,7 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict) -> None:
     check_system(*(system[n] for n in SYSTEM_PARAMETERS))
     system = {n: system[n] for n in SYSTEM_PARAMETERS}
     r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
-    warnings = domain_warnings(profile, system)
+    warnings = domain_warnings(profile, {**system, **yours})
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
     status = 0 if r.k_star not in (1, r.k_max) else 1

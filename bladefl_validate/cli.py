@@ -32,6 +32,7 @@ from .model import KINDS
 from .partition import SCHEMES, PartitionError
 from .simulate import RoundMetrics, run_to_folder
 from .sweep import sweep_k, write_sweep_report
+from .tasks import task_context
 from .verify import verify_run
 
 __all__ = ["cli", "main"]
@@ -377,7 +378,7 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     with ResultStore(store_path or out / "results.sqlite") as store:
         sweep = sweep_k(base, seed_list, data_dir, None, store, execution)
         optima = [base.replace(M=0, seed=s).as_dict() for s in seed_list]
-        context = {"data_dir": str(data_dir) if data_dir else None}
+        context = task_context(data_dir)
         f_star = [r["f_star"] for r in run_tasks(OPTIMUM, optima, store, context, execution, "w*").results]
     result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
     title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"

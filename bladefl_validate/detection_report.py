@@ -26,6 +26,7 @@ from .config import RunConfig
 from .detect import DETECTORS, make_detector
 from .model import make_spec
 from .simulate import SIMULATION_VERSION, simulate
+from .tasks import task_context
 
 __all__ = [
     "SETTING",
@@ -129,7 +130,7 @@ def run_detection_report(
         for dataset in datasets for M, s2 in grid for seed in seeds for detector in DETECTORS
         for exclude in (False, True)
     ]
-    context = {"data_dir": str(data_dir) if data_dir else None}
+    context = task_context(data_dir)
     outcome = run_tasks(DETECTION, [c.as_dict() for c in configs], store, context, execution,
                         desc="detection-report")
     runs = pd.DataFrame([

@@ -61,6 +61,7 @@ from bladefl_theory.profiles import CONSTANT_NAMES
 from .config import RunConfig
 from .model import ModelSpec, make_spec
 from .simulate import SIMULATION_VERSION, RoundState, simulate
+from .tasks import task_context
 from .training import evaluate, train_clients
 
 __all__ = [
@@ -750,7 +751,7 @@ def estimate_constants(
     if not isinstance(config, RunConfig):
         raise InputError(f"config must be a RunConfig (got {type(config).__name__})")
     t_start = time.perf_counter()
-    context = {"data_dir": str(data_dir) if data_dir else None}
+    context = task_context(data_dir)
     configs = [{"run": config.replace(seed=seed).as_dict(), "optimum": dataclasses.asdict(optimum),
                 "dtype": str(dtype).removeprefix("torch.")} for seed in seed_list]
     if execution is None:

@@ -27,6 +27,7 @@ from .config import RunConfig
 from .data import DATASETS
 from .gap import FORMS, GapResult, analyse_gap, bound_form, k_star_of, plot_gap
 from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
+from .tasks import task_context
 
 __all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "reproduce", "write_reproduction"]
 
@@ -113,7 +114,7 @@ def reproduce(
 ) -> Reproduction:
     """Run (or take from ``store``) every sweep and every F(w*), then compare with theory and the paper."""
     started = time.perf_counter()
-    context = {"data_dir": str(data_dir) if data_dir else None}
+    context = task_context(data_dir)
     grid = settings(datasets)
     configs: list[RunConfig] = []
     labels: list[Setting] = []

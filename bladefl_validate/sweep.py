@@ -20,6 +20,7 @@ from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
 from .simulate import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many
+from .tasks import task_context
 
 __all__ = [
     "SweepResult",
@@ -120,7 +121,7 @@ def sweep_k(
 ) -> SweepResult:
     """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
     configs = sweep_configs(base, seeds)
-    context = {"data_dir": str(data_dir) if data_dir else None, "runs_dir": str(runs_dir) if runs_dir else None}
+    context = task_context(data_dir, runs_dir)
     outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, desc="sweep-k")
     runs, per_k = summarize(configs, outcome.results)
     return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)

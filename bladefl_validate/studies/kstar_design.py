@@ -27,6 +27,7 @@ from ..config import RunConfig
 from ..data import DATASETS
 from ..reproduce import FIG3, FIG4
 from ..sweep import RUN
+from ..tasks import task_context
 
 __all__ = [
     "Setting",
@@ -288,7 +289,7 @@ def measure(
     ``on_step(step, runs)`` is told how many runs each step starts. Returns each setting's final state.
     """
     design = design or DESIGN
-    context = {"data_dir": str(data_dir) if data_dir else None}
+    context = task_context(data_dir)
     step = 0
     while True:
         states, missing = plan(design, measured_runs(store, design))

@@ -30,6 +30,7 @@ from bladefl_theory.forms import form_kstar
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau
 
+from ..tasks import task_context
 from .kstar_design import DESIGN, Design, Setting, plausible_set
 
 __all__ = [
@@ -290,7 +291,7 @@ def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execu
         predicted, _, _ = predict_all(frame, design, dataset, cals)
         missing += missing_runs(frame, design, predicted)
     if missing:
-        context = {"data_dir": str(data_dir) if data_dir else None}
+        context = task_context(data_dir)
         run_tasks(RUN, [c.as_dict() for c in missing], store, context, execution, desc="predicted K")
         frame = measured_runs(store, design)
     return analyse(frame, design, bootstrap), frame
@@ -384,7 +385,7 @@ def calibrate_pilots(store, base, dataset: str, pilots: Sequence[dict], seeds: S
     settings = [Setting(dataset, float(p["t_sum"]), float(p["beta"]), int(p["M"]), float(p["sigma2"]), "pilot")
                 for p in pilots]
     configs = [s.config(base, K=k, seed=seed) for s in settings for k in range(1, s.k_max(base) + 1) for seed in seeds]
-    context = {"data_dir": str(data_dir) if data_dir else None}
+    context = task_context(data_dir)
     outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution or Execution(), desc="pilots")
     data = pd.DataFrame([{"N": c.N, "M": c.M, "sigma2": c.sigma2, "alpha": c.alpha, "beta": c.beta, "t_sum": c.t_sum,
                           "eta": c.eta, "K": c.K, "seed": c.seed, "loss": r["final_global_train_loss"]}
