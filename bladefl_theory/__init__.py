@@ -13,4 +13,9 @@ __all__ = [
     "load_profile",
     "available_profiles",
 ]
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bladefl")  # defined once, in pyproject.toml
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -107,3 +107,14 @@ def test_feasible_interval_endpoints_are_roots():
     assert 7 < hi < 100 / 11
     lo0, hi0 = feasible_interval(Params())
     assert math.isclose(hi0, 100 / 11) and float(denominator(hi0, Params())) > 0
+
+
+def test_shipped_default_profile_is_what_hand_profile_computes(tmp_path):
+    import json
+
+    from bladefl_theory import hand_profile
+    from bladefl_theory.profiles import _builtin_dir
+
+    assert hand_profile.main(["--out", str(tmp_path)]) == 0
+    shipped = json.loads((_builtin_dir() / "default.json").read_text())
+    assert json.loads((tmp_path / "default.json").read_text()) == shipped
