@@ -84,6 +84,9 @@ def block_from_json(text: str | bytes) -> Block:
         raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
     except UnicodeDecodeError:
         raise ValueError("not valid UTF-8") from None
+    except RecursionError:
+        # A block nests two levels deep; json's parser recurses per level and gives up long before.
+        raise ValueError("nested too deeply to be a block") from None
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     missing = sorted(_FIELDS - record.keys())

@@ -467,3 +467,14 @@ def test_tamper_bad_field_value(run: tuple[Path, list[Block]]) -> None:
     assert_caught(run_dir, "line 3", "prev_hash")
     edit_line(run_dir, 2, lambda r: r.update(difficulty_bits=200))
     assert_caught(run_dir, "line 2", "difficulty_bits")
+
+
+def test_tamper_deeply_nested_line(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    path = run_dir / LEDGER_NAME
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = "[" * 100_000 + "]" * 100_000 + "\n"
+    path.write_text("".join(lines))
+    assert_caught(run_dir, "line 2", "nested")
+    with pytest.raises(LedgerError, match="line 2"):
+        Ledger(path)
