@@ -388,6 +388,8 @@ def _cell(value: object) -> object:
 
 
 def _write_outputs(result: RunResult, folder: Path) -> None:
+    from .ledger import MANIFEST_NAME, Manifest
+
     if result.partition_counts is not None:
         result.partition_counts.to_csv(folder / "partition.csv", index_label="client")
         plot_partition(result.partition_counts, folder / "partition.png")
@@ -397,6 +399,10 @@ def _write_outputs(result: RunResult, folder: Path) -> None:
         writer.writerow(METRIC_COLUMNS)
         for r in result.rounds:
             writer.writerow([_cell(getattr(r, c)) for c in METRIC_COLUMNS])
+    # What the run committed to outside the ledger, for `chain verify` to hold the ledger to.
+    tip = result.final.block_hash
+    manifest = Manifest(blocks=len(result.rounds), difficulty_bits=result.config.difficulty_bits, tip_hash=tip)
+    (folder / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     summary = result.summary()
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if result.detections:
@@ -411,9 +417,11 @@ def _write_outputs(result: RunResult, folder: Path) -> None:
         f"- test accuracy: {summary['initial_test_accuracy']:.4f} -> {summary['final_test_accuracy']:.4f}",
         f"- {summary['rounds']} blocks mined at {c.difficulty_bits} bits, {summary['hashes']} hashes, "
         f"{summary['wall_seconds']:.1f} s wall",
+        f"- chain tip `{tip}`: keep it outside this folder; `bladefl-validate chain verify RUN_DIR --tip {tip}` "
+        "then shows the folder was not rewritten",
         "",
-        "Files: config.json, metrics.csv (a row per round), ledger.jsonl and blobs/ (check them with "
-        "`bladefl-validate chain verify`), partition.csv and partition.png.",
+        "Files: config.json, metrics.csv (a row per round), ledger.jsonl, chain.json (what the ledger must hold) and "
+        "blobs/ (check them with `bladefl-validate chain verify`), partition.csv and partition.png.",
     ]
     if c.detect != "none":
         p, r = summary["detection_precision"], summary["detection_recall"]
