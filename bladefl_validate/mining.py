@@ -31,6 +31,7 @@ __all__ = [
     "MiningError",
     "GENESIS_PREV",
     "MAX_DIFFICULTY_BITS",
+    "MAX_RUN_DIFFICULTY_BITS",
     "header_prefix",
     "header_bytes",
     "block_hash",
@@ -43,6 +44,10 @@ __all__ = [
 GENESIS_PREV = "0" * 64
 #: The nonce is 64 bits, so no miner could search a harder target than 64 leading zero bits.
 MAX_DIFFICULTY_BITS = 64
+#: The hardest difficulty a run may ask for. A block takes 2**bits hashes on average and this miner
+#: (pure Python, one core) computes about 1.3 million a second: at 28 bits a block takes 3 to 4
+#: minutes, a 9-block run half an hour; each further bit doubles that (64 bits: about 400,000 years).
+MAX_RUN_DIFFICULTY_BITS = 28
 
 # magic, index, prev_hash, merkle_root, timestamp, difficulty_bits, miner; then the nonce.
 # The magic tags the layout version so a header can never be mistaken for other hashed data.
@@ -162,6 +167,9 @@ def mine(
     ):
         raise InputError(f"max_hashes must be a non-negative integer or None, got {max_hashes!r}")
     difficulty_bits, n_miners = int(difficulty_bits), int(n_miners)
+    if difficulty_bits > MAX_RUN_DIFFICULTY_BITS and max_hashes is None:
+        raise InputError(f"difficulty_bits above {MAX_RUN_DIFFICULTY_BITS} needs a max_hashes budget: a block takes "
+                         f"2**{difficulty_bits} hashes on average")
     budget = math.inf if max_hashes is None else int(max_hashes)
 
     headers = [BlockHeader(index, prev_hash, merkle_root, timestamp, difficulty_bits, i, 0) for i in range(n_miners)]

@@ -198,6 +198,34 @@ def test_mine_budget_and_validation() -> None:
         mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=0, difficulty_bits=1)
 
 
+def test_run_difficulty_is_limited_to_what_can_be_mined() -> None:
+    from bladefl_theory.errors import InputError
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.mining import MAX_RUN_DIFFICULTY_BITS
+
+    assert MAX_RUN_DIFFICULTY_BITS == 28
+    assert RunConfig(difficulty_bits=MAX_RUN_DIFFICULTY_BITS).difficulty_bits == 28
+    for bad in (29, 64, 65, -1, 2.5, True):
+        with pytest.raises(InputError, match="difficulty_bits must be an integer in 0..28"):
+            RunConfig(difficulty_bits=bad)  # type: ignore[arg-type]
+    # Beyond the limit, mine() needs a hash budget to be called at all.
+    with pytest.raises(InputError, match="max_hashes"):
+        mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=2, difficulty_bits=29)
+
+
+def test_cli_refuses_an_unmineable_difficulty(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bladefl_validate.cli import cli
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", "--difficulty-bits", "64", "--data-dir", str(tmp_path / "no-data"),
+                                 "--quiet", "--out", str(out)])
+    lines = [x for x in r.output.splitlines() if x]
+    assert r.exit_code == 2 and len(lines) == 1 and "0..28" in lines[0], r.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 # --- ledger and client checks -----------------------------------------------------------------
 
 
