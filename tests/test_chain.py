@@ -140,8 +140,6 @@ def test_mine_meets_difficulty_and_is_deterministic() -> None:
 
 
 def test_mine_winner_rule() -> None:
-    r = mine(3, digest_of(9), digest_of(8), 0.0, n_miners=4, difficulty_bits=0)
-    assert (r.winner, r.header.nonce, r.hashes) == (0, 0, 1)
     # Brute force: the winner is the first (step, miner) whose hash meets the target.
     n = 3
     r = mine(2, digest_of(7), digest_of(6), 1.0, n_miners=n, difficulty_bits=6)
@@ -158,6 +156,43 @@ def test_mine_winner_rule() -> None:
     assert r.hashes == n * first[0] + first[1] + 1
 
 
+def reference_race(index: int, prev: str, root: str, t: float, n: int, bits: int) -> tuple[int, int, int, str]:
+    """The race as mined before difficulty 0 got its own tie rule: (winner, nonce, hashes, hash), brute force."""
+    for step in range(1 << 20):
+        for i in range(n):
+            h = block_hash(BlockHeader(index, prev, root, t, bits, i, step))
+            if leading_zero_bits(bytes.fromhex(h)) >= bits:
+                return i, step, n * step + i + 1, h
+    raise AssertionError("no block")
+
+
+def test_mine_matches_the_reference_race_at_every_positive_difficulty() -> None:
+    rng = np.random.default_rng(2024)
+    for trial in range(400):
+        bits = int(rng.integers(1, 11))
+        n = int(rng.integers(1, 21))
+        index, t = int(rng.integers(1, 1000)), float(rng.integers(0, 10_000)) / 4
+        prev, root = digest_of(int(rng.integers(1 << 30))), digest_of(int(rng.integers(1 << 30)))
+        r = mine(index, prev, root, t, n_miners=n, difficulty_bits=bits)
+        assert (r.winner, r.header.nonce, r.hashes, r.hash) == reference_race(index, prev, root, t, n, bits), trial
+        assert r.header.miner == r.winner
+
+
+def test_mine_at_difficulty_0_draws_every_miner_equally() -> None:
+    n, races = 4, 4000
+    wins = np.zeros(n, dtype=int)
+    for k in range(races):
+        r = mine(k + 1, digest_of(k), digest_of(k + races), 0.0, n_miners=n, difficulty_bits=0)
+        step0 = [block_hash(BlockHeader(k + 1, digest_of(k), digest_of(k + races), 0.0, 0, i, 0)) for i in range(n)]
+        assert (r.header.nonce, r.hashes, r.hash) == (0, n, min(step0))
+        assert r.winner == step0.index(min(step0)) == r.header.miner
+        wins[r.winner] += 1
+    # Binomial(4000, 1/4): standard deviation about 27, so 850..1150 is more than 5 of them either side.
+    assert ((850 < wins) & (wins < 1150)).all(), wins
+    single = mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=1, difficulty_bits=0)
+    assert (single.winner, single.hashes) == (0, 1)
+
+
 def test_mine_budget_within_a_step() -> None:
     # Budgets ending anywhere inside a step: success exactly when the winner's hash is within budget.
     n = 3
@@ -169,9 +204,11 @@ def test_mine_budget_within_a_step() -> None:
         else:
             with pytest.raises(MiningError, match=f"within {budget} hashes"):
                 mine(4, digest_of(2), digest_of(3), 2.0, n, BITS, max_hashes=budget)
-    with pytest.raises(MiningError):
-        mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=0)
-    assert mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=1).hashes == 1
+    # At 0 bits the step-0 tie is settled by all n hashes, so a smaller budget finds no block.
+    for budget in range(n):
+        with pytest.raises(MiningError, match=f"within {budget} hashes"):
+            mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=budget)
+    assert mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=n).hashes == n
 
 
 def test_midstate_hash_equals_plain_hash() -> None:
