@@ -12,7 +12,9 @@ outsiders, who see only ciphertexts; it does not protect clients from each other
 client can decrypt any model. For the same reason lazy-client screening (``--detect``) stays
 possible: each client decrypts the pool's models and screens them, learning nothing it could not
 already learn. CKKS is approximate (errors about 1e-7 here) and its encryption is randomized, so
-an encrypted run's blobs and block hashes differ from run to run.
+an encrypted run's blobs and block hashes differ from run to run. Its range is bounded too: the
+mean of weights of magnitude 2^19 or more wraps around to garbage, so ``encrypt`` refuses a model
+with any weight of magnitude 2^18 (262,144) or more, or not finite.
 """
 
 from __future__ import annotations
@@ -58,12 +60,22 @@ class CKKSCodec:
                                   coeff_mod_bit_sizes=list(coeff_mod_bit_sizes), n_threads=1)
         self.context.global_scale = 2.0**scale_bits
         self.slots = poly_modulus_degree // 2
+        # The mean is decrypted after one rescale, under the first prime alone: a slot value times the
+        # scale must stay below half that prime, |w| < 2^(60 - 40 - 1); beyond it the result wraps
+        # around silently. One bit of margin for primes below their nominal size.
+        self.max_abs = 2.0 ** (coeff_mod_bit_sizes[0] - scale_bits - 2)
 
     def encrypt(self, w: np.ndarray) -> bytes:
         """A 1-D model as one blob: a header, then its chunks' serialized ciphertexts."""
         arr = np.asarray(w, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise InputError(f"a model to encrypt must be a non-empty 1-D vector, got shape {arr.shape}")
+        largest = float(np.max(np.abs(arr)))
+        if not largest < self.max_abs:  # also catches NaN
+            raise InputError(
+                f"a model with weights of magnitude {largest:.3g} is outside CKKS's safe range |w| < {self.max_abs:g} "
+                "(its encrypted mean would decrypt to garbage): training diverged (lower --eta) or run without --encrypt"
+            )
         chunks = [self._ts.ckks_vector(self.context, arr[i : i + self.slots]).serialize()
                   for i in range(0, arr.size, self.slots)]
         parts = [_MAGIC, _HEAD.pack(arr.size, len(chunks))]

@@ -131,3 +131,29 @@ def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatc
 def test_unknown_encryption_is_rejected():
     with pytest.raises(InputError, match="encrypt must be one of none, ckks"):
         RunConfig(**SMALL, encrypt="paillier")
+
+
+@needs_tenseal
+def test_weights_beyond_the_safe_range_are_refused(codec):
+    # The mean is decrypted under the 60-bit first prime alone: |w| * 2^40 must stay below 2^59.
+    assert codec.max_abs == 2.0**18
+    inside = np.full(codec.slots, 0.99 * codec.max_abs, dtype=np.float32)
+    mean = codec.mean([codec.encrypt(inside), codec.encrypt(-inside / 2)])
+    assert np.abs(mean - inside.astype(np.float64) / 4).max() <= 1e-6 * codec.max_abs
+    for bad in (np.full(10, 1e9), np.r_[np.zeros(9), -2.0**19], np.r_[np.zeros(9), np.nan], np.r_[1.0, np.inf]):
+        with pytest.raises(InputError, match="safe range") as info:
+            codec.encrypt(bad.astype(np.float32))
+        assert "\n" not in str(info.value)
+
+
+@needs_tenseal
+def test_diverging_encrypted_run_fails_in_one_line(tmp_path, data_root):
+    flags = []
+    for k, v in {**SMALL, "eta": 300.0}.items():
+        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
+                                 "--out", str(out)])
+    lines = [x for x in r.output.splitlines() if x]
+    assert r.exit_code == 2 and len(lines) == 1 and "safe range" in lines[0], r.output
+    assert not out.exists()
