@@ -132,13 +132,16 @@ def cli():
 @click.option("--exclude-flagged", is_flag=True, help="Leave flagged clients out of aggregation.")
 @click.option("--encrypt", type=click.Choice(ENCRYPTIONS), default="none", show_default=True,
               help="Encrypt uploads with CKKS (needs the 'encrypt' extra).")
+@click.option("--keep-key", is_flag=True,
+              help="With --encrypt ckks: keep the clients' secret key as RUN_DIR/ckks-secret.key (mode 0600) so the "
+                   "blobs can be decrypted later [default: discarded after the run].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (new).")
-def run_cmd(out, quiet, data_dir, **options):
+def run_cmd(out, quiet, data_dir, keep_key, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
     bar, show = _round_bar(config.K, quiet)
     with bar:
-        result = run_to_folder(config, out, data_dir, show)
+        result = run_to_folder(config, out, data_dir, show, keep_key=keep_key)
     s = result.summary()
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
