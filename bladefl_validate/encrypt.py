@@ -128,7 +128,8 @@ class CKKSCodec:
         if not largest < self.max_abs:  # also catches NaN
             raise InputError(
                 f"a model with weights of magnitude {largest:.3g} is outside CKKS's safe range |w| < {self.max_abs:g} "
-                "(its encrypted mean would decrypt to garbage): training diverged (lower --eta) or run without --encrypt"
+                "(its encrypted mean would decrypt to garbage): training diverged (lower --eta) or run without "
+                "--encrypt"
             )
         chunks = [self._ts.ckks_vector(self.context, arr[i : i + self.slots]).serialize()
                   for i in range(0, arr.size, self.slots)]

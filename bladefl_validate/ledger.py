@@ -32,6 +32,7 @@ __all__ = [
     "Manifest",
     "block_to_json",
     "block_from_json",
+    "parse_json",
     "iter_blocks",
     "verify_block",
     "majority_accepts",
@@ -72,7 +73,7 @@ class Block:
             raise ValueError(f"block hash must be 64 lowercase hex characters, got {self.hash!r}")
 
 
-def _loads(text: str | bytes) -> Any:
+def parse_json(text: str | bytes) -> Any:
     """json.loads with every failure as a one-line ValueError."""
     try:
         return json.loads(text)
@@ -95,7 +96,7 @@ def block_to_json(block: Block) -> str:
 
 def block_from_json(text: str | bytes) -> Block:
     """Parse one ledger line back into a Block; raises ValueError saying what is wrong."""
-    record = _loads(text)
+    record = parse_json(text)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     missing = sorted(_FIELDS - record.keys())
@@ -142,7 +143,7 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str | bytes) -> "Manifest":
         """Parse a manifest; raises ValueError saying what is wrong."""
-        record = _loads(text)
+        record = parse_json(text)
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
         fields = {"format", "blocks", "difficulty_bits", "tip_hash"}

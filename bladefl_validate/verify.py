@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ledger import LEDGER_NAME, MANIFEST_NAME, Block, LedgerError, Manifest, _loads, iter_blocks, verify_block
+from .ledger import LEDGER_NAME, MANIFEST_NAME, Block, LedgerError, Manifest, iter_blocks, parse_json, verify_block
 from .mining import GENESIS_PREV
 from .pool import CachePool, is_digest, sha256_hex
 
@@ -66,7 +66,7 @@ def _read_manifest(run_dir: Path) -> Manifest:
 def _read_config(run_dir: Path) -> dict[str, int]:
     """K, N and difficulty_bits from config.json (read as plain JSON: an audit needs no working set-up)."""
     try:
-        record: Any = _loads(_read(run_dir / CONFIG_NAME))
+        record: Any = parse_json(_read(run_dir / CONFIG_NAME))
     except ValueError as exc:
         raise _Failed(f"{CONFIG_NAME}: malformed: {exc}") from None
     if not isinstance(record, dict):
@@ -82,9 +82,9 @@ def _read_config(run_dir: Path) -> dict[str, int]:
 
 def _read_metrics(run_dir: Path) -> list[dict[str, str]]:
     try:
-        text = _read(run_dir / METRICS_NAME).decode("utf-8")
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-        columns = rows[0].keys() if rows else next(csv.reader(io.StringIO(text)), [])
+        reader = csv.DictReader(io.StringIO(_read(run_dir / METRICS_NAME).decode("utf-8"), newline=""))
+        rows = list(reader)
+        columns = reader.fieldnames or []
     except (UnicodeDecodeError, csv.Error) as exc:
         raise _Failed(f"{METRICS_NAME}: malformed: {exc}") from None
     missing = [c for c in ("round", *_METRIC_BLOCK_COLUMNS) if c not in columns]
