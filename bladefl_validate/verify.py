@@ -72,10 +72,10 @@ def _read_config(run_dir: Path) -> dict[str, int]:
     if not isinstance(record, dict):
         raise _Failed(f"{CONFIG_NAME}: malformed: not a JSON object")
     out = {}
-    for name in ("K", "N", "difficulty_bits"):
+    for name, least in (("K", 1), ("N", 1), ("difficulty_bits", 0)):
         v = record.get(name)
-        if type(v) is not int or v < 0:
-            raise _Failed(f"{CONFIG_NAME}: malformed: {name} is {v!r}, not a non-negative integer")
+        if type(v) is not int or v < least:
+            raise _Failed(f"{CONFIG_NAME}: malformed: {name} is {v!r}, not an integer >= {least}")
         out[name] = v
     return out
 

@@ -713,3 +713,11 @@ def test_tip_anchor_accepts_the_true_tip(run: tuple[Path, list[Block]]) -> None:
     assert report.ok and report.tip == blocks[-1].hash
     with pytest.raises(ValueError, match="tip"):
         verify_run(run_dir, tip="abc")
+
+
+def test_audit_refuses_a_run_of_no_blocks(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    # Emptied consistently: ledger, metrics, manifest and config all say 0 blocks. A run has K >= 1.
+    (run_dir / LEDGER_NAME).write_bytes(b"")
+    commit(run_dir, [], 4, BITS)
+    assert_caught(run_dir, "config.json", "K is 0")
