@@ -30,6 +30,7 @@ from .detection_report import (
 from .encrypt import ENCRYPTIONS
 from .model import KINDS
 from .partition import SCHEMES, PartitionError
+from .pool import is_digest
 from .simulate import RoundMetrics, run_to_folder
 from .sweep import sweep_k, write_sweep_report
 from .tasks import task_context
@@ -133,13 +134,16 @@ def cli():
 @click.option("--exclude-flagged", is_flag=True, help="Leave flagged clients out of aggregation.")
 @click.option("--encrypt", type=click.Choice(ENCRYPTIONS), default="none", show_default=True,
               help="Encrypt uploads with CKKS (needs the 'encrypt' extra).")
+@click.option("--keep-key", is_flag=True,
+              help="With --encrypt ckks: keep the clients' secret key as RUN_DIR/ckks-secret.key (mode 0600) so the "
+                   "blobs can be decrypted later [default: discarded after the run].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (new).")
-def run_cmd(out, quiet, data_dir, **options):
+def run_cmd(out, quiet, data_dir, keep_key, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
     bar, show = _round_bar(config.K, quiet)
     with bar:
-        result = run_to_folder(config, out, data_dir, show)
+        result = run_to_folder(config, out, data_dir, show, keep_key=keep_key)
     s = result.summary()
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
@@ -260,22 +264,27 @@ def chain_group():
 
 @chain_group.command("verify")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--difficulty-bits", type=int, default=None, help="Require every block to declare this difficulty.")
+@click.option("--difficulty-bits", type=int, default=None, help="Also require every block to declare this difficulty.")
+@click.option("--tip", default=None, metavar="HASH",
+              help="The tip hash recorded when the run finished (chain.json, summary.md), kept elsewhere: the only "
+                   "check a consistently rewritten run folder cannot pass.")
 @click.option("--json", "as_json", is_flag=True)
-def chain_verify_cmd(run_dir, difficulty_bits, as_json):
-    """Recompute every hash, proof of work, Merkle root and blob digest; exit 1 naming the first bad one."""
+def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
+    """Check the ledger against chain.json, config.json and metrics.csv, and recompute every hash, proof of
+    work, Merkle root and blob digest; exit 1 naming the first mismatch."""
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="'RUN_DIR'")
-    if difficulty_bits is None and (run_dir / "config.json").is_file():
-        try:
-            difficulty_bits = int(json.loads((run_dir / "config.json").read_text())["difficulty_bits"])
-        except (ValueError, KeyError, TypeError):
-            difficulty_bits = None
-    report = verify_run(run_dir, difficulty_bits=difficulty_bits)
+    if tip is not None:
+        tip = tip.strip().lower()
+        if not is_digest(tip):
+            raise click.BadParameter("a block hash is 64 hexadecimal characters", param_hint="'--tip'")
+    report = verify_run(run_dir, difficulty_bits=difficulty_bits, tip=tip)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "blocks": report.blocks, "blobs": report.blobs, "error": report.error}))
+        click.echo(json.dumps({"ok": report.ok, "blocks": report.blocks, "blobs": report.blobs, "error": report.error,
+                               "tip": report.tip}))
     elif report.ok:
-        click.echo(f"{run_dir}: ok, {report.blocks} blocks, {report.blobs} blobs verified")
+        anchor = "matches --tip" if tip else "not anchored: pass the tip you kept as --tip"
+        click.echo(f"{run_dir}: ok, {report.blocks} blocks, {report.blobs} blobs verified, tip {report.tip} ({anchor})")
     else:
         click.echo(f"{run_dir}: INVALID: {report.error}", err=True)
     return 0 if report.ok else 1

@@ -17,7 +17,7 @@ from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 from .data import DATASETS
 from .detect import DETECTORS
 from .encrypt import ENCRYPTIONS, require_tenseal
-from .mining import MAX_DIFFICULTY_BITS
+from .mining import MAX_RUN_DIFFICULTY_BITS
 from .model import KINDS
 from .partition import SCHEMES
 
@@ -74,9 +74,11 @@ class RunConfig:
                 raise InputError(f"{name} must be a positive integer (got {v!r})")
         if not self.dirichlet_alpha > 0:
             raise InputError(f"dirichlet_alpha must be > 0 (got {self.dirichlet_alpha!r})")
-        if isinstance(self.difficulty_bits, bool) or not 0 <= self.difficulty_bits <= MAX_DIFFICULTY_BITS:
+        bits = self.difficulty_bits
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 0 <= bits <= MAX_RUN_DIFFICULTY_BITS:
             raise InputError(
-                f"difficulty_bits must be an integer in 0..{MAX_DIFFICULTY_BITS} (got {self.difficulty_bits!r})"
+                f"difficulty_bits must be an integer in 0..{MAX_RUN_DIFFICULTY_BITS}: a block takes 2**bits hashes on "
+                f"average, minutes at {MAX_RUN_DIFFICULTY_BITS} bits, and each further bit doubles that (got {bits!r})"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer (got {self.seed!r})")

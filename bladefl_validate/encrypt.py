@@ -6,33 +6,47 @@ the serialized ciphertexts as one blob, so block digests and ``chain verify`` co
 bytes. The aggregate of an accepted block is computed on ciphertexts (their sum times 1/n) and
 then decrypted by the clients.
 
-Trust model: all clients share one CKKS context, secret key included (made at the start of a
-run and never written to the run folder). The encryption protects the pool and the chain against
+Trust model: all clients share one CKKS context, secret key included, made at the start of a
+run and discarded at its end unless the run keeps it (``run --keep-key`` writes it to the run
+folder as ``ckks-secret.key``, mode 0600; ``CKKSCodec.load_key`` reads it back). Without it the
+pool's blobs can never be decrypted again. The encryption protects the pool and the chain against
 outsiders, who see only ciphertexts; it does not protect clients from each other, since any
 client can decrypt any model. For the same reason lazy-client screening (``--detect``) stays
 possible: each client decrypts the pool's models and screens them, learning nothing it could not
 already learn. CKKS is approximate (errors about 1e-7 here) and its encryption is randomized, so
-an encrypted run's blobs and block hashes differ from run to run.
+an encrypted run's blobs and block hashes differ from run to run. Its range is bounded too: the
+mean of weights of magnitude 2^19 or more wraps around to garbage, so ``encrypt`` refuses a model
+with any weight of magnitude 2^18 (262,144) or more, or not finite.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
+import os
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bladefl_theory.errors import InputError
 
-__all__ = ["ENCRYPTIONS", "CKKSCodec", "EncryptionOverhead", "measure_overhead", "require_tenseal"]
+__all__ = ["ENCRYPTIONS", "KEY_NAME", "CKKSCodec", "EncryptionOverhead", "measure_overhead", "recording_codecs",
+           "require_tenseal"]
 
 #: Values accepted by ``--encrypt``.
 ENCRYPTIONS = ("none", "ckks")
+#: The file ``run --keep-key`` writes into the run folder: the clients' shared context with its secret key.
+KEY_NAME = "ckks-secret.key"
 
 _MAGIC = b"BLADEFL-CKKS1\n"
+_KEY_MAGIC = b"BLADEFL-CKKS-KEY1\n"
+_recorder: contextvars.ContextVar[list[CKKSCodec] | None] = contextvars.ContextVar("bladefl_ckks", default=None)
 _HEAD = struct.Struct("<QI")  # model dimension, number of ciphertexts
 _LEN = struct.Struct("<Q")
 
@@ -52,18 +66,71 @@ class CKKSCodec:
     def __init__(self, poly_modulus_degree: int = 8192, coeff_mod_bit_sizes: Sequence[int] = (60, 40, 60),
                  scale_bits: int = 40):
         ts = require_tenseal()
-        self._ts = ts
         # One 40-bit level between the 60-bit primes: room for the single rescale after "times 1/n".
-        self.context = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=poly_modulus_degree,
-                                  coeff_mod_bit_sizes=list(coeff_mod_bit_sizes), n_threads=1)
-        self.context.global_scale = 2.0**scale_bits
-        self.slots = poly_modulus_degree // 2
+        context = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=poly_modulus_degree,
+                             coeff_mod_bit_sizes=list(coeff_mod_bit_sizes), n_threads=1)
+        context.global_scale = 2.0**scale_bits
+        self._adopt(ts, context, {"poly_modulus_degree": int(poly_modulus_degree),
+                                  "coeff_mod_bit_sizes": [int(b) for b in coeff_mod_bit_sizes],
+                                  "scale_bits": int(scale_bits)})
+        recorder = _recorder.get()
+        if recorder is not None:
+            recorder.append(self)
+
+    def _adopt(self, ts: Any, context: Any, params: dict[str, Any]) -> None:
+        self._ts = ts
+        self.context = context
+        self.params = params
+        self.slots = params["poly_modulus_degree"] // 2
+        # The mean is decrypted after one rescale, under the first prime alone: a slot value times the
+        # scale must stay below half that prime, |w| < 2^(60 - 40 - 1); beyond it the result wraps
+        # around silently. One bit of margin for primes below their nominal size.
+        self.max_abs = 2.0 ** (params["coeff_mod_bit_sizes"][0] - params["scale_bits"] - 2)
+
+    def key_bytes(self) -> bytes:
+        """The shared context with its secret key, as :meth:`load_key` reads it: it decrypts every blob."""
+        params = json.dumps(self.params, sort_keys=True).encode("ascii")
+        return _KEY_MAGIC + _LEN.pack(len(params)) + params + self.context.serialize(save_secret_key=True)
+
+    def write_key(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`key_bytes` to the new file ``path``, readable and writable by its owner only (0600)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.key_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def load_key(cls, path: str | os.PathLike[str]) -> CKKSCodec:
+        """The codec whose key :meth:`write_key` wrote to ``path`` (a run's ``ckks-secret.key``): decrypts its blobs."""
+        ts = require_tenseal()
+        data = Path(path).read_bytes()
+        if not data.startswith(_KEY_MAGIC) or len(data) < len(_KEY_MAGIC) + _LEN.size:
+            raise ValueError(f"{path} is not a CKKS key written by --keep-key (bad magic)")
+        pos = len(_KEY_MAGIC)
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        try:
+            params = json.loads(data[pos : pos + n])
+            context = ts.context_from(data[pos + n :])
+        except Exception as exc:  # TenSEAL raises bare exceptions on bad input
+            raise ValueError(f"{path}: corrupt CKKS key: {exc}") from None
+        codec = cls.__new__(cls)
+        codec._adopt(ts, context, params)
+        return codec
 
     def encrypt(self, w: np.ndarray) -> bytes:
         """A 1-D model as one blob: a header, then its chunks' serialized ciphertexts."""
         arr = np.asarray(w, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise InputError(f"a model to encrypt must be a non-empty 1-D vector, got shape {arr.shape}")
+        largest = float(np.max(np.abs(arr)))
+        if not largest < self.max_abs:  # also catches NaN
+            raise InputError(
+                f"a model with weights of magnitude {largest:.3g} is outside CKKS's safe range |w| < {self.max_abs:g} "
+                "(its encrypted mean would decrypt to garbage): training diverged (lower --eta) or run without "
+                "--encrypt"
+            )
         chunks = [self._ts.ckks_vector(self.context, arr[i : i + self.slots]).serialize()
                   for i in range(0, arr.size, self.slots)]
         parts = [_MAGIC, _HEAD.pack(arr.size, len(chunks))]
@@ -117,6 +184,17 @@ class CKKSCodec:
     def mean(self, blobs: Sequence[bytes]) -> np.ndarray:
         """Equal-weight FedAvg computed on ciphertexts, decrypted to float32."""
         return self._decrypt(*self.encrypted_mean(blobs))
+
+
+@contextlib.contextmanager
+def recording_codecs() -> Iterator[list[CKKSCodec]]:
+    """Collect the codecs made inside the block: how ``run_to_folder`` gets hold of a run's key to keep it."""
+    codecs: list[CKKSCodec] = []
+    token = _recorder.set(codecs)
+    try:
+        yield codecs
+    finally:
+        _recorder.reset(token)
 
 
 @dataclass(frozen=True)

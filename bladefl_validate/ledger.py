@@ -28,8 +28,11 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LEDGER_NAME",
+    "MANIFEST_NAME",
+    "Manifest",
     "block_to_json",
     "block_from_json",
+    "parse_json",
     "iter_blocks",
     "verify_block",
     "majority_accepts",
@@ -37,6 +40,8 @@ __all__ = [
 
 #: The ledger's file name inside a run folder.
 LEDGER_NAME = "ledger.jsonl"
+#: The manifest's file name inside a run folder: what the run committed to outside the ledger.
+MANIFEST_NAME = "chain.json"
 
 _HEADER_FIELDS = ("index", "prev_hash", "merkle_root", "timestamp", "difficulty_bits", "miner", "nonce")
 _FIELDS = frozenset(_HEADER_FIELDS) | {"digests", "hash"}
@@ -68,6 +73,19 @@ class Block:
             raise ValueError(f"block hash must be 64 lowercase hex characters, got {self.hash!r}")
 
 
+def parse_json(text: str | bytes) -> Any:
+    """json.loads with every failure as a one-line ValueError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    except UnicodeDecodeError:
+        raise ValueError("not valid UTF-8") from None
+    except RecursionError:
+        # json's parser recurses once per nesting level; our records nest at most two deep.
+        raise ValueError("nested too deeply") from None
+
+
 def block_to_json(block: Block) -> str:
     """The block as one JSON object (sorted keys, no newline), as stored in the ledger."""
     record: dict[str, Any] = {name: getattr(block.header, name) for name in _HEADER_FIELDS}
@@ -78,12 +96,7 @@ def block_to_json(block: Block) -> str:
 
 def block_from_json(text: str | bytes) -> Block:
     """Parse one ledger line back into a Block; raises ValueError saying what is wrong."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
-    except UnicodeDecodeError:
-        raise ValueError("not valid UTF-8") from None
+    record = parse_json(text)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     missing = sorted(_FIELDS - record.keys())
@@ -99,6 +112,49 @@ def block_from_json(text: str | bytes) -> Block:
         return Block(header=header, digests=tuple(record["digests"]), hash=record["hash"])
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a finished run committed to outside its ledger: the number of blocks, their difficulty, the tip.
+
+    Truncating, emptying or extending the ledger, or re-mining it at another difficulty, contradicts it.
+    """
+
+    blocks: int
+    difficulty_bits: int
+    tip_hash: str
+
+    FORMAT = 1
+
+    def __post_init__(self) -> None:
+        for name in ("blocks", "difficulty_bits"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if not is_digest(self.tip_hash):
+            raise ValueError(f"tip_hash must be 64 lowercase hex characters, got {self.tip_hash!r}")
+
+    def to_json(self) -> str:
+        record = {"format": self.FORMAT, "blocks": self.blocks, "difficulty_bits": self.difficulty_bits,
+                  "tip_hash": self.tip_hash}
+        return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Manifest":
+        """Parse a manifest; raises ValueError saying what is wrong."""
+        record = parse_json(text)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        fields = {"format", "blocks", "difficulty_bits", "tip_hash"}
+        missing, extra = sorted(fields - record.keys()), sorted(record.keys() - fields)
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        if extra:
+            raise ValueError(f"unexpected field(s) {', '.join(extra)}")
+        if type(record["format"]) is not int or record["format"] != cls.FORMAT:
+            raise ValueError(f"format {record['format']!r} is not {cls.FORMAT}, the one this version reads")
+        return cls(blocks=record["blocks"], difficulty_bits=record["difficulty_bits"], tip_hash=record["tip_hash"])
 
 
 def iter_blocks(data: bytes) -> Iterator[tuple[int, Block]]:

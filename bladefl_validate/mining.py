@@ -8,9 +8,17 @@ The race (``mine``) models ``n_miners`` clients with equal hash power. Every min
 id in its header, so the miners search different spaces even though all count nonces from 0.
 Mining proceeds in steps s = 0, 1, 2, …: in step s, miners 0, 1, …, n-1 in turn each hash their
 header with nonce s. The first hash that meets the difficulty wins: lowest step first, then the
-lowest miner id within that step. Each miner is equally likely to win a given block, the draw is
-a pure function of the inputs (deterministic, reproducible runs), and ``hashes`` counts every
-hash all miners computed until the winner's, i.e. ``n * s + i + 1``.
+lowest miner id within that step. The draw is a pure function of the inputs (deterministic,
+reproducible runs), and ``hashes`` counts every hash all miners computed until the winner's,
+i.e. ``n * s + i + 1``.
+
+At 0 bits every hash meets the target, so all n miners succeed in step 0 at once and the lowest
+id would win every block. There the tie goes to the lowest hash instead: each miner is equally
+likely to hold it, and settling it takes all n hashes of the step (``hashes = n``, nonce 0).
+At b >= 1 bits ties within a step are rare when n·2^-b is small (1 block in 6,900 at n = 20,
+b = 16) and keep the lowest-id rule, so mined chains stay as they were; at a few bits that rule
+favours low ids, miner i winning in proportion to (1 - 2^-b)^i (at b = 8, miner 19 wins 7% less
+often than miner 0; at b = 1, almost never).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ __all__ = [
     "MiningError",
     "GENESIS_PREV",
     "MAX_DIFFICULTY_BITS",
+    "MAX_RUN_DIFFICULTY_BITS",
     "header_prefix",
     "header_bytes",
     "block_hash",
@@ -43,6 +52,10 @@ __all__ = [
 GENESIS_PREV = "0" * 64
 #: The nonce is 64 bits, so no miner could search a harder target than 64 leading zero bits.
 MAX_DIFFICULTY_BITS = 64
+#: The hardest difficulty a run may ask for. A block takes 2**bits hashes on average and this miner
+#: (pure Python, one core) computes about 1.3 million a second: at 28 bits a block takes 3 to 4
+#: minutes, a 9-block run half an hour; each further bit doubles that (64 bits: about 400,000 years).
+MAX_RUN_DIFFICULTY_BITS = 28
 
 # magic, index, prev_hash, merkle_root, timestamp, difficulty_bits, miner; then the nonce.
 # The magic tags the layout version so a header can never be mistaken for other hashed data.
@@ -162,16 +175,30 @@ def mine(
     ):
         raise InputError(f"max_hashes must be a non-negative integer or None, got {max_hashes!r}")
     difficulty_bits, n_miners = int(difficulty_bits), int(n_miners)
+    if difficulty_bits > MAX_RUN_DIFFICULTY_BITS and max_hashes is None:
+        raise InputError(f"difficulty_bits above {MAX_RUN_DIFFICULTY_BITS} needs a max_hashes budget: a block takes "
+                         f"2**{difficulty_bits} hashes on average")
     budget = math.inf if max_hashes is None else int(max_hashes)
 
     headers = [BlockHeader(index, prev_hash, merkle_root, timestamp, difficulty_bits, i, 0) for i in range(n_miners)]
     # Each miner's prefix is hashed once; per try only a copy of that midstate absorbs the nonce.
     copies = [hashlib.sha256(header_prefix(h)).copy for h in headers]
-    # A hash meets the target iff, read as a big-endian integer, it is below 2**(256 - bits); for
-    # equal-length byte strings that is the bytewise order, so digests are compared as bytes. With
-    # 0 bits every digest qualifies: 33 bytes of 0xff sort after every 32-byte digest.
-    target = (1 << (256 - difficulty_bits)).to_bytes(32, "big") if difficulty_bits else b"\xff" * 33
     pack = _NONCE.pack
+    if difficulty_bits == 0:
+        if budget < n_miners:
+            raise MiningError(f"no block found within {max_hashes} hashes at difficulty 0 bits: the {n_miners} "
+                              f"miners' tie in step 0 takes {n_miners} hashes to settle")
+        digests = []
+        for fresh in copies:
+            h = fresh()
+            h.update(pack(0))
+            digests.append(h.digest())
+        miner = min(range(n_miners), key=digests.__getitem__)
+        header = BlockHeader(index, prev_hash, merkle_root, timestamp, 0, miner, 0)
+        return MiningResult(header=header, hash=digests[miner].hex(), hashes=n_miners, winner=miner)
+    # A hash meets the target iff, read as a big-endian integer, it is below 2**(256 - bits); for
+    # equal-length byte strings that is the bytewise order, so digests are compared as bytes.
+    target = (1 << (256 - difficulty_bits)).to_bytes(32, "big")
     hashes = 0  # all miners' hashes in the steps before this one
     for step in range(_MAX_NONCE + 1):
         if hashes + n_miners > budget:  # the budget ends inside this step: only the first miners try

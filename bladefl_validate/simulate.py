@@ -387,7 +387,9 @@ def _cell(value: object) -> object:
     return ";".join(map(str, value)) if isinstance(value, tuple) else value
 
 
-def _write_outputs(result: RunResult, folder: Path) -> None:
+def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None) -> None:
+    from .ledger import MANIFEST_NAME, Manifest
+
     if result.partition_counts is not None:
         result.partition_counts.to_csv(folder / "partition.csv", index_label="client")
         plot_partition(result.partition_counts, folder / "partition.png")
@@ -397,6 +399,10 @@ def _write_outputs(result: RunResult, folder: Path) -> None:
         writer.writerow(METRIC_COLUMNS)
         for r in result.rounds:
             writer.writerow([_cell(getattr(r, c)) for c in METRIC_COLUMNS])
+    # What the run committed to outside the ledger, for `chain verify` to hold the ledger to.
+    tip = result.final.block_hash
+    manifest = Manifest(blocks=len(result.rounds), difficulty_bits=result.config.difficulty_bits, tip_hash=tip)
+    (folder / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     summary = result.summary()
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if result.detections:
@@ -411,9 +417,11 @@ def _write_outputs(result: RunResult, folder: Path) -> None:
         f"- test accuracy: {summary['initial_test_accuracy']:.4f} -> {summary['final_test_accuracy']:.4f}",
         f"- {summary['rounds']} blocks mined at {c.difficulty_bits} bits, {summary['hashes']} hashes, "
         f"{summary['wall_seconds']:.1f} s wall",
+        f"- chain tip `{tip}`: keep a copy outside this folder, and audit the run with "
+        f"`bladefl-validate chain verify RUN_DIR --tip {tip}`",
         "",
-        "Files: config.json, metrics.csv (a row per round), ledger.jsonl and blobs/ (check them with "
-        "`bladefl-validate chain verify`), partition.csv and partition.png.",
+        "Files: config.json, metrics.csv (a row per round), ledger.jsonl, chain.json (what the ledger must hold) and "
+        "blobs/ (check them with `bladefl-validate chain verify`), partition.csv and partition.png.",
     ]
     if c.detect != "none":
         p, r = summary["detection_precision"], summary["detection_recall"]
@@ -423,7 +431,11 @@ def _write_outputs(result: RunResult, folder: Path) -> None:
             f"{'left out of' if c.exclude_flagged else 'kept in'} aggregation",
         ]
     if c.encrypt != "none":
-        lines[-2:-2] = [f"- uploads encrypted with {c.encrypt.upper()}: blobs/ holds ciphertexts"]
+        key = (f"the clients' secret key is in {key_file} (mode 0600): whoever can read it can decrypt them"
+               if key_file else "the secret key was discarded after the run, so they can never be decrypted again "
+               "(`run --keep-key` keeps it)")
+        lines[-2:-2] = [f"- uploads encrypted with {c.encrypt.upper()}: blobs/ holds ciphertexts; {key}. metrics.csv "
+                        "and the other report files are plaintext"]
     (folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -433,9 +445,22 @@ def run_to_folder(
     data_dir: str | Path | None = None,
     on_round: Callable[[RoundMetrics], None] | None = None,
     overwrite: bool = False,
+    keep_key: bool = False,
 ) -> RunResult:
-    """Run and write the whole run folder atomically: a failed or interrupted run leaves nothing at ``out``."""
+    """Run and write the whole run folder atomically: a failed or interrupted run leaves nothing at ``out``.
+
+    With ``keep_key`` (CKKS runs only) the clients' secret key is kept as ``out/ckks-secret.key``, mode 0600.
+    """
+    from .encrypt import KEY_NAME, recording_codecs
+
+    if keep_key and config.encrypt != "ckks":
+        raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        result = simulate(config, tmp, data_dir, on_round)
-        _write_outputs(result, tmp)
+        with recording_codecs() as codecs:
+            result = simulate(config, tmp, data_dir, on_round)
+        if keep_key:
+            if len(codecs) != 1:
+                raise RuntimeError(f"the run made {len(codecs)} CKKS contexts, expected one: no key kept")
+            codecs[0].write_key(tmp / KEY_NAME)
+        _write_outputs(result, tmp, KEY_NAME if keep_key else None)
     return result

@@ -1,81 +1,196 @@
-"""Audit a finished run: recompute the whole chain and every model blob it refers to from the files alone."""
+"""Audit a finished run: recompute the whole chain and every model blob it refers to from the files alone.
+
+The ledger is held to what the run committed to outside it: the manifest (``chain.json``: number
+of blocks, difficulty, tip hash), ``config.json`` (K, N, difficulty) and the block columns of
+``metrics.csv``. This catches a ledger that was truncated, emptied, extended or re-mined at another
+difficulty. It cannot catch a forger who rewrites all of these consistently (re-mining a chain at
+low difficulty is cheap): only a tip hash kept outside the folder (``tip=``) anchors a run.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .ledger import LEDGER_NAME, Block, LedgerError, iter_blocks, verify_block
+from .ledger import LEDGER_NAME, MANIFEST_NAME, Block, LedgerError, Manifest, iter_blocks, parse_json, verify_block
 from .mining import GENESIS_PREV
-from .pool import CachePool, sha256_hex
+from .pool import CachePool, is_digest, sha256_hex
 
-__all__ = ["ChainReport", "verify_run", "BLOB_DIR"]
+__all__ = ["ChainReport", "verify_run", "BLOB_DIR", "CONFIG_NAME", "METRICS_NAME"]
 
 #: The cache pool's folder inside a run folder.
 BLOB_DIR = "blobs"
+#: The run's configuration and per-round metrics inside a run folder.
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.csv"
+
+# metrics.csv columns that restate a block's header, checked against the ledger.
+_METRIC_BLOCK_COLUMNS = ("block_hash", "miner", "nonce")
 
 
 @dataclass(frozen=True)
 class ChainReport:
-    """Whether the run checks out, how many blocks and distinct blobs passed, and the first problem found."""
+    """Whether the run checks out, how many blocks and distinct blobs passed, the first problem found, and the tip."""
 
     ok: bool
     blocks: int
     blobs: int
     error: str | None
+    tip: str | None = None  # the last good block's hash
 
 
-def verify_run(run_dir: str | os.PathLike[str], difficulty_bits: int | None = None) -> ChainReport:
-    """Check ``run_dir/ledger.jsonl`` and ``run_dir/blobs`` block by block, stopping at the first error.
+class _Failed(Exception):
+    """An audit finding: the message names the file or block and what is wrong."""
 
-    With ``difficulty_bits``, every block must also declare exactly that difficulty (otherwise each
-    block's own declared difficulty is the only target its proof of work is held to).
-    """
-    run_dir = Path(run_dir)
-    ledger_path = run_dir / LEDGER_NAME
-    pool = CachePool(run_dir / BLOB_DIR)
-    good_blocks = 0
-    seen: set[str] = set()
 
-    def report(error: str) -> ChainReport:
-        return ChainReport(ok=False, blocks=good_blocks, blobs=len(seen), error=error)
-
+def _read(path: Path) -> bytes:
     try:
-        data = ledger_path.read_bytes()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise _Failed(f"{path.name}: missing from the run folder") from None
     except OSError as exc:
-        return report(f"cannot read {ledger_path}: {exc.strerror or exc}")
+        raise _Failed(f"{path.name}: cannot be read: {exc.strerror or exc}") from None
 
-    prev: Block | None = None
+
+def _read_manifest(run_dir: Path) -> Manifest:
+    try:
+        return Manifest.from_json(_read(run_dir / MANIFEST_NAME))
+    except ValueError as exc:
+        raise _Failed(f"{MANIFEST_NAME}: malformed: {exc}") from None
+
+
+def _read_config(run_dir: Path) -> dict[str, int]:
+    """K, N and difficulty_bits from config.json (read as plain JSON: an audit needs no working set-up)."""
+    try:
+        record: Any = parse_json(_read(run_dir / CONFIG_NAME))
+    except ValueError as exc:
+        raise _Failed(f"{CONFIG_NAME}: malformed: {exc}") from None
+    if not isinstance(record, dict):
+        raise _Failed(f"{CONFIG_NAME}: malformed: not a JSON object")
+    out = {}
+    for name, least in (("K", 1), ("N", 1), ("difficulty_bits", 0)):
+        v = record.get(name)
+        if type(v) is not int or v < least:
+            raise _Failed(f"{CONFIG_NAME}: malformed: {name} is {v!r}, not an integer >= {least}")
+        out[name] = v
+    return out
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    try:
+        reader = csv.DictReader(io.StringIO(_read(run_dir / METRICS_NAME).decode("utf-8"), newline=""))
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _Failed(f"{METRICS_NAME}: malformed: {exc}") from None
+    missing = [c for c in ("round", *_METRIC_BLOCK_COLUMNS) if c not in columns]
+    if missing:
+        raise _Failed(f"{METRICS_NAME}: malformed: no column {', '.join(missing)}")
+    return rows
+
+
+def _check_metrics_row(rows: list[dict[str, str]], block: Block, where: str) -> None:
+    h = block.header
+    i = h.index - 1
+    if i >= len(rows):
+        raise _Failed(f"{where}: {METRICS_NAME} has no row for it ({len(rows)} rows)")
+    row = rows[i]
+    if row.get("round") != str(h.index):
+        raise _Failed(f"{where}: {METRICS_NAME} row {h.index} is round {row.get('round')!r}")
+    for column, value in (("block_hash", block.hash), ("miner", str(h.miner)), ("nonce", str(h.nonce))):
+        if row.get(column) != value:
+            raise _Failed(f"{where}: {METRICS_NAME} round {h.index} records {column} {row.get(column)!r}, "
+                          f"the ledger {value}")
+
+
+def verify_run(run_dir: str | os.PathLike[str], difficulty_bits: int | None = None,
+               tip: str | None = None) -> ChainReport:
+    """Audit ``run_dir`` against its manifest, config and metrics, block by block, stopping at the first error.
+
+    ``difficulty_bits`` additionally requires that difficulty; ``tip`` (a hash kept outside the folder)
+    requires the chain to end there, the one check a consistently rewritten folder cannot pass.
+    """
+    if tip is not None and not is_digest(tip):
+        raise ValueError(f"tip must be 64 lowercase hex characters, got {tip!r}")
+    run_dir = Path(run_dir)
+    pool = CachePool(run_dir / BLOB_DIR)
+    good: list[Block] = []
+    seen: set[str] = set()
+    try:
+        if not run_dir.is_dir():
+            raise _Failed(f"{run_dir} is not a folder")
+        manifest = _read_manifest(run_dir)
+        config = _read_config(run_dir)
+        if config["K"] != manifest.blocks:
+            raise _Failed(f"{CONFIG_NAME} says K = {config['K']}, {MANIFEST_NAME} commits to {manifest.blocks} blocks")
+        if config["difficulty_bits"] != manifest.difficulty_bits:
+            raise _Failed(f"{CONFIG_NAME} says {config['difficulty_bits']} difficulty bits, {MANIFEST_NAME} "
+                          f"commits to {manifest.difficulty_bits} bits")
+        if difficulty_bits is not None and difficulty_bits != manifest.difficulty_bits:
+            raise _Failed(f"the run's difficulty is {manifest.difficulty_bits} bits ({MANIFEST_NAME}), "
+                          f"not the required {difficulty_bits}")
+        rows = _read_metrics(run_dir)
+        _check_chain(run_dir, pool, manifest, config["N"], rows, good, seen)
+        tip_now = good[-1].hash if good else GENESIS_PREV
+        if len(good) != manifest.blocks:
+            raise _Failed(f"the ledger holds {len(good)} blocks, the run committed to {manifest.blocks} "
+                          f"({MANIFEST_NAME})")
+        if len(rows) != len(good):
+            raise _Failed(f"{METRICS_NAME} has {len(rows)} rows for {len(good)} blocks")
+        if tip_now != manifest.tip_hash:
+            raise _Failed(f"the chain's tip is {tip_now}, the run committed to {manifest.tip_hash} ({MANIFEST_NAME})")
+        if tip is not None and tip_now != tip:
+            raise _Failed(f"the chain's tip is {tip_now}, not the tip {tip} you kept: the run folder was rewritten "
+                          "(or the kept hash belongs to another run)")
+    except _Failed as exc:
+        return ChainReport(ok=False, blocks=len(good), blobs=len(seen), error=str(exc),
+                           tip=good[-1].hash if good else None)
+    return ChainReport(ok=True, blocks=len(good), blobs=len(seen), error=None, tip=tip_now)
+
+
+def _check_chain(run_dir: Path, pool: CachePool, manifest: Manifest, n_clients: int, rows: list[dict[str, str]],
+                 good: list[Block], seen: set[str]) -> None:
+    """Check the ledger's blocks and their blobs in file order, appending each good block to ``good``."""
+    data = _read(run_dir / LEDGER_NAME)
     try:
         for lineno, block in iter_blocks(data):
             h = block.header
             where = f"block {h.index} (line {lineno})"
             if h.index != lineno:
-                return report(f"{where}: out of order: line {lineno} should hold block {lineno}")
-            expected_prev = GENESIS_PREV if prev is None else prev.hash
-            if difficulty_bits is not None and h.difficulty_bits != difficulty_bits:
-                return report(f"{where}: difficulty is {h.difficulty_bits} bits, the run requires {difficulty_bits}")
+                raise _Failed(f"{where}: out of order: line {lineno} should hold block {lineno}")
+            if lineno > manifest.blocks:
+                raise _Failed(f"{where}: beyond the {manifest.blocks} blocks the run committed to ({MANIFEST_NAME})")
+            if h.difficulty_bits != manifest.difficulty_bits:
+                raise _Failed(f"{where}: difficulty is {h.difficulty_bits} bits, the run requires "
+                              f"{manifest.difficulty_bits} ({MANIFEST_NAME})")
             # The client's own check; against itself the digest comparison is trivially true.
-            ok, why = verify_block(block, expected_prev, block.digests)
+            ok, why = verify_block(block, good[-1].hash if good else GENESIS_PREV, block.digests)
             if not ok:
-                return report(f"{where}: {why}")
+                raise _Failed(f"{where}: {why}")
+            # The Merkle root cannot tell [a, b, c] from [a, b, c, c]; the number of clients can.
+            if len(block.digests) != n_clients:
+                raise _Failed(f"{where}: {len(block.digests)} model digests, the run had N = {n_clients} clients")
+            _check_metrics_row(rows, block, where)
             for digest in block.digests:
-                if digest in seen:
-                    continue
-                try:
-                    content = pool.path(digest).read_bytes()
-                except FileNotFoundError:
-                    return report(f"blob {digest} in {where}: missing from the pool")
-                except OSError as exc:
-                    return report(f"blob {digest} in {where}: cannot be read: {exc.strerror or exc}")
-                actual = sha256_hex(content)
-                if actual != digest:
-                    return report(f"blob {digest} in {where}: corrupt, its content hashes to {actual}")
-                seen.add(digest)
-            good_blocks += 1
-            prev = block
+                if digest not in seen:
+                    _check_blob(pool, digest, where)
+                    seen.add(digest)
+            good.append(block)
     except LedgerError as exc:
-        return report(str(exc))
-    return ChainReport(ok=True, blocks=good_blocks, blobs=len(seen), error=None)
+        raise _Failed(str(exc)) from None
 
+
+def _check_blob(pool: CachePool, digest: str, where: str) -> None:
+    try:
+        content = pool.path(digest).read_bytes()
+    except FileNotFoundError:
+        raise _Failed(f"blob {digest} in {where}: missing from the pool") from None
+    except OSError as exc:
+        raise _Failed(f"blob {digest} in {where}: cannot be read: {exc.strerror or exc}") from None
+    actual = sha256_hex(content)
+    if actual != digest:
+        raise _Failed(f"blob {digest} in {where}: corrupt, its content hashes to {actual}")

@@ -13,9 +13,11 @@ import pytest
 
 from bladefl_validate.ledger import (
     LEDGER_NAME,
+    MANIFEST_NAME,
     Block,
     Ledger,
     LedgerError,
+    Manifest,
     block_from_json,
     block_to_json,
     majority_accepts,
@@ -138,8 +140,6 @@ def test_mine_meets_difficulty_and_is_deterministic() -> None:
 
 
 def test_mine_winner_rule() -> None:
-    r = mine(3, digest_of(9), digest_of(8), 0.0, n_miners=4, difficulty_bits=0)
-    assert (r.winner, r.header.nonce, r.hashes) == (0, 0, 1)
     # Brute force: the winner is the first (step, miner) whose hash meets the target.
     n = 3
     r = mine(2, digest_of(7), digest_of(6), 1.0, n_miners=n, difficulty_bits=6)
@@ -156,6 +156,43 @@ def test_mine_winner_rule() -> None:
     assert r.hashes == n * first[0] + first[1] + 1
 
 
+def reference_race(index: int, prev: str, root: str, t: float, n: int, bits: int) -> tuple[int, int, int, str]:
+    """The race as mined before difficulty 0 got its own tie rule: (winner, nonce, hashes, hash), brute force."""
+    for step in range(1 << 20):
+        for i in range(n):
+            h = block_hash(BlockHeader(index, prev, root, t, bits, i, step))
+            if leading_zero_bits(bytes.fromhex(h)) >= bits:
+                return i, step, n * step + i + 1, h
+    raise AssertionError("no block")
+
+
+def test_mine_matches_the_reference_race_at_every_positive_difficulty() -> None:
+    rng = np.random.default_rng(2024)
+    for trial in range(400):
+        bits = int(rng.integers(1, 11))
+        n = int(rng.integers(1, 21))
+        index, t = int(rng.integers(1, 1000)), float(rng.integers(0, 10_000)) / 4
+        prev, root = digest_of(int(rng.integers(1 << 30))), digest_of(int(rng.integers(1 << 30)))
+        r = mine(index, prev, root, t, n_miners=n, difficulty_bits=bits)
+        assert (r.winner, r.header.nonce, r.hashes, r.hash) == reference_race(index, prev, root, t, n, bits), trial
+        assert r.header.miner == r.winner
+
+
+def test_mine_at_difficulty_0_draws_every_miner_equally() -> None:
+    n, races = 4, 4000
+    wins = np.zeros(n, dtype=int)
+    for k in range(races):
+        r = mine(k + 1, digest_of(k), digest_of(k + races), 0.0, n_miners=n, difficulty_bits=0)
+        step0 = [block_hash(BlockHeader(k + 1, digest_of(k), digest_of(k + races), 0.0, 0, i, 0)) for i in range(n)]
+        assert (r.header.nonce, r.hashes, r.hash) == (0, n, min(step0))
+        assert r.winner == step0.index(min(step0)) == r.header.miner
+        wins[r.winner] += 1
+    # Binomial(4000, 1/4): standard deviation about 27, so 850..1150 is more than 5 of them either side.
+    assert ((850 < wins) & (wins < 1150)).all(), wins
+    single = mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=1, difficulty_bits=0)
+    assert (single.winner, single.hashes) == (0, 1)
+
+
 def test_mine_budget_within_a_step() -> None:
     # Budgets ending anywhere inside a step: success exactly when the winner's hash is within budget.
     n = 3
@@ -167,9 +204,11 @@ def test_mine_budget_within_a_step() -> None:
         else:
             with pytest.raises(MiningError, match=f"within {budget} hashes"):
                 mine(4, digest_of(2), digest_of(3), 2.0, n, BITS, max_hashes=budget)
-    with pytest.raises(MiningError):
-        mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=0)
-    assert mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=1).hashes == 1
+    # At 0 bits the step-0 tie is settled by all n hashes, so a smaller budget finds no block.
+    for budget in range(n):
+        with pytest.raises(MiningError, match=f"within {budget} hashes"):
+            mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=budget)
+    assert mine(4, digest_of(2), digest_of(3), 2.0, n, 0, max_hashes=n).hashes == n
 
 
 def test_midstate_hash_equals_plain_hash() -> None:
@@ -196,11 +235,39 @@ def test_mine_budget_and_validation() -> None:
         mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=0, difficulty_bits=1)
 
 
+def test_run_difficulty_is_limited_to_what_can_be_mined() -> None:
+    from bladefl_theory.errors import InputError
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.mining import MAX_RUN_DIFFICULTY_BITS
+
+    assert MAX_RUN_DIFFICULTY_BITS == 28
+    assert RunConfig(difficulty_bits=MAX_RUN_DIFFICULTY_BITS).difficulty_bits == 28
+    for bad in (29, 64, 65, -1, 2.5, True):
+        with pytest.raises(InputError, match="difficulty_bits must be an integer in 0..28"):
+            RunConfig(difficulty_bits=bad)  # type: ignore[arg-type]
+    # Beyond the limit, mine() needs a hash budget to be called at all.
+    with pytest.raises(InputError, match="max_hashes"):
+        mine(1, GENESIS_PREV, digest_of(1), 0.0, n_miners=2, difficulty_bits=29)
+
+
+def test_cli_refuses_an_unmineable_difficulty(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bladefl_validate.cli import cli
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", "--difficulty-bits", "64", "--data-dir", str(tmp_path / "no-data"),
+                                 "--quiet", "--out", str(out)])
+    lines = [x for x in r.output.splitlines() if x]
+    assert r.exit_code == 2 and len(lines) == 1 and "0..28" in lines[0], r.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 # --- ledger and client checks -----------------------------------------------------------------
 
 
 def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Block]:
-    """Simulate k rounds of n clients: upload models, mine, vote, append."""
+    """Simulate k rounds of n clients (upload models, mine, vote, append) and write what a run commits to."""
     pool = CachePool(run_dir / BLOB_DIR)
     ledger = Ledger(run_dir / LEDGER_NAME)
     rng = np.random.default_rng(0)
@@ -213,7 +280,18 @@ def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Bl
         votes = [verify_block(block, ledger.tip_hash(), digests)[0] for _ in range(n)]
         assert majority_accepts(votes)
         ledger.append(block)
+    commit(run_dir, ledger.blocks(), n, bits)
     return ledger.blocks()
+
+
+def commit(run_dir: Path, blocks: list[Block], n: int, bits: int) -> None:
+    """Write config.json, metrics.csv and the manifest for ``blocks`` as a run does (only what an audit reads)."""
+    (run_dir / "config.json").write_text(json.dumps({"K": len(blocks), "N": n, "difficulty_bits": bits}))
+    rows = ["round,miner,nonce,block_hash"]
+    rows += [f"{b.header.index},{b.header.miner},{b.header.nonce},{b.hash}" for b in blocks]
+    (run_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+    tip = blocks[-1].hash if blocks else GENESIS_PREV
+    (run_dir / MANIFEST_NAME).write_text(Manifest(len(blocks), bits, tip).to_json())
 
 
 def test_run_of_three_blocks_verifies(tmp_path: Path) -> None:
@@ -230,10 +308,9 @@ def test_run_of_three_blocks_verifies(tmp_path: Path) -> None:
     assert block_from_json(lines[1]) == blocks[1] and block_to_json(blocks[1]) == lines[1]
 
 
-def test_empty_run_is_ok(tmp_path: Path) -> None:
-    (tmp_path / LEDGER_NAME).write_bytes(b"")
-    assert verify_run(tmp_path) == ChainReport(ok=True, blocks=0, blobs=0, error=None)
-    assert not verify_run(tmp_path / "nowhere").ok
+def test_missing_run_folder_fails(tmp_path: Path) -> None:
+    report = verify_run(tmp_path / "nowhere")
+    assert not report.ok and report.blocks == 0 and "nowhere" in str(report.error)
 
 
 def test_ledger_refuses_broken_continuation(tmp_path: Path) -> None:
@@ -385,6 +462,11 @@ def test_tamper_change_digest_and_remine(run: tuple[Path, list[Block]]) -> None:
     edit_line(run_dir, 2, lambda r: r.update(
         digests=digests, merkle_root=forged.header.merkle_root, nonce=forged.header.nonce,
         miner=forged.header.miner, hash=forged.hash))
+    assert_caught(run_dir, "block 2 (line 2)", "metrics.csv", "block_hash")
+    # With metrics.csv rewritten too, the next block's link still gives it away.
+    path = run_dir / "metrics.csv"
+    path.write_text(path.read_text().replace(blocks[1].hash, forged.hash).replace(
+        f"2,{blocks[1].header.miner},{blocks[1].header.nonce},", f"2,{forged.header.miner},{forged.header.nonce},"))
     assert_caught(run_dir, "block 3 (line 3)", "prev_hash")
 
 
@@ -439,19 +521,18 @@ def test_tamper_delete_middle_block(run: tuple[Path, list[Block]]) -> None:
 def test_tamper_lower_difficulty(run: tuple[Path, list[Block]]) -> None:
     run_dir, _ = run
     edit_line(run_dir, 2, lambda r: r.update(difficulty_bits=r["difficulty_bits"] - 4))
-    assert_caught(run_dir, "block 2 (line 2)", "hash")
+    assert_caught(run_dir, "block 2 (line 2)", f"difficulty is {BITS - 4} bits")
 
 
 def test_tamper_lower_difficulty_and_remine_tip(run: tuple[Path, list[Block]]) -> None:
     run_dir, blocks = run
     h = blocks[2].header
     res = mine(h.index, h.prev_hash, h.merkle_root, h.timestamp, n_miners=2, difficulty_bits=0)
-    edit_line(run_dir, 3, lambda r: r.update(difficulty_bits=0, nonce=res.header.nonce, miner=0, hash=res.hash))
-    # The tip re-mined at a self-declared easier target is consistent on its own...
-    assert verify_run(run_dir).ok
-    # ...so an audit that knows the run's difficulty must be told it.
-    report = verify_run(run_dir, difficulty_bits=BITS)
-    assert not report.ok and "block 3 (line 3)" in str(report.error) and "difficulty" in str(report.error)
+    edit_line(run_dir, 3, lambda r: r.update(
+        difficulty_bits=0, nonce=res.header.nonce, miner=res.header.miner, hash=res.hash))
+    # The tip re-mined at a self-declared easier target is consistent on its own, but not with the
+    # difficulty the run committed to in its manifest.
+    assert_caught(run_dir, "block 3 (line 3)", "difficulty is 0 bits", f"{BITS}")
 
 
 def test_tamper_change_timestamp(run: tuple[Path, list[Block]]) -> None:
@@ -467,3 +548,176 @@ def test_tamper_bad_field_value(run: tuple[Path, list[Block]]) -> None:
     assert_caught(run_dir, "line 3", "prev_hash")
     edit_line(run_dir, 2, lambda r: r.update(difficulty_bits=200))
     assert_caught(run_dir, "line 2", "difficulty_bits")
+
+
+def test_tamper_deeply_nested_line(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    path = run_dir / LEDGER_NAME
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = "[" * 100_000 + "]" * 100_000 + "\n"
+    path.write_text("".join(lines))
+    assert_caught(run_dir, "line 2", "nested")
+    with pytest.raises(LedgerError, match="line 2"):
+        Ledger(path)
+
+
+# --- what the run committed to outside the ledger ---------------------------------------------
+
+
+def remine_chain(run_dir: Path, bits: int, first: int = 1, recommit: bool = False) -> list[Block]:
+    """Re-mine blocks ``first``.. at ``bits`` (keeping their digests) and rewrite the ledger; with
+    ``recommit``, config, metrics and manifest too, as a forger who rewrites every file would."""
+    old = Ledger(run_dir / LEDGER_NAME).blocks()
+    blocks = old[: first - 1]
+    for b in old[first - 1 :]:
+        h = b.header
+        prev = blocks[-1].hash if blocks else GENESIS_PREV
+        res = mine(h.index, prev, h.merkle_root, h.timestamp, n_miners=len(b.digests), difficulty_bits=bits)
+        blocks.append(Block(res.header, b.digests, res.hash))
+    (run_dir / LEDGER_NAME).write_text("".join(block_to_json(b) + "\n" for b in blocks))
+    if recommit:
+        commit(run_dir, blocks, len(blocks[0].digests), bits)
+    return blocks
+
+
+def test_manifest_round_trip_and_validation() -> None:
+    m = Manifest(blocks=3, difficulty_bits=BITS, tip_hash=digest_of(1))
+    assert Manifest.from_json(m.to_json()) == m
+    assert json.loads(m.to_json()) == {"format": 1, "blocks": 3, "difficulty_bits": BITS, "tip_hash": digest_of(1)}
+    for bad, why in [
+        ("{", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        ("[]", "not a JSON object"),
+        ('{"format": 1, "blocks": 3, "difficulty_bits": 8}', "tip_hash"),
+        ('{"format": 2, "blocks": 3, "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}', "format"),
+        ('{"format": 1, "blocks": "3", "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}', "blocks"),
+        ('{"format": 1, "blocks": 3, "difficulty_bits": 8, "tip_hash": "XYZ"}', "tip_hash"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            Manifest.from_json(bad)
+
+
+def test_audit_last_block_deleted(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    path = run_dir / LEDGER_NAME
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    assert_caught(run_dir, "ledger holds 2 blocks", "3", MANIFEST_NAME)
+
+
+def test_audit_ledger_emptied(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    (run_dir / LEDGER_NAME).write_bytes(b"")
+    assert_caught(run_dir, "ledger holds 0 blocks", "3")
+
+
+def test_audit_extra_block_beyond_the_manifest(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    res = mine(4, blocks[-1].hash, merkle_root(blocks[-1].digests), 40.0, n_miners=4, difficulty_bits=BITS)
+    Ledger(run_dir / LEDGER_NAME).append(Block(res.header, blocks[-1].digests, res.hash))
+    assert_caught(run_dir, "block 4 (line 4)", "beyond the 3 blocks")
+
+
+def test_audit_needs_the_manifest(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    (run_dir / MANIFEST_NAME).write_text('{"format": 1, "blocks": 3}')
+    assert_caught(run_dir, MANIFEST_NAME, "tip_hash")
+    (run_dir / MANIFEST_NAME).unlink()
+    assert_caught(run_dir, MANIFEST_NAME, "missing")
+
+
+@pytest.mark.parametrize("damage", ["delete", "garble", "drop-difficulty", "deep"])
+def test_audit_config_missing_or_malformed_and_chain_remined_at_0_bits(run: tuple[Path, list[Block]],
+                                                                       damage: str) -> None:
+    run_dir, _ = run
+    remine_chain(run_dir, bits=0)
+    config = run_dir / "config.json"
+    if damage == "delete":
+        config.unlink()
+    elif damage == "garble":
+        config.write_text("{not json")
+    elif damage == "deep":
+        config.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        config.write_text(json.dumps({"K": 3, "N": 4}))
+    assert_caught(run_dir, "config.json")
+
+
+def test_audit_chain_remined_at_0_bits_against_the_manifest(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    remine_chain(run_dir, bits=0)
+    assert_caught(run_dir, "block 1 (line 1)", "difficulty is 0 bits", f"requires {BITS}")
+
+
+def test_audit_config_and_manifest_must_agree(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    (run_dir / "config.json").write_text(json.dumps({"K": 4, "N": 4, "difficulty_bits": BITS}))
+    assert_caught(run_dir, "config.json", "K = 4", "3 blocks")
+    (run_dir / "config.json").write_text(json.dumps({"K": 3, "N": 4, "difficulty_bits": BITS + 1}))
+    assert_caught(run_dir, "config.json", f"{BITS + 1}", f"{BITS} bits")
+    assert not verify_run(run_dir.parent / "elsewhere").ok
+    (run_dir / "config.json").write_text(json.dumps({"K": 3, "N": 4, "difficulty_bits": BITS}))
+    report = verify_run(run_dir, difficulty_bits=BITS + 2)
+    assert not report.ok and f"{BITS + 2}" in str(report.error)
+    assert verify_run(run_dir).tip == blocks[-1].hash
+
+
+@pytest.mark.parametrize("column, value", [("block_hash", digest_of(5)), ("miner", "3"), ("nonce", "12345678")])
+def test_audit_metrics_cross_check(run: tuple[Path, list[Block]], column: str, value: str) -> None:
+    run_dir, _ = run
+    path = run_dir / "metrics.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    cells[header.index(column)] = value
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    assert_caught(run_dir, "block 2 (line 2)", "metrics.csv", column)
+
+
+def test_audit_metrics_rows_and_file(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    path = run_dir / "metrics.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    assert_caught(run_dir, "metrics.csv", "block 3")
+    path.write_text("\n".join(lines + [lines[-1]]) + "\n")
+    assert_caught(run_dir, "metrics.csv", "4 rows")
+    path.write_text("round,miner\n1,0\n")
+    assert_caught(run_dir, "metrics.csv", "block_hash")
+    path.unlink()
+    assert_caught(run_dir, "metrics.csv", "missing")
+
+
+def test_audit_duplicated_digest_keeps_the_root_but_not_the_count(tmp_path: Path) -> None:
+    blocks = make_run(tmp_path, n=3)
+    # Bitcoin's odd-level rule: [a, b, c] and [a, b, c, c] share a Merkle root, so the hash holds.
+    assert merkle_root(list(blocks[1].digests) + [blocks[1].digests[-1]]) == blocks[1].header.merkle_root
+    edit_line(tmp_path, 2, lambda r: r["digests"].append(r["digests"][-1]))
+    assert_caught(tmp_path, "block 2 (line 2)", "4 model digests", "N = 3")
+
+
+def test_rewritten_run_passes_only_without_its_tip(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    # A forger who rewrites every file consistently (here: the whole chain at 0 bits) cannot be caught
+    # from the folder alone; only a tip hash kept elsewhere tells.
+    remine_chain(run_dir, bits=0, recommit=True)
+    assert verify_run(run_dir).ok
+    report = verify_run(run_dir, tip=blocks[-1].hash)
+    assert not report.ok and blocks[-1].hash in str(report.error) and "tip" in str(report.error)
+    assert "\n" not in str(report.error)
+
+
+def test_tip_anchor_accepts_the_true_tip(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    report = verify_run(run_dir, tip=blocks[-1].hash)
+    assert report.ok and report.tip == blocks[-1].hash
+    with pytest.raises(ValueError, match="tip"):
+        verify_run(run_dir, tip="abc")
+
+
+def test_audit_refuses_a_run_of_no_blocks(run: tuple[Path, list[Block]]) -> None:
+    run_dir, _ = run
+    # Emptied consistently: ledger, metrics, manifest and config all say 0 blocks. A run has K >= 1.
+    (run_dir / LEDGER_NAME).write_bytes(b"")
+    commit(run_dir, [], 4, BITS)
+    assert_caught(run_dir, "config.json", "K is 0")

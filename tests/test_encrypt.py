@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from bladefl_theory.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.encrypt import require_tenseal
+from bladefl_validate.encrypt import KEY_NAME, require_tenseal
 from bladefl_validate.ledger import Ledger
 from bladefl_validate.pool import CachePool
 from bladefl_validate.simulate import run_to_folder
@@ -26,6 +26,14 @@ needs_tenseal = pytest.mark.skipif(not HAVE_TENSEAL, reason="TenSEAL is not inst
 
 SMALL = dict(N=6, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
              batch_size=32, difficulty_bits=4, eta=0.05, sigma2=0.01)
+
+
+def cli_flags(**changes) -> list[str]:
+    """``run`` options for SMALL with ``changes``."""
+    flags = []
+    for k, v in {**SMALL, **changes}.items():
+        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
+    return flags
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +116,9 @@ def test_detection_on_decrypted_pool_flags_the_same_clients(tmp_path, data_root)
                         data_root)
     assert [r.flagged for r in enc.rounds] == [r.flagged for r in plain.rounds] == [tuple(plain.lazy)] * 2
     assert abs(enc.final.global_train_loss - plain.final.global_train_loss) < 1e-4
+    # Without --keep-key the key is gone with the run, and the summary says so.
+    assert not (tmp_path / "e" / KEY_NAME).exists()
+    assert "discarded" in (tmp_path / "e" / "summary.md").read_text()
 
 
 def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatch):
@@ -116,9 +127,7 @@ def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatc
         require_tenseal()
     with pytest.raises(InputError, match="TenSEAL"):
         RunConfig(**SMALL, encrypt="ckks")
-    flags = []
-    for k, v in SMALL.items():
-        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
+    flags = cli_flags()
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
                                  "--out", str(out)])
@@ -131,3 +140,64 @@ def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatc
 def test_unknown_encryption_is_rejected():
     with pytest.raises(InputError, match="encrypt must be one of none, ckks"):
         RunConfig(**SMALL, encrypt="paillier")
+
+
+@needs_tenseal
+def test_weights_beyond_the_safe_range_are_refused(codec):
+    # The mean is decrypted under the 60-bit first prime alone: |w| * 2^40 must stay below 2^59.
+    assert codec.max_abs == 2.0**18
+    inside = np.full(codec.slots, 0.99 * codec.max_abs, dtype=np.float32)
+    mean = codec.mean([codec.encrypt(inside), codec.encrypt(-inside / 2)])
+    assert np.abs(mean - inside.astype(np.float64) / 4).max() <= 1e-6 * codec.max_abs
+    for bad in (np.full(10, 1e9), np.r_[np.zeros(9), -2.0**19], np.r_[np.zeros(9), np.nan], np.r_[1.0, np.inf]):
+        with pytest.raises(InputError, match="safe range") as info:
+            codec.encrypt(bad.astype(np.float32))
+        assert "\n" not in str(info.value)
+
+
+@needs_tenseal
+def test_diverging_encrypted_run_fails_in_one_line(tmp_path, data_root):
+    flags = cli_flags(eta=300.0)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
+                                 "--out", str(out)])
+    lines = [x for x in r.output.splitlines() if x]
+    assert r.exit_code == 2 and len(lines) == 1 and "safe range" in lines[0], r.output
+    assert not out.exists()
+
+
+@needs_tenseal
+def test_keep_key_writes_a_private_key_that_decrypts_the_blobs(tmp_path, data_root):
+    from bladefl_validate.encrypt import CKKSCodec
+
+    plain = tmp_path / "plain"
+    run_to_folder(RunConfig(**SMALL), plain, data_root)
+    flags = cli_flags()
+    out = tmp_path / "enc"
+    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
+                                 "--keep-key", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    key = out / KEY_NAME
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert KEY_NAME in (out / "summary.md").read_text()
+    codec = CKKSCodec.load_key(key)
+    assert codec.max_abs == 2.0**18 and codec.slots == 4096
+    # Round 1 trains from the same w0 either way: client 0's ciphertext decrypts to its plaintext model.
+    first = Ledger(out / "ledger.jsonl").blocks()[0].digests[0]
+    first_plain = Ledger(plain / "ledger.jsonl").blocks()[0].digests[0]
+    w = codec.decrypt(CachePool(out / "blobs").get(first))
+    w_plain = np.frombuffer(CachePool(plain / "blobs").get(first_plain), dtype="<f4")
+    assert np.abs(w - w_plain).max() < 1e-5
+    with pytest.raises(ValueError, match="bad magic"):
+        CKKSCodec.load_key(out / "config.json")
+
+
+def test_keep_key_needs_ckks(tmp_path, data_root):
+    with pytest.raises(InputError, match="--keep-key needs --encrypt ckks"):
+        run_to_folder(RunConfig(**SMALL), tmp_path / "run", data_root, keep_key=True)
+    flags = cli_flags()
+    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--keep-key",
+                                 "--out", str(tmp_path / "run")])
+    lines = [x for x in r.output.splitlines() if x]
+    assert r.exit_code == 2 and len(lines) == 1 and "--keep-key" in lines[0], r.output
+    assert not (tmp_path / "run").exists()
