@@ -21,13 +21,11 @@ with any weight of magnitude 2^18 (262,144) or more, or not finite.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import os
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import numpy as np
 
 from bladefl_theory.errors import InputError
 
-__all__ = ["ENCRYPTIONS", "KEY_NAME", "CKKSCodec", "EncryptionOverhead", "measure_overhead", "recording_codecs",
+__all__ = ["ENCRYPTIONS", "KEY_NAME", "CKKSCodec", "EncryptionOverhead", "measure_overhead",
            "require_tenseal"]
 
 #: Values accepted by ``--encrypt``.
@@ -46,7 +44,6 @@ KEY_NAME = "ckks-secret.key"
 
 _MAGIC = b"BLADEFL-CKKS1\n"
 _KEY_MAGIC = b"BLADEFL-CKKS-KEY1\n"
-_recorder: contextvars.ContextVar[list[CKKSCodec] | None] = contextvars.ContextVar("bladefl_ckks", default=None)
 _HEAD = struct.Struct("<QI")  # model dimension, number of ciphertexts
 _LEN = struct.Struct("<Q")
 
@@ -73,9 +70,6 @@ class CKKSCodec:
         self._adopt(ts, context, {"poly_modulus_degree": int(poly_modulus_degree),
                                   "coeff_mod_bit_sizes": [int(b) for b in coeff_mod_bit_sizes],
                                   "scale_bits": int(scale_bits)})
-        recorder = _recorder.get()
-        if recorder is not None:
-            recorder.append(self)
 
     def _adopt(self, ts: Any, context: Any, params: dict[str, Any]) -> None:
         self._ts = ts
@@ -184,17 +178,6 @@ class CKKSCodec:
     def mean(self, blobs: Sequence[bytes]) -> np.ndarray:
         """Equal-weight FedAvg computed on ciphertexts, decrypted to float32."""
         return self._decrypt(*self.encrypted_mean(blobs))
-
-
-@contextlib.contextmanager
-def recording_codecs() -> Iterator[list[CKKSCodec]]:
-    """Collect the codecs made inside the block: how ``run_to_folder`` gets hold of a run's key to keep it."""
-    codecs: list[CKKSCodec] = []
-    token = _recorder.set(codecs)
-    try:
-        yield codecs
-    finally:
-        _recorder.reset(token)
 
 
 @dataclass(frozen=True)

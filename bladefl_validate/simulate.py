@@ -130,6 +130,7 @@ class RunResult:
     detections: tuple[Detection, ...] = ()  # one per round with --detect
     partition_counts: pd.DataFrame | None = None  # per-client label counts of the partition
     ledger_lines: list[bytes] | None = None  # the ledger, when it was kept in memory
+    codec: CKKSCodec | None = None  # the clients' shared CKKS context (secret key included), if encrypted
 
     @property
     def final(self) -> RoundMetrics:
@@ -347,7 +348,7 @@ def simulate_many(
                                        train_loss))
     return [
         RunResult(r.config, r.rounds, sorted(r.lazy.tolist()), init[0], init[3], tuple(r.detections), r.counts,
-                  r.ledger.lines if r.ledger.path is None else None)
+                  r.ledger.lines if r.ledger.path is None else None, r.cipher)
         for r, init in zip(runs, initial)
     ]
 
@@ -451,16 +452,13 @@ def run_to_folder(
 
     With ``keep_key`` (CKKS runs only) the clients' secret key is kept as ``out/ckks-secret.key``, mode 0600.
     """
-    from .encrypt import KEY_NAME, recording_codecs
+    from .encrypt import KEY_NAME
 
     if keep_key and config.encrypt != "ckks":
         raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        with recording_codecs() as codecs:
-            result = simulate(config, tmp, data_dir, on_round)
+        result = simulate(config, tmp, data_dir, on_round)
         if keep_key:
-            if len(codecs) != 1:
-                raise RuntimeError(f"the run made {len(codecs)} CKKS contexts, expected one: no key kept")
-            codecs[0].write_key(tmp / KEY_NAME)
+            result.codec.write_key(tmp / KEY_NAME)
         _write_outputs(result, tmp, KEY_NAME if keep_key else None)
     return result
