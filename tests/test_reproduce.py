@@ -41,8 +41,13 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
                                    "k_star_measured_plausible", "k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc",
                                    "k_star_printed_sc"]
     # The self-consistent bound is finite wherever phi > 0: every setting has its K*.
-    assert table.k_star_per_round_sc.notna().all() and table.k_star_per_round_sc.between(1, 2).all()
-    assert len(table) == 14 and table.k_star_measured.between(1, 2).all()
+    assert table.k_star_per_round_sc.notna().all()
+    assert len(table) == 14
+    # Each measured K* is the argmin of its setting's mean loss, and a plausible K is listed with it.
+    for row in table.itertuples():
+        runs = rep.runs[(rep.runs.dataset == row.dataset) & (rep.runs.M == row.M) & (rep.runs.sigma2 == row.sigma2)]
+        assert row.k_star_measured == int(runs.groupby("K").final_global_train_loss.mean().idxmin())
+        assert str(row.k_star_measured) in row.k_star_measured_plausible.split()
     assert (rep.runs.gap >= -1e-6).all()
     out = tmp_path / "report"
     out.mkdir()

@@ -97,7 +97,10 @@ def test_sweep_k_reports_every_k(data_root):
     result = sweep_k(small(K=1), seeds=[0, 1], data_dir=data_root, execution=Execution(workers=2, progress=False))
     assert list(result.per_k.index) == [1, 2]
     assert len(result.runs) == 4
-    assert result.k_star in (1, 2)
+    # The empirical K* is the argmin of the mean final loss over the seeds, whatever it is.
+    means = result.runs.groupby("K").final_global_train_loss.mean()
+    assert result.k_star == int(means.idxmin())
+    assert result.per_k.loc[result.k_star, "final_global_train_loss_mean"] == pytest.approx(means.min())
     assert result.per_k["final_global_train_loss_std"].notna().all()
 
 
