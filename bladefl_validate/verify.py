@@ -18,7 +18,7 @@ from typing import Any
 
 from .ledger import LEDGER_NAME, MANIFEST_NAME, Block, LedgerError, Manifest, iter_blocks, parse_json, verify_block
 from .mining import GENESIS_PREV
-from .pool import CachePool, is_digest, sha256_hex
+from .pool import BlobError, CachePool, is_digest
 
 __all__ = ["ChainReport", "verify_run", "BLOB_DIR", "CONFIG_NAME", "METRICS_NAME"]
 
@@ -186,11 +186,6 @@ def _check_chain(run_dir: Path, pool: CachePool, manifest: Manifest, n_clients: 
 
 def _check_blob(pool: CachePool, digest: str, where: str) -> None:
     try:
-        content = pool.path(digest).read_bytes()
-    except FileNotFoundError:
-        raise _Failed(f"blob {digest} in {where}: missing from the pool") from None
-    except OSError as exc:
-        raise _Failed(f"blob {digest} in {where}: cannot be read: {exc.strerror or exc}") from None
-    actual = sha256_hex(content)
-    if actual != digest:
-        raise _Failed(f"blob {digest} in {where}: corrupt, its content hashes to {actual}")
+        pool.get(digest)  # reads the blob and checks that its content hashes to its name
+    except BlobError as exc:
+        raise _Failed(f"{exc} (named in {where})") from None
