@@ -5,6 +5,7 @@ alpha, beta, t_sum, eta) to a number whose argmin over K is the form's K*:
 
 - ``per-round`` and ``printed``: the paper's bound 1/D(K) (:mod:`bladefl_theory.bound`), with the
   constants L, xi, delta, epsilon, phi, theta; continuous gamma = (t_sum − K·beta)/alpha, as printed.
+  ``per-round+sc`` and ``printed+sc``: the same with epsilon set to the bound itself (self-consistent).
 - ``drift``: a prediction of the loss itself, three terms in the paper's quantities::
 
       F(w^K) = 1/(1/F0 + eta·phi·gamma)                        progress of gamma = K·tau local epochs
@@ -35,7 +36,17 @@ from .errors import InputError
 from .params import Params
 from .timemodel import k_max, tau
 
-__all__ = ["FORMS", "DRIFT_CONSTANTS", "drift_expr", "form_values", "form_values_at", "form_kstar", "FormKStar"]
+__all__ = [
+    "FORMS",
+    "BOUND_FORMS",
+    "DRIFT_CONSTANTS",
+    "drift_expr",
+    "form_values",
+    "form_values_at",
+    "bound_values",
+    "form_kstar",
+    "FormKStar",
+]
 
 #: The drift form's constants, in the order of its docstring.
 DRIFT_CONSTANTS = ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1")
@@ -43,8 +54,12 @@ DRIFT_CONSTANTS = ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1")
 FORMS: dict[str, str] = {
     "per-round": "the paper's bound with the lazy term in each of the K rounds",
     "printed": "the paper's bound, eq. (6) verbatim",
+    "per-round+sc": "the per-round bound with epsilon set to the bound itself",
+    "printed+sc": "the printed bound with epsilon set to the bound itself",
     "drift": "predicted final loss: progress, saturating non-IID drift and lazy noise (calibrated)",
 }
+#: The forms of the paper's bound: each variant with the profile's epsilon, and self-consistent.
+BOUND_FORMS: tuple[str, ...] = ("per-round", "printed", "per-round+sc", "printed+sc")
 
 _K, _TAU = sp.Symbol("K", positive=True), sp.Symbol("tau", positive=True)
 _SYSTEM = {n: _bound.SYMBOLS[n] for n in ("N", "M", "sigma2", "eta")}
@@ -84,7 +99,7 @@ def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[st
     ``inf`` where a bound form is not finite. For ``drift``, tau is the time model's whole epochs.
     """
     ks = np.atleast_1d(np.asarray(K, dtype=int))
-    if form in _bound.VARIANTS:
+    if form in BOUND_FORMS:
         Params(**{**system, **constants})  # the rules of the bound's parameters
     taus = np.array([tau(int(k), system["t_sum"], system["alpha"], system["beta"]) for k in ks], dtype=float)
     return form_values_at(form, ks, taus, {n: np.full(len(ks), float(v)) for n, v in system.items()}, constants)
@@ -96,9 +111,9 @@ def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[s
 
     ``taus`` are the time model's whole epochs at each row (the drift form uses them). Unchecked: for fits.
     """
-    if form in _bound.VARIANTS:
+    if form in BOUND_FORMS:
         values = {**system, **{n: float(v) for n, v in constants.items()}}
-        return np.asarray(_bound.bound(np.asarray(K, dtype=float), values, form), dtype=float)
+        return bound_values(form, K, values)
     if form != "drift":
         raise InputError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
     _check_constants(form, constants)
@@ -107,6 +122,18 @@ def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[s
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         out = np.asarray(_drift_compiled()(*args), dtype=float)
     return np.where(np.isfinite(out) & (out > 0), out, np.inf)
+
+
+def bound_values(form: str, K, params) -> np.ndarray:
+    """A form of the paper's bound (:data:`BOUND_FORMS`) at each K; ``inf`` where it is not finite.
+
+    ``params`` is a :class:`Params` or a mapping of every parameter (arrays broadcast together).
+    """
+    if form not in BOUND_FORMS:
+        raise InputError(f"form must be one of {', '.join(BOUND_FORMS)} (got {form!r})")
+    variant, _, sc = form.partition("+")
+    f = _bound.bound_self_consistent if sc else _bound.bound
+    return np.atleast_1d(np.asarray(f(np.asarray(K, dtype=float), params, variant), dtype=float))
 
 
 @dataclass(frozen=True)

@@ -21,24 +21,14 @@ import pandas as pd
 from scipy import stats
 
 from bladefl_theory import bound as B
+from bladefl_theory.forms import BOUND_FORMS, bound_values
 from bladefl_theory.params import Params
 from bladefl_theory.solvers import kstar
 
-__all__ = ["FORMS", "GapResult", "VariantFit", "analyse_gap", "bound_form", "k_star_of", "write_gap_report"]
+__all__ = ["GapResult", "VariantFit", "analyse_gap", "k_star_of", "write_gap_report"]
 
-#: The forms of the bound compared with measurement: each variant with the profile's epsilon, and
-#: self-consistent (``+sc``: epsilon set to the bound itself).
-FORMS: tuple[str, ...] = (*B.VARIANTS, *(f"{v}+sc" for v in B.VARIANTS))
-
-
-def bound_form(ks: np.ndarray, params: Params, form: str) -> np.ndarray:
-    """The bound of one of :data:`FORMS` at each K of ``ks``; ``inf`` where it is not finite."""
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
-    variant, _, sc = form.partition("+")
-    ks = np.asarray(ks, dtype=float)
-    f = B.bound_self_consistent if sc else B.bound
-    return np.atleast_1d(np.asarray(f(ks, params, variant), dtype=float))
+#: The forms of the bound compared with measurement (bladefl_theory.forms).
+FORMS = BOUND_FORMS
 
 
 def k_star_of(ks: np.ndarray, bounds: np.ndarray) -> int | None:
@@ -84,7 +74,7 @@ def analyse_gap(per_k: pd.DataFrame, f_star: float, params: Params) -> GapResult
     table["measured_gap_std"] = per_k["final_global_train_loss_std"].to_numpy()
     fits = {}
     for form in FORMS:
-        b = bound_form(ks, params, form)
+        b = bound_values(form, ks, params)
         table[f"bound_{form}"] = np.where(np.isfinite(b), b, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             table[f"ratio_{form}"] = table[f"bound_{form}"] / table["measured_gap_mean"]

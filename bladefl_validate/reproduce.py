@@ -25,7 +25,9 @@ from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
 from .data import DATASETS
-from .gap import FORMS, GapResult, analyse_gap, bound_form, k_star_of, plot_gap
+from bladefl_theory.forms import bound_values
+
+from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap
 from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
 from .tasks import task_context
 
@@ -205,7 +207,7 @@ def _column(form: str) -> str:
 
 def _k_sc(params, form: str, k_max: int) -> int | None:
     ks = np.arange(1, k_max + 1)
-    return k_star_of(ks, bound_form(ks, params, form))
+    return k_star_of(ks, bound_values(form, ks, params))
 
 
 def _line_figure(rep: Reproduction, pairs, vary: str, path: Path) -> None:

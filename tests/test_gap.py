@@ -4,7 +4,8 @@ import pytest
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_validate.gap import FORMS, analyse_gap, bound_form, k_star_of, write_gap_report
+from bladefl_theory.forms import bound_values
+from bladefl_validate.gap import FORMS, analyse_gap, k_star_of, write_gap_report
 
 
 def per_k_from(values, std=0.01):
@@ -60,4 +61,4 @@ def test_self_consistent_forms_are_finite_and_their_k_star_is_the_argmin():
         assert result.fits[form].k_star_bound == int(b.idxmin()) == k_star_of(b.index.to_numpy(), b.to_numpy())
         assert result.fits[form].finite_points == 9 and result.fits[form].spearman is not None
     with pytest.raises(ValueError, match="form"):
-        bound_form(np.arange(1, 3), p, "per-round+xx")
+        bound_values("per-round+xx", np.arange(1, 3), p)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bladefl_theory import bound as B
 from bladefl_theory.calibration import Calibration, calibrate
 from bladefl_theory.forms import form_kstar
 from bladefl_theory.profiles import load_profile
@@ -154,17 +153,8 @@ class DatasetAnalysis:
 
 
 def _bound_kstar(profile_name: str, form: str) -> Callable[[dict], int | None]:
-    profile = load_profile(profile_name)
-    variant, _, sc = form.partition("+")
-
-    def predict(system: dict) -> int | None:
-        params = profile.params(**system)
-        ks = np.arange(1, k_max(system["t_sum"], system["alpha"], system["beta"]) + 1, dtype=float)
-        f = B.bound_self_consistent if sc else B.bound
-        values = np.atleast_1d(np.asarray(f(ks, params, variant), dtype=float))
-        return int(np.argmin(values)) + 1 if np.isfinite(values).any() else None
-
-    return predict
+    constants = load_profile(profile_name).constants
+    return lambda system: form_kstar(form, system, constants).k_star
 
 
 #: Every predictor, in the report's order.
