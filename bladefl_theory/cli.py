@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import bound as _bound
-from .atomic import atomic_directory
+from .atomic import MARKER, check_replaceable, owned_directory
 from .bound import VARIANTS
 from .clitools import CLIGroup
 from .convexity import certify
@@ -18,13 +18,15 @@ from .errors import CommandFailed, InputError
 from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
-from .sensitivity import parse_vary, sweep, write_report
+from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
 from .solvers import explain_infeasible, kstar
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
 
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
+#: The owner named in the marker of a sensitivity report folder.
+SENSITIVITY_OWNER = "bladefl-theory sensitivity"
 
 _FLOAT_HELP = {
     "sigma2": "variance of the lazy clients' noise",
@@ -233,7 +235,12 @@ def formula_cmd(fmt, expand):
 @click.option("--workers", type=int, default=None, help="Local Dask workers for large grids [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
-    """Vary one or two parameters; write CSV, a markdown report and PNGs into --out."""
+    """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
+
+    It owns the files {files} and the marker {marker} that lists them. An existing --out
+    is replaced whole, once the report is complete, only if it is empty or that marker says
+    this command wrote it and it holds nothing else; otherwise nothing is written (status 2).
+    """
     if len(vary) > 2:
         raise InputError("--vary: at most two parameters")
     varied = dict(parse_vary(v) for v in vary)
@@ -241,14 +248,18 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
         raise InputError("--vary: each parameter at most once")
     params = params_from_options(options)
     variants = (variant,) if variant else VARIANTS
+    check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
     execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
     result = sweep(params, varied, variants, execution)
-    with atomic_directory(out, overwrite=True) as tmp:
+    with owned_directory(out, SENSITIVITY_OWNER) as tmp:
         written = write_report(result, tmp, _command_line(vary, variant, out))
     for path in written:
         click.echo(str(out / path.name))
     for v, text in result.verdicts().items():
         click.echo(f"Remark 3 ({v}): {text}")
+
+
+sensitivity_cmd.help = sensitivity_cmd.help.format(files=", ".join(REPORT_FILES), marker=MARKER)
 
 
 def _command_line(vary, variant, out) -> str:

@@ -19,9 +19,11 @@ from .execution import Execution, TaskKind, one_by_one, run_tasks
 from .params import ParameterError, Params
 from .solvers import kstar
 
-__all__ = ["parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
+__all__ = ["REPORT_FILES", "parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
 
 _INT_PARAMS = ("N", "M")
+#: The files :func:`write_report` writes.
+REPORT_FILES = ("sensitivity.csv", "README.md", "kstar.png", "bound.png")
 
 
 def parse_vary(spec: str) -> tuple[str, list[float | int]]:
