@@ -45,25 +45,54 @@ def available_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in _builtin_dir().iterdir() if p.name.endswith(".json"))
 
 
+#: Largest profile file read (a profile is a few kilobytes).
+MAX_PROFILE_BYTES = 1 << 20
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped profile by name, or a profile JSON file by path."""
     text_source = str(name_or_path)
-    builtin = _builtin_dir() / f"{text_source}.json"
-    if builtin.is_file():
+    if text_source in available_profiles():
+        builtin = _builtin_dir() / f"{text_source}.json"
         text, source = builtin.read_text(encoding="utf-8"), f"builtin:{text_source}"
     else:
-        path = Path(text_source)
-        if not path.is_file():
-            raise ProfileError(
-                f"profile {text_source!r} is neither a shipped profile "
-                f"({', '.join(available_profiles())}) nor a readable file"
-            )
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = _read_file(text_source), text_source
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"profile {text_source!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ProfileError(f"profile {text_source!r} is nested too deeply to be a profile") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ProfileError(f"profile {text_source!r} is not valid JSON: {exc}") from None
     return _parse(data, text_source, source)
+
+
+def _read_file(text_source: str) -> str:
+    path = Path(text_source)
+    not_found = ProfileError(
+        f"profile {text_source!r} is neither a shipped profile ({', '.join(available_profiles())}) nor a readable file"
+    )
+    try:
+        if not path.is_file():
+            raise not_found
+        if path.stat().st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"profile {text_source!r} is larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+        with path.open("rb") as f:
+            raw = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise ProfileError(f"profile {text_source!r} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"profile {text_source!r} is larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {text_source!r} is not UTF-8 text (a JSON file was expected)") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parse(data: Any, label: str, source: str) -> Profile:
@@ -80,15 +109,18 @@ def _parse(data: Any, label: str, source: str) -> Profile:
     for n in CONSTANT_NAMES:
         v = constants[n]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ProfileError(f"profile {label!r}: constant {n} must be a number (got {v!r})")
-        values[n] = float(v)
+            raise ProfileError(f"profile {label!r}: constant {n} must be a number (got {_short(v)})")
+        try:
+            values[n] = float(v)
+        except OverflowError:
+            raise ProfileError(f"profile {label!r}: constant {n} must be a finite number (got {_short(v)})") from None
     provenance = data.get("provenance", {})
     if not isinstance(provenance, dict):
         raise ProfileError(f"profile {label!r}: 'provenance' must be an object")
     return Profile(
-        name=str(data.get("name", label)),
+        name=data["name"] if isinstance(data.get("name"), str) else label,
         constants=values,
         provenance=provenance,
-        description=str(data.get("description", "")),
+        description=data["description"] if isinstance(data.get("description"), str) else "",
         source=source,
     )

@@ -102,3 +102,32 @@ def test_bad_profiles_are_rejected(tmp_path, content, fragment):
 def test_missing_profile_names_the_shipped_ones():
     with pytest.raises(ProfileError, match="neither a shipped profile"):
         load_profile("no-such-profile")
+
+
+_GOOD = '"L": 1, "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0'
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"constants": {' + _GOOD.encode() + b', "x": ' + b"9" * 5000 + b"}}", "not valid JSON"),
+        (b'{"constants": {' + _GOOD.replace('"L": 1', '"L": 1' + "0" * 400).encode() + b"}}", "finite number"),
+        (b" " * (2 << 20), "larger than"),
+    ],
+)
+def test_unreadable_profiles_are_one_line_errors(tmp_path, content, fragment):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(ProfileError, match=fragment) as info:
+        load_profile(path)
+    assert "\n" not in str(info.value)
+
+
+def test_profile_names_do_not_reach_outside_the_shipped_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError, match="neither a shipped profile"):
+        load_profile("../profile_data/default")
+    with pytest.raises(ProfileError, match="neither a shipped profile"):
+        load_profile(tmp_path)
