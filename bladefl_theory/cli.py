@@ -13,7 +13,7 @@ from . import bound as _bound
 from .atomic import MARKER, check_replaceable, owned_directory
 from .bound import VARIANTS
 from .clitools import CLIGroup
-from .convexity import certify
+from .convexity import MAX_GRID_POINTS, certify
 from .errors import CommandFailed, InputError
 from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
@@ -175,7 +175,9 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
 @cli.command("convexity")
 @param_options
 @_variant_option()
-@click.option("--grid", default=4001, show_default=True, type=click.IntRange(min=3), help="Grid points for the numeric check.")
+@click.option(
+    "--grid", default=4001, show_default=True, type=click.IntRange(3, MAX_GRID_POINTS), help="Grid points for the numeric check."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convexity_cmd(variant, grid, as_json, **options):
     """Certificate that the bound is convex in K where it is finite (Remark 1)."""

@@ -19,10 +19,14 @@ from scipy.special import lambertw
 
 from . import bound as _bound
 from .bound import SYMBOLS, Canonical, canonical, denominator_expr, to_latex
+from .errors import InputError
 from .params import Params
 from .timemodel import k_max_continuous
 
-__all__ = ["ConvexityCertificate", "certify", "feasible_interval", "maximizer", "second_derivative"]
+__all__ = ["ConvexityCertificate", "MAX_GRID_POINTS", "certify", "feasible_interval", "maximizer", "second_derivative"]
+
+#: Most grid points of the numeric check (a few arrays of this many floats).
+MAX_GRID_POINTS = 1_000_000
 
 
 @lru_cache(maxsize=None)
@@ -104,6 +108,8 @@ class ConvexityCertificate:
 
 def certify(params: Params, variant: str = "per-round", grid_points: int = 4001) -> ConvexityCertificate:
     """Check Remark 1 for these parameters: symbolically, then on a grid of ``grid_points`` K values."""
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or not 3 <= grid_points <= MAX_GRID_POINTS:
+        raise InputError(f"grid_points must be an integer from 3 to {MAX_GRID_POINTS} (got {grid_points!r})")
     expr, concave = second_derivative(variant)
     lo, hi = 1.0, k_max_continuous(params.t_sum, params.alpha, params.beta)
     failures: list[str] = []

@@ -62,6 +62,9 @@ def test_flags_override_the_profile(tmp_path):
         (["sensitivity", "--vary", "Q=1:3"], "unknown parameter 'Q'"),
         (["sensitivity", "--vary", "M=0:30"], "grid point M=20"),
         (["sensitivity", "--vary", "sigma2=0:1"], "needs a step"),
+        (["sensitivity", "--vary", "sigma2=0:1:1e-300"], "at most 10000"),
+        (["sensitivity", "--vary", "M=0:100000000"], "at most 10000"),
+        (["convexity", "--grid", "100000000"], "--grid"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):

@@ -107,3 +107,13 @@ def test_feasible_interval_endpoints_are_roots():
     assert 7 < hi < 100 / 11
     lo0, hi0 = feasible_interval(Params())
     assert math.isclose(hi0, 100 / 11) and float(denominator(hi0, Params())) > 0
+
+
+def test_certify_caps_the_grid():
+    from bladefl_theory.convexity import MAX_GRID_POINTS
+    from bladefl_theory.errors import InputError
+
+    with pytest.raises(InputError, match=f"from 3 to {MAX_GRID_POINTS}"):
+        certify(Params(), grid_points=MAX_GRID_POINTS + 1)
+    with pytest.raises(InputError, match="from 3 to"):
+        certify(Params(), grid_points=2)
