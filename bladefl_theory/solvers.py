@@ -184,13 +184,19 @@ def kstar_cvxpy(params: Params, variant: str = "per-round", solver: str | None =
     K, t = cp.Variable(), cp.Variable()
     # ExpCone(x, y, z) is y·exp(x/y) <= z. With x = a + ln(q)·K and y = K, z bounds
     # q·K·exp(a/K) itself: folding q into the exponent keeps the cone well scaled when q is tiny.
-    constraints = [cp.constraints.ExpCone(c.a + math.log(c.q) * K, K, t), K >= feasible[0], K <= feasible[1]]
-    problem = cp.Problem(cp.Maximize(c.p0 + c.p1 * K - t), constraints)
+    # Divided by the size of its linear part, the objective is of order one whatever the parameters' scale.
+    scale = max(abs(c.p0), abs(c.p1) * feasible[1])
+    if not all(math.isfinite(x) for x in (c.p0, c.p1, c.a, c.log_q, scale)) or scale == 0:
+        return ContinuousResult("cvxpy", None, None, 3, "the canonical coefficients are beyond float range")
+    log_q = c.log_q - math.log(scale)
+    constraints = [cp.constraints.ExpCone(c.a + log_q * K, K, t), K >= feasible[0], K <= feasible[1]]
+    problem = cp.Problem(cp.Maximize(c.p0 / scale + (c.p1 / scale) * K - t), constraints)
     chosen = solver or _default_conic_solver(cp)
     try:
         problem.solve(solver=chosen)
-    except cp.error.SolverError as exc:
-        return ContinuousResult("cvxpy", None, None, 3, f"{chosen}: {exc}")
+    except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+        # cvxpy refuses data it cannot scale (ValueError); the cross-check then reports a failed solver.
+        return ContinuousResult("cvxpy", None, None, 3, f"{chosen}: {' '.join(str(exc).split())}")
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or K.value is None:
         return ContinuousResult("cvxpy", None, None, 3, f"{chosen} returned status {problem.status}")
     k = float(min(max(float(K.value), feasible[0]), feasible[1]))
@@ -253,7 +259,10 @@ def _epsilon_needed(params: Params, variant: str) -> str:
     km = k_max(params.t_sum, params.alpha, params.beta)
     needed = float(np.min(_bound.epsilon_threshold(np.arange(1, km + 1), params, variant)))
     if not math.isfinite(needed):
-        return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
+        A, _ = _bound._split(np.arange(1, km + 1), params, variant)
+        if not (A > 0).any():
+            return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
+        return f"no epsilon a float can hold gives a finite bound at any K in 1..{km} (the divergence term exceeds float range)"
     return f"a finite bound at some K in 1..{km} needs epsilon > {needed:.4g} (it is {params.epsilon:.4g})"
 
 
@@ -285,6 +294,13 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
             agree = agree and closed.success == conic.success
 
     notes = []
+    if not agree:
+        found = ", ".join(
+            f"{name} {'-' if k is None else f'{k:.6g}'}"
+            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None), ("integer search", integer.k))
+            if name != "cvxpy" or conic is not None
+        )
+        notes.append(f"the solvers disagree ({found}): D is too flat or too steep here for some of them to resolve")
     if variant == "printed":
         notes.append(
             "printed (eq. 6 verbatim): dD/dK does not contain M, sigma2 or theta, so K* does not "

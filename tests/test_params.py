@@ -35,6 +35,8 @@ def test_defaults_are_the_papers():
         ({"eta": 0.1, "L": 10.0}, "eta", "eta*L must be < 1"),
         ({"t_sum": 10.0}, "t_sum", "t_sum must be >= alpha + beta = 11"),
         ({"sigma2": "0.1"}, "sigma2", "sigma2 must be a number"),
+        ({"N": 2**53 + 1, "M": 3}, "N", "N must be at most 2**53"),
+        ({"N": 10**400, "M": 10**400 - 1}, "N", "N must be at most 2**53"),
     ],
 )
 def test_each_rule_has_its_message(change, name, fragment):
