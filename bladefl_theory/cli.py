@@ -19,7 +19,7 @@ from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
 from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
-from .solvers import explain_infeasible, kstar
+from .solvers import explain_infeasible, explain_no_integer, finite_integers, kstar
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
 
@@ -87,7 +87,15 @@ def _fmt(x) -> str:
 @click.group("bladefl-theory", cls=CLIGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="bladefl", prog_name="bladefl-theory")
 def cli():
-    """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it."""
+    """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it.
+
+    \b
+    Exit statuses:
+      0  success
+      2  bad input: one line naming the parameter and the rule; nothing written
+      3  no finite bound: kstar and bound, at no K in 1..K_max;
+         convexity, at no real K in [1, t_sum/(alpha+beta)]
+    """
 
 
 @cli.command("kstar")
@@ -142,7 +150,11 @@ def _parse_k_list(text: str | None, k_max: int) -> list[int]:
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bound_cmd(variant, k_list, as_csv, as_json, **options):
-    """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0), and its self-consistent form."""
+    """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0), and its self-consistent form.
+
+    Exits with status 3 when no K in 1..K_max has a finite bound, as kstar does, whichever K
+    --K selects; when only the selected K have none, the table says where the bound is finite.
+    """
     if as_csv and as_json:
         raise InputError("--csv and --json exclude each other")
     params = params_from_options(options)
@@ -163,13 +175,17 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
         for r in rows:
             cells = ("" if r[c] is None else repr(r[c]) for c in ("bound", "bound_self_consistent"))
             click.echo(f"{r['K']},{r['tau']},{','.join(cells)}")
-    else:
+    any_finite = any(r["bound"] is not None for r in rows)
+    finite = None if any_finite else finite_integers(params, variant)
+    if not (as_json or as_csv):
         click.echo(f"{'K':>4} {'tau':>5} {'bound':>12} {'self-consistent':>16}")
         for r in rows:
             click.echo(f"{r['K']:>4} {r['tau']:>5} {_fmt(r['bound']):>12} {_fmt(r['bound_self_consistent']):>16}")
         click.echo("self-consistent: epsilon set to the bound itself (epsilon drops out)")
-    if all(r["bound"] is None for r in rows):
-        raise CommandFailed(explain_infeasible(params, variant), EXIT_NO_FINITE_BOUND)
+        if finite is not None:
+            click.echo(f"no finite bound at the K asked for; the bound is finite only for K = {finite[0]}..{finite[1]}")
+    if not any_finite and finite is None:
+        raise CommandFailed(explain_no_integer(params, variant), EXIT_NO_FINITE_BOUND)
 
 
 @cli.command("convexity")
@@ -180,7 +196,10 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convexity_cmd(variant, grid, as_json, **options):
-    """Certificate that the bound is convex in K where it is finite (Remark 1)."""
+    """Certificate that the bound is convex in K where it is finite (Remark 1).
+
+    Exits with status 3 when D(K) > 0 at no real K in [1, t_sum/(alpha+beta)].
+    """
     params = params_from_options(options)
     c = certify(params, variant, grid_points=grid)
     if as_json:

@@ -12,7 +12,7 @@ from .errors import InputError
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
+__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -23,6 +23,8 @@ _DEFAULT_CONSTANTS = load_profile("default").constants
 #: The paper's Section 5.1 settings, the defaults of both packages.
 #: Largest N: the bound is computed in floating point, which holds integers exactly up to 2**53.
 MAX_N = 2**53
+#: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
+MAX_K = 100_000
 SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0, "eta": 0.01}
 
 
@@ -62,6 +64,13 @@ class Params:
 
     def __post_init__(self) -> None:
         check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
+        km = k_max(self.t_sum, self.alpha, self.beta)
+        if km > MAX_K:
+            raise ParameterError(
+                "t_sum",
+                f"t_sum/(alpha+beta) must be at most {MAX_K}: it is K_max, the number of K the integer search "
+                f"and the per-K table cover (got K_max={km})",
+            )
         value = _check_real(self.theta, "theta")
         if value < 0:
             raise ParameterError("theta", f"theta must be >= 0 (got {value:g})")

@@ -16,7 +16,7 @@ import numpy as np
 from . import bound as _bound
 from .bound import VARIANTS, canonical, terms
 from .convexity import feasible_interval, maximizer
-from .params import ParameterError, Params
+from .params import MAX_K, ParameterError, Params
 from .timemodel import k_max, k_max_continuous, tau
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "kstar_cvxpy",
     "kstar_integer",
     "explain_infeasible",
+    "explain_no_integer",
+    "finite_integers",
     "MAX_INTEGER_K",
 ]
 
@@ -39,8 +41,8 @@ STATUS = {
     2: "no K gives a finite bound (D(K) <= 0 everywhere)",
     3: "the solver failed",
 }
-#: Largest K_max the exhaustive integer search accepts.
-MAX_INTEGER_K = 10_000_000
+#: Largest K_max the exhaustive integer search covers (a rule of :class:`Params`).
+MAX_INTEGER_K = MAX_K
 #: Continuous solvers agree when their K differ by less than this (relative to max(1, K)).
 AGREEMENT_RTOL = 1e-3
 
@@ -214,27 +216,42 @@ def _default_conic_solver(cp) -> str:
 def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
     """Integer K* = argmin of the bound over K = 1..K_max, with tau local epochs per block."""
     _check_variant(variant)
-    km = k_max(params.t_sum, params.alpha, params.beta)
-    if km > MAX_INTEGER_K:
-        raise ParameterError(
-            "t_sum", f"t_sum/(alpha+beta) gives K_max = {km}, more than the integer search's limit {MAX_INTEGER_K}"
-        )
+    km = k_max(params.t_sum, params.alpha, params.beta)  # at most MAX_INTEGER_K: Params checks it
     ks = np.arange(1, km + 1, dtype=float)
     bounds = np.atleast_1d(np.asarray(_bound.bound(ks, params, variant), dtype=float))
     if not np.isfinite(bounds).any():
-        feasible = feasible_interval(params, variant)
-        if feasible is not None:
-            reason = (
-                f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
-                f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"
-            )
-        else:
-            reason = explain_infeasible(params, variant)
-        return IntegerResult(None, None, None, km, bounds, 2, reason)
+        return IntegerResult(None, None, None, km, bounds, 2, explain_no_integer(params, variant))
     i = int(np.argmin(bounds))
     k = i + 1
     status = 1 if k in (1, km) else 0
     return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status, STATUS[status])
+
+
+def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, int] | None:
+    """The integers K in 1..K_max with a finite bound, as (first, last), or None (they are consecutive: D is concave)."""
+    feasible = feasible_interval(params, variant)
+    if feasible is None:
+        return None
+    km = k_max(params.t_sum, params.alpha, params.beta)
+    first, last = max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1]))
+    # Decide at the integers themselves: the interval's ends are only as exact as the root search.
+    while first <= last and not math.isfinite(_bound.bound(first, params, variant)):
+        first += 1
+    while last >= first and not math.isfinite(_bound.bound(last, params, variant)):
+        last -= 1
+    return (first, last) if first <= last else None
+
+
+def explain_no_integer(params: Params, variant: str = "per-round") -> str:
+    """Why no integer K in 1..K_max has a finite bound (the message of exit status 3)."""
+    feasible = feasible_interval(params, variant)
+    if feasible is None:
+        return explain_infeasible(params, variant)
+    km = k_max(params.t_sum, params.alpha, params.beta)
+    return (
+        f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
+        f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"
+    )
 
 
 def explain_infeasible(params: Params, variant: str = "per-round") -> str:

@@ -146,3 +146,75 @@ def test_console_script_runs_as_a_subprocess():
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "N must be an integer >= 2" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("k_list", ["1,3,5", "1", "9", None])
+def test_bound_exits_3_only_when_no_k_has_a_finite_bound(k_list):
+    # At the defaults the bound is finite at K = 6..9 and nowhere else.
+    args = ["bound"] + (["--K", k_list] if k_list else [])
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    if k_list in ("1,3,5", "1"):
+        assert "finite only for K = 6..9" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_bound_exit_3_names_the_reason_and_agrees_with_kstar():
+    for extra in (["--M", "19", "--theta", "10"], ["--epsilon", "1e-300"], ["--M", "19", "--sigma2", "0.3"]):
+        b = CliRunner().invoke(cli, ["bound", "--K", "7", *extra])
+        k = CliRunner().invoke(cli, ["kstar", *extra])
+        assert b.exit_code == k.exit_code == 3, (extra, b.output)
+        assert b.output.splitlines()[-1].split(" (`bladefl-theory")[0] == k.output.splitlines()[-1].split(" (`bladefl-theory")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--eta", "1e-300"],
+        ["--alpha", "0.001"],
+        ["--epsilon", "1e-300"],
+        ["--epsilon", "1e300"],
+        ["--beta", "1e300", "--t-sum", "1.5e300"],
+        ["--M", "19", "--sigma2", "0.3"],
+    ],
+)
+def test_convexity_and_kstar_agree_on_whether_a_bound_exists(args):
+    k = CliRunner().invoke(cli, ["kstar", *args])
+    c = CliRunner().invoke(cli, ["convexity", *args])
+    assert k.exit_code in (0, 3) and c.exit_code in (0, 3), (k.output, c.output)
+    # convexity asks for a real K with D(K) > 0, kstar for an integer one: kstar's success implies convexity's.
+    if k.exit_code == 0:
+        assert c.exit_code == 0, c.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["kstar", "--alpha", "0.001"],
+        ["kstar", "--alpha", "0.0001"],
+        ["kstar", "--epsilon", "1e-300"],
+        ["kstar", "--beta", "1e300", "--t-sum", "1.5e300"],
+        ["kstar", "--epsilon", "1e300"],
+        ["kstar", "--json", "--epsilon", "1e-300"],
+        ["kstar", "--json", "--eta", "1e-300"],
+        ["convexity", "--json", "--epsilon", "1e-300"],
+        ["bound", "--json", "--epsilon", "1e300"],
+        ["kstar", "--theta", "1e308", "--M", "3", "--xi", "1e308"],
+    ],
+)
+def test_extreme_values_give_a_result_or_status_3_never_a_traceback(args):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code in (0, 3), r.output
+    assert "Traceback" not in r.output and "Warning" not in r.output
+    if "--json" in args:
+        text = r.stdout
+        json.loads(text[: text.rindex("}") + 1])
+
+
+def test_huge_n_and_k_max_are_refused_with_the_rule():
+    r = CliRunner().invoke(cli, ["kstar", "--N", "99999999999999999999", "--M", "99999999999999999998"])
+    assert r.exit_code == 2 and "N must be at most 2**53" in r.output
+    for cmd in ("kstar", "bound", "convexity"):
+        r = CliRunner().invoke(cli, [cmd, "--t-sum", "1e12"])
+        assert r.exit_code == 2 and "K_max" in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
