@@ -80,11 +80,31 @@ def _variant_option(default: str | None = "per-round"):
     )
 
 
+def _json(obj) -> str:
+    """Strict JSON: a number beyond float range (inf, nan) is written as null."""
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:.6g}" if isinstance(x, float) else str(x))
 
 
-@click.group("bladefl-theory", cls=CLIGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    "bladefl-theory",
+    cls=CLIGroup,
+    catch_all=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="bladefl", prog_name="bladefl-theory")
 def cli():
     """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it.
@@ -95,6 +115,7 @@ def cli():
       2  bad input: one line naming the parameter and the rule; nothing written
       3  no finite bound: kstar and bound, at no K in 1..K_max;
          convexity, at no real K in [1, t_sum/(alpha+beta)]
+      1  the output could not be written, or an internal error (a bug)
     """
 
 
@@ -107,7 +128,7 @@ def kstar_cmd(variant, as_json, **options):
     params = params_from_options(options)
     r = kstar(params, variant)
     if as_json:
-        click.echo(json.dumps(r.as_dict(), indent=2, allow_nan=False))
+        click.echo(_json(r.as_dict()))
     else:
         click.echo(f"variant            {variant}")
         click.echo(f"K*                 {_fmt(r.k_star)}")
@@ -169,7 +190,7 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
         for k, b, c in zip(ks, values, sc)
     ]
     if as_json:
-        click.echo(json.dumps({"variant": variant, "params": params.as_dict(), "rows": rows}, indent=2))
+        click.echo(_json({"variant": variant, "params": params.as_dict(), "rows": rows}))
     elif as_csv:
         click.echo("K,tau,bound,bound_self_consistent")
         for r in rows:
@@ -203,7 +224,7 @@ def convexity_cmd(variant, grid, as_json, **options):
     params = params_from_options(options)
     c = certify(params, variant, grid_points=grid)
     if as_json:
-        click.echo(json.dumps(c.as_dict(), indent=2))
+        click.echo(_json(c.as_dict()))
     else:
         click.echo(f"variant: {variant}")
         click.echo(f"K range: [{c.k_range[0]:g}, {c.k_range[1]:.6g}] (tau >= 1)")

@@ -248,6 +248,12 @@ def explain_no_integer(params: Params, variant: str = "per-round") -> str:
     if feasible is None:
         return explain_infeasible(params, variant)
     km = k_max(params.t_sum, params.alpha, params.beta)
+    first, last = max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1]))
+    if first <= last:
+        return (
+            f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 for K = {first}..{last}, "
+            f"but so small there that the bound 1/D(K) exceeds float range (1.8e308)"
+        )
     return (
         f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
         f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"

@@ -218,3 +218,33 @@ def test_huge_n_and_k_max_are_refused_with_the_rule():
         r = CliRunner().invoke(cli, [cmd, "--t-sum", "1e12"])
         assert r.exit_code == 2 and "K_max" in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_json_output_is_strict_even_where_numbers_leave_float_range():
+    # phi = 1e-305: D > 0 but 1/D beyond float range; the grid's second differences overflow.
+    for cmd in ("kstar", "convexity", "bound"):
+        r = CliRunner().invoke(cli, [cmd, "--json", "--phi", "1e-305", "--eta", "1e-10", "--epsilon", "1e300"])
+        # D(K) > 0, so convexity has its interval; the integer commands have no finite bound and say why.
+        assert r.exit_code == (0 if cmd == "convexity" else 3)
+        assert cmd == "convexity" or "exceeds float range" in r.output.splitlines()[-1]
+        text = r.stdout
+        json.loads(text[: text.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_output_errors_are_one_line(tmp_path, monkeypatch):
+    import bladefl_theory.cli as theory_cli
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(theory_cli, "write_report", broken)
+    r = CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and r.output.strip() == "bladefl-theory: error: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(theory_cli, "kstar", lambda *a, **k: 1 / 0)
+    r = CliRunner().invoke(cli, ["kstar"])
+    assert r.exit_code == 1 and "internal error" in r.output and "ZeroDivisionError" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    monkeypatch.setenv("BLADEFL_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        CliRunner().invoke(cli, ["kstar"], catch_exceptions=False)
