@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
@@ -25,6 +26,8 @@ __all__ = ["cli", "main", "param_options", "params_from_options"]
 
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
+#: Most local Dask workers sensitivity starts: more would only compete for the cores.
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
 #: The owner named in the marker of a sensitivity report folder.
 SENSITIVITY_OWNER = "bladefl-theory sensitivity"
 
@@ -274,7 +277,12 @@ def formula_cmd(fmt, expand):
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"), show_default=True
 )
 @click.option("--scheduler", default=None, help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
-@click.option("--workers", type=int, default=None, help="Local Dask workers for large grids [default: one per core].")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=None,
+    help=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) [default: one per core].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
     """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
