@@ -203,7 +203,7 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
         groups = frame.groupby(others) if others else [((), frame)]
         cont_dec = cont_const = int_nonincreasing = True
         int_moves = False
-        lost = 0
+        lost = assessed = 0
         for _, g in groups:
             g = g.sort_values(name)
             m = g["M"].iloc[0] if "M" in g else base.M
@@ -215,6 +215,7 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
             ki = ok.k_star.to_numpy(dtype=float)
             if len(ok) < 2:
                 continue
+            assessed += 1
             dk = np.diff(kc)
             cont_dec &= bool(np.all(dk < 0))
             cont_const &= bool(np.all(np.abs(dk) <= 1e-9 * np.maximum(1, np.abs(kc[1:]))))
@@ -227,7 +228,9 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
                 f" (continuous K* from {feasible.k_star_continuous.max():.3f} to {feasible.k_star_continuous.min():.3f}, "
                 f"integer K* in {sorted(set(int(k) for k in feasible.k_star))})"
             )
-        if cont_const:
+        if not assessed:
+            verdict = f"not assessed in {name}: no two values of {name} (with M > 0 for sigma2) give a finite bound"
+        elif cont_const:
             verdict = f"does not hold in {name}: K* does not change with {name}"
         elif cont_dec and int_nonincreasing and int_moves:
             verdict = f"holds in {name}: K* decreases as {name} grows"

@@ -72,3 +72,16 @@ def test_sweep_refuses_a_grid_too_large_before_solving(monkeypatch):
     # Each point's integer search covers 1..K_max: the sum over the grid is bounded too.
     with pytest.raises(InputError, match="K_max"):
         sweep(Params(), {"t_sum": [1e6 + i for i in range(1000)]}, ("per-round",))
+
+
+@pytest.mark.parametrize(
+    "base, varied",
+    [
+        (Params(theta=10.0), {"M": [18, 19]}),  # no grid point has a finite bound
+        (Params(), {"M": [4]}),  # one value
+        (Params(M=0), {"sigma2": [0.0, 0.3]}),  # sigma2 acts only through sqrt(M)
+    ],
+)
+def test_verdict_is_not_assessed_without_two_finite_points(base, varied):
+    for text in sweep(base, varied).verdicts().values():
+        assert text.startswith("not assessed"), text
