@@ -182,6 +182,17 @@ class ConvexityCertificate:
         }
 
 
+def _second_differences(ks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Second differences of values/scale over consecutive finite triples, the scale max(1, max |value|), and their K."""
+    finite = np.isfinite(values)
+    scale = max(1.0, float(np.max(np.abs(values[finite]), initial=0.0)))
+    v = values / scale
+    with np.errstate(invalid="ignore"):
+        d2 = v[:-2] - 2 * v[1:-1] + v[2:]
+    valid = finite[:-2] & finite[1:-1] & finite[2:]
+    return d2[valid], scale, ks[1:-1][valid]
+
+
 def certify(params: Params, variant: str = "per-round", grid_points: int = 4001) -> ConvexityCertificate:
     """Check Remark 1 for these parameters: symbolically, then on a grid of ``grid_points`` K values."""
     if isinstance(grid_points, bool) or not isinstance(grid_points, int) or not 3 <= grid_points <= MAX_GRID_POINTS:
@@ -193,38 +204,32 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
         failures.append("sympy could not prove d²D/dK² < 0")
 
     # Second differences on a uniform grid approximate h²·f''; a tolerance scaled to the
-    # values absorbs rounding without hiding a real sign change.
-    # Where D is beyond float range (-inf) there is nothing to difference: only finite triples count.
+    # values absorbs rounding without hiding a real sign change. They are taken of the values
+    # divided by that scale, so that none overflows; where D is -inf (C beyond float range)
+    # there is nothing to difference.
     ks = np.linspace(lo, hi, grid_points)
     d = np.asarray(_bound.denominator(ks, params, variant), dtype=float)
-    finite_d = np.isfinite(d)
-    with np.errstate(all="ignore"):
-        d2_all = d[:-2] - 2 * d[1:-1] + d[2:]
-        tol_d = 1e-9 * max(1.0, float(np.max(np.abs(d[finite_d]), initial=0.0)))
-    valid = finite_d[:-2] & finite_d[1:-1] & finite_d[2:] & np.isfinite(d2_all)
-    d2 = d2_all[valid]
-    max_d2 = float(np.max(d2)) if d2.size else 0.0
-    if max_d2 > tol_d:
-        bad = ks[1:-1][valid][d2 > tol_d]
+    d2, scale_d, where_d = _second_differences(ks, d)
+    max_d2 = float(np.max(d2)) * scale_d if d2.size else 0.0
+    if d2.size and np.max(d2) > 1e-9:
+        bad = where_d[d2 > 1e-9]
         failures.append(f"D is not concave on the grid near K = {bad[0]:.4g}..{bad[-1]:.4g}")
+    convex_d = not (d2.size and np.max(d2) > 1e-9)
 
     feasible = feasible_interval(params, variant)
     min_b2: float | None = None
+    convex_b = True
     if feasible is None:
         failures.append(f"D(K) <= 0 for every K in [{lo:g}, {hi:.4g}]: no finite bound, Remark 1 is vacuous")
     else:
         inner = np.linspace(feasible[0], feasible[1], grid_points)
         b = np.asarray(_bound.bound(inner, params, variant), dtype=float)
-        finite = np.isfinite(b)
-        if finite.sum() >= 3:
-            bf = b[finite]
-            with np.errstate(all="ignore"):
-                b2 = bf[:-2] - 2 * bf[1:-1] + bf[2:]
-            b2 = np.where(np.isnan(b2), 0.0, b2)  # the sum of two values near float's limit
-            min_b2 = float(np.min(b2))
-            tol_b = 1e-9 * max(1.0, float(np.max(np.abs(bf))))
-            if min_b2 < -tol_b:
-                bad = inner[finite][1:-1][b2 < -tol_b]
+        b2, scale_b, where_b = _second_differences(inner, b)
+        if b2.size:
+            min_b2 = float(np.min(b2)) * scale_b
+            if np.min(b2) < -1e-9:
+                convex_b = False
+                bad = where_b[b2 < -1e-9]
                 failures.append(f"the bound is not convex on the grid near K = {bad[0]:.4g}..{bad[-1]:.4g}")
         if feasible[0] > lo:
             failures.append(
@@ -234,7 +239,7 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
             failures.append(
                 f"the bound is not finite on [{feasible[1]:.4g}, {hi:.4g}]: D(K) <= 0 there, so Remark 1 holds only on the feasible interval"
             )
-    holds_on_feasible = concave and max_d2 <= tol_d and feasible is not None and (min_b2 is None or min_b2 >= -tol_b)
+    holds_on_feasible = concave and convex_d and feasible is not None and convex_b
     return ConvexityCertificate(
         variant=variant,
         k_range=(lo, hi),
