@@ -115,10 +115,10 @@ def cli():
     \b
     Exit statuses:
       0  success
+      1  the output could not be written, or an internal error (a bug)
       2  bad input: one line naming the parameter and the rule; nothing written
       3  no finite bound: kstar and bound, at no K in 1..K_max;
          convexity, at no real K in [1, t_sum/(alpha+beta)]
-      1  the output could not be written, or an internal error (a bug)
     """
 
 

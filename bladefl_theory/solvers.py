@@ -233,13 +233,10 @@ def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, in
     if feasible is None:
         return None
     km = k_max(params.t_sum, params.alpha, params.beta)
-    first, last = max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1]))
+    ks = np.arange(max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1])) + 1)
     # Decide at the integers themselves: the interval's ends are only as exact as the root search.
-    while first <= last and not math.isfinite(_bound.bound(first, params, variant)):
-        first += 1
-    while last >= first and not math.isfinite(_bound.bound(last, params, variant)):
-        last -= 1
-    return (first, last) if first <= last else None
+    finite = ks[np.isfinite(np.atleast_1d(_bound.bound(ks, params, variant)))] if ks.size else ks
+    return (int(finite[0]), int(finite[-1])) if finite.size else None
 
 
 def explain_no_integer(params: Params, variant: str = "per-round") -> str:
