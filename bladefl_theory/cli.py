@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
 import click
 
 from . import bound as _bound
-from .atomic import atomic_directory
+from .atomic import MARKER, check_replaceable, owned_directory
 from .bound import VARIANTS
 from .clitools import CLIGroup
-from .convexity import certify
+from .convexity import MAX_GRID_POINTS, certify
 from .errors import CommandFailed, InputError
 from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
-from .sensitivity import parse_vary, sweep, write_report
-from .solvers import explain_infeasible, kstar
+from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
+from .solvers import explain_infeasible, explain_no_integer, finite_integers, kstar
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
 
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
+#: Most local Dask workers sensitivity starts: more would only compete for the cores.
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+#: The owner named in the marker of a sensitivity report folder.
+SENSITIVITY_OWNER = "bladefl-theory sensitivity"
 
 _FLOAT_HELP = {
     "sigma2": "variance of the lazy clients' noise",
@@ -117,14 +122,43 @@ def _variant_option(default: str | None = "per-round"):
     )
 
 
+def _json(obj) -> str:
+    """Strict JSON: a number beyond float range (inf, nan) is written as null."""
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:.6g}" if isinstance(x, float) else str(x))
 
 
-@click.group("bladefl-theory", cls=CLIGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    "bladefl-theory",
+    cls=CLIGroup,
+    catch_all=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="bladefl", prog_name="bladefl-theory")
 def cli():
-    """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it."""
+    """The BLADE-FL convergence bound with lazy clients, and the number of blocks K* that minimizes it.
+
+    \b
+    Exit statuses:
+      0  success
+      1  the output could not be written, or an internal error (a bug)
+      2  bad input: one line naming the parameter and the rule; nothing written
+      3  no finite bound: kstar and bound, at no K in 1..K_max;
+         convexity, at no real K in [1, t_sum/(alpha+beta)]
+    """
 
 
 @cli.command("kstar")
@@ -156,11 +190,12 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     if profile.provenance.get("method") == "calibrated":
         notes.append(f"profile {profile.name} is hand-calibrated (its constants were set, not measured); "
                      f"{KSTAR_PROFILE} was calibrated on measured sweeps and validated on held-out settings")
-    for line in notes:
-        click.echo(f"warning: {line}", err=True)
+    if not as_json:  # with --json the warnings are in the object
+        for line in notes:
+            click.echo(f"warning: {line}", err=True)
     if as_json:
-        click.echo(json.dumps({**r.as_dict(), "form": variant, "profile": profile.name, "k_star_band": band,
-                               "warnings": notes, "validation": profile.validation}, indent=2, allow_nan=False))
+        click.echo(_json({**r.as_dict(), "form": variant, "profile": profile.name, "k_star_band": band,
+                          "warnings": notes, "validation": profile.validation}))
     else:
         if validation_line(profile):
             click.echo(validation_line(profile))
@@ -215,18 +250,19 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
     system = {n: system[n] for n in SYSTEM_PARAMETERS}
     r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
     warnings = domain_warnings(profile, {**system, **yours})
-    for line in warnings:
-        click.echo(f"warning: {line}", err=True)
+    if not as_json:  # with --json the warnings are in the object
+        for line in warnings:
+            click.echo(f"warning: {line}", err=True)
     status = 0 if r.k_star not in (1, r.k_max) else 1
     message = {0: "K* inside the K range", 1: "K* at an end of the K range"}[status]
     if as_json:
-        click.echo(json.dumps({
+        click.echo(_json({
             "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
             "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
             "constants": profile.constants, "status": status, "success": True, "message": message,
             "validation": profile.validation, "warnings": warnings,
             "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
-        }, indent=2, allow_nan=False))
+        }))
         return
     line = validation_line(profile)
     if line:
@@ -271,7 +307,11 @@ def _parse_k_list(text: str | None, k_max: int) -> list[int]:
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bound_cmd(variant, k_list, as_csv, as_json, **options):
-    """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0), and its self-consistent form."""
+    """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0), and its self-consistent form.
+
+    Exits with status 3 when no K in 1..K_max has a finite bound, as kstar does, whichever K
+    --K selects; when only the selected K have none, the table says where the bound is finite.
+    """
     if as_csv and as_json:
         raise InputError("--csv and --json exclude each other")
     params = params_from_options(options)
@@ -286,32 +326,41 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
         for k, b, c in zip(ks, values, sc)
     ]
     if as_json:
-        click.echo(json.dumps({"variant": variant, "params": params.as_dict(), "rows": rows}, indent=2))
+        click.echo(_json({"variant": variant, "params": params.as_dict(), "rows": rows}))
     elif as_csv:
         click.echo("K,tau,bound,bound_self_consistent")
         for r in rows:
             cells = ("" if r[c] is None else repr(r[c]) for c in ("bound", "bound_self_consistent"))
             click.echo(f"{r['K']},{r['tau']},{','.join(cells)}")
-    else:
+    any_finite = any(r["bound"] is not None for r in rows)
+    finite = None if any_finite else finite_integers(params, variant)
+    if not (as_json or as_csv):
         click.echo(f"{'K':>4} {'tau':>5} {'bound':>12} {'self-consistent':>16}")
         for r in rows:
             click.echo(f"{r['K']:>4} {r['tau']:>5} {_fmt(r['bound']):>12} {_fmt(r['bound_self_consistent']):>16}")
         click.echo("self-consistent: epsilon set to the bound itself (epsilon drops out)")
-    if all(r["bound"] is None for r in rows):
-        raise CommandFailed(explain_infeasible(params, variant), EXIT_NO_FINITE_BOUND)
+        if finite is not None:
+            click.echo(f"no finite bound at the K asked for; the bound is finite only for K = {finite[0]}..{finite[1]}")
+    if not any_finite and finite is None:
+        raise CommandFailed(explain_no_integer(params, variant), EXIT_NO_FINITE_BOUND)
 
 
 @cli.command("convexity")
 @param_options
 @_variant_option()
-@click.option("--grid", default=4001, show_default=True, type=click.IntRange(min=3), help="Grid points for the numeric check.")
+@click.option(
+    "--grid", default=4001, show_default=True, type=click.IntRange(3, MAX_GRID_POINTS), help="Grid points for the numeric check."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convexity_cmd(variant, grid, as_json, **options):
-    """Certificate that the bound is convex in K where it is finite (Remark 1)."""
+    """Certificate that the bound is convex in K where it is finite (Remark 1).
+
+    Exits with status 3 when D(K) > 0 at no real K in [1, t_sum/(alpha+beta)].
+    """
     params = params_from_options(options)
     c = certify(params, variant, grid_points=grid)
     if as_json:
-        click.echo(json.dumps(c.as_dict(), indent=2))
+        click.echo(_json(c.as_dict()))
     else:
         click.echo(f"variant: {variant}")
         click.echo(f"K range: [{c.k_range[0]:g}, {c.k_range[1]:.6g}] (tau >= 1)")
@@ -361,10 +410,20 @@ def formula_cmd(fmt, expand):
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"), show_default=True
 )
 @click.option("--scheduler", default=None, help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
-@click.option("--workers", type=int, default=None, help="Local Dask workers for large grids [default: one per core].")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=None,
+    help=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) [default: one per core].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
-    """Vary one or two parameters; write CSV, a markdown report and PNGs into --out."""
+    """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
+
+    It owns the files {files} and the marker {marker} that lists them. An existing --out
+    is replaced whole, once the report is complete, only if it is empty or that marker says
+    this command wrote it and it holds nothing else; otherwise nothing is written (status 2).
+    """
     if len(vary) > 2:
         raise InputError("--vary: at most two parameters")
     varied = dict(parse_vary(v) for v in vary)
@@ -372,14 +431,18 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
         raise InputError("--vary: each parameter at most once")
     params = params_from_options(options)
     variants = (variant,) if variant else VARIANTS
+    check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
     execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
     result = sweep(params, varied, variants, execution)
-    with atomic_directory(out, overwrite=True) as tmp:
+    with owned_directory(out, SENSITIVITY_OWNER) as tmp:
         written = write_report(result, tmp, _command_line(vary, variant, out))
     for path in written:
         click.echo(str(out / path.name))
     for v, text in result.verdicts().items():
         click.echo(f"Remark 3 ({v}): {text}")
+
+
+sensitivity_cmd.help = sensitivity_cmd.help.format(files=", ".join(REPORT_FILES), marker=MARKER)
 
 
 def _command_line(vary, variant, out) -> str:

@@ -12,7 +12,7 @@ from .errors import InputError
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
+__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -21,6 +21,10 @@ LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
 
 _DEFAULT_CONSTANTS = load_profile("default").constants
 #: The paper's Section 5.1 settings, the defaults of both packages.
+#: Largest N: the bound is computed in floating point, which holds integers exactly up to 2**53.
+MAX_N = 2**53
+#: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
+MAX_K = 100_000
 SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0, "eta": 0.01}
 
 
@@ -60,6 +64,13 @@ class Params:
 
     def __post_init__(self) -> None:
         check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
+        km = k_max(self.t_sum, self.alpha, self.beta)
+        if km > MAX_K:
+            raise ParameterError(
+                "t_sum",
+                f"t_sum/(alpha+beta) must be at most {MAX_K}: it is K_max, the number of K the integer search "
+                f"and the per-K table cover (got K_max={km})",
+            )
         value = _check_real(self.theta, "theta")
         if value < 0:
             raise ParameterError("theta", f"theta must be >= 0 (got {value:g})")
@@ -96,11 +107,13 @@ def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any,
     _check_int(N, "N")
     if N < 2:
         raise ParameterError("N", f"N must be an integer >= 2 (got {N})")
+    if N > MAX_N:
+        raise ParameterError("N", f"N must be at most 2**53 = {MAX_N}, the integers a float holds exactly (got {_short(N)})")
     _check_int(M, "M")
     if not 0 <= M <= N - 1:
         raise ParameterError(
             "M",
-            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy (got M={M})",
+            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy (got M={_short(M)})",
         )
     value = _check_real(sigma2, "sigma2")
     if value < 0:
@@ -117,14 +130,19 @@ def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any,
         )
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
 def _check_int(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(name, f"{name} must be an integer (got {value!r})")
+        raise ParameterError(name, f"{name} must be an integer (got {_short(value)})")
 
 
 def _check_real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(name, f"{name} must be a number (got {value!r})")
+        raise ParameterError(name, f"{name} must be a number (got {_short(value)})")
     if not math.isfinite(value):
         raise ParameterError(name, f"{name} must be finite (got {value!r})")
     return float(value)

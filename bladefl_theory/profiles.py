@@ -73,57 +73,92 @@ def available_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in _builtin_dir().iterdir() if p.name.endswith(".json"))
 
 
+#: Largest profile file read (a profile is a few kilobytes).
+MAX_PROFILE_BYTES = 1 << 20
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped profile by name, or a profile JSON file by path."""
     text_source = str(name_or_path)
-    builtin = _builtin_dir() / f"{text_source}.json"
-    if builtin.is_file():
+    if text_source in available_profiles():
+        builtin = _builtin_dir() / f"{text_source}.json"
         text, source = builtin.read_text(encoding="utf-8"), f"builtin:{text_source}"
     else:
-        path = Path(text_source)
-        if not path.is_file():
-            raise ProfileError(
-                f"profile {text_source!r} is neither a shipped profile "
-                f"({', '.join(available_profiles())}) nor a readable file"
-            )
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = _read_file(text_source), text_source
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ProfileError(f"profile {text_source!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ProfileError(f"profile {_short(text_source)} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ProfileError(f"profile {_short(text_source)} is nested too deeply to be a profile") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ProfileError(f"profile {_short(text_source)} is not valid JSON: {exc}") from None
     return _parse(data, text_source, source)
+
+
+def _read_file(text_source: str) -> str:
+    path = Path(text_source)
+    not_found = ProfileError(
+        f"profile {_short(text_source)} is neither a shipped profile ({', '.join(available_profiles())}) nor a readable file"
+    )
+    try:
+        if not path.is_file():
+            raise not_found
+        if path.stat().st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"profile {_short(text_source)} is larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+        with path.open("rb") as f:
+            raw = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise ProfileError(f"profile {_short(text_source)} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"profile {_short(text_source)} is larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {_short(text_source)} is not UTF-8 text (a JSON file was expected)") from None
+
+
+def _short(value: Any, quote: bool = True) -> str:
+    """repr(value) (or str, without ``quote``), cut to 200 characters for a one-line message."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _parse(data: Any, label: str, source: str) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
-        raise ProfileError(f"profile {label!r} must be a JSON object with a 'constants' object")
+        raise ProfileError(f"profile {_short(label)} must be a JSON object with a 'constants' object")
     form = data.get("form", "per-round")
-    if form not in FORM_CONSTANTS:
-        raise ProfileError(f"profile {label!r}: form must be one of {', '.join(FORM_CONSTANTS)} (got {form!r})")
+    if not isinstance(form, str) or form not in FORM_CONSTANTS:
+        raise ProfileError(f"profile {_short(label)}: form must be one of {', '.join(FORM_CONSTANTS)} "
+                           f"(got {_short(form)})")
     names = FORM_CONSTANTS[form]
     constants = data["constants"]
     missing = [n for n in names if n not in constants]
     if missing:
-        raise ProfileError(f"profile {label!r} lacks constants: {', '.join(missing)}")
+        raise ProfileError(f"profile {_short(label)} lacks constants: {', '.join(missing)}")
     unknown = sorted(set(constants) - set(names))
     if unknown:
-        raise ProfileError(f"profile {label!r} has unknown constants: {', '.join(unknown)}")
+        shown = ", ".join(_short(u, quote=False) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ProfileError(f"profile {_short(label)} has unknown constants: {shown}")
     values: dict[str, float] = {}
     for n in names:
         v = constants[n]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ProfileError(f"profile {label!r}: constant {n} must be a number (got {v!r})")
-        values[n] = float(v)
+            raise ProfileError(f"profile {_short(label)}: constant {n} must be a number (got {_short(v)})")
+        try:
+            values[n] = float(v)
+        except OverflowError:
+            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number (got {_short(v)})") from None
     sections = {}
     for key in ("provenance", "calibration", "domain", "validation"):
         value = data.get(key, {} if key == "provenance" else None)
         if value is not None and not isinstance(value, dict):
-            raise ProfileError(f"profile {label!r}: {key!r} must be an object")
+            raise ProfileError(f"profile {_short(label)}: {key!r} must be an object")
         sections[key] = value
     return Profile(
-        name=str(data.get("name", label)),
+        name=data["name"] if isinstance(data.get("name"), str) else label,
         constants=values,
-        description=str(data.get("description", "")),
+        description=data["description"] if isinstance(data.get("description"), str) else "",
         source=source,
         form=form,
         **sections,

@@ -18,44 +18,84 @@ from .errors import InputError
 from .execution import Execution, TaskKind, one_by_one, run_tasks
 from .params import ParameterError, Params
 from .solvers import kstar
+from .timemodel import k_max
 
-__all__ = ["parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
+__all__ = ["REPORT_FILES", "MAX_VALUES", "MAX_GRID_POINTS", "MAX_K_EVALUATIONS", "parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
 
 _INT_PARAMS = ("N", "M")
+#: The files :func:`write_report` writes.
+REPORT_FILES = ("sensitivity.csv", "README.md", "kstar.png", "bound.png")
+
+
+#: Most values one ``--vary`` may list or span.
+MAX_VALUES = 10_000
+#: Most grid points (the product of the varied lists) one sweep may solve.
+MAX_GRID_POINTS = 100_000
+#: Most integer-search evaluations one sweep may do: the sum of K_max over its grid and variants.
+MAX_K_EVALUATIONS = 50_000_000
 
 
 def parse_vary(spec: str) -> tuple[str, list[float | int]]:
-    """Parse ``NAME=a:b`` (integers a..b), ``NAME=a:b:step`` (inclusive) or ``NAME=v1,v2,...``."""
+    """Parse ``NAME=a:b`` (integers a..b), ``NAME=a:b:step`` (inclusive) or ``NAME=v1,v2,...``.
+
+    A range's size is computed from its ends and step before any value is built.
+    """
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or not values.strip():
-        raise InputError(f"--vary {spec!r}: expected NAME=a:b, NAME=a:b:step or NAME=v1,v2,...")
+        raise InputError(f"--vary {_show(spec)}: expected NAME=a:b, NAME=a:b:step or NAME=v1,v2,...")
     if name not in Params.names():
-        raise InputError(f"--vary {spec!r}: unknown parameter {name!r}; known: {', '.join(Params.names())}")
-    cast = int if name in _INT_PARAMS else float
+        raise InputError(f"--vary {_show(spec)}: unknown parameter {name!r}; known: {', '.join(Params.names())}")
+    is_int = name in _INT_PARAMS
+    kind = "integers" if is_int else "numbers"
+    if ":" in values:
+        parts = [_exact(x, spec, name, kind) for x in values.split(":")]
+        if len(parts) == 2:
+            if not is_int:
+                raise InputError(f"--vary {_show(spec)}: a float parameter needs a step, NAME=a:b:step")
+            parts.append(Fraction(1))
+        if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+            raise InputError(f"--vary {_show(spec)}: a range must be a:b or a:b:step with a <= b and step > 0")
+        count = math.floor((parts[1] - parts[0]) / parts[2]) + 1
+        if count > MAX_VALUES:
+            raise InputError(f"--vary {_show(spec)}: {count} values, at most {MAX_VALUES}")
+        grid = [parts[0] + i * parts[2] for i in range(count)]
+        if is_int and any(v.denominator != 1 for v in grid):
+            raise InputError(f"--vary {_show(spec)}: {name} takes integers")
+        return name, [int(v) if is_int else float(v) for v in grid]
+    items = values.split(",")
+    if len(items) > MAX_VALUES:
+        raise InputError(f"--vary {_show(spec)}: {len(items)} values, at most {MAX_VALUES}")
     try:
-        if ":" in values:
-            parts = [Fraction(x.strip()) for x in values.split(":")]
-            if len(parts) == 2:
-                if name not in _INT_PARAMS:
-                    raise InputError(f"--vary {spec!r}: a float parameter needs a step, NAME=a:b:step")
-                parts.append(Fraction(1))
-            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
-                raise InputError(f"--vary {spec!r}: a range must be a:b or a:b:step with a <= b and step > 0")
-            count = math.floor((parts[1] - parts[0]) / parts[2]) + 1
-            grid = [parts[0] + i * parts[2] for i in range(count)]
-            out = [cast(v) if cast is float else int(v) for v in grid]
-            if cast is int and any(v != int(v) for v in grid):
-                raise InputError(f"--vary {spec!r}: {name} takes integers")
-        else:
-            out = [cast(v.strip()) for v in values.split(",")]
-    except ValueError as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"--vary {spec!r}: {name} takes {'integers' if cast is int else 'numbers'}") from None
-    if len(out) > 10_000:
-        raise InputError(f"--vary {spec!r}: {len(out)} values, at most 10000")
+        out = [int(v.strip()) if is_int else float(v.strip()) for v in items]
+    except ValueError:
+        raise InputError(f"--vary {_show(spec)}: {name} takes {kind}") from None
+    if not is_int and not all(math.isfinite(v) for v in out):
+        raise InputError(f"--vary {_show(spec)}: {name} takes finite numbers")
     return name, out
+
+
+def _exact(text: str, spec: str, name: str, kind: str) -> Fraction:
+    text = text.strip()
+    try:
+        return Fraction(int(text))
+    except ValueError:
+        pass
+    # float() before Fraction(): Fraction('1e999999999') would build a billion-digit integer.
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"--vary {_show(spec)}: {name} takes {kind}") from None
+    if not math.isfinite(value):
+        raise InputError(f"--vary {_show(spec)}: the ends and step of a range must be finite numbers a float can hold")
+    try:
+        return Fraction(text)
+    except ValueError:
+        return Fraction(value)
+
+
+def _show(spec: str) -> str:
+    return repr(spec) if len(spec) <= 60 else repr(spec[:57] + "...")
 
 
 @dataclass(frozen=True)
@@ -117,15 +157,25 @@ def sweep(
     if not 1 <= len(varied) <= 2:
         raise InputError("vary one or two parameters")
     names = list(varied)
+    size = math.prod(len(v) for v in varied.values())
+    if size > MAX_GRID_POINTS:
+        raise InputError(f"the grid has {size} points, at most {MAX_GRID_POINTS}: vary fewer values")
     points = []
+    evaluations = 0
     for values in itertools.product(*varied.values()):
         change = dict(zip(names, values))
         try:
-            base.replace(**change)
+            params = base.replace(**change)
         except ParameterError as exc:
             desc = ", ".join(f"{k}={v}" for k, v in change.items())
             raise ParameterError(exc.parameter, f"grid point {desc}: {exc}") from None
         points.append(change)
+        evaluations += len(variants) * k_max(params.t_sum, params.alpha, params.beta)
+    if evaluations > MAX_K_EVALUATIONS:
+        raise InputError(
+            f"the grid needs {evaluations} bound evaluations (K = 1..K_max at every point), "
+            f"at most {MAX_K_EVALUATIONS}: vary fewer values or use a smaller t_sum/(alpha+beta)"
+        )
     tasks = [
         {"base": base.as_dict(), "variant": v, "points": points[i : i + _CHUNK]}
         for v in variants
@@ -153,7 +203,7 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
         groups = frame.groupby(others) if others else [((), frame)]
         cont_dec = cont_const = int_nonincreasing = True
         int_moves = False
-        lost = 0
+        lost = assessed = 0
         for _, g in groups:
             g = g.sort_values(name)
             m = g["M"].iloc[0] if "M" in g else base.M
@@ -165,6 +215,7 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
             ki = ok.k_star.to_numpy(dtype=float)
             if len(ok) < 2:
                 continue
+            assessed += 1
             dk = np.diff(kc)
             cont_dec &= bool(np.all(dk < 0))
             cont_const &= bool(np.all(np.abs(dk) <= 1e-9 * np.maximum(1, np.abs(kc[1:]))))
@@ -177,7 +228,9 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
                 f" (continuous K* from {feasible.k_star_continuous.max():.3f} to {feasible.k_star_continuous.min():.3f}, "
                 f"integer K* in {sorted(set(int(k) for k in feasible.k_star))})"
             )
-        if cont_const:
+        if not assessed:
+            verdict = f"not assessed in {name}: no two values of {name} (with M > 0 for sigma2) give a finite bound"
+        elif cont_const:
             verdict = f"does not hold in {name}: K* does not change with {name}"
         elif cont_dec and int_nonincreasing and int_moves:
             verdict = f"holds in {name}: K* decreases as {name} grows"

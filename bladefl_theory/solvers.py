@@ -16,7 +16,7 @@ import numpy as np
 from . import bound as _bound
 from .bound import VARIANTS, canonical, terms
 from .convexity import feasible_interval, maximizer
-from .params import ParameterError, Params
+from .params import MAX_K, ParameterError, Params
 from .timemodel import k_max, k_max_continuous, tau
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "kstar_cvxpy",
     "kstar_integer",
     "explain_infeasible",
+    "explain_no_integer",
+    "finite_integers",
     "MAX_INTEGER_K",
 ]
 
@@ -39,8 +41,8 @@ STATUS = {
     2: "no K gives a finite bound (D(K) <= 0 everywhere)",
     3: "the solver failed",
 }
-#: Largest K_max the exhaustive integer search accepts.
-MAX_INTEGER_K = 10_000_000
+#: Largest K_max the exhaustive integer search covers (a rule of :class:`Params`).
+MAX_INTEGER_K = MAX_K
 #: Continuous solvers agree when their K differ by less than this (relative to max(1, K)).
 AGREEMENT_RTOL = 1e-3
 
@@ -184,13 +186,19 @@ def kstar_cvxpy(params: Params, variant: str = "per-round", solver: str | None =
     K, t = cp.Variable(), cp.Variable()
     # ExpCone(x, y, z) is y·exp(x/y) <= z. With x = a + ln(q)·K and y = K, z bounds
     # q·K·exp(a/K) itself: folding q into the exponent keeps the cone well scaled when q is tiny.
-    constraints = [cp.constraints.ExpCone(c.a + math.log(c.q) * K, K, t), K >= feasible[0], K <= feasible[1]]
-    problem = cp.Problem(cp.Maximize(c.p0 + c.p1 * K - t), constraints)
+    # Divided by the size of its linear part, the objective is of order one whatever the parameters' scale.
+    scale = max(abs(c.p0), abs(c.p1) * feasible[1])
+    if not all(math.isfinite(x) for x in (c.p0, c.p1, c.a, c.log_q, scale)) or scale == 0:
+        return ContinuousResult("cvxpy", None, None, 3, "the canonical coefficients are beyond float range")
+    log_q = c.log_q - math.log(scale)
+    constraints = [cp.constraints.ExpCone(c.a + log_q * K, K, t), K >= feasible[0], K <= feasible[1]]
+    problem = cp.Problem(cp.Maximize(c.p0 / scale + (c.p1 / scale) * K - t), constraints)
     chosen = solver or _default_conic_solver(cp)
     try:
         problem.solve(solver=chosen)
-    except cp.error.SolverError as exc:
-        return ContinuousResult("cvxpy", None, None, 3, f"{chosen}: {exc}")
+    except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+        # cvxpy refuses data it cannot scale (ValueError); the cross-check then reports a failed solver.
+        return ContinuousResult("cvxpy", None, None, 3, f"{chosen}: {' '.join(str(exc).split())}")
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or K.value is None:
         return ContinuousResult("cvxpy", None, None, 3, f"{chosen} returned status {problem.status}")
     k = float(min(max(float(K.value), feasible[0]), feasible[1]))
@@ -208,27 +216,45 @@ def _default_conic_solver(cp) -> str:
 def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
     """Integer K* = argmin of the bound over K = 1..K_max, with tau local epochs per block."""
     _check_variant(variant)
-    km = k_max(params.t_sum, params.alpha, params.beta)
-    if km > MAX_INTEGER_K:
-        raise ParameterError(
-            "t_sum", f"t_sum/(alpha+beta) gives K_max = {km}, more than the integer search's limit {MAX_INTEGER_K}"
-        )
+    km = k_max(params.t_sum, params.alpha, params.beta)  # at most MAX_INTEGER_K: Params checks it
     ks = np.arange(1, km + 1, dtype=float)
     bounds = np.atleast_1d(np.asarray(_bound.bound(ks, params, variant), dtype=float))
     if not np.isfinite(bounds).any():
-        feasible = feasible_interval(params, variant)
-        if feasible is not None:
-            reason = (
-                f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
-                f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"
-            )
-        else:
-            reason = explain_infeasible(params, variant)
-        return IntegerResult(None, None, None, km, bounds, 2, reason)
+        return IntegerResult(None, None, None, km, bounds, 2, explain_no_integer(params, variant))
     i = int(np.argmin(bounds))
     k = i + 1
     status = 1 if k in (1, km) else 0
     return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status, STATUS[status])
+
+
+def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, int] | None:
+    """The integers K in 1..K_max with a finite bound, as (first, last), or None (they are consecutive: D is concave)."""
+    feasible = feasible_interval(params, variant)
+    if feasible is None:
+        return None
+    km = k_max(params.t_sum, params.alpha, params.beta)
+    ks = np.arange(max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1])) + 1)
+    # Decide at the integers themselves: the interval's ends are only as exact as the root search.
+    finite = ks[np.isfinite(np.atleast_1d(_bound.bound(ks, params, variant)))] if ks.size else ks
+    return (int(finite[0]), int(finite[-1])) if finite.size else None
+
+
+def explain_no_integer(params: Params, variant: str = "per-round") -> str:
+    """Why no integer K in 1..K_max has a finite bound (the message of exit status 3)."""
+    feasible = feasible_interval(params, variant)
+    if feasible is None:
+        return explain_infeasible(params, variant)
+    km = k_max(params.t_sum, params.alpha, params.beta)
+    first, last = max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1]))
+    if first <= last:
+        return (
+            f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 for K = {first}..{last}, "
+            f"but so small there that the bound 1/D(K) exceeds float range (1.8e308)"
+        )
+    return (
+        f"no integer K in 1..{km} gives a finite bound ({variant}): D(K) > 0 only on "
+        f"[{feasible[0]:.4g}, {feasible[1]:.4g}], which holds no integer; {_epsilon_needed(params, variant)}"
+    )
 
 
 def explain_infeasible(params: Params, variant: str = "per-round") -> str:
@@ -253,7 +279,10 @@ def _epsilon_needed(params: Params, variant: str) -> str:
     km = k_max(params.t_sum, params.alpha, params.beta)
     needed = float(np.min(_bound.epsilon_threshold(np.arange(1, km + 1), params, variant)))
     if not math.isfinite(needed):
-        return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
+        A, _ = _bound._split(np.arange(1, km + 1), params, variant)
+        if not (A > 0).any():
+            return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
+        return f"no epsilon a float can hold gives a finite bound at any K in 1..{km} (the divergence term exceeds float range)"
     return f"a finite bound at some K in 1..{km} needs epsilon > {needed:.4g} (it is {params.epsilon:.4g})"
 
 
@@ -285,6 +314,13 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
             agree = agree and closed.success == conic.success
 
     notes = []
+    if not agree:
+        found = ", ".join(
+            f"{name} {'-' if k is None else f'{k:.6g}'}"
+            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None), ("integer search", integer.k))
+            if name != "cvxpy" or conic is not None
+        )
+        notes.append(f"the solvers disagree ({found}): D is too flat or too steep here for some of them to resolve")
     if variant == "printed":
         notes.append(
             "printed (eq. 6 verbatim): dD/dK does not contain M, sigma2 or theta, so K* does not "

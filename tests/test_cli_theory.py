@@ -62,6 +62,9 @@ def test_flags_override_the_profile(tmp_path):
         (["sensitivity", "--vary", "Q=1:3"], "unknown parameter 'Q'"),
         (["sensitivity", "--vary", "M=0:30"], "grid point M=20"),
         (["sensitivity", "--vary", "sigma2=0:1"], "needs a step"),
+        (["sensitivity", "--vary", "sigma2=0:1:1e-300"], "at most 10000"),
+        (["sensitivity", "--vary", "M=0:100000000"], "at most 10000"),
+        (["convexity", "--grid", "100000000"], "--grid"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):
@@ -143,3 +146,105 @@ def test_console_script_runs_as_a_subprocess():
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "N must be an integer >= 2" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("k_list", ["1,3,5", "1", "9", None])
+def test_bound_exits_3_only_when_no_k_has_a_finite_bound(k_list):
+    # At the defaults the bound is finite at K = 6..9 and nowhere else.
+    args = ["bound"] + (["--K", k_list] if k_list else [])
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    if k_list in ("1,3,5", "1"):
+        assert "finite only for K = 6..9" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_bound_exit_3_names_the_reason_and_agrees_with_kstar():
+    for extra in (["--M", "19", "--theta", "10"], ["--epsilon", "1e-300"], ["--M", "19", "--sigma2", "0.3"]):
+        b = CliRunner().invoke(cli, ["bound", "--K", "7", *extra])
+        k = CliRunner().invoke(cli, ["kstar", *extra])
+        assert b.exit_code == k.exit_code == 3, (extra, b.output)
+        assert b.output.splitlines()[-1].split(" (`bladefl-theory")[0] == k.output.splitlines()[-1].split(" (`bladefl-theory")[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--eta", "1e-300"],
+        ["--alpha", "0.001"],
+        ["--epsilon", "1e-300"],
+        ["--epsilon", "1e300"],
+        ["--beta", "1e300", "--t-sum", "1.5e300"],
+        ["--M", "19", "--sigma2", "0.3"],
+    ],
+)
+def test_convexity_and_kstar_agree_on_whether_a_bound_exists(args):
+    k = CliRunner().invoke(cli, ["kstar", *args])
+    c = CliRunner().invoke(cli, ["convexity", *args])
+    assert k.exit_code in (0, 3) and c.exit_code in (0, 3), (k.output, c.output)
+    # convexity asks for a real K with D(K) > 0, kstar for an integer one: kstar's success implies convexity's.
+    if k.exit_code == 0:
+        assert c.exit_code == 0, c.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["kstar", "--alpha", "0.001"],
+        ["kstar", "--alpha", "0.0001"],
+        ["kstar", "--epsilon", "1e-300"],
+        ["kstar", "--beta", "1e300", "--t-sum", "1.5e300"],
+        ["kstar", "--epsilon", "1e300"],
+        ["kstar", "--json", "--epsilon", "1e-300"],
+        ["kstar", "--json", "--eta", "1e-300"],
+        ["convexity", "--json", "--epsilon", "1e-300"],
+        ["bound", "--json", "--epsilon", "1e300"],
+        ["kstar", "--theta", "1e308", "--M", "3", "--xi", "1e308"],
+    ],
+)
+def test_extreme_values_give_a_result_or_status_3_never_a_traceback(args):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code in (0, 3), r.output
+    assert "Traceback" not in r.output and "Warning" not in r.output
+    if "--json" in args:
+        text = r.stdout
+        json.loads(text[: text.rindex("}") + 1])
+
+
+def test_huge_n_and_k_max_are_refused_with_the_rule():
+    r = CliRunner().invoke(cli, ["kstar", "--N", "99999999999999999999", "--M", "99999999999999999998"])
+    assert r.exit_code == 2 and "N must be at most 2**53" in r.output
+    for cmd in ("kstar", "bound", "convexity"):
+        r = CliRunner().invoke(cli, [cmd, "--t-sum", "1e12"])
+        assert r.exit_code == 2 and "K_max" in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+
+
+def test_json_output_is_strict_even_where_numbers_leave_float_range():
+    # phi = 1e-305: D > 0 but 1/D beyond float range; the grid's second differences overflow.
+    for cmd in ("kstar", "convexity", "bound"):
+        r = CliRunner().invoke(cli, [cmd, "--json", "--phi", "1e-305", "--eta", "1e-10", "--epsilon", "1e300"])
+        # D(K) > 0, so convexity has its interval; the integer commands have no finite bound and say why.
+        assert r.exit_code == (0 if cmd == "convexity" else 3)
+        assert cmd == "convexity" or "exceeds float range" in r.output.splitlines()[-1]
+        text = r.stdout
+        json.loads(text[: text.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_output_errors_are_one_line(tmp_path, monkeypatch):
+    import bladefl_theory.cli as theory_cli
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(theory_cli, "write_report", broken)
+    r = CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and r.output.strip() == "bladefl-theory: error: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(theory_cli, "kstar", lambda *a, **k: 1 / 0)
+    r = CliRunner().invoke(cli, ["kstar"])
+    assert r.exit_code == 1 and "internal error" in r.output and "ZeroDivisionError" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    monkeypatch.setenv("BLADEFL_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        CliRunner().invoke(cli, ["kstar"], catch_exceptions=False)

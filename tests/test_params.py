@@ -35,6 +35,8 @@ def test_defaults_are_the_papers():
         ({"eta": 0.1, "L": 10.0}, "eta", "eta*L must be < 1"),
         ({"t_sum": 10.0}, "t_sum", "t_sum must be >= alpha + beta = 11"),
         ({"sigma2": "0.1"}, "sigma2", "sigma2 must be a number"),
+        ({"N": 2**53 + 1, "M": 3}, "N", "N must be at most 2**53"),
+        ({"N": 10**400, "M": 10**400 - 1}, "N", "N must be at most 2**53"),
     ],
 )
 def test_each_rule_has_its_message(change, name, fragment):
@@ -102,3 +104,32 @@ def test_bad_profiles_are_rejected(tmp_path, content, fragment):
 def test_missing_profile_names_the_shipped_ones():
     with pytest.raises(ProfileError, match="neither a shipped profile"):
         load_profile("no-such-profile")
+
+
+_GOOD = '"L": 1, "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0'
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"constants": {' + _GOOD.encode() + b', "x": ' + b"9" * 5000 + b"}}", "not valid JSON"),
+        (b'{"constants": {' + _GOOD.replace('"L": 1', '"L": 1' + "0" * 400).encode() + b"}}", "finite number"),
+        (b" " * (2 << 20), "larger than"),
+    ],
+)
+def test_unreadable_profiles_are_one_line_errors(tmp_path, content, fragment):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(ProfileError, match=fragment) as info:
+        load_profile(path)
+    assert "\n" not in str(info.value)
+
+
+def test_profile_names_do_not_reach_outside_the_shipped_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError, match="neither a shipped profile"):
+        load_profile("../profile_data/default")
+    with pytest.raises(ProfileError, match="neither a shipped profile"):
+        load_profile(tmp_path)

@@ -38,3 +38,50 @@ def test_verdicts_per_variant():
 def test_verdict_not_assessed_without_lazy_parameters():
     result = sweep(Params(), {"beta": [5.0, 10.0]}, ("per-round",))
     assert result.verdicts()["per-round"].startswith("not assessed")
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("sigma2=0:1:1e-300", "at most 10000"),
+        ("M=0:100000000", "at most 10000"),
+        ("sigma2=0:1:0.0000001", "at most 10000"),
+        ("sigma2=0:1e999999999:1", "finite"),
+        ("sigma2=1e999999999,1", "finite"),
+        ("sigma2=0:nan:1", "finite"),
+        ("M=0:" + "9" * 1000, "at most 10000"),
+        ("M=0:" + "9" * 5000, "a float can hold"),
+        ("M=" + "9" * 5000, "integers"),
+    ],
+)
+def test_parse_vary_refuses_huge_grids_at_once(spec, fragment):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=fragment):
+        parse_vary(spec)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_sweep_refuses_a_grid_too_large_before_solving(monkeypatch):
+    import bladefl_theory.sensitivity as S
+
+    monkeypatch.setattr(S, "_solve_chunk", lambda *a: pytest.fail("solved"))
+    with pytest.raises(InputError, match="1000000 points, at most"):
+        sweep(Params(N=20_000), {"M": list(range(10_000)), "sigma2": [0.1 * i for i in range(100)]})
+    # Each point's integer search covers 1..K_max: the sum over the grid is bounded too.
+    with pytest.raises(InputError, match="K_max"):
+        sweep(Params(), {"t_sum": [1e6 + i for i in range(1000)]}, ("per-round",))
+
+
+@pytest.mark.parametrize(
+    "base, varied",
+    [
+        (Params(theta=10.0), {"M": [18, 19]}),  # no grid point has a finite bound
+        (Params(), {"M": [4]}),  # one value
+        (Params(M=0), {"sigma2": [0.0, 0.3]}),  # sigma2 acts only through sqrt(M)
+    ],
+)
+def test_verdict_is_not_assessed_without_two_finite_points(base, varied):
+    for text in sweep(base, varied).verdicts().values():
+        assert text.startswith("not assessed"), text

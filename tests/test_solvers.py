@@ -118,3 +118,13 @@ def test_shipped_default_profile_is_what_hand_profile_computes(tmp_path):
     assert hand_profile.main(["--out", str(tmp_path)]) == 0
     shipped = json.loads((_builtin_dir() / "default.json").read_text())
     assert json.loads((tmp_path / "default.json").read_text()) == shipped
+
+
+def test_certify_caps_the_grid():
+    from bladefl_theory.convexity import MAX_GRID_POINTS
+    from bladefl_theory.errors import InputError
+
+    with pytest.raises(InputError, match=f"from 3 to {MAX_GRID_POINTS}"):
+        certify(Params(), grid_points=MAX_GRID_POINTS + 1)
+    with pytest.raises(InputError, match="from 3 to"):
+        certify(Params(), grid_points=2)
