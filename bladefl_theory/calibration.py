@@ -10,7 +10,7 @@ curve). The result reads like scipy.optimize's: ``constants``, ``status``, ``suc
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -33,7 +33,6 @@ from .partition import SCHEMES, PartitionError
 from .pool import is_digest
 from .simulate import RoundMetrics, run_to_folder
 from .sweep import sweep_k, write_sweep_report
-from .tasks import task_context
 from .verify import verify_run
 
 __all__ = ["cli", "main"]
@@ -372,10 +371,10 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
               help="Report folder; running again with the same folder resumes.")
 def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir, **options):
     """Measured F(w^K) − F(w*) over K beside the bound of each variant, with K*, Spearman and a calibration."""
-    from bladefl_theory.execution import run_tasks
 
     from .gap import analyse_gap, write_gap_report
-    from .reproduce import OPTIMUM, profile_for
+    from .optimum import optima
+    from .reproduce import profile_for
 
     seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
@@ -386,9 +385,7 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     out.mkdir(parents=True, exist_ok=True)
     with ResultStore(store_path or out / "results.sqlite") as store:
         sweep = sweep_k(base, seed_list, data_dir, None, store, execution)
-        optima = [base.replace(M=0, seed=s).as_dict() for s in seed_list]
-        context = task_context(data_dir)
-        f_star = [r["f_star"] for r in run_tasks(OPTIMUM, optima, store, context, execution, "w*").results]
+        f_star = [r["f_star"] for r in optima(base, seed_list, data_dir, store, execution).results]
     result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
     title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
     with atomic_files(out) as tmp:

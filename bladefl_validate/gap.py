@@ -25,7 +25,7 @@ from bladefl_theory.forms import BOUND_FORMS, bound_values
 from bladefl_theory.params import Params
 from bladefl_theory.solvers import kstar
 
-__all__ = ["GapResult", "VariantFit", "analyse_gap", "k_star_of", "write_gap_report"]
+__all__ = ["GapResult", "VariantFit", "analyse_gap", "measure_gap", "k_star_of", "write_gap_report"]
 
 #: The forms of the bound compared with measurement (bladefl_theory.forms).
 FORMS = BOUND_FORMS
@@ -82,6 +82,27 @@ def analyse_gap(per_k: pd.DataFrame, f_star: float, params: Params) -> GapResult
         k_star = kstar(params, form, cross_check=False).k_star if form in B.VARIANTS else k_star_of(ks, b)
         fits[form] = _fit(form, k_star, b, table["measured_gap_mean"].to_numpy())
     return GapResult(params=params, f_star=f_star, table=table, fits=fits)
+
+
+def measure_gap(base, seeds, data_dir=None, store=None, execution=None, profile=None) -> GapResult:
+    """Sweep every K of ``base`` (a RunConfig) over ``seeds``, find F(w*) per seed, and compare with the bound.
+
+    ``profile`` (a Profile, a name or a path; default: the estimated profile of the data set and model)
+    gives the bound's constants. Runs go through ``store`` when one is given, so a gap resumes.
+    """
+    from bladefl_theory.execution import Execution
+    from bladefl_theory.profiles import Profile, load_profile
+
+    from .optimum import optima
+    from .reproduce import profile_for
+    from .sweep import sweep_k
+
+    execution = execution or Execution()
+    prof = profile if isinstance(profile, Profile) else (load_profile(profile) if profile else
+                                                         profile_for(base.dataset, base.model))
+    sweep = sweep_k(base.replace(K=1), list(seeds), data_dir, None, store, execution)
+    f_star = [r["f_star"] for r in optima(base, list(seeds), data_dir, store, execution).results]
+    return analyse_gap(sweep.per_k, sum(f_star) / len(f_star), base.theory_params(prof))
 
 
 def _fit(variant: str, k_star_bound: int | None, b: np.ndarray, measured: np.ndarray) -> VariantFit:

@@ -12,12 +12,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_theory.execution import Execution, run_tasks
 from bladefl_theory.profiles import Profile, ProfileError, load_profile
 from bladefl_theory.sensitivity import markdown_table
 from bladefl_theory.solvers import kstar
@@ -28,6 +27,7 @@ from .data import DATASETS
 from bladefl_theory.forms import bound_values
 
 from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap
+from .optimum import optima
 from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
 from .tasks import task_context
 
@@ -56,29 +56,6 @@ def settings(datasets: Sequence[str] = DATASETS) -> list[Setting]:
     return [Setting(d, M, s) for d in datasets for M, s in pairs]
 
 
-def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """F(w*) on the union of the clients' data of ``config`` (a task for a worker).
-
-    The partition is the run's (same dataset, N, |D_i|, scheme and seed), so the union is the data
-    F(w^K) is measured on; w* comes from :func:`bladefl_validate.estimate.find_optimum`.
-    """
-    import torch
-
-    from .data import load_dataset
-    from .estimate import find_optimum
-    from .model import make_spec
-    from .simulate import client_data
-
-    rc = RunConfig.from_dict(dict(config))
-    X, Y, _ = client_data(rc, load_dataset(rc.dataset, context.get("data_dir"), train=True), torch.device("cpu"))
-    spec = make_spec(rc.model, rc.hidden)
-    w0 = spec.init(torch.Generator().manual_seed(rc.seed))
-    opt = find_optimum(spec, w0, X.reshape(-1, X.shape[-1]), Y.reshape(-1))
-    return {"f_star": opt.loss, "distance": opt.distance, "reason": opt.reason, "iterations": opt.iterations}
-
-
-#: F(w*) of a run's partition, as the result store knows it ("1": the first version keyed this way).
-OPTIMUM = TaskKind("bladefl-optimum", "1", one_by_one(optimum_task))
 
 
 @dataclass(frozen=True)
@@ -126,9 +103,9 @@ def reproduce(
             labels.append(s)
     runs_outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, "runs")
     # F(w*) depends on the union of the clients' data, so on the dataset and the seed (the partition).
-    optima = [base.replace(dataset=d, M=0, K=1, seed=seed) for d in datasets for seed in seeds]
-    opt_outcome = run_tasks(OPTIMUM, [c.as_dict() for c in optima], store, context, execution, "w*")
-    f_star = pd.DataFrame([{"dataset": c.dataset, "seed": c.seed, **r} for c, r in zip(optima, opt_outcome.results)])
+    found = {d: optima(base.replace(dataset=d), seeds, data_dir, store, execution) for d in datasets}
+    f_star = pd.DataFrame([{"dataset": d, "seed": seed, **r} for d, o in found.items()
+                           for seed, r in zip(seeds, o.results)])
 
     run_frames, per_k_frames = [], []
     for s in grid:
@@ -181,7 +158,8 @@ def reproduce(
         table[col] = table[col].astype("Int64")
     return Reproduction(
         base=base, seeds=list(seeds), runs=all_runs, per_k=all_per_k, f_star=f_star, gaps=gaps, kstar_table=table,
-        profiles=profiles, ran=runs_outcome.ran + opt_outcome.ran, skipped=runs_outcome.skipped + opt_outcome.skipped,
+        profiles=profiles, ran=runs_outcome.ran + sum(o.ran for o in found.values()),
+        skipped=runs_outcome.skipped + sum(o.skipped for o in found.values()),
         elapsed_seconds=time.perf_counter() - started,
     )
 

@@ -136,6 +136,12 @@ class RunResult:
     def final(self) -> RoundMetrics:
         return self.rounds[-1]
 
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per round (the columns of metrics.csv), as a data frame indexed by round."""
+        rows = [{c: getattr(r, c) for c in METRIC_COLUMNS} for r in self.rounds]
+        return pd.DataFrame(rows, columns=list(METRIC_COLUMNS)).set_index("round")
+
     def summary(self) -> dict:
         f = self.final
         return {

@@ -36,7 +36,7 @@ from bladefl_validate.mining import (
     mine,
 )
 from bladefl_validate.pool import BlobError, CachePool, bytes_to_weights, weights_to_bytes
-from bladefl_validate.verify import BLOB_DIR, ChainReport, verify_run
+from bladefl_validate.verify import BLOB_DIR, verify_run
 
 BITS = 8
 

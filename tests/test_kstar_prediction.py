@@ -1,8 +1,6 @@
 """The K* prediction study end to end on a tiny design: calibrate on pilots, score held-out settings, report."""
 
-import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
