@@ -63,7 +63,7 @@ def _run_options(with_k: bool):
         click.option("--dirichlet-alpha", type=float, default=d.dirichlet_alpha, show_default=True,
                      help="Concentration for --partition dirichlet."),
         click.option("--model", type=click.Choice(KINDS), default=d.model, show_default=True,
-                     help="mlp (784-hidden-10, ReLU) or logreg (convex)."),
+                     help="mlp (784-hidden-10, ReLU), logreg (convex) or cnn (McMahan et al.'s two convolutions)."),
         click.option("--hidden", type=int, default=d.hidden, show_default=True, help="Hidden units of the MLP."),
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
         click.option("--difficulty-bits", type=int, default=d.difficulty_bits, show_default=True,

@@ -18,7 +18,7 @@ from .data import DATASETS
 from .detect import DETECTORS
 from .encrypt import ENCRYPTIONS, require_tenseal
 from .mining import MAX_RUN_DIFFICULTY_BITS
-from .model import KINDS
+from . import model as _model
 from .partition import SCHEMES
 
 __all__ = ["RunConfig"]
@@ -66,8 +66,8 @@ class RunConfig:
             raise InputError(f"dataset must be one of {', '.join(DATASETS)} (got {self.dataset!r})")
         if self.partition not in SCHEMES:
             raise InputError(f"partition must be one of {', '.join(SCHEMES)} (got {self.partition!r})")
-        if self.model not in KINDS:
-            raise InputError(f"model must be one of {', '.join(KINDS)} (got {self.model!r})")
+        if self.model not in _model.KINDS:  # read now: register_model may have added kinds
+            raise InputError(f"model must be one of {', '.join(_model.KINDS)} (got {self.model!r})")
         for name in ("samples_per_client", "hidden", "batch_size", "classes_per_client"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:

@@ -1,4 +1,9 @@
-"""Local training of all clients in one batched computation, a per-client reference, evaluation and FedAvg."""
+"""Local training of all clients in one batched computation, a per-client reference, evaluation and FedAvg.
+
+The MLP and logistic regression train through a hand-derived fused backward (the fast path); any other
+module (:class:`~bladefl_validate.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
+the stacked clients. Both are plain mini-batch SGD on the mean cross-entropy of each client's batch.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from torch import nn
 
 from bladefl_theory.errors import InputError
 
-from .model import ModelSpec
+from .model import ModelSpec, ModuleSpec
 
 __all__ = ["epoch_permutations", "train_clients", "reference_train_client", "evaluate", "evaluate_many", "fedavg"]
 
@@ -88,6 +93,8 @@ def train_clients(
     # Clients are independent, so they train a chunk at a time: on a CPU a chunk's weights stay in
     # cache across its steps instead of streaming all n models from memory at every step.
     chunk = n if device.type != "cpu" else max(1, _CHUNK_BYTES // (spec.dim * W.element_size()))
+    if isinstance(spec, ModuleSpec):
+        return _train_modules(spec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W)
     with torch.no_grad():
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
@@ -105,6 +112,27 @@ def train_clients(
                     _sgd_step(layers, Xb, Yb, lr)
             for view, block in zip(spec.unflatten(W[lo:hi]), blocks):
                 view.copy_(block)
+    return W
+
+
+def _train_modules(spec: ModuleSpec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W):
+    """The torch.func path of train_clients: every client's SGD step at once, ``vmap(grad(loss))``."""
+
+    def loss(w, x, y):
+        return F.cross_entropy(spec.logits_one(w, x), y)
+
+    step = torch.func.vmap(torch.func.grad(loss))
+    n = src.shape[0]
+    W.copy_(src)
+    with torch.no_grad():
+        for epoch in range(epochs):
+            order = perms[epoch] + offsets
+            for start in range(0, m, batch_size):
+                idx = order[:, start : start + batch_size]
+                b = idx.shape[1]
+                Xb = X_rows.index_select(0, idx.reshape(-1)).view(n, b, -1)
+                Yb = Y_rows.index_select(0, idx.reshape(-1)).view(n, b)
+                W.sub_(step(W, Xb, Yb), alpha=lr)
     return W
 
 
@@ -227,7 +255,7 @@ def reference_train_client(
 
 
 def evaluate(
-    spec: ModelSpec, w: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int = 8192
+    spec: ModelSpec | ModuleSpec, w: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int | None = None
 ) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of model ``w [d]`` on ``X [m, in]``, ``Y [m]``."""
     if w.dim() != 1 or w.shape[0] != spec.dim:
@@ -237,13 +265,14 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_many(
-    spec: ModelSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int = 8192
+    spec: ModelSpec | ModuleSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int | None = None
 ) -> list[tuple[float, float]]:
     """Mean loss and accuracy of each of R models ``W [R, d]``, in one batched computation.
 
     Every model on the same data (``X [m, in]``, ``Y [m]``) or each on its own (``X [R, m, in]``,
     ``Y [R, m]``). A model's numbers do not depend on the others it is evaluated with.
     """
+    chunk = spec.eval_chunk if chunk is None else chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a positive integer, got {chunk!r}")
     if W.dim() != 2 or W.shape[1] != spec.dim:
