@@ -248,3 +248,55 @@ def test_output_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("BLADEFL_TRACEBACK", "1")
     with pytest.raises(ZeroDivisionError):
         CliRunner().invoke(cli, ["kstar"], catch_exceptions=False)
+
+
+DRIFT_PROFILE = {
+    "name": "test-calibrated",
+    "form": "drift",
+    "constants": {"F0": 2.3, "phi": 0.5, "drift": 0.9, "tau0": 30.0, "kappa": 1.0, "c0": 60.0, "c1": 20.0},
+    "calibration": {"tolerance": 0.03, "rms_log_error": 0.0296},
+    "domain": {"N": 20, "alpha": 1.0, "eta": 0.01, "model": "mlp", "samples_per_client": 512,
+               "box": {"t_sum": [50, 200], "beta": [2.5, 20], "M": [0, 8], "sigma2": [0, 0.3]}},
+    "validation": {"held_out": 23, "hits": 21, "hit_rate": 0.913, "median_regret": 0.004, "worst_regret": 0.031,
+                   "report": "reports/kstar-prediction"},
+    "provenance": {"method": "calibrated on measured sweeps"},
+}
+
+
+@pytest.fixture
+def drift_profile(tmp_path):
+    path = tmp_path / "test-calibrated.json"
+    path.write_text(json.dumps(DRIFT_PROFILE))
+    return str(path)
+
+
+def test_kstar_with_a_calibrated_drift_profile(drift_profile):
+    from bladefl_theory.forms import form_kstar
+
+    r = run("kstar", "--profile", drift_profile, "--M", "4", "--sigma2", "0.1", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    system = dict(N=20, M=4, sigma2=0.1, alpha=1.0, beta=10.0, t_sum=100.0, eta=0.01)
+    expected = form_kstar("drift", system, DRIFT_PROFILE["constants"], 0.03)
+    assert out["form"] == "drift" and out["k_star"] == expected.k_star and out["k_star_band"] == list(expected.band)
+    assert out["k_star"] in out["k_star_band"] and out["warnings"] == []
+    assert out["validation"]["hit_rate"] == 0.913 and len(out["table"]) == out["k_max"] == 9
+    human = run("kstar", "--profile", drift_profile, "--M", "4", "--sigma2", "0.1")
+    assert "21 of 23 held-out settings" in human.output and "K* band" in human.output
+
+
+def test_kstar_warns_outside_the_calibrated_domain(drift_profile):
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    r = runner.invoke(cli, ["kstar", "--profile", drift_profile, "--t-sum", "400", "--N", "30", "--model", "cnn"])
+    assert r.exit_code == 0
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3 and any("t_sum=400" in w and "50..200" in w for w in warnings)
+    assert any("N=30" in w for w in warnings) and any("model=cnn" in w for w in warnings)
+    # Constants of the bound, and the bound's variants, mean nothing to the drift form.
+    bad = runner.invoke(cli, ["kstar", "--profile", drift_profile, "--L", "3"])
+    assert bad.exit_code == 2 and "constant of the paper's bound" in bad.stderr
+    bad = runner.invoke(cli, ["kstar", "--profile", drift_profile, "--variant", "printed"])
+    assert bad.exit_code == 2 and "--variant" in bad.stderr
