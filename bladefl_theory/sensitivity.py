@@ -16,6 +16,7 @@ import pandas as pd
 from .bound import VARIANTS, bound
 from .errors import InputError
 from .execution import Execution, TaskKind, one_by_one, run_tasks
+from .report import legend, k_axis, markdown_table, new_figure, save_figure
 from .params import ParameterError, Params
 from .solvers import kstar
 from .timemodel import k_max
@@ -244,29 +245,8 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
     return "; ".join(parts)
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A data frame as a markdown table: floats to ``digits`` significant digits, missing values empty."""
-    rows = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    for row in frame.itertuples(index=False):
-        cells = []
-        for v in row:
-            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-                cells.append("")
-            elif isinstance(v, float):
-                cells.append(f"{v:.{digits}g}")
-            else:
-                cells.append(str(v))
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
 def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list[Path]:
     """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     frame = result.frame
     names = list(result.varied)
@@ -280,7 +260,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
     written.append(csv_path)
 
     x_col = "lazy_ratio" if first == "M" else first
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False, sharey=True)
+    fig, axes = new_figure(5.5 * len(variants), 4, 1, len(variants), sharey=True)
     lines_for = result.varied[second] if second else [None]
     if len(lines_for) > 8:  # a readable figure: at most eight lines, spread over the values
         lines_for = [lines_for[i] for i in np.linspace(0, len(lines_for) - 1, 8).round().astype(int)]
@@ -296,14 +276,12 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
         ax.set_ylabel("K*")
         ax.grid(alpha=0.3)
         if second:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+            legend(ax, fontsize=7)
     kstar_png = out_dir / "kstar.png"
-    fig.savefig(kstar_png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, kstar_png)
     written.append(kstar_png)
 
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
+    fig, axes = new_figure(5.5 * len(variants), 4, 1, len(variants))
     values = result.varied[first]
     shown = values if len(values) <= 6 else [values[i] for i in np.linspace(0, len(values) - 1, 6).round().astype(int)]
     for ax, variant in zip(axes[0], variants):
@@ -317,15 +295,13 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
             ax.plot(ks, np.where(np.isfinite(b), b, np.nan), "o-", ms=3, label=f"{first}={v:g}")
         title = f"bound vs K ({variant})" + (f", {second}={result.varied[second][0]:g}" if second else "")
         ax.set_title(title)
-        ax.set_xlabel("K (blocks)")
+        k_axis(ax, list(ks))
         ax.set_ylabel("bound on F(w^K) - F(w*)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        legend(ax, fontsize=7)
     bound_png = out_dir / "bound.png"
-    fig.savefig(bound_png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, bound_png)
     written.append(bound_png)
 
     verdicts = result.verdicts()

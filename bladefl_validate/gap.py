@@ -23,6 +23,7 @@ from scipy import stats
 from bladefl_theory import bound as B
 from bladefl_theory.forms import BOUND_FORMS, bound_values
 from bladefl_theory.params import Params
+from bladefl_theory.report import k_axis, legend, mean_std_label, new_figure, save_figure
 from bladefl_theory.solvers import kstar
 
 __all__ = ["GapResult", "VariantFit", "analyse_gap", "measure_gap", "k_star_of", "write_gap_report"]
@@ -131,36 +132,29 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def plot_gap(result: GapResult, ax, title: str) -> None:
+def plot_gap(result: GapResult, ax, title: str, seeds: int | None = None) -> None:
     """Fig. 2 style: measured gap (mean ± std) and each variant's bound against K, log scale."""
     t = result.table
     ax.errorbar(t.index, t["measured_gap_mean"], yerr=t["measured_gap_std"].fillna(0), fmt="ko-", capsize=3,
-                label="measured F(w^K) − F(w*)")
+                label=mean_std_label("measured F(w^K) − F(w*)", seeds) if seeds else "measured F(w^K) − F(w*)")
     for form, style in zip(FORMS, ("s--", "^:", "D-.", "v-.")):
         if t[f"bound_{form}"].notna().any():
             ax.plot(t.index, t[f"bound_{form}"], style, ms=4, label=f"bound ({form})")
     ax.set_yscale("log")
-    ax.set_xlabel("K (blocks)")
+    k_axis(ax, list(t.index))
     ax.set_ylabel("optimality gap")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
 
 
 def write_gap_report(result: GapResult, folder: Path, title: str, command: str, seeds: list[int]) -> None:
     """Markdown, CSV and a PNG for one gap analysis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     result.table.to_csv(folder / "gap.csv")
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    plot_gap(result, ax, title)
-    fig.tight_layout()
-    fig.savefig(folder / "gap.png", dpi=110)
-    plt.close(fig)
+    fig, axes = new_figure(6, 4.2)
+    plot_gap(result, axes[0][0], title, len(seeds))
+    save_figure(fig, folder / "gap.png")
     lines = [
         f"# Bound against measurement: {title}",
         "",

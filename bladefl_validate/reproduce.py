@@ -18,7 +18,7 @@ import pandas as pd
 
 from bladefl_theory.execution import Execution, run_tasks
 from bladefl_theory.profiles import Profile, ProfileError, load_profile
-from bladefl_theory.sensitivity import markdown_table
+from bladefl_theory.report import k_axis, legend, markdown_table, new_figure, save_figure
 from bladefl_theory.solvers import kstar
 from bladefl_theory.store import ResultStore
 
@@ -189,13 +189,8 @@ def _k_sc(params, form: str, k_max: int) -> int | None:
 
 
 def _line_figure(rep: Reproduction, pairs, vary: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     datasets = list(rep.per_k.dataset.unique())
-    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
+    fig, axes = new_figure(5.5 * len(datasets), 7, 2, len(datasets))
     for j, d in enumerate(datasets):
         for M, s2 in pairs:
             sub = rep.per_k[(rep.per_k.dataset == d) & (rep.per_k.M == M) & (rep.per_k.sigma2 == s2)]
@@ -204,35 +199,28 @@ def _line_figure(rep: Reproduction, pairs, vary: str, path: Path) -> None:
                 axes[i][j].errorbar(sub.K, sub[f"{col}_mean"], yerr=sub[f"{col}_std"].fillna(0), fmt="o-", ms=3,
                                     capsize=2, label=label)
                 axes[i][j].set_ylabel(f"final {name}")
+        fixed = "sigma2 = 0.01" if vary == "M" else "M = 4"
         for i in range(2):
-            axes[i][j].set_xlabel("K (blocks)")
-            axes[i][j].set_title(d)
+            k_axis(axes[i][j], sorted(rep.per_k.K.unique()))
+            axes[i][j].set_title(f"{d}, {fixed}, t_sum = {rep.base.t_sum:g}, beta = {rep.base.beta:g}: mean ± std "
+                                 f"over {len(rep.seeds)} seeds", fontsize=8)
             axes[i][j].grid(alpha=0.3)
-            axes[i][j].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            legend(axes[i][j], fontsize=7)
+    save_figure(fig, path)
 
 
 def write_reproduction(rep: Reproduction, folder: Path, command: str) -> None:
     """Figures, CSVs and the README with commentary, all computed from ``rep``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     rep.runs.to_csv(folder / "runs.csv", index=False)
     rep.per_k.to_csv(folder / "per_k.csv", index=False)
     rep.f_star.to_csv(folder / "f_star.csv", index=False)
     rep.kstar_table.to_csv(folder / "kstar.csv", index=False)
-    fig, axes = plt.subplots(1, len(rep.gaps), figsize=(5.5 * len(rep.gaps), 4), squeeze=False)
+    fig, axes = new_figure(5.5 * len(rep.gaps), 4, 1, len(rep.gaps))
     for ax, (d, gap) in zip(axes[0], rep.gaps.items()):
-        plot_gap(gap, ax, f"{d}, M=0 (profile {rep.profiles[d]})")
+        plot_gap(gap, ax, f"{d}, M=0 (profile {rep.profiles[d]})", len(rep.seeds))
         gap.table.to_csv(folder / f"gap-{d}.csv")
-    fig.tight_layout()
-    fig.savefig(folder / "fig2.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, folder / "fig2.png")
     _line_figure(rep, FIG3, "M", folder / "fig3.png")
     _line_figure(rep, FIG4, "sigma2", folder / "fig4.png")
     (folder / "README.md").write_text(_readme(rep, command), encoding="utf-8")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bladefl_theory.execution import Execution, TaskKind, run_tasks
+from bladefl_theory.report import k_axis, legend, mean_std_label, new_figure, save_figure
 from bladefl_theory.store import ResultStore
 
 from .config import RunConfig
@@ -140,33 +141,29 @@ def bootstrap_k_star(runs: pd.DataFrame, draws: int = 1000, seed: int = 0) -> di
 
 def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
     """Write runs.csv, per_k.csv, README.md, loss.png and accuracy.png into ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     result.runs.to_csv(folder / "runs.csv", index=False)
     result.per_k.to_csv(folder / "per_k.csv")
     per_k = result.per_k
     ks = per_k.index.to_numpy()
+    b = result.base
     for name, column, label in (
         ("loss.png", "final_global_train_loss", "final global training loss F(w^K)"),
         ("accuracy.png", "final_test_accuracy", "final test accuracy"),
     ):
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, axes = new_figure(5.5, 4)
+        ax = axes[0][0]
         std = per_k[f"{column}_std"].fillna(0.0)
-        ax.errorbar(ks, per_k[f"{column}_mean"], yerr=std, fmt="o-", capsize=3)
+        ax.errorbar(ks, per_k[f"{column}_mean"], yerr=std, fmt="o-", capsize=3,
+                    label=mean_std_label("measured", len(result.seeds)))
         ax.axvline(result.k_star, color="grey", ls="--", lw=1, label=f"empirical K* = {result.k_star}")
-        b = result.base
-        ax.set_title(f"{b.dataset}: N={b.N}, M={b.M}, sigma2={b.sigma2:g}, {len(result.seeds)} seed(s)")
-        ax.set_xlabel("K (blocks)")
+        ax.set_title(f"{b.dataset}: N={b.N}, M={b.M}, sigma2={b.sigma2:g}, t_sum={b.t_sum:g}, beta={b.beta:g}",
+                     fontsize=9)
+        k_axis(ax, ks)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
+        legend(ax, fontsize=8)
+        save_figure(fig, folder / name)
 
     b = result.base
     lines = [

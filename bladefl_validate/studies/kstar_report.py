@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bladefl_theory.forms import form_values
-from bladefl_theory.sensitivity import markdown_table
+from bladefl_theory.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
 
 from ..simulate import SIMULATION_VERSION
 from .kstar_design import Design, Setting
@@ -137,14 +137,9 @@ def _coverage(frame: pd.DataFrame, design: Design, analyses: Sequence[DatasetAna
 
 
 def _figures(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     # Predicted against measured K* at every held-out setting.
-    fig = Figure(figsize=(6.5 * len(analyses), 5))
-    axes = fig.subplots(1, len(analyses), squeeze=False)[0]
+    fig, grid = new_figure(6.5 * len(analyses), 5, 1, len(analyses))
+    axes = grid[0]
     shown = ("drift (calibrated)", "per-round (calibrated)", "pilot's tau")
     markers = {"drift (calibrated)": "o", "per-round (calibrated)": "s", "pilot's tau": "^"}
     for ax, a in zip(axes, analyses):
@@ -164,24 +159,26 @@ def _figures(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: D
                             for r in settings.itertuples()], rotation=90, fontsize=6)
         ax.set_ylabel("K (blocks)")
         ax.set_yscale("log")
-        ax.set_title(f"{a.dataset}: K* at {len(settings)} held-out settings (t_sum/beta/M/sigma2)")
+        from matplotlib.ticker import LogLocator, ScalarFormatter
+
+        ax.yaxis.set_major_locator(LogLocator(base=2))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.set_title(f"{a.dataset}: K* at {len(settings)} held-out settings (t_sum/beta/M/sigma2)", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(folder / "kstar.png", dpi=110)
+        legend(ax, fontsize=7)
+    save_figure(fig, folder / "kstar.png")
 
     # Loss curves: measured against predicted, at a few held-out settings per data set.
     picks = [_pick(a) for a in analyses]
     cols = max(len(p) for p in picks)
-    fig = Figure(figsize=(3.6 * cols, 3.2 * len(analyses)))
-    axes = fig.subplots(len(analyses), cols, squeeze=False)
+    fig, axes = new_figure(3.6 * cols, 3.2 * len(analyses), len(analyses), cols)
     for row, (a, settings) in enumerate(zip(analyses, picks)):
         for col, s in enumerate(settings):
             ax = axes[row][col]
             runs = _runs_of(frame, s)
             m = runs.groupby("K").final_global_train_loss.agg(["mean", "std", "count"])
             ax.errorbar(m.index, m["mean"], yerr=m["std"].fillna(0), fmt="o", ms=3, color="k", capsize=2,
-                        label=f"measured (mean ± std, {int(m['count'].min())}+ seeds)")
+                        label=mean_std_label("measured", int(m["count"].min())))
             ks = np.arange(1, s.k_max(design.base) + 1)
             for form, style in (("drift", "-"), ("per-round", "--")):
                 cal = a.calibrations[form]
@@ -189,7 +186,7 @@ def _figures(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: D
                         label=f"{form} (calibrated)")
             ax.set_title(f"{a.dataset} {s.role}\nt_sum={s.t_sum:g} beta={s.beta:g} M={s.M} sigma2={s.sigma2:g}",
                          fontsize=8)
-            ax.set_xlabel("K (blocks)")
+            k_axis(ax, list(m.index))
             ax.set_ylabel("final training loss")
             ax.grid(alpha=0.3)
             ax.set_ylim(bottom=0)
@@ -199,8 +196,7 @@ def _figures(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: D
                 ax.legend(fontsize=6)
         for col in range(len(settings), cols):
             axes[row][col].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(folder / "curves.png", dpi=110)
+    save_figure(fig, folder / "curves.png")
 
 
 def _pick(a: DatasetAnalysis) -> list[Setting]:

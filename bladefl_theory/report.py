@@ -1,0 +1,81 @@
+"""What every report shares: markdown tables, one number format, and figures drawn without pyplot's state.
+
+Figures are :class:`matplotlib.figure.Figure` objects saved through the Agg canvas, so writing a report
+never touches pyplot's global figure list or backend. The axis helpers give every K axis integer ticks,
+label error bars with what they are (mean ± std over n seeds), and move a legend outside the axes when
+it has more than five entries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["fmt", "markdown_table", "new_figure", "save_figure", "k_axis", "legend", "mean_std_label"]
+
+
+def fmt(x, digits: int = 4) -> str:
+    """A number for people: ``digits`` significant digits, integers as integers, missing as an empty string."""
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+        return str(int(x))
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if math.isfinite(x) else ("∞" if x > 0 else "−∞")
+    return str(x)
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A data frame as a markdown table, numbers through :func:`fmt`."""
+    rows = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        rows.append("| " + " | ".join(fmt(v, digits) for v in row) + " |")
+    return "\n".join(rows)
+
+
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots):
+    """A pyplot-free figure and its axes grid (always 2-D)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(rows, cols, squeeze=False, **subplots)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Lay out and write ``fig`` as a PNG through the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+
+
+def k_axis(ax, ks: Sequence[int], label: str = "K (blocks)") -> None:
+    """Integer ticks on a K axis (every K up to 20, fewer beyond)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ks = list(ks)
+    if ks and len(ks) <= 20:
+        ax.set_xticks(ks)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
+
+
+def legend(ax, **kwargs) -> None:
+    """A legend inside the axes for up to five entries, outside on the right beyond."""
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) > 5:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, **kwargs)
+    elif handles:
+        ax.legend(**kwargs)
+
+
+def mean_std_label(what: str, seeds: int) -> str:
+    """The label of an error-bar series: what is shown and over how many seeds."""
+    return f"{what} (mean ± std over {seeds} seed{'s' if seeds != 1 else ''})"
