@@ -103,6 +103,30 @@ def _verdict(analyses: Sequence[DatasetAnalysis]) -> list[str]:
     return lines
 
 
+def _time_model_table(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """The centre and the t_sum and beta arms: does the best tau stay put when the budget or the mining time moves?"""
+    rows = []
+    for a in analyses:
+        f = a.frame()
+        for s in [*a.pilots, *a.held_out]:
+            if s.role not in ("centre", "arm:t_sum", "arm:beta"):
+                continue
+            runs = _runs_of(frame, s)
+            table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss").dropna(axis=1)
+            k = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
+            tau_of = {int(kk): int(t) for kk, t in runs.groupby("K").tau.first().items()}
+            row = f[(f.predictor == _SHIPPED) & (f.t_sum == s.t_sum) & (f.beta == s.beta) & (f.M == s.M)
+                    & (f.sigma2 == s.sigma2)]
+            plausible = list(map(int, row.plausible.iloc[0].split())) if len(row) else [k]
+            predicted = int(row.k_pred.iloc[0]) if len(row) and row.k_pred.notna().iloc[0] else None
+            rows.append({"data set": a.dataset, "t_sum": s.t_sum, "beta": s.beta, "role": s.role, "K_max": s.k_max(design.base),
+                         "measured K*": k, "tau at K*": tau_of[k],
+                         "plausible tau": " ".join(str(tau_of[p]) for p in plausible if p in tau_of),
+                         "drift's K*": predicted if s.role != "centre" and not design.is_pilot(s) else "(pilot)",
+                         "drift's tau": tau_of.get(predicted, "") if predicted else ""})
+    return pd.DataFrame(rows).sort_values(["data set", "beta", "t_sum"])
+
+
 def _calibration_table(analyses: Sequence[DatasetAnalysis]) -> pd.DataFrame:
     rows = []
     for a in analyses:
@@ -261,6 +285,14 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         "![predicted against measured K*](kstar.png)",
         "",
         "![measured and predicted loss curves](curves.png)",
+        "",
+        "## Does the best tau stay put? (the time model)",
+        "",
+        "The bound's closed form says the optimal tau does not depend on t_sum (doubling the budget should double "
+        f"K*) and moves with beta. Measured, at the centre's M = {design.centre['M']}, sigma2 = "
+        f"{design.centre['sigma2']:g}:",
+        "",
+        markdown_table(_time_model_table(analyses, frame, design)),
         "",
         "## The design",
         "",
