@@ -6,6 +6,11 @@ files it owns. An existing folder is replaced whole only if it is empty or its m
 same command and it holds nothing but the files listed there; a file is replaced only if the
 marker lists it. Otherwise the command refuses with :class:`InputError` (exit status 2) and
 writes nothing. New folders get the user's normal permissions (the umask applies).
+
+Work in progress lives in hidden temporaries beside its target, named
+``.NAME.HOST-PID-XXXXXXXX.tmp`` after the machine and process that made them: a process killed
+before it could clean up leaves one behind, and the next command writing to the same folder
+removes it once that process is gone (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
-import tempfile
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -28,9 +34,13 @@ __all__ = [
     "atomic_write_text",
     "check_replaceable",
     "check_files_replaceable",
+    "check_writable",
+    "created_folder",
     "owned_directory",
     "owned_files",
     "read_marker",
+    "remove_stale_temporaries",
+    "temporary_name",
 ]
 
 #: The file, inside an output folder, that names the command that wrote it and the files it owns.
@@ -84,13 +94,88 @@ def _check_folder(target: Path) -> bool:
     return True
 
 
+# The host part of a temporary's name: no dots, so that the name parses back unambiguously.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp$")
+
+
+def temporary_name(stem: str) -> str:
+    """A fresh name ``.stem.HOST-PID-XXXXXXXX.tmp`` for a temporary of this process."""
+    return f".{stem}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False  # a live process of another user (or a pid this system cannot have): leave it be
+    return False
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporaries in ``folder`` left by processes of this machine that are gone; return their names.
+
+    Only names made by :func:`temporary_name` count; those of another machine (a Dask worker writing to a
+    shared file system) or of a live process are left alone.
+    """
+    folder = Path(folder)
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if m is None or m["host"] != _HOST or not _process_gone(int(m["pid"])):
+            continue
+        path = folder / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def check_writable(folder: str | os.PathLike, what: str | os.PathLike | None = None) -> None:
+    """InputError unless this process can create entries in ``folder`` (an existing folder), tried for real.
+
+    ``os.access`` is not enough: it says yes to root on a read-only file system and under /proc or /sys.
+    ``what`` names the output in the message (default: the folder).
+    """
+    folder = Path(folder)
+    label = what if what is not None else folder
+    if not folder.is_dir():
+        raise InputError(f"{label}: cannot write there ({folder} is not a folder)")
+    probe = folder / temporary_name("probe")
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        raise InputError(f"{label}: cannot write there ({folder}: {exc.strerror or exc})") from None
+    with contextlib.suppress(OSError):
+        probe.rmdir()
+
+
 def _check_creatable(target: Path) -> None:
-    """InputError unless the nearest existing parent of ``target`` is a folder this process may write."""
-    parent = Path(os.path.abspath(target)).parent
-    while not parent.exists() and parent.parent != parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{target}: cannot create the folder ({parent} is not a writable folder)")
+    """InputError unless ``target`` can be created: its nearest existing parent is a folder this process may write."""
+    parent = _nearest_existing(Path(os.path.abspath(target)).parent)
+    if not parent.is_dir():
+        raise InputError(f"{target}: cannot create the folder ({parent} is not a folder)")
+    check_writable(parent, target)
 
 
 def check_replaceable(target: str | os.PathLike, owner: str) -> None:
@@ -104,6 +189,8 @@ def check_replaceable(target: str | os.PathLike, owner: str) -> None:
         _check_creatable(target)
         return
     entries = _entries(target)
+    if Path(os.path.abspath(target)).parent != Path(os.path.abspath(target)):
+        check_writable(Path(os.path.abspath(target)).parent, target)  # the new folder is built beside it
     if not entries:
         return
     marker = read_marker(target)
@@ -125,11 +212,13 @@ def check_files_replaceable(target: str | os.PathLike, owner: str, names: Iterab
     """Raise :class:`InputError` unless ``owner`` may write the files ``names`` into the folder ``target``.
 
     Allowed: each file is absent, or listed in a marker naming ``owner``. A marker naming another
-    command makes the whole folder off limits.
+    command makes the whole folder off limits. The folder must be writable, or creatable if absent.
     """
     target = Path(target)
     if not _check_folder(target):
+        _check_creatable(target)
         return
+    check_writable(target)
     marker = read_marker(target)
     if marker is not None and marker["owner"] != owner:
         raise InputError(f"{target} was written by {marker['owner']}, not {owner}: choose another folder")
@@ -167,10 +256,29 @@ def _remove_created(created: list[Path]) -> None:
             d.rmdir()
 
 
+@contextlib.contextmanager
+def created_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents for the block; if the block fails, remove those of them
+    it created that are empty again (never anything else)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder")
+    created = _make_parents(folder)
+    try:
+        yield folder
+    except BaseException:
+        _remove_created(created)
+        raise
+
+
 def _new_hidden_dir(parent: Path, stem: str) -> Path:
-    """A new empty folder ``parent/.stem.XXXX.tmp`` with the umask's permissions (not mkdtemp's 0700)."""
+    """A new empty folder ``parent/.stem.HOST-PID-XXXX.tmp`` with the umask's permissions (not mkdtemp's 0700).
+
+    Stale temporaries of processes that are gone are removed from ``parent`` first.
+    """
+    remove_stale_temporaries(parent)
     for _ in range(100):
-        path = parent / f".{stem}.{secrets.token_hex(4)}.tmp"
+        path = parent / temporary_name(stem)
         try:
             os.mkdir(path)
             return path
@@ -194,7 +302,7 @@ def _swap_in(target: Path, before_commit=None) -> Iterator[Path]:
         if before_commit is not None:
             before_commit(tmp)
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+            old = target.with_name(temporary_name(f"{target.name}.old"))
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -293,15 +401,15 @@ def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, renamed), with the usual mode."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    created = _make_parents(path.parent)
+    remove_stale_temporaries(path.parent)
+    tmp = path.parent / temporary_name(path.name)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        _remove_created(created)
         raise

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 import os
+import socket
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import InputError
 from .store import ResultStore, task_key
 
-__all__ = ["Execution", "TaskKind", "one_by_one", "run_tasks", "TaskOutcome"]
+__all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "run_tasks", "TaskOutcome"]
+
+#: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own torch).
+MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
+#: Schemes of a Dask scheduler address that name a host and port.
+_NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
+#: Seconds to wait for a scheduler to accept a connection before calling it unreachable.
+CONNECT_TIMEOUT = 5.0
 
 BatchFn = Callable[[list[Mapping[str, Any]], Mapping[str, Any]], list[dict]]
 
@@ -67,10 +77,41 @@ class Execution:
     progress: bool | None = None  # None: a bar only when stderr is a terminal
 
     def __post_init__(self) -> None:
-        if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
-            raise InputError(f"--scheduler must be an address such as tcp://HOST:PORT (got {self.scheduler!r})")
-        if self.workers is not None and self.workers < 1:
-            raise InputError(f"--workers must be at least 1 (got {self.workers})")
+        if self.scheduler is not None:
+            self._host_port()
+        w = self.workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 1 <= w <= MAX_LOCAL_WORKERS):
+            raise InputError(f"--workers must be an integer in 1..{MAX_LOCAL_WORKERS} (4 per core of this machine; "
+                             f"got {w!r})")
+
+    def _host_port(self) -> tuple[str, int] | None:
+        """The scheduler's host and port (None for an in-process address); InputError if it is malformed."""
+        text = self.scheduler
+        wrong = InputError(f"--scheduler must be an address such as tcp://HOST:PORT (got {text!r})")
+        if not isinstance(text, str) or text != text.strip():
+            raise wrong
+        if text.startswith("inproc://"):
+            return None
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise wrong from None
+        if parts.scheme not in _NETWORK_SCHEMES or not parts.hostname or port is None or port == 0 \
+                or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise wrong
+        return parts.hostname, port
+
+    def check_reachable(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """InputError, within ``timeout`` seconds, unless the scheduler (if any) accepts a connection."""
+        where = self._host_port() if self.scheduler is not None else None
+        if where is None:
+            return
+        try:
+            socket.create_connection(where, timeout=timeout).close()
+        except OSError as exc:
+            reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+            raise InputError(f"cannot reach the Dask scheduler at {self.scheduler} ({reason})") from None
 
     def show_progress(self) -> bool:
         return sys.stderr.isatty() if self.progress is None else self.progress
@@ -161,7 +202,12 @@ def run_tasks(
         if execution.scheduler:
             from distributed import Client
 
-            client, cluster = Client(execution.scheduler), None
+            execution.check_reachable()  # a refused connection otherwise takes Dask's 30 s connect timeout
+            try:
+                client, cluster = Client(execution.scheduler, timeout=f"{CONNECT_TIMEOUT * 2}s"), None
+            except OSError as exc:
+                raise InputError(f"cannot connect to the Dask scheduler at {execution.scheduler} "
+                                 f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
         else:
             client, cluster = _local_client(execution.workers)
         bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc or kind.name, unit="run",

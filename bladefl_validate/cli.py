@@ -1,43 +1,85 @@
-"""``bladefl-validate``: run BLADE-FL for real, sweep K, and verify a run's ledger."""
+"""``bladefl-validate``: run BLADE-FL for real, sweep K, and verify a run's ledger.
+
+Importing this module needs no torch: the simulator and everything else that computes is imported
+inside the commands, so ``--help`` and ``--version`` work after a theory-only install (and fast),
+and a command that needs torch without it says which extra to install.
+
+Every command checks everything it can before it writes or computes anything (the options, every
+run's config, the output folder and the store, the data, the partitions, the memory a run needs and
+the scheduler), so bad input is one line and status 2 with nothing written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from bladefl_theory.atomic import atomic_directory, atomic_files, atomic_write_text
-from bladefl_theory.clitools import CLIGroup
-from bladefl_theory.execution import Execution
-from bladefl_theory.profiles import load_profile
-from bladefl_theory.store import ResultStore
-
-from .config import RunConfig
-from .data import DATASETS, DataError, load_dataset
-from .detect import DETECTORS
-from .detection_report import (
-    DEFAULT_M,
-    DEFAULT_SIGMA2,
-    SETTING,
-    check_grid,
-    run_detection_report,
-    write_detection_report,
+from bladefl_theory.atomic import (
+    MARKER,
+    atomic_files,
+    atomic_write_text,
+    check_files_replaceable,
+    check_replaceable,
+    created_folder,
+    owned_directory,
+    owned_files,
+    remove_stale_temporaries,
 )
+from bladefl_theory.clitools import CLIGroup
+from bladefl_theory.errors import InputError
+from bladefl_theory.execution import MAX_LOCAL_WORKERS, Execution
+from bladefl_theory.profiles import load_profile
+from bladefl_theory.store import ResultStore, check_store, opened_store
+
+from .config import DATASETS, DETECTORS, MAX_SEED, MODELS, RunConfig
+from .detection_report import DEFAULT_M, DEFAULT_SIGMA2, SETTING, check_grid
 from .encrypt import ENCRYPTIONS
-from .model import KINDS
-from .partition import SCHEMES, PartitionError
-from .pool import is_digest
-from .simulate import RoundMetrics, run_to_folder
-from .sweep import sweep_k, write_sweep_report
-from .verify import verify_run
+from .partition import SCHEMES
 
 __all__ = ["cli", "main"]
 
 _DEFAULTS = RunConfig()
+
+#: Most seeds a command takes: each is a run (or a run per K) of its own.
+MAX_SEEDS = 1000
+#: Most runs one sweep makes (K_max times the seeds): beyond that the time budget, not the sweep, is wrong.
+MAX_SWEEP_RUNS = 100_000
+#: The store a command that keeps one in its report folder uses by default.
+STORE_NAME = "results.sqlite"
+
+# Owners named in the marker of each command's output folder, and the report files each writes.
+RUN_OWNER = "bladefl-validate run"
+PARTITION_OWNER = "bladefl-validate partition"
+DETECTION_OWNER = "bladefl-validate detection-report"
+SWEEP_OWNER = "bladefl-validate sweep-k"
+GAP_OWNER = "bladefl-validate gap"
+REPRODUCE_OWNER = "bladefl-validate reproduce"
+RUN_FILES = ("config.json", "metrics.csv", "ledger.jsonl", "chain.json", "blobs/", "partition.csv", "partition.png",
+             "summary.md", "summary.json", "detection.csv (with --detect)", "ckks-secret.key (with --keep-key)")
+PARTITION_FILES = ("partition.csv", "partition.png")
+DETECTION_FILES = ("README.md", "runs.csv", "cells.csv", "breakdown.csv", "detection.png", "accuracy.png")
+SWEEP_FILES = ("README.md", "runs.csv", "per_k.csv", "loss.png", "accuracy.png")
+GAP_FILES = ("README.md", "gap.csv", "gap.png")
+
+
+def reproduce_files(datasets: Sequence[str]) -> tuple[str, ...]:
+    """The report files ``reproduce`` writes for these data sets."""
+    return ("README.md", "runs.csv", "per_k.csv", "f_star.csv", "kstar.csv", "fig2.png", "fig3.png", "fig4.png",
+            *(f"gap-{d}.csv" for d in datasets))
+
+
+def load_dataset(name: str, data_dir: Path | str | None = None, train: bool = True):
+    """:func:`bladefl_validate.data.load_dataset`, imported on first use (it needs torch)."""
+    from .data import load_dataset as load
+
+    return load(name, data_dir, train=train)
 
 
 def _run_options(with_k: bool):
@@ -59,10 +101,10 @@ def _run_options(with_k: bool):
         click.option("--samples-per-client", type=int, default=d.samples_per_client, show_default=True, help="|D_i|."),
         click.option("--partition", type=click.Choice(SCHEMES), default=d.partition, show_default=True),
         click.option("--classes-per-client", type=int, default=d.classes_per_client, show_default=True,
-                     help="k for --partition classes."),
+                     help="k for --partition classes (it must divide |D_i|)."),
         click.option("--dirichlet-alpha", type=float, default=d.dirichlet_alpha, show_default=True,
                      help="Concentration for --partition dirichlet."),
-        click.option("--model", type=click.Choice(KINDS), default=d.model, show_default=True,
+        click.option("--model", type=click.Choice(MODELS), default=d.model, show_default=True,
                      help="mlp (784-hidden-10, ReLU), logreg (convex) or cnn (McMahan et al.'s two convolutions)."),
         click.option("--hidden", type=int, default=d.hidden, show_default=True, help="Hidden units of the MLP."),
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
@@ -86,13 +128,78 @@ def _config(options: dict, **extra) -> RunConfig:
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
 
 
+class Seeds(list):
+    """Seeds parsed from ``--seeds``, remembering the text they came from (the command line a report records)."""
+
+    def __init__(self, values: Sequence[int], text: str):
+        super().__init__(values)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _seed_list(text: str) -> Seeds:
+    """``--seeds``: a count (``3`` means 0, 1, 2), or a comma-separated list (``0,5,7``; ``0,`` is seed 0 alone)."""
+    items = [x.strip() for x in text.split(",")]
+    try:
+        values = [int(x) for x in items if x]
+    except ValueError:
+        raise InputError(f"{_short(text)}: a count or a comma-separated list of integers") from None
+    if not values:
+        raise InputError("give a count of seeds (3 means 0,1,2) or a list such as 0,5,7")
+    if "," not in text:
+        count = values[0]
+        if not 1 <= count <= MAX_SEEDS:
+            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); to name seed 0 alone, write 0,")
+        return Seeds(range(count), text)
+    if len(values) > MAX_SEEDS:
+        raise InputError(f"at most {MAX_SEEDS} seeds (got {len(values)})")
+    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
+        raise InputError("seeds must be distinct integers in 0..2**64-1")
+    return Seeds(values, text)
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+class _SeedsType(click.ParamType):
+    name = "seeds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Seeds):
+            return value
+        try:
+            return _seed_list(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _seeds_option(default: str, what: str = "Seeds"):
+    """The one declaration of ``--seeds``; the command receives a :class:`Seeds` list."""
+    return click.option("--seeds", type=_SeedsType(), default=default, show_default=True,
+                        help=f"{what}: a count (3 means 0,1,2) or a list such as 0,5,7 (0, is seed 0 alone); "
+                             f"at most {MAX_SEEDS}.")
+
+
+def _parse_seeds(seeds: str | Seeds) -> Seeds:
+    """The seeds of a ``--seeds`` value (already parsed by the option, or its text)."""
+    if isinstance(seeds, Seeds):
+        return seeds
+    try:
+        return _seed_list(seeds)
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--seeds'") from None
+
+
 def _round_bar(total: int, quiet: bool):
     """A progress bar over rounds (silent under --quiet or when stderr is not a terminal), and its update hook."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="rounds", unit="block", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
 
-    def show(m: RoundMetrics) -> None:
+    def show(m) -> None:
         bar.set_postfix(loss=f"{m.global_train_loss:.4f}", acc=f"{m.test_accuracy:.3f}", miner=m.miner, hashes=m.hashes)
         bar.update(1)
 
@@ -112,10 +219,76 @@ def _command(name: str, extra: list[str]) -> str:
     return " ".join(shlex.quote(p) for p in parts + extra)
 
 
+def _execution(scheduler: str | None, workers: int | None, quiet: bool) -> Execution:
+    return Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+
+
+def _check_sweep_size(base: RunConfig, seeds: Sequence[int]) -> None:
+    runs = base.k_max * len(seeds)
+    if runs > MAX_SWEEP_RUNS:
+        raise InputError(f"a sweep over K = 1..{base.k_max} and {len(seeds)} seed(s) is {runs:,} runs, more than "
+                         f"{MAX_SWEEP_RUNS:,}: lower t_sum or raise alpha + beta")
+
+
+def _check_report_folder(out: Path, owner: str, files: Sequence[str], store: Path | None) -> None:
+    """Before anything runs: ``owner`` may write ``files`` into ``out``, and ``store`` is a usable result store."""
+    check_files_replaceable(out, owner, files)
+    if store is not None:
+        if Path(store).absolute().parent == Path(out).absolute() and Path(store).name in (*files, MARKER):
+            raise InputError(f"--store {store} is one of the report files of --out; give another file")
+        check_store(store)
+
+
+def _check_store_outside(store: Path | None, out: Path) -> None:
+    """A command that replaces ``out`` whole would take a store inside it along."""
+    if store is not None and Path(out).absolute() in Path(store).absolute().parents:
+        raise InputError(f"--store {store} is inside --out {out}, which is replaced whole: keep the store elsewhere")
+
+
+def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Execution | None = None) -> None:
+    """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
+    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
+    scheduler answers."""
+    from .partition import make_partitioner
+
+    local = execution is None or execution.scheduler is None
+    seen: set[tuple] = set()
+    for c in configs:
+        key = (c.N, c.model, c.hidden, c.samples_per_client)
+        if local and key not in seen:
+            c.check_memory()
+        seen.add(key)
+    for d in dict.fromkeys(c.dataset for c in configs):
+        load_dataset(d, data_dir, train=True)
+        load_dataset(d, data_dir, train=False)
+    seen = set()
+    for c in configs:
+        key = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
+        make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
+                         **c.partition_options()).partition(labels)
+    if execution is not None:
+        execution.check_reachable()
+
+
+def _owns(command: click.Command, text: str) -> None:
+    """Append what ``command`` owns in its output folder to its --help."""
+    command.help = f"{command.help.rstrip()}\n\n{text}"
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
 @click.group(
     "bladefl-validate",
     cls=CLIGroup,
-    input_errors=(DataError, PartitionError),
+    input_errors=("bladefl_validate.data:DataError", "bladefl_validate.partition:PartitionError"),
+    extras={"torch": "validate", "torchvision": "validate", "tenseal": "encrypt"},
+    catch_all=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="bladefl", prog_name="bladefl-validate")
@@ -125,7 +298,7 @@ def cli():
 
 @cli.command("run")
 @_run_options(with_k=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run, 0..2**64-1.")
 @click.option("--detect", type=click.Choice(("none", *DETECTORS)), default="none", show_default=True,
               help="Screen the cache pool each round for lazy clients (detection.csv).")
 @click.option("--detect-threshold", type=float, default=None,
@@ -136,13 +309,21 @@ def cli():
 @click.option("--keep-key", is_flag=True,
               help="With --encrypt ckks: keep the clients' secret key as RUN_DIR/ckks-secret.key (mode 0600) so the "
                    "blobs can be decrypted later [default: discarded after the run].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (new).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: new, empty, or an earlier run's folder, which is replaced.")
 def run_cmd(out, quiet, data_dir, keep_key, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
+    if keep_key and config.encrypt != "ckks":
+        raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")
+    check_replaceable(out, RUN_OWNER)
+    _prepare([config], data_dir)
+    from .simulate import run_to_folder
+
     bar, show = _round_bar(config.K, quiet)
-    with bar:
-        result = run_to_folder(config, out, data_dir, show, keep_key=keep_key)
+    with bar, owned_directory(out, RUN_OWNER) as tmp:
+        # run_to_folder builds the run beside tmp and swaps it in; owned_directory then marks it and swaps it to out.
+        result = run_to_folder(config, tmp, data_dir, show, overwrite=True, keep_key=keep_key)
     s = result.summary()
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
@@ -150,10 +331,16 @@ def run_cmd(out, quiet, data_dir, keep_key, **options):
     )
 
 
+_owns(run_cmd, f"It owns the run folder --out: {_listing(RUN_FILES)}, and the marker {MARKER}. An existing --out is "
+               f"replaced whole, once the run is complete, only if it is empty or the marker says a run wrote it and "
+               f"it holds nothing else; otherwise nothing is written (status 2).")
+
+
 def _execution_options(func):
     """--scheduler and --workers for commands that run many simulations."""
-    func = click.option("--workers", type=int, default=None,
-                        help="Worker processes of the local Dask cluster [default: one per core].")(func)
+    func = click.option("--workers", type=click.IntRange(1, MAX_LOCAL_WORKERS), default=None,
+                        help=f"Worker processes of the local Dask cluster, at most {MAX_LOCAL_WORKERS} "
+                             f"[default: one per core].")(func)
     func = click.option("--scheduler", default=None,
                         help="Address of an existing Dask scheduler, tcp://HOST:PORT [default: a local cluster].")(func)
     return func
@@ -161,24 +348,35 @@ def _execution_options(func):
 
 @cli.command("sweep-k")
 @_run_options(with_k=False)
-@click.option("--seeds", default="0", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@_seeds_option("1")
 @click.option("--keep-runs", is_flag=True, help="Keep every run's folder (ledger and blobs) under OUT/runs/.")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store [default: OUT/results.sqlite]; finished runs in it are not run again.")
+              help=f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
 @_execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
 def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, data_dir, **options):
     """Every K in 1..K_max: final loss and accuracy per K (mean ± std over seeds) and the empirical K*."""
-    seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    load_dataset(base.dataset, data_dir, train=True)  # fail here, before anything is written, if data is missing
-    out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(store_path or out / "results.sqlite") as store:
-        result = sweep_k(base, seed_list, data_dir, out / "runs" if keep_runs else None, store, execution)
-    with atomic_files(out) as tmp:
-        write_sweep_report(result, tmp, _command("sweep-k", []))
+    _check_sweep_size(base, seeds)
+    from .sweep import sweep_configs, sweep_k, write_sweep_report
+
+    configs = sweep_configs(base, seeds)
+    execution = _execution(scheduler, workers, quiet)
+    store_path = store_path or out / STORE_NAME
+    _check_report_folder(out, SWEEP_OWNER, SWEEP_FILES, store_path)
+    _prepare(configs, data_dir, execution)
+    runs_dir = out / "runs" if keep_runs else None
+    with contextlib.ExitStack() as stack:
+        if runs_dir is not None:
+            stack.enter_context(created_folder(runs_dir))
+            # Folders of runs a killed sweep was writing; again at the end, for those of this sweep's workers.
+            remove_stale_temporaries(runs_dir)
+            stack.callback(remove_stale_temporaries, runs_dir)
+        store = stack.enter_context(opened_store(store_path))
+        result = sweep_k(base, list(seeds), data_dir, runs_dir, store, execution)
+        with owned_files(out, SWEEP_OWNER) as tmp:
+            write_sweep_report(result, tmp, _command("sweep-k", []))
     if result.skipped:
         click.echo(f"{result.skipped} of {len(result.runs)} runs were already in the store", err=True)
     click.echo(f"{out}: empirical K* = {result.k_star}")
@@ -189,27 +387,19 @@ def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, da
         )
 
 
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: a count or a comma-separated list of integers", param_hint="'--seeds'")
-    if len(values) == 1:
-        if values[0] < 1:
-            raise click.BadParameter("a count of seeds must be at least 1", param_hint="'--seeds'")
-        return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise click.BadParameter("seeds must be distinct non-negative integers", param_hint="'--seeds'")
-    return values
+_STORE_NOTE = (f"the result store (--store, default {STORE_NAME}) lives beside them. A report file it did not write is "
+               f"never replaced: the command stops before running anything (status 2).")
+_owns(sweep_k_cmd, f"In --out it owns the report files {_listing(SWEEP_FILES)} and the marker {MARKER} listing them; "
+                   f"runs/ (--keep-runs) and {_STORE_NOTE}")
 
 
 def _parse_list(text: str, convert, option: str) -> list:
     try:
         values = [convert(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter(f"{text!r}: a comma-separated list", param_hint=f"'{option}'") from None
+        raise click.BadParameter(f"{_short(text)}: a comma-separated list", param_hint=f"'{option}'") from None
     if not values or len(set(values)) != len(values):
-        raise click.BadParameter(f"{text!r}: a non-empty list of distinct values", param_hint=f"'{option}'")
+        raise click.BadParameter(f"{_short(text)}: a non-empty list of distinct values", param_hint=f"'{option}'")
     return values
 
 
@@ -218,9 +408,9 @@ def _parse_list(text: str, convert, option: str) -> list:
 @click.option("--M", "M", default=",".join(map(str, DEFAULT_M)), show_default=True, help="Lazy clients, e.g. 2,4,6.")
 @click.option("--sigma2", default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
               help="Noise variances.")
-@click.option("--seeds", default="1", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@_seeds_option("1")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store to resume from [default: none].")
+              help="Result store to resume from, outside --out [default: none].")
 @_execution_options
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
@@ -234,26 +424,35 @@ def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, work
             raise click.BadParameter(f"{d!r} is not one of {', '.join(DATASETS)}", param_hint="'--datasets'")
     Ms = _parse_list(M, int, "--M")
     sigma2s = _parse_list(sigma2, float, "--sigma2")
-    seed_list = _parse_seeds(seeds)
-    check_grid(RunConfig(**SETTING), dataset_list, Ms, sigma2s, seed_list)
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    for d in dataset_list:
-        load_dataset(d, data_dir, train=True)  # fail before running anything if data is missing
+    base = RunConfig(**SETTING)
+    check_grid(base, dataset_list, Ms, sigma2s, list(seeds))
+    execution = _execution(scheduler, workers, quiet)
+    check_replaceable(out, DETECTION_OWNER)
+    _check_store_outside(store_path, out)
     if store_path is not None:
-        with ResultStore(store_path) as store:
-            report = run_detection_report(dataset_list, Ms, sigma2s, seed_list, data_dir, store, execution)
-    else:
-        report = run_detection_report(dataset_list, Ms, sigma2s, seed_list, data_dir, None, execution)
-    with atomic_directory(out, overwrite=True) as tmp:
+        check_store(store_path)
+    _prepare([base.replace(dataset=d, seed=seeds[0]) for d in dataset_list], data_dir, execution)
+    from .detection_report import run_detection_report, write_detection_report
+
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(opened_store(store_path)) if store_path is not None else None
+        report = run_detection_report(dataset_list, Ms, sigma2s, list(seeds), data_dir, store, execution)
+    with owned_directory(out, DETECTION_OWNER) as tmp:
         # The store, the workers and the data folder change where runs happen, not their results.
         command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets, "--M", M,
-                              "--sigma2", sigma2, "--seeds", seeds, "--out", str(out)])
+                              "--sigma2", sigma2, "--seeds", seeds.text, "--out", str(out)])
         write_detection_report(report, tmp, command)
     click.echo(f"{out}: {len(report.runs)} runs")
     for _, row in report.breakdown().iterrows():
         at = row["breaks_down_at"]
         click.echo(f"{row['dataset']} {row['detector']} M={row['M']}: F1 < 0.5 from sigma2 = "
                    f"{'none in the grid' if at != at else format(at, 'g')}")
+
+
+_owns(detection_report_cmd, f"It owns the report folder --out: {_listing(DETECTION_FILES)}, and the marker {MARKER}. "
+                            f"An existing --out is replaced whole, once the report is complete, only if it is empty or "
+                            f"the marker says this command wrote it and it holds nothing else; otherwise nothing is "
+                            f"written (status 2).")
 
 
 @cli.group("chain")
@@ -263,7 +462,8 @@ def chain_group():
 
 @chain_group.command("verify")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--difficulty-bits", type=int, default=None, help="Also require every block to declare this difficulty.")
+@click.option("--difficulty-bits", type=click.IntRange(0, 256), default=None,
+              help="Also require every block to declare this difficulty.")
 @click.option("--tip", default=None, metavar="HASH",
               help="The tip hash recorded when the run finished (chain.json, summary.md), kept elsewhere: the only "
                    "check a consistently rewritten run folder cannot pass.")
@@ -271,6 +471,9 @@ def chain_group():
 def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
     """Check the ledger against chain.json, config.json and metrics.csv, and recompute every hash, proof of
     work, Merkle root and blob digest; exit 1 naming the first mismatch."""
+    from .pool import is_digest
+    from .verify import verify_run
+
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="'RUN_DIR'")
     if tip is not None:
@@ -294,16 +497,18 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
 @click.option("--N", "N", type=int, default=_DEFAULTS.N, show_default=True)
 @click.option("--samples-per-client", type=int, default=_DEFAULTS.samples_per_client, show_default=True)
 @click.option("--partition", type=click.Choice(SCHEMES), default=_DEFAULTS.partition, show_default=True)
-@click.option("--classes-per-client", type=int, default=_DEFAULTS.classes_per_client, show_default=True)
+@click.option("--classes-per-client", type=int, default=_DEFAULTS.classes_per_client, show_default=True,
+              help="k for --partition classes (it must divide --samples-per-client).")
 @click.option("--dirichlet-alpha", type=float, default=_DEFAULTS.dirichlet_alpha, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the partition, 0..2**64-1.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def partition_cmd(out, data_dir, **options):
     """Per-client label counts of a partition, as CSV and a PNG heat map."""
-    from .data import load_dataset
     from .partition import label_counts, make_partitioner, plot_partition
+
     config = _config(options)
+    check_replaceable(out, PARTITION_OWNER)
     train = load_dataset(config.dataset, data_dir, train=True)
     labels = train.labels.numpy()
     parts = make_partitioner(
@@ -311,15 +516,20 @@ def partition_cmd(out, data_dir, **options):
         **config.partition_options(),
     ).partition(labels)
     counts = label_counts(labels, parts)
-    with atomic_directory(out, overwrite=True) as tmp:
+    with owned_directory(out, PARTITION_OWNER) as tmp:
         counts.to_csv(tmp / "partition.csv", index_label="client")
         plot_partition(counts, tmp / "partition.png")
     click.echo(counts.to_string())
 
 
+_owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, and the marker {MARKER}. An existing "
+                     f"--out is replaced whole only if it is empty or the marker says this command wrote it and it "
+                     f"holds nothing else; otherwise nothing is written (status 2).")
+
+
 @cli.command("estimate")
 @_run_options(with_k=True)
-@click.option("--seeds", default="3", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@_seeds_option("3")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json; the raw samples go to NAME.samples.csv beside it.")
@@ -334,22 +544,23 @@ def partition_cmd(out, data_dir, **options):
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
                  **options):
     """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
-    from bladefl_theory.errors import InputError
+    from .estimate import OptimumOptions, check_profile_path, estimate_constants, samples_path_for, write_estimate
 
-    from .estimate import OptimumOptions, check_profile_path, estimate_constants, write_estimate
-
-    seed_list = _parse_seeds(seeds)
     config = _config(options)
+    if config.M < 1:
+        raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
+    configs = [config.replace(seed=s) for s in seeds]
     check_profile_path(out)
     given = {"max_iter": wstar_max_iter, "loss_floor": wstar_loss_floor}
     optimum = OptimumOptions(**{k: v for k, v in given.items() if v is not None})
-    if config.M < 1:
-        raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
-    load_dataset(config.dataset, data_dir, train=True)  # fail here, before any run, if data is missing
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    execution = _execution(scheduler, workers, quiet)
     store_path = store_path or out.with_name(out.name.removesuffix(".json") + ".results.sqlite")
-    with ResultStore(store_path) as store:
-        result = estimate_constants(config, seed_list, data_dir, optimum=optimum, execution=execution, store=store)
+    if Path(store_path).absolute() in (out.absolute(), samples_path_for(out).absolute()):
+        raise InputError(f"--store {store_path} is the profile or its samples file; give another file")
+    check_store(store_path)
+    _prepare(configs, data_dir, execution)
+    with opened_store(store_path) as store:
+        result = estimate_constants(config, list(seeds), data_dir, optimum=optimum, execution=execution, store=store)
     profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
     click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
     for constant, row in result.summary().iterrows():
@@ -362,10 +573,10 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
 
 @cli.command("gap")
 @_run_options(with_k=False)
-@click.option("--seeds", default="3", show_default=True, help="Seeds: a count (3 means 0,1,2) or a list 0,5,7.")
+@_seeds_option("3")
 @click.option("--profile", default=None, help="Profile of constants [default: DATASET-MODEL if shipped, else default].")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store [default: OUT/results.sqlite].")
+              help=f"Result store [default: OUT/{STORE_NAME}].")
 @_execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
@@ -375,58 +586,71 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     from .gap import analyse_gap, write_gap_report
     from .optimum import optima
     from .reproduce import profile_for
+    from .sweep import sweep_configs, sweep_k
 
-    seed_list = _parse_seeds(seeds)
     base = _config(options, K=1)
     prof = load_profile(profile) if profile else profile_for(base.dataset, base.model)
     params = base.theory_params(prof)
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    load_dataset(base.dataset, data_dir, train=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(store_path or out / "results.sqlite") as store:
-        sweep = sweep_k(base, seed_list, data_dir, None, store, execution)
-        f_star = [r["f_star"] for r in optima(base, seed_list, data_dir, store, execution).results]
+    _check_sweep_size(base, seeds)
+    configs = sweep_configs(base, seeds)
+    optimum_configs = [base.replace(M=0, seed=s) for s in seeds]
+    execution = _execution(scheduler, workers, quiet)
+    store_path = store_path or out / STORE_NAME
+    _check_report_folder(out, GAP_OWNER, GAP_FILES, store_path)
+    _prepare(configs + optimum_configs, data_dir, execution)
+    with opened_store(store_path) as store:
+        sweep = sweep_k(base, list(seeds), data_dir, None, store, execution)
+        f_star = [r["f_star"] for r in optima(base, list(seeds), data_dir, store, execution).results]
     result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
     title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
-    with atomic_files(out) as tmp:
-        write_gap_report(result, tmp, title, _command("gap", []), seed_list)
+    with owned_files(out, GAP_OWNER) as tmp:
+        write_gap_report(result, tmp, title, _command("gap", []), list(seeds))
     click.echo(f"{out}: measured K* = {result.k_star_measured}")
     for v, f in result.fits.items():
         click.echo(f"{v}: bound's K* = {f.k_star_bound}, Spearman = {f.spearman}, R2 of the calibration = {f.r2}")
 
 
+_owns(gap_cmd, f"In --out it owns the report files {_listing(GAP_FILES)} and the marker {MARKER} listing them; "
+               f"{_STORE_NOTE}")
+
+
 @cli.command("reproduce")
-@click.option("--seeds", default="3", show_default=True, help="Seeds per point: a count or a list.")
+@_seeds_option("3", "Seeds per point")
 @click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
 @click.option("--difficulty-bits", type=int, default=_DEFAULTS.difficulty_bits, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store [default: OUT/results.sqlite].")
+              help=f"Result store [default: OUT/{STORE_NAME}].")
 @_execution_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/paper-reproduction"),
               show_default=True, help="Report folder; running again resumes from its store.")
 def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out):
     """Reproduce the paper's figures 2 to 4 and its K* values at its settings (N=20, |D_i|=512, t_sum=100)."""
-    from .reproduce import reproduce, write_reproduction
-
-    seed_list = _parse_seeds(seeds)
     names = [d.strip() for d in datasets.split(",") if d.strip()]
     unknown = [d for d in names if d not in DATASETS]
     if unknown or not names:
-        raise click.BadParameter(f"unknown dataset {unknown[0] if unknown else '(none)'}; known: {', '.join(DATASETS)}",
-                                 param_hint="'--datasets'")
+        raise click.BadParameter(f"unknown dataset {_short(unknown[0]) if unknown else '(none)'}; known: "
+                                 f"{', '.join(DATASETS)}", param_hint="'--datasets'")
+    names = list(dict.fromkeys(names))
     base = RunConfig(difficulty_bits=difficulty_bits)
-    for d in names:
-        load_dataset(d, data_dir, train=True)
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(store_path or out / "results.sqlite") as store:
-        rep = reproduce(base, seed_list, data_dir, store, execution, tuple(names))
-    with atomic_files(out) as tmp:
+    configs = [base.replace(dataset=d, seed=s) for d in names for s in seeds]
+    execution = _execution(scheduler, workers, quiet)
+    store_path = store_path or out / STORE_NAME
+    _check_report_folder(out, REPRODUCE_OWNER, reproduce_files(names), store_path)
+    _prepare(configs, data_dir, execution)
+    from .reproduce import reproduce, write_reproduction
+
+    with opened_store(store_path) as store:
+        rep = reproduce(base, list(seeds), data_dir, store, execution, tuple(names))
+    with owned_files(out, REPRODUCE_OWNER) as tmp:
         write_reproduction(rep, tmp, _command("reproduce", []))
     click.echo(rep.kstar_table.to_string(index=False))
+
+
+_owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_files(('DATASET',)))} (one gap CSV per "
+                     f"data set) and the marker {MARKER} listing them; {_STORE_NOTE}")
 
 
 @cli.command("calibrate")
@@ -436,7 +660,7 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
                    "[default: the K* study's four pilots].")
 @click.option("--form", type=click.Choice(("drift", "per-round", "printed")), default="drift", show_default=True,
               help="The form to fit (see bladefl_theory.forms).")
-@click.option("--seeds", default="4", show_default=True, help="Seeds per pilot: a count (4 means 0..3) or a list 0,5,7.")
+@_seeds_option("4", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")

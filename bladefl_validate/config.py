@@ -1,4 +1,8 @@
-"""One simulation's settings as a validated, immutable object."""
+"""One simulation's settings as a validated, immutable object.
+
+This module needs no torch: the command line declares its options (and prints its help) from it,
+and a config is checked before anything heavy is imported or computed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bladefl_theory.errors import InputError
@@ -14,14 +20,29 @@ from bladefl_theory.params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, ParameterE
 from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
-from .data import DATASETS
-from .detect import DETECTORS
 from .encrypt import ENCRYPTIONS, require_tenseal
 from .mining import MAX_RUN_DIFFICULTY_BITS
-from . import model as _model
-from .partition import SCHEMES
+from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
-__all__ = ["RunConfig"]
+__all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "MAX_SEED", "MAX_SIGMA2", "machine_memory"]
+
+#: The data sets a run can use (data.py reads them).
+DATASETS = ("mnist", "fashion-mnist")
+#: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/test_config_rules.py checks
+#: that they agree.
+MODELS = ("mlp", "logreg", "cnn")
+#: Kinds added from Python by bladefl_validate.model.register_model.
+REGISTERED_MODELS: list[str] = []
+DETECTORS = ("nn", "noise")
+
+#: Largest seed: torch's and numpy's generators take 64-bit seeds.
+MAX_SEED = 2**64 - 1
+#: Largest noise variance. Models are float32 (largest value 3.4e38); a noise draw of up to 10 standard
+#: deviations, summed over the at most 60,000 clients of an aggregation, must stay finite:
+#: 10 · sqrt(sigma2) · 60,000 <= 3.4e38 holds up to sigma2 = 3.2e65, and 1e60 leaves room.
+MAX_SIGMA2 = 1e60
+_INPUT_DIM = 784
+_FLOAT_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -66,23 +87,47 @@ class RunConfig:
             raise InputError(f"dataset must be one of {', '.join(DATASETS)} (got {self.dataset!r})")
         if self.partition not in SCHEMES:
             raise InputError(f"partition must be one of {', '.join(SCHEMES)} (got {self.partition!r})")
-        if self.model not in _model.KINDS:  # read now: register_model may have added kinds
-            raise InputError(f"model must be one of {', '.join(_model.KINDS)} (got {self.model!r})")
+        if self.model not in MODELS + tuple(REGISTERED_MODELS):
+            raise InputError(f"model must be one of {', '.join(MODELS + tuple(REGISTERED_MODELS))} "
+                             f"(got {self.model!r})")
         for name in ("samples_per_client", "hidden", "batch_size", "classes_per_client"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise InputError(f"{name} must be a positive integer (got {v!r})")
-        if not self.dirichlet_alpha > 0:
-            raise InputError(f"dirichlet_alpha must be > 0 (got {self.dirichlet_alpha!r})")
+        if self.sigma2 > MAX_SIGMA2:
+            raise ParameterError(
+                "sigma2", f"sigma2 must be at most {MAX_SIGMA2:g}: models are float32 (largest value 3.4e38) and the "
+                f"lazy noise, of standard deviation sqrt(sigma2), must stay finite through aggregation "
+                f"(got sigma2={self.sigma2:g})"
+            )
+        self._check_partition()
         bits = self.difficulty_bits
         if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 0 <= bits <= MAX_RUN_DIFFICULTY_BITS:
             raise InputError(
                 f"difficulty_bits must be an integer in 0..{MAX_RUN_DIFFICULTY_BITS}: a block takes 2**bits hashes on "
                 f"average, minutes at {MAX_RUN_DIFFICULTY_BITS} bits, and each further bit doubles that (got {bits!r})"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise InputError(f"seed must be a non-negative integer (got {self.seed!r})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer in 0..2**64-1, as torch's and numpy's generators take "
+                             f"(got {self.seed!r})")
         self._check_detection_and_encryption()
+
+    def _check_partition(self) -> None:
+        """The partition scheme's own rules, which the partitioner would otherwise break mid-run."""
+        a = self.dirichlet_alpha
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0 < a < math.inf):
+            raise InputError(f"dirichlet_alpha must be a positive finite number (got {a!r})")
+        m, k = self.samples_per_client, self.classes_per_client
+        if self.partition == "classes":
+            if k > NUM_CLASSES:
+                raise InputError(f"classes_per_client must be at most {NUM_CLASSES}, the classes of {self.dataset} "
+                                 f"(got {k})")
+            if m % k:
+                raise InputError(f"classes_per_client (k={k}) must divide samples_per_client ({m}): each client gets "
+                                 f"|D_i|/k samples from each of its k classes")
+        if self.partition == "shards" and m % SHARDS_PER_CLIENT:
+            raise InputError(f"samples_per_client ({m}) must be divisible by {SHARDS_PER_CLIENT} for partition shards: "
+                             f"each client gets {SHARDS_PER_CLIENT} equal shards")
 
     def _check_detection_and_encryption(self) -> None:
         if self.detect not in ("none", *DETECTORS):
@@ -100,6 +145,33 @@ class RunConfig:
             raise InputError(f"encrypt must be one of {', '.join(ENCRYPTIONS)} (got {self.encrypt!r})")
         if self.encrypt == "ckks":
             require_tenseal()
+
+    @property
+    def model_dim(self) -> int:
+        """d, the number of parameters of the model (as model.ModelSpec.dim counts them)."""
+        if self.model == "logreg":
+            return (_INPUT_DIM + 1) * 10
+        return (_INPUT_DIM + 1) * self.hidden + (self.hidden + 1) * 10
+
+    def memory_needed(self) -> int:
+        """A lower bound, in bytes, of the memory one run holds: two float32 copies of every client's model
+        (the models submitted and the pool's blobs of them) and the clients' training data."""
+        return _FLOAT_BYTES * (2 * self.N * self.model_dim + self.N * self.samples_per_client * _INPUT_DIM)
+
+    def check_memory(self, available: int | None = None) -> None:
+        """InputError if one run cannot fit in ``available`` bytes (default: this machine's memory).
+
+        Not part of the validation of a config: a config stays valid on a smaller machine, it only cannot run there.
+        """
+        available = machine_memory() if available is None else available
+        need = self.memory_needed()
+        if available is not None and need > available:
+            size = f"hidden={self.hidden}, " if self.model == "mlp" else ""
+            raise InputError(
+                f"a run with N={self.N} clients and a {self.model} of {self.model_dim:,} parameters ({size}"
+                f"samples_per_client={self.samples_per_client}) needs at least {_bytes(need)} of memory (two float32 "
+                f"copies of every client's model, and the clients' data); this machine has {_bytes(available)}"
+            )
 
     @property
     def tau(self) -> int:
@@ -144,3 +216,28 @@ class RunConfig:
         """Rebuild a config from :meth:`as_dict` output (derived keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the physical memory, or the cgroup's limit if lower (None if unknown)."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            sizes.append(int(text))
+    sizes = [s for s in sizes if s > 0]
+    return min(sizes) if sizes else None
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} bytes"

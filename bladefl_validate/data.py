@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "fashion-mnist")
+from .config import DATASETS  # defined there, where a run's settings are checked without torch
 
 # The four files every MNIST-style reader expects, without the ".gz".
 IDX_FILES = (

@@ -5,10 +5,14 @@ that only reports (precision and recall over every round and client) and one tha
 clients out of aggregation (final loss and accuracy with exclusion). Screening alone changes
 nothing in training, so the report-only runs of the two detectors must end in the same model; the
 report states how far apart they are. M = 0 runs give the honest baseline and the false-positive rate.
+
+The simulator (and with it torch) is imported only when runs happen or the report is written, so the
+command line can read the grid's defaults without it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -22,11 +26,7 @@ from bladefl_theory.errors import InputError
 from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.store import ResultStore
 
-from .config import RunConfig
-from .detect import DETECTORS, make_detector
-from .model import make_spec
-from .simulate import SIMULATION_VERSION, simulate
-from .tasks import task_context
+from .config import DETECTORS, RunConfig
 
 __all__ = [
     "SETTING",
@@ -75,6 +75,8 @@ class DetectionReport:
 
 def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """One run as a task for :func:`~bladefl_theory.execution.run_tasks`: detection counts and final metrics."""
+    from .simulate import simulate
+
     rc = RunConfig.from_dict(dict(config))
     start = time.perf_counter()
     result = simulate(rc, None, context.get("data_dir"))
@@ -90,8 +92,19 @@ def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     }
 
 
-#: One run of the detection report, as the result store knows it.
-DETECTION = TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
+@functools.cache
+def _detection_kind() -> TaskKind:
+    """One run of the detection report, as the result store knows it (keyed by the simulator's version)."""
+    from .simulate import SIMULATION_VERSION
+
+    return TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
+
+
+def __getattr__(name: str) -> Any:
+    # DETECTION is built on first use: its version comes from the simulator, which imports torch.
+    if name == "DETECTION":
+        return _detection_kind()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_grid(base: RunConfig, datasets: Sequence[str], Ms: Sequence[int], sigma2s: Sequence[float],
@@ -130,8 +143,10 @@ def run_detection_report(
         for dataset in datasets for M, s2 in grid for seed in seeds for detector in DETECTORS
         for exclude in (False, True)
     ]
+    from .tasks import task_context
+
     context = task_context(data_dir)
-    outcome = run_tasks(DETECTION, [c.as_dict() for c in configs], store, context, execution,
+    outcome = run_tasks(_detection_kind(), [c.as_dict() for c in configs], store, context, execution,
                         desc="detection-report")
     runs = pd.DataFrame([
         {"dataset": c.dataset, "M": c.M, "sigma2": c.sigma2, "seed": c.seed, "detector": c.detect,
@@ -247,7 +262,7 @@ def _headline(report: DetectionReport) -> list[str]:
             f"{worst['accuracy_with_exclusion']:.4f}."
         )
         if detector == "nn" and bad:
-            d = make_spec(report.base.model, report.base.hidden).dim
+            d = report.base.model_dim
             lines.append(
                 f"  - `nn` needs a copy to be closer to its source, sqrt(d·sigma2), than honest models are to each "
                 f"other; with d = {d} parameters that distance is {math.sqrt(d * min(bad)):.2g} at sigma2 = "
@@ -262,6 +277,8 @@ def _set(values: Sequence[float]) -> str:
 
 def write_detection_report(report: DetectionReport, folder: Path, command: str) -> None:
     """Write runs.csv, cells.csv, breakdown.csv, detection.png, accuracy.png and README.md into ``folder``."""
+    from .detect import make_detector
+
     folder = Path(folder)
     report.runs.to_csv(folder / "runs.csv", index=False)
     report.cells.to_csv(folder / "cells.csv", index=False)

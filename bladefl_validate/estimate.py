@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bladefl_theory.atomic import atomic_write_text
+from bladefl_theory.atomic import atomic_write_text, check_writable
 from bladefl_theory.errors import InputError
 from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.store import ResultStore
@@ -818,12 +819,22 @@ def samples_path_for(profile_path: str | Path) -> Path:
 
 
 def check_profile_path(out: str | Path) -> Path:
-    """``out`` as a Path if it can name a profile JSON file (``NAME.json``, not a folder); InputError otherwise."""
+    """``out`` as a Path if a profile JSON file (``NAME.json``, not a folder) and its samples CSV can be written
+    there; InputError otherwise. Checked before anything is computed; creates nothing."""
     out = Path(out)
     if not out.name.endswith(".json") or out.name == ".json":
         raise InputError(f"--out must name a .json file (got {str(out)!r})")
     if out.is_dir():
         raise InputError(f"--out {str(out)!r} is a folder; give a .json file path")
+    samples = samples_path_for(out)
+    if samples.is_dir():
+        raise InputError(f"{samples} is a folder, and --out {str(out)!r} writes its samples there")
+    folder = Path(os.path.abspath(out)).parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"--out {str(out)!r}: cannot write there ({folder} is not a folder)")
+    check_writable(folder, out)
     return out
 
 

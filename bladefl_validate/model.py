@@ -194,9 +194,13 @@ def register_model(kind: str, factory: Callable[[], nn.Module]) -> None:
     global KINDS
     if kind in _FUSED:
         raise InputError(f"{kind!r} is a built-in model kind")
+    from . import config
+
     ModuleSpec(kind, factory)  # checks the module now, not in the middle of a run
     _MODULES[kind] = factory
     KINDS = (*_FUSED, *_MODULES)
+    if kind not in config.REGISTERED_MODELS:
+        config.REGISTERED_MODELS.append(kind)
 
 
 def make_spec(kind: str, hidden: int = 256) -> ModelSpec | ModuleSpec:

@@ -16,6 +16,8 @@ import pandas as pd
 
 SCHEMES = ("classes", "shards", "dirichlet", "iid")
 NUM_CLASSES = 10
+#: Shards each client gets under the ``shards`` scheme (McMahan et al.'s two).
+SHARDS_PER_CLIENT = 2
 
 # Uniform random picks of a client's classes tried before falling back to the classes with the most samples left.
 _CLASS_PICK_TRIES = 32
@@ -159,7 +161,8 @@ class ShardsPartitioner(Partitioner):
     scheme = "shards"
     options = ("shards_per_client",)
 
-    def __init__(self, num_clients: int, samples_per_client: int, seed: int = 0, shards_per_client: int = 2) -> None:
+    def __init__(self, num_clients: int, samples_per_client: int, seed: int = 0,
+                 shards_per_client: int = SHARDS_PER_CLIENT) -> None:
         super().__init__(num_clients, samples_per_client, seed)
         self.shards_per_client = _check_int("shards_per_client", shards_per_client, 1)
         if self.samples_per_client % self.shards_per_client:

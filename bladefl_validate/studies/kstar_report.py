@@ -95,9 +95,9 @@ def _verdict(analyses: Sequence[DatasetAnalysis]) -> list[str]:
             f"{_pct(shipped['hit_rate'])} of {int(shipped['settings'])} held-out settings, median regret "
             f"{_pct(shipped['median_regret'])}, worst {_pct(shipped['worst_regret'])}: "
             f"{'meets' if ok else 'misses'} the targets (>= 90%, <= 1%, <= 5%). "
-            + (f"At least as good as every baseline on all three figures" if not beaten else
+            + ("At least as good as every baseline on all three figures" if not beaten else
                f"Behind on at least one figure: {', '.join(beaten)}")
-            + (f"; better than both constant baselines on at least one figure." if better_than_constants else
+            + ("; better than both constant baselines on at least one figure." if better_than_constants else
                "; not better than the constant baselines on any figure.")
         )
     return lines

@@ -1,0 +1,125 @@
+"""The result store and the executor refuse bad paths and addresses at once, in one line, changing nothing."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from bladefl_theory.errors import InputError
+from bladefl_theory.execution import MAX_LOCAL_WORKERS, Execution, TaskKind, one_by_one, run_tasks
+from bladefl_theory.store import ResultStore, check_store, opened_store, task_key
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, this is a text file and not a database at all" * 20, "not a result store"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not a result store"),
+])
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path, content, message):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(content)
+    for attempt in (lambda: check_store(path), lambda: ResultStore(path)):
+        with pytest.raises(InputError, match=message):
+            attempt()
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+
+
+def test_an_sqlite_database_of_something_else_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="SQLite database but not a result store .*notes"):
+        ResultStore(path)
+    assert path.read_bytes() == before
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE results (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(InputError, match="results table has columns x"):
+        check_store(path)
+
+
+def test_paths_where_no_store_can_be(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "folder").mkdir()
+    for path, message in ((tmp_path / "folder", "is a folder"), (tmp_path / "a-file" / "s.sqlite", "not a folder")):
+        with pytest.raises(InputError, match=message):
+            check_store(path)
+        with pytest.raises(InputError, match=message):
+            ResultStore(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder"]
+
+
+def test_check_store_creates_nothing_and_accepts_stores_and_empty_files(tmp_path):
+    check_store(tmp_path / "new" / "s.sqlite")
+    assert list(tmp_path.iterdir()) == []
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put(task_key("k", {}, "1"), "k", {}, {"v": 1}, "1")
+    check_store(tmp_path / "s.sqlite")
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    check_store(tmp_path / "empty.sqlite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "s.sqlite"]
+
+
+def test_opened_store_removes_what_it_created_if_nothing_was_recorded(tmp_path):
+    path = tmp_path / "out" / "deeper" / "results.sqlite"
+    with pytest.raises(RuntimeError):
+        with opened_store(path):
+            raise RuntimeError("bad input found late")
+    assert list(tmp_path.iterdir()) == []
+    # With a result recorded, the store stays: the next run resumes from it.
+    with pytest.raises(RuntimeError):
+        with opened_store(path) as store:
+            store.put(task_key("k", {}, "1"), "k", {}, {"v": 1}, "1")
+            raise RuntimeError("killed")
+    with ResultStore(path) as store:
+        assert store.count() == 1
+    # A store it did not create is never removed, empty or not.
+    other = tmp_path / "other.sqlite"
+    ResultStore(other).close()
+    with pytest.raises(RuntimeError):
+        with opened_store(other):
+            raise RuntimeError("boom")
+    assert other.is_file()
+
+
+@pytest.mark.parametrize("address", ["localhost:8786", "tcp://", "tcp://host", "tcp://host:99999", "tcp://h:0",
+                                     "tcp://h:1/path", " tcp://h:1", "http://h:1", "tcp://h:port", "", "tcp://:8786"])
+def test_malformed_scheduler_addresses(address):
+    with pytest.raises(InputError, match="--scheduler must be an address such as tcp://HOST:PORT"):
+        Execution(scheduler=address)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_said_at_once(tmp_path):
+    execution = Execution(scheduler=f"tcp://127.0.0.1:{_free_port()}", progress=False)
+    start = time.monotonic()
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:.* refused"):
+        execution.check_reachable()
+    kind = TaskKind("t", "1", one_by_one(lambda c, ctx: {"v": 1}))
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(InputError, match="cannot reach"):
+            run_tasks(kind, [{"i": 1}], store, execution=execution)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("workers", [0, -1, MAX_LOCAL_WORKERS + 1, 10**9, 1.5, True])
+def test_worker_counts_a_local_cluster_cannot_have(workers):
+    with pytest.raises(InputError, match="--workers"):
+        Execution(workers=workers)
