@@ -47,7 +47,7 @@ _FLOAT_HELP = {
 
 
 #: The profile ``kstar`` uses unless told otherwise: calibrated on measured sweeps, validated on held-out settings.
-KSTAR_PROFILE = "default"
+KSTAR_PROFILE = "mnist-mlp-calibrated"
 
 
 def param_options(func=None, *, profile: str = "default"):

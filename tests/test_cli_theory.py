@@ -12,8 +12,20 @@ from click.testing import CliRunner
 from bladefl_theory.cli import cli
 
 
+def invoke(args, **kwargs):
+    """The CLI on ``args``; kstar on the paper's bound (profile default) unless a profile is named.
+
+    kstar's own default is the calibrated drift profile (tested at the end of this file); most tests
+    here are about the bound and its solvers.
+    """
+    args = list(args)
+    if args[:1] == ["kstar"] and "--profile" not in args:
+        args[1:1] = ["--profile", "default"]
+    return CliRunner().invoke(cli, args, **kwargs)
+
+
 def run(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return invoke(args, catch_exceptions=False)
 
 
 def test_kstar_json_has_the_documented_keys():
@@ -70,7 +82,7 @@ def test_flags_override_the_profile(tmp_path):
 def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):
     if args[0] == "sensitivity":
         args = args + ["--out", str(tmp_path / "out")]
-    r = CliRunner().invoke(cli, args)
+    r = invoke(args)
     assert r.exit_code == 2, r.output
     lines = [line for line in r.output.splitlines() if line]
     assert len(lines) == 1 and fragment in lines[0] and lines[0].startswith("bladefl-theory: error:")
@@ -79,14 +91,14 @@ def test_bad_input_is_one_line_and_status_2(args, fragment, tmp_path):
 
 
 def test_no_finite_bound_exits_3_with_the_reason():
-    r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10"])
+    r = invoke(["kstar", "--M", "19", "--theta", "10"])
     assert r.exit_code == 3
     last = r.output.splitlines()[-1]
     assert "dominates" in last and "self-consistent" in last
     needed = float(last.split("needs epsilon > ")[1].split(" ")[0])
-    assert CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 0.99)]).exit_code == 3
-    assert CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 1.01)]).exit_code == 0
-    r = CliRunner().invoke(cli, ["kstar", "--M", "19", "--theta", "10", "--json"])
+    assert invoke(["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 0.99)]).exit_code == 3
+    assert invoke(["kstar", "--M", "19", "--theta", "10", "--epsilon", str(needed * 1.01)]).exit_code == 0
+    r = invoke(["kstar", "--M", "19", "--theta", "10", "--json"])
     assert r.exit_code == 3
     assert json.loads(r.output[: r.output.rindex("}") + 1])["k_star"] is None
 
@@ -135,7 +147,8 @@ def test_sensitivity_writes_report_and_states_remark_3(tmp_path):
 def test_console_script_runs_as_a_subprocess():
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     ok = subprocess.run(
-        [sys.executable, "-m", "bladefl_theory.cli", "kstar", "--M", "4", "--sigma2", "0.1", "--json"],
+        [sys.executable, "-m", "bladefl_theory.cli", "kstar", "--profile", "default", "--M", "4", "--sigma2", "0.1",
+         "--json"],
         capture_output=True, text=True, env=env,
     )
     assert ok.returncode == 0, ok.stderr
@@ -152,7 +165,7 @@ def test_console_script_runs_as_a_subprocess():
 def test_bound_exits_3_only_when_no_k_has_a_finite_bound(k_list):
     # At the defaults the bound is finite at K = 6..9 and nowhere else.
     args = ["bound"] + (["--K", k_list] if k_list else [])
-    r = CliRunner().invoke(cli, args)
+    r = invoke(args)
     assert r.exit_code == 0, r.output
     if k_list in ("1,3,5", "1"):
         assert "finite only for K = 6..9" in r.output
@@ -161,8 +174,8 @@ def test_bound_exits_3_only_when_no_k_has_a_finite_bound(k_list):
 
 def test_bound_exit_3_names_the_reason_and_agrees_with_kstar():
     for extra in (["--M", "19", "--theta", "10"], ["--epsilon", "1e-300"], ["--M", "19", "--sigma2", "0.3"]):
-        b = CliRunner().invoke(cli, ["bound", "--K", "7", *extra])
-        k = CliRunner().invoke(cli, ["kstar", *extra])
+        b = invoke(["bound", "--K", "7", *extra])
+        k = invoke(["kstar", *extra])
         assert b.exit_code == k.exit_code == 3, (extra, b.output)
         assert b.output.splitlines()[-1].split(" (`bladefl-theory")[0] == k.output.splitlines()[-1].split(" (`bladefl-theory")[0]
 
@@ -179,8 +192,8 @@ def test_bound_exit_3_names_the_reason_and_agrees_with_kstar():
     ],
 )
 def test_convexity_and_kstar_agree_on_whether_a_bound_exists(args):
-    k = CliRunner().invoke(cli, ["kstar", *args])
-    c = CliRunner().invoke(cli, ["convexity", *args])
+    k = invoke(["kstar", *args])
+    c = invoke(["convexity", *args])
     assert k.exit_code in (0, 3) and c.exit_code in (0, 3), (k.output, c.output)
     # convexity asks for a real K with D(K) > 0, kstar for an integer one: kstar's success implies convexity's.
     if k.exit_code == 0:
@@ -203,7 +216,7 @@ def test_convexity_and_kstar_agree_on_whether_a_bound_exists(args):
     ],
 )
 def test_extreme_values_give_a_result_or_status_3_never_a_traceback(args):
-    r = CliRunner().invoke(cli, args)
+    r = invoke(args)
     assert r.exit_code in (0, 3), r.output
     assert "Traceback" not in r.output and "Warning" not in r.output
     if "--json" in args:
@@ -212,10 +225,10 @@ def test_extreme_values_give_a_result_or_status_3_never_a_traceback(args):
 
 
 def test_huge_n_and_k_max_are_refused_with_the_rule():
-    r = CliRunner().invoke(cli, ["kstar", "--N", "99999999999999999999", "--M", "99999999999999999998"])
+    r = invoke(["kstar", "--N", "99999999999999999999", "--M", "99999999999999999998"])
     assert r.exit_code == 2 and "N must be at most 2**53" in r.output
     for cmd in ("kstar", "bound", "convexity"):
-        r = CliRunner().invoke(cli, [cmd, "--t-sum", "1e12"])
+        r = invoke([cmd, "--t-sum", "1e12"])
         assert r.exit_code == 2 and "K_max" in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
 
@@ -223,7 +236,7 @@ def test_huge_n_and_k_max_are_refused_with_the_rule():
 def test_json_output_is_strict_even_where_numbers_leave_float_range():
     # phi = 1e-305: D > 0 but 1/D beyond float range; the grid's second differences overflow.
     for cmd in ("kstar", "convexity", "bound"):
-        r = CliRunner().invoke(cli, [cmd, "--json", "--phi", "1e-305", "--eta", "1e-10", "--epsilon", "1e300"])
+        r = invoke([cmd, "--json", "--phi", "1e-305", "--eta", "1e-10", "--epsilon", "1e300"])
         # D(K) > 0, so convexity has its interval; the integer commands have no finite bound and say why.
         assert r.exit_code == (0 if cmd == "convexity" else 3)
         assert cmd == "convexity" or "exceeds float range" in r.output.splitlines()[-1]
@@ -238,16 +251,16 @@ def test_output_errors_are_one_line(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(theory_cli, "write_report", broken)
-    r = CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
+    r = invoke(["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and r.output.strip() == "bladefl-theory: error: No space left on device"
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(theory_cli, "kstar", lambda *a, **k: 1 / 0)
-    r = CliRunner().invoke(cli, ["kstar"])
+    r = invoke(["kstar"])
     assert r.exit_code == 1 and "internal error" in r.output and "ZeroDivisionError" in r.output
     assert len(r.output.strip().splitlines()) == 1
     monkeypatch.setenv("BLADEFL_TRACEBACK", "1")
     with pytest.raises(ZeroDivisionError):
-        CliRunner().invoke(cli, ["kstar"], catch_exceptions=False)
+        invoke(["kstar"], catch_exceptions=False)
 
 
 DRIFT_PROFILE = {
@@ -300,3 +313,15 @@ def test_kstar_warns_outside_the_calibrated_domain(drift_profile):
     assert bad.exit_code == 2 and "constant of the paper's bound" in bad.stderr
     bad = runner.invoke(cli, ["kstar", "--profile", drift_profile, "--variant", "printed"])
     assert bad.exit_code == 2 and "--variant" in bad.stderr
+
+
+def test_kstar_defaults_to_the_calibrated_profile_with_its_band_and_validation():
+    r = CliRunner().invoke(cli, ["kstar", "--M", "4", "--sigma2", "0.1", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["profile"] == "mnist-mlp-calibrated" and out["form"] == "drift"
+    assert out["k_star"] in out["k_star_band"] and 1 <= out["k_star"] <= out["k_max"]
+    assert out["validation"]["held_out"] >= 11 and out["validation"]["report"] == "reports/kstar-prediction"
+    human = CliRunner().invoke(cli, ["kstar", "--M", "4", "--sigma2", "0.1"], catch_exceptions=False)
+    assert human.output.startswith("profile mnist-mlp-calibrated: K* inside the measured plausible set in ")
+    assert f"K*                 {out['k_star']}\n" in human.output
