@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 
 from bladefl_theory import Params  # noqa: E402
-from bladefl_theory.errors import InputError  # noqa: E402
+from bladefl_platform.errors import InputError  # noqa: E402
 from bladefl_theory.solvers import kstar_closed_form, kstar_cvxpy, kstar_integer  # noqa: E402
 from bladefl_validate.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
 from bladefl_validate.model import ModelSpec, make_spec  # noqa: E402

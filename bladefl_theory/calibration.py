@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from .errors import InputError
+from bladefl_platform.errors import InputError
 from .forms import FORMS, form_values_at
 from .params import SYSTEM_PARAMETERS
 from .timemodel import tau

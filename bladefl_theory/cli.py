@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
+from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
+from bladefl_platform.cli import CLIGroup
+from bladefl_platform.errors import CommandFailed, InputError
+from bladefl_platform.execution import Execution
+
 from . import bound as _bound
-from .atomic import MARKER, check_replaceable, owned_directory
 from .bound import VARIANTS
-from .clitools import CLIGroup
 from .convexity import MAX_GRID_POINTS, certify
-from .errors import CommandFailed, InputError
-from .execution import Execution
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
 from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report

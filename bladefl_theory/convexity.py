@@ -17,9 +17,10 @@ import sympy as sp
 from scipy.optimize import brentq
 from scipy.special import lambertw
 
+from bladefl_platform.errors import InputError
+
 from . import bound as _bound
 from .bound import SYMBOLS, Canonical, canonical, denominator_expr, to_latex
-from .errors import InputError
 from .params import Params
 from .timemodel import k_max_continuous
 

@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 
 from . import bound as _bound
-from .errors import InputError
+from bladefl_platform.errors import InputError
 from .params import Params
 from .timemodel import k_max, tau
 

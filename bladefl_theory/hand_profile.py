@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the hand-calibrated default profile as DIR/default.json.")
     parser.add_argument("--out", type=Path, required=True, help="folder to write default.json into")
     args = parser.parse_args(argv)
-    from .atomic import atomic_write_text
+    from bladefl_platform.atomic import atomic_write_text
 
     target = args.out / "default.json"
     atomic_write_text(target, json.dumps(default_profile(), indent=2) + "\n")

@@ -8,7 +8,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError
+from bladefl_platform.errors import InputError
+
 from .profiles import load_profile
 from .timemodel import k_max
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from bladefl_platform.errors import InputError
 
 __all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "FORM_CONSTANTS"]
 

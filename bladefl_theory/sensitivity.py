@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.report import legend, k_axis, markdown_table, new_figure, save_figure
+
 from .bound import VARIANTS, bound
-from .errors import InputError
-from .execution import Execution, TaskKind, one_by_one, run_tasks
-from .report import legend, k_axis, markdown_table, new_figure, save_figure
 from .params import ParameterError, Params
 from .solvers import kstar
 from .timemodel import k_max
@@ -111,7 +112,7 @@ class SensitivityResult:
         return {v: remark3_verdict(self.frame[self.frame.variant == v], list(self.varied), self.base) for v in self.frame.variant.unique()}
 
 
-#: Grids with more K* solves than this run through dask.distributed (see :mod:`bladefl_theory.execution`).
+#: Grids with more K* solves than this run through dask.distributed (see :mod:`bladefl_platform.execution`).
 LARGE_GRID = 2000
 _CHUNK = 250
 

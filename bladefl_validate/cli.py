@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from bladefl_theory.atomic import (
+from bladefl_platform.atomic import (
     MARKER,
     atomic_files,
     atomic_write_text,
@@ -32,11 +32,11 @@ from bladefl_theory.atomic import (
     owned_files,
     remove_stale_temporaries,
 )
-from bladefl_theory.clitools import CLIGroup
-from bladefl_theory.errors import InputError
-from bladefl_theory.execution import MAX_LOCAL_WORKERS, Execution
+from bladefl_platform.cli import CLIGroup
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution
 from bladefl_theory.profiles import load_profile
-from bladefl_theory.store import ResultStore, check_store, opened_store
+from bladefl_platform.store import ResultStore, check_store, opened_store
 
 from .config import DATASETS, DETECTORS, MAX_SEED, MODELS, RunConfig
 from .detection_report import DEFAULT_M, DEFAULT_SIGMA2, SETTING, check_grid
@@ -671,7 +671,7 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Profile to write, NAME.json.")
 def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
-    from bladefl_theory.errors import InputError
+    from bladefl_platform.errors import InputError
 
     from .estimate import check_profile_path
     from .studies.kstar_design import DESIGN

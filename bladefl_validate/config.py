@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, ParameterError, Params, check_system
 from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time

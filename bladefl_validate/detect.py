@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 __all__ = [
     "DETECTORS",

@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
-from bladefl_theory.store import ResultStore
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.store import ResultStore
 
 from .config import DETECTORS, RunConfig
 
@@ -74,7 +74,7 @@ class DetectionReport:
 
 
 def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """One run as a task for :func:`~bladefl_theory.execution.run_tasks`: detection counts and final metrics."""
+    """One run as a task for :func:`~bladefl_platform.execution.run_tasks`: detection counts and final metrics."""
     from .simulate import simulate
 
     rc = RunConfig.from_dict(dict(config))

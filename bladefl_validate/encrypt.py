@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 __all__ = ["ENCRYPTIONS", "KEY_NAME", "CKKSCodec", "EncryptionOverhead", "measure_overhead",
            "require_tenseal"]

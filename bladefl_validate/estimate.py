@@ -53,10 +53,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bladefl_theory.atomic import atomic_write_text, check_writable
-from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
-from bladefl_theory.store import ResultStore
+from bladefl_platform.atomic import atomic_write_text, check_writable
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig

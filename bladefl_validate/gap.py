@@ -23,7 +23,7 @@ from scipy import stats
 from bladefl_theory import bound as B
 from bladefl_theory.forms import BOUND_FORMS, bound_values
 from bladefl_theory.params import Params
-from bladefl_theory.report import k_axis, legend, mean_std_label, new_figure, save_figure
+from bladefl_platform.report import k_axis, legend, mean_std_label, new_figure, save_figure
 from bladefl_theory.solvers import kstar
 
 __all__ = ["GapResult", "VariantFit", "analyse_gap", "measure_gap", "k_star_of", "write_gap_report"]
@@ -91,7 +91,7 @@ def measure_gap(base, seeds, data_dir=None, store=None, execution=None, profile=
     ``profile`` (a Profile, a name or a path; default: the estimated profile of the data set and model)
     gives the bound's constants. Runs go through ``store`` when one is given, so a gap resumes.
     """
-    from bladefl_theory.execution import Execution
+    from bladefl_platform.execution import Execution
     from bladefl_theory.profiles import Profile, load_profile
 
     from .optimum import optima

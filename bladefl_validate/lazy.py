@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 __all__ = ["choose_lazy", "lazy_copies"]
 

@@ -29,7 +29,7 @@ import numbers
 import struct
 from dataclasses import dataclass
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 from .pool import is_digest
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 __all__ = ["ModelSpec", "ModuleSpec", "CNN", "make_spec", "register_model", "KINDS"]
 

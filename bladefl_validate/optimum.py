@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bladefl_theory.execution import Execution, TaskKind, TaskOutcome, one_by_one, run_tasks
-from bladefl_theory.store import ResultStore
+from bladefl_platform.execution import Execution, TaskKind, TaskOutcome, one_by_one, run_tasks
+from bladefl_platform.store import ResultStore
 
 from .config import RunConfig
 from .tasks import task_context

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, run_tasks
+from bladefl_platform.execution import Execution, run_tasks
 from bladefl_theory.profiles import Profile, ProfileError, load_profile
-from bladefl_theory.report import k_axis, legend, markdown_table, new_figure, save_figure
+from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, save_figure
 from bladefl_theory.solvers import kstar
-from bladefl_theory.store import ResultStore
+from bladefl_platform.store import ResultStore
 
 from .config import RunConfig
 from .data import DATASETS

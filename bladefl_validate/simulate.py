@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bladefl_theory.atomic import atomic_directory
-from bladefl_theory.errors import CommandFailed, InputError
+from bladefl_platform.atomic import atomic_directory
+from bladefl_platform.errors import CommandFailed, InputError
 
 from .config import RunConfig
 from .data import Dataset, load_dataset

@@ -1,7 +1,7 @@
 """Every K in 1..K_max for given M, sigma2 and seeds: the empirical K* and how loss and accuracy move with K.
 
-Runs execute through dask.distributed (:func:`bladefl_theory.execution.run_tasks`) and each
-finished run is recorded in a :class:`~bladefl_theory.store.ResultStore`, so a sweep resumes.
+Runs execute through dask.distributed (:func:`bladefl_platform.execution.run_tasks`) and each
+finished run is recorded in a :class:`~bladefl_platform.store.ResultStore`, so a sweep resumes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, TaskKind, run_tasks
-from bladefl_theory.report import k_axis, legend, mean_std_label, new_figure, save_figure
-from bladefl_theory.store import ResultStore
+from bladefl_platform.execution import Execution, TaskKind, run_tasks
+from bladefl_platform.report import k_axis, legend, mean_std_label, new_figure, save_figure
+from bladefl_platform.store import ResultStore
 
 from .config import RunConfig
 from .simulate import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many

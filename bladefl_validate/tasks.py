@@ -3,15 +3,30 @@
 Paths are resolved here, on the machine that submits the tasks: a worker of a separately started Dask
 cluster has its own working directory and environment (no ``BLADEFL_DATA``), so it must receive
 absolute paths, never relative ones or an environment variable to look up.
+
+Importing this module (every module that submits the validator's tasks does) registers the worker plugin
+that gives each worker of a local Dask cluster its share of torch's threads (:mod:`bladefl_validate.workers`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bladefl_platform.execution import register_local_worker_plugin
+
 from .data import resolve_data_root
 
 __all__ = ["task_context"]
+
+
+def torch_threads(threads: int):
+    """The worker plugin that sets torch's threads (imported here, when a local cluster starts)."""
+    from .workers import TorchThreads
+
+    return TorchThreads(threads)
+
+
+register_local_worker_plugin(torch_threads)
 
 
 def task_context(data_dir: str | Path | None, runs_dir: str | Path | None = None) -> dict[str, str | None]:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 from .model import ModelSpec, ModuleSpec
 

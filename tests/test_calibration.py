@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bladefl_theory.calibration import calibrate
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.forms import DRIFT_CONSTANTS, form_kstar, form_values
 from bladefl_theory.params import Params
 from bladefl_theory.timemodel import k_max

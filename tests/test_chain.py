@@ -236,7 +236,7 @@ def test_mine_budget_and_validation() -> None:
 
 
 def test_run_difficulty_is_limited_to_what_can_be_mined() -> None:
-    from bladefl_theory.errors import InputError
+    from bladefl_platform.errors import InputError
     from bladefl_validate.config import RunConfig
     from bladefl_validate.mining import MAX_RUN_DIFFICULTY_BITS
 

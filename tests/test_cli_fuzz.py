@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bladefl_theory.cli import cli
 from bladefl_theory.convexity import MAX_GRID_POINTS
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_validate import config as config_module
 from bladefl_validate.config import MAX_SEED, MAX_SIGMA2, RunConfig
 

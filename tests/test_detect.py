@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import bladefl_validate.simulate as simulate_module
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.detect import (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.encrypt import KEY_NAME, require_tenseal

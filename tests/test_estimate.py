@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from bladefl_theory.cli import cli as theory_cli
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig

@@ -4,9 +4,9 @@
 import pandas as pd
 import pytest
 
-from bladefl_theory.execution import Execution
+from bladefl_platform.execution import Execution
 from bladefl_theory.profiles import load_profile
-from bladefl_theory.store import ResultStore
+from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
 from bladefl_validate.studies.kstar_design import Design, measured_runs
 from bladefl_validate.studies.kstar_prediction import (

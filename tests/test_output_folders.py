@@ -7,7 +7,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from bladefl_theory.atomic import (
+from bladefl_platform.atomic import (
     MARKER,
     atomic_directory,
     check_files_replaceable,
@@ -17,7 +17,7 @@ from bladefl_theory.atomic import (
     read_marker,
 )
 from bladefl_theory.cli import cli
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 OWNER = "bladefl-theory sensitivity"
 

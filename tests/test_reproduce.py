@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from bladefl_theory.execution import Execution
-from bladefl_theory.store import ResultStore
+from bladefl_platform.execution import Execution
+from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
 from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.reproduce import PAPER_K_STAR, reproduce, settings, write_reproduction

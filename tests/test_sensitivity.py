@@ -1,7 +1,7 @@
 import pytest
 
 from bladefl_theory import Params
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.sensitivity import parse_vary, sweep
 
 

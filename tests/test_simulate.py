@@ -7,12 +7,12 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_theory.params import ParameterError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.simulate import METRIC_COLUMNS, run_to_folder
-from bladefl_theory.execution import Execution
+from bladefl_platform.execution import Execution
 from bladefl_validate.sweep import sweep_k
 from bladefl_validate.verify import verify_run
 

@@ -122,7 +122,7 @@ def test_shipped_default_profile_is_what_hand_profile_computes(tmp_path):
 
 def test_certify_caps_the_grid():
     from bladefl_theory.convexity import MAX_GRID_POINTS
-    from bladefl_theory.errors import InputError
+    from bladefl_platform.errors import InputError
 
     with pytest.raises(InputError, match=f"from 3 to {MAX_GRID_POINTS}"):
         certify(Params(), grid_points=MAX_GRID_POINTS + 1)

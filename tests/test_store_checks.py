@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from bladefl_theory.errors import InputError
-from bladefl_theory.execution import MAX_LOCAL_WORKERS, Execution, TaskKind, one_by_one, run_tasks
-from bladefl_theory.store import ResultStore, check_store, opened_store, task_key
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.store import ResultStore, check_store, opened_store, task_key
 
 
 def snapshot(folder):

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from bladefl_theory import Params
-from bladefl_theory.errors import InputError
-from bladefl_theory.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.sensitivity import _solve_chunk, sweep
-from bladefl_theory.store import ResultStore, task_key
+from bladefl_platform.store import ResultStore, task_key
 from bladefl_validate.data import write_idx_dataset
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bladefl_theory import atomic
-from bladefl_theory.atomic import (
+from bladefl_platform import atomic
+from bladefl_platform.atomic import (
     atomic_directory,
     atomic_write_text,
     check_replaceable,
@@ -23,7 +23,7 @@ from bladefl_theory.atomic import (
     remove_stale_temporaries,
     temporary_name,
 )
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 
 HOST = atomic._HOST
 
@@ -144,8 +144,8 @@ def test_created_folder_removes_only_the_empty_folders_it_made(tmp_path):
 SIGTERM_SCRIPT = r"""
 import sys, time
 import click
-from bladefl_theory.atomic import atomic_directory
-from bladefl_theory.clitools import CLIGroup
+from bladefl_platform.atomic import atomic_directory
+from bladefl_platform.cli import CLIGroup
 
 @click.group(cls=CLIGroup, catch_all=True)
 def cli():

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from bladefl_theory.errors import InputError
+from bladefl_platform.errors import InputError
 from bladefl_validate.lazy import choose_lazy, lazy_copies
 from bladefl_validate.model import ModelSpec, make_spec
 from bladefl_validate.training import (

@@ -16,9 +16,9 @@ import pytest
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
-from bladefl_theory import atomic
-from bladefl_theory.atomic import MARKER, read_marker
-from bladefl_theory.store import ResultStore
+from bladefl_platform import atomic
+from bladefl_platform.atomic import MARKER, read_marker
+from bladefl_platform.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -357,7 +357,7 @@ def test_a_sweep_that_fails_before_any_result_leaves_nothing(tmp_path, data_root
 
 def test_a_sweep_that_fails_after_results_keeps_its_store(tmp_path, data_root, monkeypatch):
     import bladefl_validate.sweep as sweep
-    from bladefl_theory.store import task_key
+    from bladefl_platform.store import task_key
 
     def killed(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
         store.put(task_key("bladefl-run", {"K": 1}, "2"), "bladefl-run", {"K": 1}, {"final_global_train_loss": 1}, "2")

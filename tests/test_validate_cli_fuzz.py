@@ -18,7 +18,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
 
-from bladefl_theory import atomic
+from bladefl_platform import atomic
 
 
 def examples(n: int) -> int:

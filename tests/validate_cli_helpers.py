@@ -37,7 +37,7 @@ def assert_bad_input(result, fragment: str = "") -> None:
 
 def forbid_computation(monkeypatch) -> None:
     """Make any simulation or stored task fail the test: bad input must be refused before one starts."""
-    import bladefl_theory.execution as execution
+    import bladefl_platform.execution as execution
     import bladefl_validate.detection_report as detection_report
     import bladefl_validate.estimate as estimate
     import bladefl_validate.reproduce as reproduce

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bladefl_theory.execution import Execution, run_tasks
-from bladefl_theory.store import ResultStore
+from bladefl_platform.execution import Execution, run_tasks
+from bladefl_platform.store import ResultStore
 
 from ..config import RunConfig
 from ..data import DATASETS

@@ -267,7 +267,7 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
 def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execution=None,
               bootstrap: int = 100) -> tuple[list[DatasetAnalysis], pd.DataFrame]:
     """Measure the design to completion, add every K a predictor chose, and analyse: all through ``store``."""
-    from bladefl_theory.execution import Execution, run_tasks
+    from bladefl_platform.execution import Execution, run_tasks
 
     from ..sweep import RUN
     from .kstar_design import measure, measured_runs
@@ -331,7 +331,7 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
 
 def parse_pilot(text: str, centre: dict) -> dict[str, float]:
     """A pilot setting from ``t_sum=100,beta=10,M=4,sigma2=0.01``; unnamed parameters take the centre's values."""
-    from bladefl_theory.errors import InputError
+    from bladefl_platform.errors import InputError
 
     point = dict(centre)
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -347,7 +347,7 @@ def parse_pilot(text: str, centre: dict) -> dict[str, float]:
 
 def check_pilots(design: Design, dataset: str, base, pilots: Sequence[dict]) -> None:
     """InputError for more than four pilots, repeated ones, or a pilot that the study holds out on this deployment."""
-    from bladefl_theory.errors import InputError
+    from bladefl_platform.errors import InputError
 
     if not 1 <= len(pilots) <= 4:
         raise InputError(f"a calibration takes 1 to 4 pilot settings, what a deployer can afford (got {len(pilots)})")
@@ -368,7 +368,7 @@ def check_pilots(design: Design, dataset: str, base, pilots: Sequence[dict]) -> 
 def calibrate_pilots(store, base, dataset: str, pilots: Sequence[dict], seeds: Sequence[int], form: str = "drift",
                      data_dir: str | None = None, execution=None, bootstrap: int = 100, fixed: dict | None = None):
     """Sweep every K at each pilot (through ``store``), then fit ``form`` to those curves alone."""
-    from bladefl_theory.execution import Execution, run_tasks
+    from bladefl_platform.execution import Execution, run_tasks
 
     from ..sweep import RUN
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bladefl_theory.forms import form_values
-from bladefl_theory.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
+from bladefl_platform.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
 
 from ..simulate import SIMULATION_VERSION
 from .kstar_design import Design, Setting

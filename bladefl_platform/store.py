@@ -1,14 +1,14 @@
 """A durable result store for sweeps: SQLite in WAL mode, one row per finished task.
 
 A task is keyed by the SHA-256 of its kind, its complete configuration and the version of the
-code that computes it (see :class:`~bladefl_theory.execution.TaskKind`), so
+code that computes it (see :class:`~bladefl_platform.execution.TaskKind`), so
 re-running a sweep skips what is done, a sweep killed part-way resumes with nothing lost, and
 a result is never counted twice (the key is the primary key; a second insert is ignored).
 Several processes may write to one store at once: WAL lets readers run beside the one writer,
 and every insert is its own short transaction, retried while the database is busy.
 
 A path that is not a store (a folder, a file that is not SQLite, an SQLite database of something
-else) is refused with :class:`~bladefl_theory.errors.InputError` (exit status 2), before and
+else) is refused with :class:`~bladefl_platform.errors.InputError` (exit status 2), before and
 without changing it: :func:`check_store` tells before a command computes anything, and
 :func:`opened_store` removes a store it created if the command fails before recording anything.
 """

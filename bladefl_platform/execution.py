@@ -1,9 +1,11 @@
 """Run many independent tasks through dask.distributed, recording each in a :class:`ResultStore`.
 
-By default a LocalCluster of worker processes on this machine, with torch threads per worker
-set so that workers × threads = cores; ``scheduler="tcp://HOST:PORT"`` sends the same tasks to
-an existing Dask cluster. Finished tasks are recorded as they complete, by this process alone,
-so an interrupted sweep resumes where it stopped.
+By default a LocalCluster of worker processes on this machine, one thread each, every worker given
+its share of the cores (``cores // workers``) through the worker plugins a package registers with
+:func:`register_local_worker_plugin` (the validator's sets torch's threads; this module knows no
+torch); ``scheduler="tcp://HOST:PORT"`` sends the same tasks to an existing Dask cluster. Finished
+tasks are recorded as they complete, by this process alone, so an interrupted sweep resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from urllib.parse import urlsplit
 from .errors import InputError
 from .store import ResultStore, task_key
 
-__all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "run_tasks", "TaskOutcome"]
+__all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "register_local_worker_plugin", "run_tasks",
+           "TaskOutcome"]
 
-#: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own torch).
+#: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own copy of the libraries).
 MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
 #: Schemes of a Dask scheduler address that name a host and port.
 _NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
@@ -127,13 +130,21 @@ class TaskOutcome:
     keys: list[str] = field(default_factory=list)
 
 
-def _set_torch_threads(threads: int) -> int:
-    try:
-        import torch
-    except ImportError:  # the theory alone does not need torch
-        return 0
-    torch.set_num_threads(threads)
-    return threads
+#: Factories of Dask worker plugins that every worker of a local cluster gets, called with the worker's share of the
+#: cores (its threads for compute libraries); see :func:`register_local_worker_plugin`.
+_LOCAL_WORKER_PLUGINS: list[Callable[[int], Any]] = []
+
+
+def register_local_worker_plugin(factory: Callable[[int], Any]) -> None:
+    """Have every worker of a local cluster set up by ``factory(threads)``, a ``distributed.WorkerPlugin``.
+
+    ``threads`` is the worker's share of this machine's cores (``cores // workers``, at least 1): a package
+    whose tasks use a threaded library (the validator: torch) registers a plugin that sets its threads, so that
+    workers × threads = cores. Registering the same factory twice has no further effect. Workers of a cluster
+    given by ``--scheduler`` are set up by whoever started them.
+    """
+    if factory not in _LOCAL_WORKER_PLUGINS:
+        _LOCAL_WORKER_PLUGINS.append(factory)
 
 
 def _local_client(workers: int | None):
@@ -156,10 +167,11 @@ def _local_client(workers: int | None):
             # No dashboard, but the scheduler still serves HTTP; a free port avoids a warning when 8787 is taken.
             scheduler_kwargs={"dashboard_address": ":0"},
             # Workers shut down with the cluster log heartbeat errors at ERROR; task errors reach the client anyway.
-        silence_logs=logging.CRITICAL,
+            silence_logs=logging.CRITICAL,
         )
     client = Client(cluster)
-    client.run(_set_torch_threads, threads)
+    for factory in _LOCAL_WORKER_PLUGINS:
+        client.register_plugin(factory(threads))
     return client, cluster
 
 
