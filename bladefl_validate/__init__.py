@@ -16,10 +16,10 @@ from bladefl_theory import __version__  # defined once, in pyproject.toml
 #: Public names and the modules that define them.
 _API = {
     "RunConfig": "config",
-    "RunResult": "simulate",
-    "simulate": "simulate",
-    "simulate_many": "simulate",
-    "run_to_folder": "simulate",
+    "RunResult": "simulation",
+    "simulate": "simulation",
+    "simulate_many": "simulation",
+    "run_to_folder": "simulation",
     "SweepResult": "sweep",
     "sweep_k": "sweep",
     "estimate_constants": "estimate",

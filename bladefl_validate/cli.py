@@ -318,7 +318,7 @@ def run_cmd(out, quiet, data_dir, keep_key, **options):
         raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")
     check_replaceable(out, RUN_OWNER)
     _prepare([config], data_dir)
-    from .simulate import run_to_folder
+    from .simulation import run_to_folder
 
     bar, show = _round_bar(config.K, quiet)
     with bar, owned_directory(out, RUN_OWNER) as tmp:

@@ -75,7 +75,7 @@ class DetectionReport:
 
 def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """One run as a task for :func:`~bladefl_platform.execution.run_tasks`: detection counts and final metrics."""
-    from .simulate import simulate
+    from .simulation import simulate
 
     rc = RunConfig.from_dict(dict(config))
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
 @functools.cache
 def _detection_kind() -> TaskKind:
     """One run of the detection report, as the result store knows it (keyed by the simulator's version)."""
-    from .simulate import SIMULATION_VERSION
+    from .simulation import SIMULATION_VERSION
 
     return TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
 

@@ -61,7 +61,7 @@ from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
 from .model import ModelSpec, make_spec
-from .simulate import SIMULATION_VERSION, RoundState, simulate
+from .simulation import SIMULATION_VERSION, RoundState, simulate
 from .tasks import task_context
 from .training import evaluate, train_clients
 

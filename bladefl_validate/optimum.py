@@ -26,7 +26,7 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     from .data import load_dataset
     from .estimate import find_optimum
     from .model import make_spec
-    from .simulate import client_data
+    from .simulation import client_data
 
     rc = RunConfig.from_dict(dict(config))
     X, Y, _ = client_data(rc, load_dataset(rc.dataset, context.get("data_dir"), train=True), torch.device("cpu"))

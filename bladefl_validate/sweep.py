@@ -20,7 +20,7 @@ from bladefl_platform.report import k_axis, legend, mean_std_label, new_figure, 
 from bladefl_platform.store import ResultStore
 
 from .config import RunConfig
-from .simulate import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many
+from .simulation import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many
 from .tasks import task_context
 
 __all__ = [

@@ -13,7 +13,7 @@ from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.ledger import LEDGER_NAME, MANIFEST_NAME, Block, Ledger, Manifest, block_to_json
 from bladefl_validate.mining import GENESIS_PREV, mine
-from bladefl_validate.simulate import run_to_folder
+from bladefl_validate.simulation import run_to_folder
 
 BITS = 6
 SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import bladefl_validate.simulate as simulate_module
+import bladefl_validate.simulation as simulate_module
 from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
@@ -23,7 +23,7 @@ from bladefl_validate.detect import (
 from bladefl_validate.detection_report import DetectionReport, _cells, detection_task, write_detection_report
 from bladefl_validate.ledger import Ledger
 from bladefl_validate.pool import CachePool, bytes_to_weights
-from bladefl_validate.simulate import run_to_folder
+from bladefl_validate.simulation import run_to_folder
 
 N, D, LAZY, SOURCES = 12, 16384, [2, 5, 9], [0, 0, 7]
 

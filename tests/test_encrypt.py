@@ -12,7 +12,7 @@ from bladefl_validate.config import RunConfig
 from bladefl_validate.encrypt import KEY_NAME, require_tenseal
 from bladefl_validate.ledger import Ledger
 from bladefl_validate.pool import CachePool
-from bladefl_validate.simulate import run_to_folder
+from bladefl_validate.simulation import run_to_folder
 from bladefl_validate.verify import verify_run
 
 try:

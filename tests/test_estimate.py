@@ -28,7 +28,7 @@ from bladefl_validate.estimate import (
     write_estimate,
 )
 from bladefl_validate.model import ModelSpec
-from bladefl_validate.simulate import simulate
+from bladefl_validate.simulation import simulate
 from bladefl_validate.training import train_clients
 
 # As tests/test_simulate.py: K_max = 2, tau(2) = 2, tiny clients and model.

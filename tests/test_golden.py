@@ -2,7 +2,7 @@
 
 Stored results are reused only under the same ``SIMULATION_VERSION`` (the result store's key). If this
 test fails after a change to the simulator, the change alters results: bump SIMULATION_VERSION in
-bladefl_validate/simulate.py (stored runs then compute again) and pin the new numbers here.
+bladefl_validate/simulation.py (stored runs then compute again) and pin the new numbers here.
 """
 
 import platform
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bladefl_validate.config import RunConfig
-from bladefl_validate.simulate import SIMULATION_VERSION, simulate
+from bladefl_validate.simulation import SIMULATION_VERSION, simulate
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

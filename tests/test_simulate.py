@@ -11,7 +11,7 @@ from bladefl_platform.errors import InputError
 from bladefl_theory.params import ParameterError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.simulate import METRIC_COLUMNS, run_to_folder
+from bladefl_validate.simulation import METRIC_COLUMNS, run_to_folder
 from bladefl_platform.execution import Execution
 from bladefl_validate.sweep import sweep_k
 from bladefl_validate.verify import verify_run
@@ -183,3 +183,13 @@ def test_config_shares_the_theory_parameters_and_time_model():
     p = c.theory_params()
     assert (p.N, p.M, p.sigma2, p.t_sum) == (20, 4, 0.1, 100.0)
     assert kstar(p).k_max == c.k_max
+
+
+def test_the_top_level_api_names_functions_whatever_was_imported_first():
+    import bladefl_validate
+    import bladefl_validate.sweep  # noqa: F401  (imports the simulation module as a side effect)
+    from bladefl_validate import RunResult, simulate, sweep_k
+
+    assert callable(simulate) and simulate.__name__ == "simulate"
+    assert sweep_k.__name__ == "sweep_k" and RunResult.__name__ == "RunResult"
+    assert set(bladefl_validate.__all__) >= {"simulate", "sweep_k", "RunConfig"}

@@ -298,7 +298,7 @@ def test_generic_module_path_equals_the_fused_mlp():
 def test_cnn_and_a_registered_module_train_through_the_generic_path(data_root):
     from bladefl_validate.config import RunConfig
     from bladefl_validate.model import register_model
-    from bladefl_validate.simulate import simulate
+    from bladefl_validate.simulation import simulate
 
     cnn = make_spec("cnn")
     assert cnn.dim == 1_663_370  # McMahan et al.'s CNN on 28x28 inputs

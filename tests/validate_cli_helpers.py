@@ -41,7 +41,7 @@ def forbid_computation(monkeypatch) -> None:
     import bladefl_validate.detection_report as detection_report
     import bladefl_validate.estimate as estimate
     import bladefl_validate.reproduce as reproduce
-    import bladefl_validate.simulate as simulate
+    import bladefl_validate.simulation as simulate
     import bladefl_validate.sweep as sweep
 
     def computing(*args, **kwargs):

@@ -294,7 +294,7 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
     ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
     profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings.
     """
-    from ..simulate import SIMULATION_VERSION
+    from ..simulation import SIMULATION_VERSION
 
     if box is None:
         box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)] for n in ("t_sum", "beta", "M", "sigma2")}

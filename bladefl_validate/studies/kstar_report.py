@@ -13,7 +13,7 @@ import pandas as pd
 from bladefl_theory.forms import form_values
 from bladefl_platform.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
 
-from ..simulate import SIMULATION_VERSION
+from ..simulation import SIMULATION_VERSION
 from .kstar_design import Design, Setting
 from .kstar_prediction import PREDICTORS, DatasetAnalysis, _runs_of, _system, profile_document
 
