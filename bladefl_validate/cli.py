@@ -23,7 +23,6 @@ import click
 
 from bladefl_platform.atomic import (
     MARKER,
-    atomic_files,
     atomic_write_text,
     check_files_replaceable,
     check_replaceable,
@@ -61,6 +60,7 @@ DETECTION_OWNER = "bladefl-validate detection-report"
 SWEEP_OWNER = "bladefl-validate sweep-k"
 GAP_OWNER = "bladefl-validate gap"
 REPRODUCE_OWNER = "bladefl-validate reproduce"
+KSTAR_OWNER = "bladefl-validate kstar-report"
 RUN_FILES = ("config.json", "metrics.csv", "ledger.jsonl", "chain.json", "blobs/", "partition.csv", "partition.png",
              "summary.md", "summary.json", "detection.csv (with --detect)", "ckks-secret.key (with --keep-key)")
 PARTITION_FILES = ("partition.csv", "partition.png")
@@ -709,31 +709,51 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store [default: OUT/results.sqlite].")
+              help=f"Result store [default: OUT/{STORE_NAME}].")
+@click.option("--measured-only", is_flag=True,
+              help="Run nothing: report on what the store holds (a campaign cut short), leaving out the held-out "
+                   "settings not measured yet and saying so.")
 @_execution_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/kstar-prediction"),
               show_default=True, help="Report folder; running again resumes from its store.")
-def kstar_report_cmd(data_dir, store_path, scheduler, workers, quiet, out):
+def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
     from .studies.kstar_design import DESIGN
-    from .studies.kstar_prediction import run_study
-    from .studies.kstar_report import write_report
+    from .studies.kstar_prediction import analyse_measured, run_study
+    from .studies.kstar_report import report_files, write_report
 
-    for d in DESIGN.datasets:
-        load_dataset(d, data_dir, train=True)  # fail here, before anything runs, if data is missing
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
-    out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(store_path or out / "results.sqlite") as store:
-        analyses, frame = run_study(store, DESIGN, str(data_dir) if data_dir else None, execution)
-    campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600}
-    with atomic_files(out) as tmp:
+    execution = _execution(scheduler, workers, quiet)
+    store_path = store_path or out / STORE_NAME
+    _check_report_folder(out, KSTAR_OWNER, report_files(DESIGN), store_path)
+    if measured_only:
+        if not store_path.is_file():
+            raise InputError(f"--measured-only reports on a store, and {store_path} does not exist")
+        with opened_store(store_path) as store:
+            analyses, frame, progress = analyse_measured(store, DESIGN)
+    else:
+        _prepare([DESIGN.base.replace(dataset=d) for d in DESIGN.datasets], data_dir, execution)
+        with opened_store(store_path) as store:
+            analyses, frame = run_study(store, DESIGN, str(data_dir) if data_dir else None, execution)
+        progress = None
+    campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600, "progress": progress}
+    with owned_files(out, KSTAR_OWNER) as tmp:
         write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
     for a in analyses:
         s = a.scores()
         for row in s.itertuples():
-            click.echo(f"{a.dataset:14s} {row.predictor:28s} hit {row.hit_rate:6.1%}  median regret "
-                       f"{row.median_regret:6.2%}  worst {row.worst_regret:6.2%}  ({row.answered}/{row.settings})")
+            click.echo(f"{a.dataset:14s} {row.predictor:28s} hit {_percent(row.hit_rate)}  median regret "
+                       f"{_percent(row.median_regret)}  worst {_percent(row.worst_regret)}  "
+                       f"({row.answered}/{row.settings})")
+
+
+_owns(kstar_report_cmd, "In --out it owns the report files README.md, held_out.csv, scores.csv, calibration.csv, "
+                        "residuals.csv, measured.csv, kstar.png, curves.png and one DATASET-MODEL-calibrated.json per "
+                        f"data set, and the marker {MARKER} listing them; {_STORE_NOTE}")
+
+
+def _percent(x: float) -> str:
+    return "     —" if x != x else f"{x:6.1%}"
 
 
 def main(argv: list[str] | None = None) -> int:

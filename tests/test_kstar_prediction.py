@@ -8,9 +8,10 @@ from bladefl_platform.execution import Execution
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.studies.kstar_design import Design, measured_runs
+from bladefl_validate.studies.kstar_design import Design, measured_runs, progress
 from bladefl_validate.studies.kstar_prediction import (
     PREDICTORS,
+    analyse,
     held_out_settings,
     pilot_settings,
     run_study,
@@ -80,3 +81,21 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
         again, _ = run_study(store, design, str(data_root), Execution(workers=1, progress=False), bootstrap=5)
         assert len(measured_runs(store, design)) == stored
     pd.testing.assert_frame_equal(again[0].frame(), f)
+
+    # A campaign cut short: one held-out setting without runs is left out of the scores, and the report says so.
+    gone = a.held_out[-1]
+    mask = ((frame.t_sum == gone.t_sum) & (frame.beta == gone.beta) & (frame.M == gone.M)
+            & (frame.sigma2 == gone.sigma2))
+    state = progress(design, frame[~mask])
+    assert state[gone] == "unmeasured" and all(v == "complete" for s, v in state.items() if s != gone)
+    assert all(v == "complete" for v in progress(design, frame).values())
+    [cut] = analyse(frame[~mask], design, 5, held_out={s for s, v in state.items() if v != "unmeasured"})
+    assert gone not in cut.held_out and len(cut.held_out) == len(a.held_out) - 1
+    pd.testing.assert_frame_equal(cut.frame().reset_index(drop=True),
+                                  f[f.M.ne(gone.M) | f.t_sum.ne(gone.t_sum) | f.beta.ne(gone.beta)
+                                    | f.sigma2.ne(gone.sigma2)].reset_index(drop=True))
+    short = tmp_path / "short"
+    short.mkdir()
+    write_report([cut], frame[~mask], design, short, "X", {"runs": stored, "cpu_hours": 0.01, "progress": state})
+    text = (short / "README.md").read_text()
+    assert "**The campaign was cut short**" in text and f"1 not measured yet, left out of every score: {gone.label}" in text

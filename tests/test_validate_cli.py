@@ -43,6 +43,7 @@ FOLDER_COMMANDS = {
     "sweep-k": ["sweep-k", *SMALL],
     "gap": ["gap", *SMALL, "--seeds", "1"],
     "reproduce": ["reproduce", "--datasets", "mnist", "--seeds", "1", "--quiet"],
+    "kstar-report": ["kstar-report", "--quiet"],
 }
 
 
@@ -84,7 +85,8 @@ def test_help_names_the_files_each_command_owns(name):
     assert MARKER in text
     files = {"run": ["ledger.jsonl", "chain.json", "blobs/"], "partition": ["partition.csv", "partition.png"],
              "detection-report": ["cells.csv", "detection.png"], "sweep-k": ["per_k.csv", "loss.png", "results.sqlite"],
-             "gap": ["gap.csv", "gap.png", "results.sqlite"], "reproduce": ["fig2.png", "kstar.csv", "results.sqlite"]}
+             "gap": ["gap.csv", "gap.png", "results.sqlite"], "reproduce": ["fig2.png", "kstar.csv", "results.sqlite"],
+             "kstar-report": ["held_out.csv", "DATASET-MODEL-calibrated.json", "results.sqlite"]}
     for f in files[name]:
         assert f in text, (name, f)
 
@@ -121,7 +123,7 @@ def test_detection_report_keeps_its_store_out_of_the_folder_it_replaces(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["sweep-k", "gap", "reproduce"])
+@pytest.mark.parametrize("name", ["sweep-k", "gap", "reproduce", "kstar-report"])
 def test_the_store_may_not_be_a_report_file(tmp_path, data_root, monkeypatch, name):
     forbid_computation(monkeypatch)
     out = tmp_path / "out"
@@ -145,6 +147,13 @@ def test_the_committed_reports_can_be_regenerated_by_their_commands():
                                       "files": sorted(cli_module.DETECTION_FILES)}
     atomic.check_replaceable(detection, cli_module.DETECTION_OWNER)
     assert "--out reports/lazy-detection" in (detection / "README.md").read_text()
+
+
+def test_kstar_report_measured_only_needs_an_existing_store(tmp_path, monkeypatch):
+    forbid_computation(monkeypatch)
+    r = invoke(["kstar-report", "--measured-only", "--out", str(tmp_path / "out")])
+    assert_bad_input(r, "does not exist")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

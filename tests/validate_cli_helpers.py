@@ -42,11 +42,13 @@ def forbid_computation(monkeypatch) -> None:
     import bladefl_validate.estimate as estimate
     import bladefl_validate.reproduce as reproduce
     import bladefl_validate.simulation as simulate
+    import bladefl_validate.studies.kstar_design as kstar_design
+    import bladefl_validate.studies.kstar_prediction as kstar_prediction
     import bladefl_validate.sweep as sweep
 
     def computing(*args, **kwargs):
         pytest.fail("a computation started on bad input")
 
-    for module in (execution, detection_report, estimate, reproduce, sweep):
+    for module in (execution, detection_report, estimate, reproduce, sweep, kstar_design, kstar_prediction):
         monkeypatch.setattr(module, "run_tasks", computing, raising=False)
     monkeypatch.setattr(simulate, "simulate_many", computing)

@@ -38,6 +38,7 @@ __all__ = [
     "plausible_set",
     "measure",
     "measured_runs",
+    "progress",
 ]
 
 
@@ -275,6 +276,24 @@ def _off_grid(design: Design, c: RunConfig) -> bool:
 
 def _cost(c: RunConfig) -> float:
     return c.K * c.tau * (c.N - c.M)
+
+
+def progress(design: Design, frame: pd.DataFrame) -> dict[Setting, str]:
+    """Each setting's state of measurement: ``complete``, ``refining`` (its first K and seeds are measured,
+    more K or seeds are still due) or ``unmeasured`` (some of its first runs are missing)."""
+    states, missing = plan(design, frame)
+    due = {(c.dataset, c.t_sum, c.beta, c.M, c.sigma2) for c in missing}
+    out = {}
+    for s in design.settings():
+        if (s.dataset, float(s.t_sum), float(s.beta), s.M, float(s.sigma2)) not in due:
+            out[s] = "complete"
+            continue
+        first = _initial(design, s)
+        runs = _runs_of(frame, s)
+        have = set(zip(runs.K, runs.seed)) if len(runs) else set()
+        base = all((k, seed) in have for k in first.ks for seed in range(first.seeds))
+        out[s] = "refining" if base else "unmeasured"
+    return out
 
 
 def measure(

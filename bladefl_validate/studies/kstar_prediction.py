@@ -18,7 +18,7 @@ and printed bounds with the estimated profile and their self-consistent forms, t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +40,9 @@ __all__ = [
     "Prediction",
     "DatasetAnalysis",
     "analyse",
+    "analyse_measured",
     "missing_runs",
+    "run_study",
 ]
 
 #: The calibrated forms, and the bound form whose epsilon stays at the estimated profile's value.
@@ -236,15 +238,18 @@ def missing_runs(frame: pd.DataFrame, design: Design, predicted: dict[Setting, d
 
 
 def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
-            datasets: Sequence[str] | None = None) -> list[DatasetAnalysis]:
+            datasets: Sequence[str] | None = None, held_out: Collection[Setting] | None = None) -> list[DatasetAnalysis]:
     """Calibrate on the pilots and score every predictor at every held-out setting (from measured runs only).
 
-    A predicted K that was not measured gets no regret (:func:`missing_runs` lists the runs it needs).
+    ``held_out`` limits the scoring to those settings (a campaign cut short: the ones measured). A predicted
+    K that was not measured gets no regret (:func:`missing_runs` lists the runs it needs).
     """
     out = []
     for dataset in datasets or design.datasets:
         cals = calibrate_dataset(frame, design, dataset, bootstrap)
         predicted, pilot_k, pilot_tau = predict_all(frame, design, dataset, cals)
+        if held_out is not None:
+            predicted = {s: ks for s, ks in predicted.items() if s in held_out}
         rng = np.random.default_rng(0)
         predictions = []
         for s, ks in predicted.items():
@@ -259,9 +264,30 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
                 if k is not None and k in table.columns:
                     regret, spread = _bootstrap_regret(table, k, k_meas, rng)
                 predictions.append(Prediction(s, name, k, k_meas, tuple(plausible), regret, spread))
-        out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), held_out_settings(design, dataset), cals,
+        out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), list(predicted), cals,
                                    predictions, pilot_k, pilot_tau))
     return out
+
+
+def analyse_measured(store, design: Design = DESIGN, bootstrap: int = 100
+                     ) -> tuple[list[DatasetAnalysis], pd.DataFrame, dict[Setting, str]]:
+    """Analyse what ``store`` holds, running nothing: a campaign cut short, scored where it was measured.
+
+    Held-out settings whose first runs are not all measured are left out; returns each setting's
+    :func:`~.kstar_design.progress` beside the analyses and the runs, for the report to say so.
+    """
+    from .kstar_design import measured_runs, progress
+
+    frame = measured_runs(store, design)
+    state = progress(design, frame)
+    unready = [s for s in design.settings() if design.is_pilot(s) and state[s] == "unmeasured"]
+    if unready:
+        from bladefl_platform.errors import InputError
+
+        raise InputError(f"the pilot {unready[0].label} of the K* study is not measured yet: run kstar-report "
+                         "without --measured-only to measure it")
+    measured = {s for s, v in state.items() if v != "unmeasured"}
+    return analyse(frame, design, bootstrap, held_out=measured), frame, state
 
 
 def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execution=None,

@@ -26,6 +26,12 @@ SHIPPED_FORM = "drift"
 _SHIPPED = "drift (calibrated)"
 
 
+def report_files(design: Design) -> list[str]:
+    """The files :func:`write_report` writes for ``design``."""
+    return ["README.md", "held_out.csv", "scores.csv", "calibration.csv", "residuals.csv", "measured.csv", "kstar.png",
+            "curves.png", *(f"{profile_name(d, design.base.model)}.json" for d in design.datasets)]
+
+
 def profile_name(dataset: str, model: str) -> str:
     return f"{dataset}-{model}-calibrated"
 
@@ -319,6 +325,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         "",
         f"Cost: {campaign['runs']} runs, {campaign['cpu_hours']:.1f} CPU hours (the workers' process time; "
         f"simulation version {SIMULATION_VERSION}).",
+        *_progress_lines(campaign.get("progress")),
         "",
         "## Calibration",
         "",
@@ -358,6 +365,21 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         "",
     ]
     return "\n".join(lines)
+
+
+def _progress_lines(progress: dict | None) -> list[str]:
+    """What a campaign cut short (``kstar-report --measured-only``) had measured, setting by setting."""
+    if not progress or all(v == "complete" for v in progress.values()):
+        return []
+    out = ["", "**The campaign was cut short** (`--measured-only`): the scores above cover only the held-out settings "
+           "whose first runs were all measured."]
+    for state, what in (("refining", "measured at their first K and seeds, more K or seeds still due (their plausible "
+                                      "sets may be wider than the design allows)"),
+                        ("unmeasured", "not measured yet, left out of every score")):
+        names = [s.label for s, v in progress.items() if v == state]
+        if names:
+            out.append(f"- {len(names)} {what}: {'; '.join(names)}")
+    return out
 
 
 def _centre(design: Design) -> str:
