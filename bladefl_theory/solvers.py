@@ -47,8 +47,19 @@ MAX_INTEGER_K = MAX_K
 AGREEMENT_RTOL = 1e-3
 
 
+class _Outcome:
+    """What every solver result shares: ``status`` (a key of STATUS) and whether it counts as a success."""
+
+    status: int
+
+    @property
+    def success(self) -> bool:
+        """An optimum was found (status 0, or 1: at an end of the K range)."""
+        return self.status in (0, 1)
+
+
 @dataclass(frozen=True)
-class ContinuousResult:
+class ContinuousResult(_Outcome):
     """A continuous maximizer of D over [1, t_sum/(alpha+beta)]."""
 
     method: str
@@ -57,13 +68,9 @@ class ContinuousResult:
     status: int
     message: str
 
-    @property
-    def success(self) -> bool:
-        return self.status in (0, 1)
-
 
 @dataclass(frozen=True)
-class IntegerResult:
+class IntegerResult(_Outcome):
     """The integer K* over 1..K_max with the bound at every K (``inf`` where D <= 0)."""
 
     k: int | None
@@ -74,13 +81,9 @@ class IntegerResult:
     status: int
     message: str
 
-    @property
-    def success(self) -> bool:
-        return self.status in (0, 1)
-
 
 @dataclass(frozen=True)
-class KStarResult:
+class KStarResult(_Outcome):
     """K* for one parameter set and variant, from all three solvers."""
 
     params: Params
@@ -98,10 +101,6 @@ class KStarResult:
     cvxpy: ContinuousResult | None
     integer: IntegerResult
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def success(self) -> bool:
-        return self.status in (0, 1)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per K = 1..K_max: tau, the bound, and whether it is finite."""
