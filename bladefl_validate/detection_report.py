@@ -100,6 +100,10 @@ def _detection_kind() -> TaskKind:
     return TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
 
 
+#: Declared for linters and type checkers only: module ``__getattr__`` below builds it on first use.
+DETECTION: TaskKind
+
+
 def __getattr__(name: str) -> Any:
     # DETECTION is built on first use: its version comes from the simulator, which imports torch.
     if name == "DETECTION":
