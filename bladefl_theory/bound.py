@@ -172,7 +172,7 @@ def denominator_expr(variant: str = "per-round", expand_definitions: bool = True
     return expr.subs(_definitions()) if expand_definitions else expr
 
 
-def _floats(params: ParamsLike) -> dict[str, np.ndarray]:
+def _floats(params: ParamsLike) -> Mapping[str, np.ndarray | np.float64]:
     """Every parameter as float64 (integers too: N may exceed what numpy's integers hold)."""
     if isinstance(params, Params):
         return _params_floats(params)
@@ -318,8 +318,8 @@ def denominator(K, params: ParamsLike, variant: str = "per-round"):
     A, C = _split(K, params, variant)
     eps = _floats(params)["epsilon"]
     if np.ndim(A) == 0 and np.ndim(C) == 0 and np.ndim(eps) == 0:
-        A, C, eps = float(A), float(C), float(eps)
-        return np.float64(-math.inf if C == math.inf else A - (C / eps) / eps)
+        a, c, e = float(A), float(C), float(eps)
+        return np.float64(-math.inf if c == math.inf else a - (c / e) / e)
     with _quiet():
         d = np.where(np.isposinf(C), -np.inf, A - _scaled(C, eps))
     return d if d.ndim else np.float64(d)

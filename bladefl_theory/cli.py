@@ -265,9 +265,9 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
             "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
         }))
         return
-    line = validation_line(profile)
-    if line:
-        click.echo(line)
+    validation = validation_line(profile)
+    if validation:
+        click.echo(validation)
     click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
     click.echo(f"K*                 {r.k_star}")
     click.echo(f"tau at K*          {r.tau} local epochs per block")
@@ -443,7 +443,7 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
         click.echo(f"Remark 3 ({v}): {text}")
 
 
-sensitivity_cmd.help = sensitivity_cmd.help.format(files=", ".join(REPORT_FILES), marker=MARKER)
+sensitivity_cmd.help = (sensitivity_cmd.help or "").format(files=", ".join(REPORT_FILES), marker=MARKER)
 
 
 def _command_line(vary, variant, out) -> str:

@@ -149,15 +149,17 @@ def _parse(data: Any, label: str, source: str) -> Profile:
             values[n] = float(v)
         except OverflowError:
             raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number (got {_short(v)})") from None
-    sections = {}
+    sections: dict[str, dict[str, Any] | None] = {}
     for key in ("provenance", "calibration", "domain", "validation"):
-        value = data.get(key, {} if key == "provenance" else None)
+        value = data.get(key)
         if value is not None and not isinstance(value, dict):
             raise ProfileError(f"profile {_short(label)}: {key!r} must be an object")
         sections[key] = value
+    provenance = sections.pop("provenance")
     return Profile(
         name=data["name"] if isinstance(data.get("name"), str) else label,
         constants=values,
+        provenance=provenance if provenance is not None else {},  # absent or null: none recorded
         description=data["description"] if isinstance(data.get("description"), str) else "",
         source=source,
         form=form,

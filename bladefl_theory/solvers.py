@@ -263,7 +263,7 @@ def explain_infeasible(params: Params, variant: str = "per-round") -> str:
     k = maximizer(canonical(params, variant), 1.0, hi)
     t = terms(k, params, variant)
     against = {"divergence": t["divergence"], "lazy": t["lazy"]}
-    dominant = max(against, key=against.get)
+    dominant = max(against, key=lambda name: against[name])
     label = {
         "divergence": "the divergence term (delta·xi·K/L)(lambda^(gamma/K) − 1)/epsilon²",
         "lazy": "the lazy term (xi·M/N·theta + xi·sqrt(M)/N·sigma2)" + (" · K" if variant == "per-round" else "") + "/epsilon²",
@@ -304,11 +304,13 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
     if closed.success and integer.success:
         # D is concave, so the best integer is a neighbour of the continuous maximizer.
         k_c = closed.k
+        assert k_c is not None  # a solver that succeeded has a K
         agree = integer.k in (math.floor(k_c), math.ceil(k_c)) or (
             integer.k == integer.k_max and k_c >= integer.k_max
         )
     if conic is not None:
         if closed.success and conic.success:
+            assert conic.k is not None and closed.k is not None
             agree = agree and math.isclose(conic.k, closed.k, rel_tol=AGREEMENT_RTOL, abs_tol=AGREEMENT_RTOL)
         else:
             agree = agree and closed.success == conic.success
