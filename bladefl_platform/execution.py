@@ -206,7 +206,10 @@ def run_tasks(
     results: dict[int, dict] = {}
     for i, k in enumerate(keys):
         if k in done:
-            results[i] = store.get(k)  # type: ignore[union-attr]
+            assert store is not None  # done is empty without a store
+            result = store.get(k)
+            assert result is not None  # done() has just found it
+            results[i] = result
     if todo:
         from distributed import as_completed
         from tqdm.auto import tqdm

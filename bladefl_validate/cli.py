@@ -263,10 +263,10 @@ def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Exe
         load_dataset(d, data_dir, train=False)
     seen = set()
     for c in configs:
-        key = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
-        if key in seen:
+        split = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
+        if split in seen:
             continue
-        seen.add(key)
+        seen.add(split)
         labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
         make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
                          **c.partition_options()).partition(labels)
@@ -276,7 +276,7 @@ def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Exe
 
 def _owns(command: click.Command, text: str) -> None:
     """Append what ``command`` owns in its output folder to its --help."""
-    command.help = f"{command.help.rstrip()}\n\n{text}"
+    command.help = f"{(command.help or '').rstrip()}\n\n{text}"
 
 
 def _listing(names: Sequence[str]) -> str:

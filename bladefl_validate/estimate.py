@@ -60,7 +60,7 @@ from bladefl_platform.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
-from .model import ModelSpec, make_spec
+from .model import ModelSpec, ModuleSpec, make_spec
 from .simulation import SIMULATION_VERSION, RoundState, simulate
 from .tasks import task_context
 from .training import evaluate, train_clients
@@ -121,7 +121,7 @@ class ClientEstimates:
 
 
 def _client_losses_and_grads(
-    spec: ModelSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor
+    spec: ModelSpec | ModuleSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each client's mean cross-entropy on its own data and its gradient: ``[n]`` and ``[n, d]``.
 
@@ -138,7 +138,7 @@ def _client_losses_and_grads(
 
 
 def client_estimates(
-    spec: ModelSpec,
+    spec: ModelSpec | ModuleSpec,
     W_local: torch.Tensor,
     w: torch.Tensor,
     X: torch.Tensor,
@@ -182,7 +182,7 @@ def client_estimates(
 
 
 def lazy_theta(
-    spec: ModelSpec,
+    spec: ModelSpec | ModuleSpec,
     w_start: torch.Tensor,
     W_copied: torch.Tensor,
     W_submitted: torch.Tensor,
@@ -252,12 +252,12 @@ class OptimumOptions:
         if self.dtype not in ("auto", "float32", "float64"):
             raise InputError(f"w* option dtype must be auto, float32 or float64 (got {self.dtype!r})")
 
-    def dtype_for(self, spec: ModelSpec) -> str:
+    def dtype_for(self, spec: ModelSpec | ModuleSpec) -> str:
         if self.dtype != "auto":
             return self.dtype
         return "float64" if spec.kind == "logreg" else "float32"
 
-    def describe(self, spec: ModelSpec | None = None) -> str:
+    def describe(self, spec: ModelSpec | ModuleSpec | None = None) -> str:
         dtype = self.dtype_for(spec) if spec is not None else self.dtype
         return (
             f"full-batch L-BFGS (strong Wolfe, history {self.history_size}, {dtype}) from w0 on the union of the "
@@ -298,7 +298,8 @@ _LINE_SEARCH_EVALS = 25
 
 
 def find_optimum(
-    spec: ModelSpec, w0: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, options: OptimumOptions = OptimumOptions()
+    spec: ModelSpec | ModuleSpec, w0: torch.Tensor, X: torch.Tensor, Y: torch.Tensor,
+    options: OptimumOptions = OptimumOptions(),
 ) -> Optimum:
     """w* of the mean cross-entropy on ``X [n, in]``, ``Y [n]``: L-BFGS from ``w0 [d]``, stopped by ``options``."""
     if w0.dim() != 1 or w0.shape[0] != spec.dim:
@@ -679,7 +680,6 @@ def _observed_run(config: RunConfig, dtype: torch.dtype, context: Mapping[str, A
     """Run ``config`` (ledger and blobs in memory) with an observer on every round; return the observer."""
     observer = _Observer(config.seed, config.M, dtype, context.get("progress"))
     simulate(config, None, context.get("data_dir"), observer=observer)
-    assert observer.state is not None and observer.w0 is not None
     return observer
 
 
@@ -695,15 +695,16 @@ def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     seed, progress = run_config.seed, context.get("progress")
     clean = _observed_run(run_config.replace(M=0), dtype, context)
     lazy = _observed_run(run_config, dtype, context) if run_config.M else clean
-    s = clean.state
+    s, w0, lazy_state, lazy_w0 = clean.state, clean.w0, lazy.state, lazy.w0
+    assert s is not None and w0 is not None and lazy_state is not None and lazy_w0 is not None  # every run has rounds
     # The seed alone draws the partition and w0 (the lazy draw takes the same random numbers for any M).
-    if not torch.equal(clean.w0, lazy.w0) or not torch.equal(s.X, lazy.state.X):
+    if not torch.equal(w0, lazy_w0) or not torch.equal(s.X, lazy_state.X):
         raise RuntimeError(f"seed {seed}: the clean and the lazy run differ in w0 or data")
     X_union = s.X.reshape(-1, s.X.shape[-1])
     Y_union = s.Y.reshape(-1)
     if progress is not None:
         progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")
-    opt = find_optimum(s.spec, clean.w0, X_union, Y_union, optimum)
+    opt = find_optimum(s.spec, w0, X_union, Y_union, optimum)
     if progress is not None:
         progress(f"seed {seed}: w* after {opt.iterations} iterations ({opt.reason}), F(w*) {opt.loss:.4g}, "
                  f"||w0 - w*|| {opt.distance:.4g}")

@@ -348,7 +348,8 @@ def _commentary(rep: Reproduction) -> str:
         elif a == b:
             out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
         else:
-            out.append(f"- `{min(pair, key=errors.get)}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
+            closer = min(pair, key=lambda p: errors[p])
+            out.append(f"- `{closer}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
     for d, gap in rep.gaps.items():
         for form in FORMS:
             ratio = gap.table[f"ratio_{form}"].dropna()

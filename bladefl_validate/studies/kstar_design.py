@@ -133,7 +133,7 @@ class Design:
             points.append({
                 "t_sum": float(round(rng.uniform(*b["t_sum"]))),
                 "beta": float(round(math.exp(rng.uniform(math.log(b["beta"][0]), math.log(b["beta"][1]))), 1)),
-                "M": int(rng.integers(b["M"][0], b["M"][1] + 1)),
+                "M": int(rng.integers(int(b["M"][0]), int(b["M"][1]) + 1)),
                 "sigma2": float(round(rng.uniform(*b["sigma2"]), 3)),
             })
         return points
