@@ -459,7 +459,8 @@ def canonical(params: Params, variant: str = "per-round") -> Canonical:
             np.float64(v["eta"]) * v["xi"] * v["delta"] * v["t_sum"] / v["alpha"] - (0.0 if per_round else c), eps
         )
         p1 = -slope_phi + _scaled(
-            np.float64(v["delta"]) * v["xi"] / v["L"] - np.float64(v["eta"]) * v["xi"] * v["delta"] * b - (c if per_round else 0.0),
+            np.float64(v["delta"]) * v["xi"] / v["L"] - np.float64(v["eta"]) * v["xi"] * v["delta"] * b
+            - (c if per_round else 0.0),
             eps,
         )
         # p1/q = (1 − h·b − S)·lambda^b with S = (L/(delta·xi))·(epsilon²·beta·eta·phi/alpha + lazy slope).
@@ -493,7 +494,8 @@ def canonical(params: Params, variant: str = "per-round") -> Canonical:
             gap = 1.0
         q = np.exp(log_q)
     return Canonical(
-        p0=float(p0), p1=float(p1), q=float(q), a=float(a), log_q=float(log_q), gap=float(gap), log_neg_ratio=log_neg_ratio
+        p0=float(p0), p1=float(p1), q=float(q), a=float(a), log_q=float(log_q), gap=float(gap),
+        log_neg_ratio=log_neg_ratio,
     )
 
 

@@ -156,7 +156,8 @@ class FormKStar:
                 for k, v in enumerate(self.values, start=1)]
 
 
-def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float], tolerance: float = 0.0) -> FormKStar:
+def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float],
+               tolerance: float = 0.0) -> FormKStar:
     """K* of a form: the argmin over K = 1..K_max, and the band of K within a relative ``tolerance`` of the minimum."""
     km = k_max(system["t_sum"], system["alpha"], system["beta"])
     values = form_values(form, np.arange(1, km + 1), system, constants)

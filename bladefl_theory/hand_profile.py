@@ -47,7 +47,8 @@ def default_profile() -> dict:
         "provenance": {
             "method": "calibrated",
             "hand_set": sorted(HAND_SET),
-            "calibrated": {"phi": f"continuous per-round K* = {TARGET_K:g} at the paper's defaults (brentq on the closed form)"},
+            "calibrated": {"phi": f"continuous per-round K* = {TARGET_K:g} at the paper's defaults "
+                                  "(brentq on the closed form)"},
             "command": "python -m bladefl_theory.hand_profile --out bladefl_theory/profile_data",
         },
     }

@@ -99,7 +99,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def _read_file(text_source: str) -> str:
     path = Path(text_source)
     not_found = ProfileError(
-        f"profile {_short(text_source)} is neither a shipped profile ({', '.join(available_profiles())}) nor a readable file"
+        f"profile {_short(text_source)} is neither a shipped profile ({', '.join(available_profiles())}) "
+        "nor a readable file"
     )
     try:
         if not path.is_file():
@@ -138,7 +139,8 @@ def _parse(data: Any, label: str, source: str) -> Profile:
         raise ProfileError(f"profile {_short(label)} lacks constants: {', '.join(missing)}")
     unknown = sorted(set(constants) - set(names))
     if unknown:
-        shown = ", ".join(_short(u, quote=False) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        shown = ", ".join(_short(u, quote=False) for u in unknown[:5])
+        shown += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise ProfileError(f"profile {_short(label)} has unknown constants: {shown}")
     values: dict[str, float] = {}
     for n in names:
@@ -148,7 +150,8 @@ def _parse(data: Any, label: str, source: str) -> Profile:
         try:
             values[n] = float(v)
         except OverflowError:
-            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number (got {_short(v)})") from None
+            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number "
+                               f"(got {_short(v)})") from None
     sections: dict[str, dict[str, Any] | None] = {}
     for key in ("provenance", "calibration", "domain", "validation"):
         value = data.get(key)

@@ -224,11 +224,15 @@ def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
     i = int(np.argmin(bounds))
     k = i + 1
     status = 1 if k in (1, km) else 0
-    return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status, STATUS[status])
+    return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status,
+                         STATUS[status])
 
 
 def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, int] | None:
-    """The integers K in 1..K_max with a finite bound, as (first, last), or None (they are consecutive: D is concave)."""
+    """The integers K in 1..K_max with a finite bound, as (first, last), or None.
+
+    They are consecutive: D is concave.
+    """
     feasible = feasible_interval(params, variant)
     if feasible is None:
         return None
@@ -266,7 +270,8 @@ def explain_infeasible(params: Params, variant: str = "per-round") -> str:
     dominant = max(against, key=lambda name: against[name])
     label = {
         "divergence": "the divergence term (delta·xi·K/L)(lambda^(gamma/K) − 1)/epsilon²",
-        "lazy": "the lazy term (xi·M/N·theta + xi·sqrt(M)/N·sigma2)" + (" · K" if variant == "per-round" else "") + "/epsilon²",
+        "lazy": "the lazy term (xi·M/N·theta + xi·sqrt(M)/N·sigma2)" + (" · K" if variant == "per-round" else "")
+        + "/epsilon²",
     }[dominant]
     return (
         f"no K in [1, {hi:.4g}] gives a finite bound ({variant}): at the best K = {k:.4g}, "
@@ -282,7 +287,8 @@ def _epsilon_needed(params: Params, variant: str) -> str:
         A, _ = _bound._split(np.arange(1, km + 1), params, variant)
         if not (A > 0).any():
             return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
-        return f"no epsilon a float can hold gives a finite bound at any K in 1..{km} (the divergence term exceeds float range)"
+        return (f"no epsilon a float can hold gives a finite bound at any K in 1..{km} "
+                "(the divergence term exceeds float range)")
     return f"a finite bound at some K in 1..{km} needs epsilon > {needed:.4g} (it is {params.epsilon:.4g})"
 
 
@@ -319,7 +325,8 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
     if not agree:
         found = ", ".join(
             f"{name} {'-' if k is None else f'{k:.6g}'}"
-            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None), ("integer search", integer.k))
+            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None),
+                            ("integer search", integer.k))
             if name != "cvxpy" or conic is not None
         )
         notes.append(f"the solvers disagree ({found}): D is too flat or too steep here for some of them to resolve")

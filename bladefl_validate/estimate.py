@@ -263,7 +263,8 @@ class OptimumOptions:
             f"full-batch L-BFGS (strong Wolfe, history {self.history_size}, {dtype}) from w0 on the union of the "
             f"clients' data; stop at the first iterate with F <= {self.loss_floor:g} (loss-floor), or "
             f"||grad F|| <= {self.gtol:g} (gradient), or relative decrease of F over the last {self.window} "
-            f"iterations <= {self.rtol:g} (relative-change); else after {self.max_iter} iterations (not converged); a step "
+            f"iterations <= {self.rtol:g} (relative-change); else after {self.max_iter} iterations (not converged); "
+            "a step "
             "that does not move resets the L-BFGS memory, and if steepest descent does not move either the search "
             "stops (stalled, not converged)"
         )
@@ -452,7 +453,8 @@ class _Observer:
         m = int(s.X.shape[1])
         for i in range(c.N):
             self.rows.append({
-                "seed": self.seed, "M": self.M, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]), "source": int(source[i]),
+                "seed": self.seed, "M": self.M, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]),
+                "source": int(source[i]),
                 "samples": m, **{k: float(v[i]) for k, v in cols.items()},
                 "theta": float(theta[i]), "theta_submitted": float(theta_sub[i]),
                 "global_train_loss": float(s.global_train_loss),
@@ -523,7 +525,8 @@ class EstimateResult:
             "phi = (1 - eta*L/2)/||w0 - w*||^2 with the square of Wang et al. 2019 (omega = 1/||w0 - w*||^2); "
             "the paper's Lemma 1 prints ||w0 - w*|| without the square.",
             f"L, xi, delta and phi come from clean runs (M=0) with the same seeds, partition and w0; theta and epsilon "
-            f"from the runs with M={c.M} lazy clients at sigma2={c.sigma2:g}. With lazy clients the noise in the global "
+            f"from the runs with M={c.M} lazy clients at sigma2={c.sigma2:g}. "
+            "With lazy clients the noise in the global "
             "model dominates ||w_i - w|| and the ratios L_i, xi_i would measure a random direction.",
             "L and xi: |D_i|-weighted means over the clients of each clean round; delta: the weighted mean of delta_i; "
             "medians over rounds and seeds.",
@@ -566,7 +569,8 @@ class EstimateResult:
                 "epsilon": _num(r["epsilon"]), "epsilon_clean": _num(r["epsilon_clean"]), "phi": _num(r["phi"]),
                 "path": [[int(i), _num(f), _num(d)] for i, f, d in r["path"]],
             })
-        spreads = {n: {k: _num(v) if isinstance(v, float) else v for k, v in s.items()} for n, s in self.spreads.items()}
+        spreads = {n: {k: _num(v) if isinstance(v, float) else v for k, v in s.items()}
+                   for n, s in self.spreads.items()}
         extra = {
             "theta_with_noise": {**spread(self.samples["theta_submitted"]), "over": self.spreads["theta"]["over"],
                                  "note": "distance to the submitted (noisy) model; not used"},
@@ -793,7 +797,8 @@ def estimate_constants(
     per_seed["phi"] = [(1 - config.eta * L / 2) / d**2 if d > 0 else float("nan") for d in per_seed["distance"]]
     spreads["phi"] = {**spread(per_seed["phi"]), "over": f"{len(seed_list)} seeds"}
     spreads["epsilon"] = {**spread(per_seed["epsilon"]),
-                          "over": f"{len(seed_list)} seeds (each the minimum over the rounds of its run with M={config.M})"}
+                          "over": f"{len(seed_list)} seeds "
+                                  f"(each the minimum over the rounds of its run with M={config.M})"}
     for n in ("phi", "epsilon"):
         constants[n] = spreads[n]["median"] if spreads[n]["median"] is not None else float("nan")
     return EstimateResult(
@@ -816,7 +821,8 @@ def estimate_constants(
 def samples_path_for(profile_path: str | Path) -> Path:
     """``NAME.samples.csv`` beside ``NAME.json``."""
     p = Path(profile_path)
-    return p.with_name(p.name[: -len(".json")] + ".samples.csv" if p.name.endswith(".json") else p.name + ".samples.csv")
+    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
+    return p.with_name(stem + ".samples.csv")
 
 
 def check_profile_path(out: str | Path) -> Path:

@@ -121,7 +121,8 @@ class Design:
                 point = {**c, name: v}
                 out.append(Setting(dataset, point["t_sum"], point["beta"], int(point["M"]), point["sigma2"],
                                    f"arm:{name}"))
-        out += [Setting(dataset, p["t_sum"], p["beta"], int(p["M"]), p["sigma2"], "off-grid") for p in self.off_grid_points()]
+        out += [Setting(dataset, p["t_sum"], p["beta"], int(p["M"]), p["sigma2"], "off-grid")
+                for p in self.off_grid_points()]
         return out
 
     def off_grid_points(self) -> list[dict[str, float]]:
