@@ -253,7 +253,8 @@ def section_train(sizes: dict) -> dict:
     spec = make_spec("mlp", sizes["hidden"])
     out["train_flops_per_sample"] = mlp_flops_per_sample(spec)
     for n in sizes["train_ns"]:
-        r = bench_training(n, sizes["samples"], sizes["batch"], sizes["hidden"], sizes["epochs"], sizes["train_repeats"])
+        r = bench_training(n, sizes["samples"], sizes["batch"], sizes["hidden"], sizes["epochs"],
+                           sizes["train_repeats"])
         out[f"train_speedup_vs_loop_n{n}"] = r["speedup"]
         out[f"train_client_epochs_per_s_n{n}"] = r["batched_client_epochs_per_s"]
         out[f"train_samples_per_s_n{n}"] = r["batched_samples_per_s"]
@@ -319,7 +320,8 @@ def section_sweep(mode: str, data_dir: str | None, train: dict) -> dict:
     t1 = statistics.median(one)
     out = {
         "sweep_k_seconds": t1,
-        "sweep_k_note": label + "; 1-seed sweeps before and after the 6-seed one, median (workers start inside the time)",
+        "sweep_k_note": label + "; 1-seed sweeps before and after the 6-seed one, median "
+                                "(workers start inside the time)",
         "sweep_k_seconds_runs": one,
         "sweep_6_seeds_seconds": six,
         "sweep_6_seeds_ratio": six / t1,
@@ -402,7 +404,10 @@ def section_pow(sizes: dict) -> dict:
 
 
 def section_encrypt(sizes: dict) -> dict:
-    """CKKS overhead of one round (encrypt every model, average on ciphertexts, decrypt); MLP-256, N = 20 unless tiny."""
+    """CKKS overhead of one round (encrypt every model, average on ciphertexts, decrypt).
+
+    MLP-256, N = 20 unless tiny.
+    """
     try:
         from bladefl_validate.encrypt import measure_overhead
         from bladefl_validate.model import make_spec

@@ -348,7 +348,8 @@ def owned_directory(target: str | os.PathLike, owner: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_files(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder inside ``target``; each file written there replaces its namesake in ``target`` on success.
+    """Yield a temporary folder inside ``target``; each file written there replaces its namesake in ``target``
+    on success.
 
     For a folder that lives on (a resumable sweep's output with its store) whose report files
     must each appear whole or not at all. :func:`owned_files` adds the ownership check.

@@ -27,7 +27,8 @@ from .store import ResultStore, task_key
 __all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "register_local_worker_plugin", "run_tasks",
            "TaskOutcome"]
 
-#: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own copy of the libraries).
+#: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own
+#: copy of the libraries).
 MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
 #: Schemes of a Dask scheduler address that name a host and port.
 _NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
@@ -83,7 +84,8 @@ class Execution:
         if self.scheduler is not None:
             self._host_port()
         w = self.workers
-        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 1 <= w <= MAX_LOCAL_WORKERS):
+        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Integral)
+                              or not 1 <= w <= MAX_LOCAL_WORKERS):
             raise InputError(f"--workers must be an integer in 1..{MAX_LOCAL_WORKERS} (4 per core of this machine; "
                              f"got {w!r})")
 
@@ -206,7 +208,10 @@ def run_tasks(
     results: dict[int, dict] = {}
     for i, k in enumerate(keys):
         if k in done:
-            results[i] = store.get(k)  # type: ignore[union-attr]
+            assert store is not None  # done is empty without a store
+            result = store.get(k)
+            assert result is not None  # done() has just found it
+            results[i] = result
     if todo:
         from distributed import as_completed
         from tqdm.auto import tqdm
@@ -245,4 +250,5 @@ def run_tasks(
             client.close()
             if cluster is not None:
                 cluster.close()
-    return TaskOutcome(results=[results[i] for i in range(len(keys))], skipped=len(keys) - len(todo), ran=len(todo), keys=keys)
+    return TaskOutcome(results=[results[i] for i in range(len(keys))], skipped=len(keys) - len(todo), ran=len(todo),
+                       keys=keys)

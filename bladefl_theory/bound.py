@@ -172,7 +172,7 @@ def denominator_expr(variant: str = "per-round", expand_definitions: bool = True
     return expr.subs(_definitions()) if expand_definitions else expr
 
 
-def _floats(params: ParamsLike) -> dict[str, np.ndarray]:
+def _floats(params: ParamsLike) -> Mapping[str, np.ndarray | np.float64]:
     """Every parameter as float64 (integers too: N may exceed what numpy's integers hold)."""
     if isinstance(params, Params):
         return _params_floats(params)
@@ -318,8 +318,8 @@ def denominator(K, params: ParamsLike, variant: str = "per-round"):
     A, C = _split(K, params, variant)
     eps = _floats(params)["epsilon"]
     if np.ndim(A) == 0 and np.ndim(C) == 0 and np.ndim(eps) == 0:
-        A, C, eps = float(A), float(C), float(eps)
-        return np.float64(-math.inf if C == math.inf else A - (C / eps) / eps)
+        a, c, e = float(A), float(C), float(eps)
+        return np.float64(-math.inf if c == math.inf else a - (c / e) / e)
     with _quiet():
         d = np.where(np.isposinf(C), -np.inf, A - _scaled(C, eps))
     return d if d.ndim else np.float64(d)
@@ -459,7 +459,8 @@ def canonical(params: Params, variant: str = "per-round") -> Canonical:
             np.float64(v["eta"]) * v["xi"] * v["delta"] * v["t_sum"] / v["alpha"] - (0.0 if per_round else c), eps
         )
         p1 = -slope_phi + _scaled(
-            np.float64(v["delta"]) * v["xi"] / v["L"] - np.float64(v["eta"]) * v["xi"] * v["delta"] * b - (c if per_round else 0.0),
+            np.float64(v["delta"]) * v["xi"] / v["L"] - np.float64(v["eta"]) * v["xi"] * v["delta"] * b
+            - (c if per_round else 0.0),
             eps,
         )
         # p1/q = (1 − h·b − S)·lambda^b with S = (L/(delta·xi))·(epsilon²·beta·eta·phi/alpha + lazy slope).
@@ -493,7 +494,8 @@ def canonical(params: Params, variant: str = "per-round") -> Canonical:
             gap = 1.0
         q = np.exp(log_q)
     return Canonical(
-        p0=float(p0), p1=float(p1), q=float(q), a=float(a), log_q=float(log_q), gap=float(gap), log_neg_ratio=log_neg_ratio
+        p0=float(p0), p1=float(p1), q=float(q), a=float(a), log_q=float(log_q), gap=float(gap),
+        log_neg_ratio=log_neg_ratio,
     )
 
 

@@ -88,7 +88,8 @@ def _means(curves: pd.DataFrame) -> pd.DataFrame:
     """Mean loss per setting and K, with the time model's tau of each row."""
     keys = [*SYSTEM_PARAMETERS, "K"]
     means = curves.groupby(keys, as_index=False)["loss"].mean()
-    means["tau"] = [tau(int(k), t, a, b) for k, t, a, b in zip(means["K"], means["t_sum"], means["alpha"], means["beta"])]
+    means["tau"] = [tau(int(k), t, a, b)
+                    for k, t, a, b in zip(means["K"], means["t_sum"], means["alpha"], means["beta"])]
     return means
 
 

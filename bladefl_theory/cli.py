@@ -167,7 +167,8 @@ def cli():
 @click.option("--variant", type=click.Choice(VARIANTS), default=None,
               help="Form of the paper's bound for a bound profile: per-round (lazy term in each of the K rounds) or "
                    "printed (eq. 6 verbatim) [default: the profile's].")
-@click.option("--model", default=None, help="Your model (mlp, logreg, ...): compared with the profile's, for a warning.")
+@click.option("--model", default=None,
+              help="Your model (mlp, logreg, ...): compared with the profile's, for a warning.")
 @click.option("--samples-per-client", type=int, default=None,
               help="Your |D_i|: compared with the profile's, for a warning.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -218,7 +219,8 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
         click.echo(f"{'K':>4} {'tau':>5} {'bound':>12}  feasible")
         for row in r.table():
             mark = "  <- K*" if row["K"] == r.k_star else ""
-            click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {'yes' if row['feasible'] else 'no'}{mark}")
+            feasible = "yes" if row["feasible"] else "no"
+            click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {feasible}{mark}")
     if not r.success:
         hint = " (`bladefl-theory bound` also prints the self-consistent bound, which needs no epsilon)"
         raise CommandFailed(r.message + (hint if r.k_star is None else ""), EXIT_NO_FINITE_BOUND)
@@ -265,9 +267,9 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
             "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
         }))
         return
-    line = validation_line(profile)
-    if line:
-        click.echo(line)
+    validation = validation_line(profile)
+    if validation:
+        click.echo(validation)
     click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
     click.echo(f"K*                 {r.k_star}")
     click.echo(f"tau at K*          {r.tau} local epochs per block")
@@ -350,7 +352,8 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
 @param_options
 @_variant_option()
 @click.option(
-    "--grid", default=4001, show_default=True, type=click.IntRange(3, MAX_GRID_POINTS), help="Grid points for the numeric check."
+    "--grid", default=4001, show_default=True, type=click.IntRange(3, MAX_GRID_POINTS),
+    help="Grid points for the numeric check."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convexity_cmd(variant, grid, as_json, **options):
@@ -375,7 +378,8 @@ def convexity_cmd(variant, grid, as_json, **options):
         click.echo(f"feasible interval {{K : D(K) > 0}}: {feas}")
         click.echo(
             f"grid ({c.grid_points} points): max second difference of D = {c.max_second_difference_D:.3g}"
-            + (f"; min second difference of the bound = {c.min_second_difference_bound:.3g}" if c.min_second_difference_bound is not None else "")
+            + (f"; min second difference of the bound = {c.min_second_difference_bound:.3g}"
+               if c.min_second_difference_bound is not None else "")
         )
         click.echo(f"convex on the feasible interval: {'yes' if c.holds else 'no'}")
         for f in c.failures:
@@ -405,12 +409,15 @@ def formula_cmd(fmt, expand):
 
 @cli.command("sensitivity")
 @param_options
-@click.option("--vary", "vary", multiple=True, required=True, help="NAME=a:b, NAME=a:b:step or NAME=v1,v2 (once or twice).")
+@click.option("--vary", "vary", multiple=True, required=True,
+              help="NAME=a:b, NAME=a:b:step or NAME=v1,v2 (once or twice).")
 @_variant_option(default=None)
 @click.option(
-    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"), show_default=True
+    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"),
+    show_default=True,
 )
-@click.option("--scheduler", default=None, help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
 @click.option(
     "--workers",
     type=click.IntRange(1, MAX_WORKERS),
@@ -443,7 +450,7 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
         click.echo(f"Remark 3 ({v}): {text}")
 
 
-sensitivity_cmd.help = sensitivity_cmd.help.format(files=", ".join(REPORT_FILES), marker=MARKER)
+sensitivity_cmd.help = (sensitivity_cmd.help or "").format(files=", ".join(REPORT_FILES), marker=MARKER)
 
 
 def _command_line(vary, variant, out) -> str:

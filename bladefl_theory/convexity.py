@@ -184,7 +184,8 @@ class ConvexityCertificate:
 
 
 def _second_differences(ks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Second differences of values/scale over consecutive finite triples, the scale max(1, max |value|), and their K."""
+    """Second differences of values/scale over consecutive finite triples, the scale max(1, max |value|), and their
+    K."""
     finite = np.isfinite(values)
     scale = max(1.0, float(np.max(np.abs(values[finite]), initial=0.0)))
     v = values / scale
@@ -234,11 +235,13 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
                 failures.append(f"the bound is not convex on the grid near K = {bad[0]:.4g}..{bad[-1]:.4g}")
         if feasible[0] > lo:
             failures.append(
-                f"the bound is not finite on [{lo:g}, {feasible[0]:.4g}]: D(K) <= 0 there, so Remark 1 holds only on the feasible interval"
+                f"the bound is not finite on [{lo:g}, {feasible[0]:.4g}]: D(K) <= 0 there, so Remark 1 holds only "
+                "on the feasible interval"
             )
         if feasible[1] < hi:
             failures.append(
-                f"the bound is not finite on [{feasible[1]:.4g}, {hi:.4g}]: D(K) <= 0 there, so Remark 1 holds only on the feasible interval"
+                f"the bound is not finite on [{feasible[1]:.4g}, {hi:.4g}]: D(K) <= 0 there, so Remark 1 holds only "
+                "on the feasible interval"
             )
     holds_on_feasible = concave and convex_d and feasible is not None and convex_b
     return ConvexityCertificate(

@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -100,7 +101,8 @@ def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[st
     """
     ks = np.atleast_1d(np.asarray(K, dtype=int))
     if form in BOUND_FORMS:
-        Params(**{**system, **constants})  # the rules of the bound's parameters
+        merged: dict[str, Any] = {**system, **constants}  # N and M are integers: Params checks every type
+        Params(**merged)  # the rules of the bound's parameters
     taus = np.array([tau(int(k), system["t_sum"], system["alpha"], system["beta"]) for k in ks], dtype=float)
     return form_values_at(form, ks, taus, {n: np.full(len(ks), float(v)) for n, v in system.items()}, constants)
 
@@ -154,7 +156,8 @@ class FormKStar:
                 for k, v in enumerate(self.values, start=1)]
 
 
-def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float], tolerance: float = 0.0) -> FormKStar:
+def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float],
+               tolerance: float = 0.0) -> FormKStar:
     """K* of a form: the argmin over K = 1..K_max, and the band of K within a relative ``tolerance`` of the minimum."""
     km = k_max(system["t_sum"], system["alpha"], system["beta"])
     values = form_values(form, np.arange(1, km + 1), system, constants)

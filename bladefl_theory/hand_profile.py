@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from scipy.optimize import brentq
 
@@ -24,7 +25,7 @@ HAND_SET = {"L": 10.0, "xi": 1.0, "delta": 10.0, "epsilon": 1.0, "theta": 0.1}
 TARGET_K = 7.0
 
 
-def calibrate_phi(target_k: float = TARGET_K, **fixed: float) -> float:
+def calibrate_phi(target_k: float = TARGET_K, **fixed: Any) -> float:
     """phi that puts the continuous per-round K* at ``target_k`` (paper defaults, M = 0)."""
 
     def gap(phi: float) -> float:
@@ -46,7 +47,8 @@ def default_profile() -> dict:
         "provenance": {
             "method": "calibrated",
             "hand_set": sorted(HAND_SET),
-            "calibrated": {"phi": f"continuous per-round K* = {TARGET_K:g} at the paper's defaults (brentq on the closed form)"},
+            "calibrated": {"phi": f"continuous per-round K* = {TARGET_K:g} at the paper's defaults "
+                                  "(brentq on the closed form)"},
             "command": "python -m bladefl_theory.hand_profile --out bladefl_theory/profile_data",
         },
     }

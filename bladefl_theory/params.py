@@ -13,7 +13,8 @@ from bladefl_platform.errors import InputError
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS", "check_system"]
+__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS",
+           "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -26,7 +27,8 @@ _DEFAULT_CONSTANTS = load_profile("default").constants
 MAX_N = 2**53
 #: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
 MAX_K = 100_000
-SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0, "eta": 0.01}
+SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0,
+                                   "eta": 0.01}
 
 
 class ParameterError(InputError):
@@ -109,12 +111,14 @@ def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any,
     if N < 2:
         raise ParameterError("N", f"N must be an integer >= 2 (got {N})")
     if N > MAX_N:
-        raise ParameterError("N", f"N must be at most 2**53 = {MAX_N}, the integers a float holds exactly (got {_short(N)})")
+        raise ParameterError("N", f"N must be at most 2**53 = {MAX_N}, the integers a float holds exactly "
+                                  f"(got {_short(N)})")
     _check_int(M, "M")
     if not 0 <= M <= N - 1:
         raise ParameterError(
             "M",
-            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy (got M={_short(M)})",
+            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy "
+            f"(got M={_short(M)})",
         )
     value = _check_real(sigma2, "sigma2")
     if value < 0:

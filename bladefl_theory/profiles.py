@@ -99,7 +99,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def _read_file(text_source: str) -> str:
     path = Path(text_source)
     not_found = ProfileError(
-        f"profile {_short(text_source)} is neither a shipped profile ({', '.join(available_profiles())}) nor a readable file"
+        f"profile {_short(text_source)} is neither a shipped profile ({', '.join(available_profiles())}) "
+        "nor a readable file"
     )
     try:
         if not path.is_file():
@@ -138,7 +139,8 @@ def _parse(data: Any, label: str, source: str) -> Profile:
         raise ProfileError(f"profile {_short(label)} lacks constants: {', '.join(missing)}")
     unknown = sorted(set(constants) - set(names))
     if unknown:
-        shown = ", ".join(_short(u, quote=False) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        shown = ", ".join(_short(u, quote=False) for u in unknown[:5])
+        shown += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise ProfileError(f"profile {_short(label)} has unknown constants: {shown}")
     values: dict[str, float] = {}
     for n in names:
@@ -148,16 +150,19 @@ def _parse(data: Any, label: str, source: str) -> Profile:
         try:
             values[n] = float(v)
         except OverflowError:
-            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number (got {_short(v)})") from None
-    sections = {}
+            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number "
+                               f"(got {_short(v)})") from None
+    sections: dict[str, dict[str, Any] | None] = {}
     for key in ("provenance", "calibration", "domain", "validation"):
-        value = data.get(key, {} if key == "provenance" else None)
+        value = data.get(key)
         if value is not None and not isinstance(value, dict):
             raise ProfileError(f"profile {_short(label)}: {key!r} must be an object")
         sections[key] = value
+    provenance = sections.pop("provenance")
     return Profile(
         name=data["name"] if isinstance(data.get("name"), str) else label,
         constants=values,
+        provenance=provenance if provenance is not None else {},  # absent or null: none recorded
         description=data["description"] if isinstance(data.get("description"), str) else "",
         source=source,
         form=form,

@@ -22,7 +22,8 @@ from .params import ParameterError, Params
 from .solvers import kstar
 from .timemodel import k_max
 
-__all__ = ["REPORT_FILES", "MAX_VALUES", "MAX_GRID_POINTS", "MAX_K_EVALUATIONS", "parse_vary", "SensitivityResult", "sweep", "remark3_verdict", "write_report", "markdown_table"]
+__all__ = ["REPORT_FILES", "MAX_VALUES", "MAX_GRID_POINTS", "MAX_K_EVALUATIONS", "parse_vary", "SensitivityResult",
+           "sweep", "remark3_verdict", "write_report", "markdown_table"]
 
 _INT_PARAMS = ("N", "M")
 #: The files :func:`write_report` writes.
@@ -109,7 +110,8 @@ class SensitivityResult:
     frame: pd.DataFrame
 
     def verdicts(self) -> dict[str, str]:
-        return {v: remark3_verdict(self.frame[self.frame.variant == v], list(self.varied), self.base) for v in self.frame.variant.unique()}
+        return {v: remark3_verdict(self.frame[self.frame.variant == v], list(self.varied), self.base)
+                for v in self.frame.variant.unique()}
 
 
 #: Grids with more K* solves than this run through dask.distributed (see :mod:`bladefl_platform.execution`).
@@ -227,7 +229,8 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
         span = ""
         if len(feasible):
             span = (
-                f" (continuous K* from {feasible.k_star_continuous.max():.3f} to {feasible.k_star_continuous.min():.3f}, "
+                f" (continuous K* from {feasible.k_star_continuous.max():.3f} "
+                f"to {feasible.k_star_continuous.min():.3f}, "
                 f"integer K* in {sorted(set(int(k) for k in feasible.k_star))})"
             )
         if not assessed:

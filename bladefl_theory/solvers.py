@@ -223,11 +223,15 @@ def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
     i = int(np.argmin(bounds))
     k = i + 1
     status = 1 if k in (1, km) else 0
-    return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status, STATUS[status])
+    return IntegerResult(k, tau(k, params.t_sum, params.alpha, params.beta), float(bounds[i]), km, bounds, status,
+                         STATUS[status])
 
 
 def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, int] | None:
-    """The integers K in 1..K_max with a finite bound, as (first, last), or None (they are consecutive: D is concave)."""
+    """The integers K in 1..K_max with a finite bound, as (first, last), or None.
+
+    They are consecutive: D is concave.
+    """
     feasible = feasible_interval(params, variant)
     if feasible is None:
         return None
@@ -262,10 +266,11 @@ def explain_infeasible(params: Params, variant: str = "per-round") -> str:
     k = maximizer(canonical(params, variant), 1.0, hi)
     t = terms(k, params, variant)
     against = {"divergence": t["divergence"], "lazy": t["lazy"]}
-    dominant = max(against, key=against.get)
+    dominant = max(against, key=lambda name: against[name])
     label = {
         "divergence": "the divergence term (delta·xi·K/L)(lambda^(gamma/K) − 1)/epsilon²",
-        "lazy": "the lazy term (xi·M/N·theta + xi·sqrt(M)/N·sigma2)" + (" · K" if variant == "per-round" else "") + "/epsilon²",
+        "lazy": "the lazy term (xi·M/N·theta + xi·sqrt(M)/N·sigma2)" + (" · K" if variant == "per-round" else "")
+        + "/epsilon²",
     }[dominant]
     return (
         f"no K in [1, {hi:.4g}] gives a finite bound ({variant}): at the best K = {k:.4g}, "
@@ -281,7 +286,8 @@ def _epsilon_needed(params: Params, variant: str) -> str:
         A, _ = _bound._split(np.arange(1, km + 1), params, variant)
         if not (A > 0).any():
             return "no epsilon gives a finite bound (gamma·eta·phi <= 0 at every K)"
-        return f"no epsilon a float can hold gives a finite bound at any K in 1..{km} (the divergence term exceeds float range)"
+        return (f"no epsilon a float can hold gives a finite bound at any K in 1..{km} "
+                "(the divergence term exceeds float range)")
     return f"a finite bound at some K in 1..{km} needs epsilon > {needed:.4g} (it is {params.epsilon:.4g})"
 
 
@@ -303,11 +309,13 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
     if closed.success and integer.success:
         # D is concave, so the best integer is a neighbour of the continuous maximizer.
         k_c = closed.k
+        assert k_c is not None  # a solver that succeeded has a K
         agree = integer.k in (math.floor(k_c), math.ceil(k_c)) or (
             integer.k == integer.k_max and k_c >= integer.k_max
         )
     if conic is not None:
         if closed.success and conic.success:
+            assert conic.k is not None and closed.k is not None
             agree = agree and math.isclose(conic.k, closed.k, rel_tol=AGREEMENT_RTOL, abs_tol=AGREEMENT_RTOL)
         else:
             agree = agree and closed.success == conic.success
@@ -316,7 +324,8 @@ def kstar(params: Params, variant: str = "per-round", cross_check: bool = True) 
     if not agree:
         found = ", ".join(
             f"{name} {'-' if k is None else f'{k:.6g}'}"
-            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None), ("integer search", integer.k))
+            for name, k in (("closed form", closed.k), ("cvxpy", conic.k if conic else None),
+                            ("integer search", integer.k))
             if name != "cvxpy" or conic is not None
         )
         notes.append(f"the solvers disagree ({found}): D is too flat or too steep here for some of them to resolve")

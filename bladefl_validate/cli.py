@@ -151,7 +151,8 @@ def _seed_list(text: str) -> Seeds:
     if "," not in text:
         count = values[0]
         if not 1 <= count <= MAX_SEEDS:
-            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); to name seed 0 alone, write 0,")
+            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); "
+                             "to name seed 0 alone, write 0,")
         return Seeds(range(count), text)
     if len(values) > MAX_SEEDS:
         raise InputError(f"at most {MAX_SEEDS} seeds (got {len(values)})")
@@ -263,10 +264,10 @@ def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Exe
         load_dataset(d, data_dir, train=False)
     seen = set()
     for c in configs:
-        key = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
-        if key in seen:
+        split = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
+        if split in seen:
             continue
-        seen.add(key)
+        seen.add(split)
         labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
         make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
                          **c.partition_options()).partition(labels)
@@ -276,7 +277,7 @@ def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Exe
 
 def _owns(command: click.Command, text: str) -> None:
     """Append what ``command`` owns in its output folder to its --help."""
-    command.help = f"{command.help.rstrip()}\n\n{text}"
+    command.help = f"{(command.help or '').rstrip()}\n\n{text}"
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -564,7 +565,8 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
     profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
     click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
     for constant, row in result.summary().iterrows():
-        cells = " ".join(f"{row[k]:>11.4g}" if row[k] is not None else f"{'-':>11}" for k in ("estimate", "q1", "q3", "min", "max"))
+        cells = " ".join(f"{row[k]:>11.4g}" if row[k] is not None else f"{'-':>11}"
+                         for k in ("estimate", "q1", "q3", "min", "max"))
         click.echo(f"{constant:>8} {cells}  {row['over']}")
     verdict = "< 1, Lemma 1's condition holds" if result.eta_L < 1 else ">= 1, VIOLATES Lemma 1's condition"
     click.echo(f"eta*L = {result.eta_L:.4g} ({verdict}); F(w*) = {result.f_star:.4g}")
@@ -668,7 +670,8 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
               help="Result store for the pilot sweeps (reused and extended).")
 @_execution_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Profile to write, NAME.json.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Profile to write, NAME.json.")
 def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
     from bladefl_platform.errors import InputError
@@ -679,7 +682,8 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
 
     check_profile_path(out)
     base = DESIGN.base
-    points = [parse_pilot(p, dict(DESIGN.centre)) for p in pilots] or [s.system() for s in pilot_settings(DESIGN, dataset)]
+    points = ([parse_pilot(p, dict(DESIGN.centre)) for p in pilots]
+              or [s.system() for s in pilot_settings(DESIGN, dataset)])
     check_pilots(DESIGN, dataset, base.replace(dataset=dataset), points)
     for p in points:
         base.replace(dataset=dataset, t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
@@ -700,7 +704,8 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
     atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
     click.echo(f"{'constant':>8} {'value':>11} {'spread':>8}")
     for k, v in cal.constants.items():
-        click.echo(f"{k:>8} {v:>11.4g} {math.expm1(cal.spread[k]) if cal.spread[k] == cal.spread[k] else float('nan'):>8.1%}")
+        spread = math.expm1(cal.spread[k]) if cal.spread[k] == cal.spread[k] else float("nan")
+        click.echo(f"{k:>8} {v:>11.4g} {spread:>8.1%}")
     click.echo(f"rms log error on the pilots {cal.rms_log_error:.4f}; K* band tolerance {cal.tolerance:.2%}")
     click.echo(f"wrote {out}")
 

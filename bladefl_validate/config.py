@@ -188,7 +188,10 @@ class RunConfig:
         return virtual_round_time(self.tau, self.alpha, self.beta)
 
     def theory_params(self, profile: str | Profile = "default", **constants: float) -> Params:
-        """The theory's parameters for this deployment, learning constants from ``profile`` (a Profile, name or path)."""
+        """The theory's parameters for this deployment, learning constants from ``profile``.
+
+        ``profile`` is a Profile, a profile's name or a path.
+        """
         system = {name: getattr(self, name) for name in SYSTEM_PARAMETERS}
         prof = profile if isinstance(profile, Profile) else load_profile(profile)
         return prof.params(**system, **constants)

@@ -42,7 +42,8 @@ __all__ = [
 
 
 #: The reduced deployment: the paper's N, |D_i|, alpha, beta and eta, with t_sum = 24 so K = 2 gives tau = 2.
-SETTING = dict(N=20, K=2, t_sum=24.0, alpha=1.0, beta=10.0, eta=0.01, samples_per_client=512, difficulty_bits=8)
+SETTING: dict[str, Any] = dict(N=20, K=2, t_sum=24.0, alpha=1.0, beta=10.0, eta=0.01, samples_per_client=512,
+                               difficulty_bits=8)
 DEFAULT_SIGMA2 = (1e-8, 1e-7, 1e-6, 1e-4, 1e-2, 0.3)
 DEFAULT_M = (2, 4, 6)
 
@@ -98,6 +99,10 @@ def _detection_kind() -> TaskKind:
     from .simulation import SIMULATION_VERSION
 
     return TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
+
+
+#: Declared for linters and type checkers only: module ``__getattr__`` below builds it on first use.
+DETECTION: TaskKind
 
 
 def __getattr__(name: str) -> Any:

@@ -60,7 +60,7 @@ from bladefl_platform.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
-from .model import ModelSpec, make_spec
+from .model import ModelSpec, ModuleSpec, make_spec
 from .simulation import SIMULATION_VERSION, RoundState, simulate
 from .tasks import task_context
 from .training import evaluate, train_clients
@@ -121,7 +121,7 @@ class ClientEstimates:
 
 
 def _client_losses_and_grads(
-    spec: ModelSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor
+    spec: ModelSpec | ModuleSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each client's mean cross-entropy on its own data and its gradient: ``[n]`` and ``[n, d]``.
 
@@ -138,7 +138,7 @@ def _client_losses_and_grads(
 
 
 def client_estimates(
-    spec: ModelSpec,
+    spec: ModelSpec | ModuleSpec,
     W_local: torch.Tensor,
     w: torch.Tensor,
     X: torch.Tensor,
@@ -182,7 +182,7 @@ def client_estimates(
 
 
 def lazy_theta(
-    spec: ModelSpec,
+    spec: ModelSpec | ModuleSpec,
     w_start: torch.Tensor,
     W_copied: torch.Tensor,
     W_submitted: torch.Tensor,
@@ -252,18 +252,19 @@ class OptimumOptions:
         if self.dtype not in ("auto", "float32", "float64"):
             raise InputError(f"w* option dtype must be auto, float32 or float64 (got {self.dtype!r})")
 
-    def dtype_for(self, spec: ModelSpec) -> str:
+    def dtype_for(self, spec: ModelSpec | ModuleSpec) -> str:
         if self.dtype != "auto":
             return self.dtype
         return "float64" if spec.kind == "logreg" else "float32"
 
-    def describe(self, spec: ModelSpec | None = None) -> str:
+    def describe(self, spec: ModelSpec | ModuleSpec | None = None) -> str:
         dtype = self.dtype_for(spec) if spec is not None else self.dtype
         return (
             f"full-batch L-BFGS (strong Wolfe, history {self.history_size}, {dtype}) from w0 on the union of the "
             f"clients' data; stop at the first iterate with F <= {self.loss_floor:g} (loss-floor), or "
             f"||grad F|| <= {self.gtol:g} (gradient), or relative decrease of F over the last {self.window} "
-            f"iterations <= {self.rtol:g} (relative-change); else after {self.max_iter} iterations (not converged); a step "
+            f"iterations <= {self.rtol:g} (relative-change); else after {self.max_iter} iterations (not converged); "
+            "a step "
             "that does not move resets the L-BFGS memory, and if steepest descent does not move either the search "
             "stops (stalled, not converged)"
         )
@@ -298,7 +299,8 @@ _LINE_SEARCH_EVALS = 25
 
 
 def find_optimum(
-    spec: ModelSpec, w0: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, options: OptimumOptions = OptimumOptions()
+    spec: ModelSpec | ModuleSpec, w0: torch.Tensor, X: torch.Tensor, Y: torch.Tensor,
+    options: OptimumOptions = OptimumOptions(),
 ) -> Optimum:
     """w* of the mean cross-entropy on ``X [n, in]``, ``Y [n]``: L-BFGS from ``w0 [d]``, stopped by ``options``."""
     if w0.dim() != 1 or w0.shape[0] != spec.dim:
@@ -451,7 +453,8 @@ class _Observer:
         m = int(s.X.shape[1])
         for i in range(c.N):
             self.rows.append({
-                "seed": self.seed, "M": self.M, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]), "source": int(source[i]),
+                "seed": self.seed, "M": self.M, "round": s.round, "client": i, "lazy": bool(lazy_mask[i]),
+                "source": int(source[i]),
                 "samples": m, **{k: float(v[i]) for k, v in cols.items()},
                 "theta": float(theta[i]), "theta_submitted": float(theta_sub[i]),
                 "global_train_loss": float(s.global_train_loss),
@@ -522,7 +525,8 @@ class EstimateResult:
             "phi = (1 - eta*L/2)/||w0 - w*||^2 with the square of Wang et al. 2019 (omega = 1/||w0 - w*||^2); "
             "the paper's Lemma 1 prints ||w0 - w*|| without the square.",
             f"L, xi, delta and phi come from clean runs (M=0) with the same seeds, partition and w0; theta and epsilon "
-            f"from the runs with M={c.M} lazy clients at sigma2={c.sigma2:g}. With lazy clients the noise in the global "
+            f"from the runs with M={c.M} lazy clients at sigma2={c.sigma2:g}. "
+            "With lazy clients the noise in the global "
             "model dominates ||w_i - w|| and the ratios L_i, xi_i would measure a random direction.",
             "L and xi: |D_i|-weighted means over the clients of each clean round; delta: the weighted mean of delta_i; "
             "medians over rounds and seeds.",
@@ -565,7 +569,8 @@ class EstimateResult:
                 "epsilon": _num(r["epsilon"]), "epsilon_clean": _num(r["epsilon_clean"]), "phi": _num(r["phi"]),
                 "path": [[int(i), _num(f), _num(d)] for i, f, d in r["path"]],
             })
-        spreads = {n: {k: _num(v) if isinstance(v, float) else v for k, v in s.items()} for n, s in self.spreads.items()}
+        spreads = {n: {k: _num(v) if isinstance(v, float) else v for k, v in s.items()}
+                   for n, s in self.spreads.items()}
         extra = {
             "theta_with_noise": {**spread(self.samples["theta_submitted"]), "over": self.spreads["theta"]["over"],
                                  "note": "distance to the submitted (noisy) model; not used"},
@@ -679,7 +684,6 @@ def _observed_run(config: RunConfig, dtype: torch.dtype, context: Mapping[str, A
     """Run ``config`` (ledger and blobs in memory) with an observer on every round; return the observer."""
     observer = _Observer(config.seed, config.M, dtype, context.get("progress"))
     simulate(config, None, context.get("data_dir"), observer=observer)
-    assert observer.state is not None and observer.w0 is not None
     return observer
 
 
@@ -695,15 +699,16 @@ def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     seed, progress = run_config.seed, context.get("progress")
     clean = _observed_run(run_config.replace(M=0), dtype, context)
     lazy = _observed_run(run_config, dtype, context) if run_config.M else clean
-    s = clean.state
+    s, w0, lazy_state, lazy_w0 = clean.state, clean.w0, lazy.state, lazy.w0
+    assert s is not None and w0 is not None and lazy_state is not None and lazy_w0 is not None  # every run has rounds
     # The seed alone draws the partition and w0 (the lazy draw takes the same random numbers for any M).
-    if not torch.equal(clean.w0, lazy.w0) or not torch.equal(s.X, lazy.state.X):
+    if not torch.equal(w0, lazy_w0) or not torch.equal(s.X, lazy_state.X):
         raise RuntimeError(f"seed {seed}: the clean and the lazy run differ in w0 or data")
     X_union = s.X.reshape(-1, s.X.shape[-1])
     Y_union = s.Y.reshape(-1)
     if progress is not None:
         progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")
-    opt = find_optimum(s.spec, clean.w0, X_union, Y_union, optimum)
+    opt = find_optimum(s.spec, w0, X_union, Y_union, optimum)
     if progress is not None:
         progress(f"seed {seed}: w* after {opt.iterations} iterations ({opt.reason}), F(w*) {opt.loss:.4g}, "
                  f"||w0 - w*|| {opt.distance:.4g}")
@@ -792,7 +797,8 @@ def estimate_constants(
     per_seed["phi"] = [(1 - config.eta * L / 2) / d**2 if d > 0 else float("nan") for d in per_seed["distance"]]
     spreads["phi"] = {**spread(per_seed["phi"]), "over": f"{len(seed_list)} seeds"}
     spreads["epsilon"] = {**spread(per_seed["epsilon"]),
-                          "over": f"{len(seed_list)} seeds (each the minimum over the rounds of its run with M={config.M})"}
+                          "over": f"{len(seed_list)} seeds "
+                                  f"(each the minimum over the rounds of its run with M={config.M})"}
     for n in ("phi", "epsilon"):
         constants[n] = spreads[n]["median"] if spreads[n]["median"] is not None else float("nan")
     return EstimateResult(
@@ -815,7 +821,8 @@ def estimate_constants(
 def samples_path_for(profile_path: str | Path) -> Path:
     """``NAME.samples.csv`` beside ``NAME.json``."""
     p = Path(profile_path)
-    return p.with_name(p.name[: -len(".json")] + ".samples.csv" if p.name.endswith(".json") else p.name + ".samples.csv")
+    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
+    return p.with_name(stem + ".samples.csv")
 
 
 def check_profile_path(out: str | Path) -> Path:

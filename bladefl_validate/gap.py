@@ -163,14 +163,16 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
         f"    {command}",
         "",
         f"Seeds: {', '.join(map(str, seeds))}. F(w*) = {result.f_star:.5g}. "
-        f"Constants: " + ", ".join(f"{k}={getattr(result.params, k):.4g}" for k in ("L", "xi", "delta", "epsilon", "phi", "theta")),
+        f"Constants: " + ", ".join(f"{k}={getattr(result.params, k):.4g}"
+                                   for k in ("L", "xi", "delta", "epsilon", "phi", "theta")),
         "",
         f"Empirical K* (argmin of the mean measured gap): **{result.k_star_measured}**.",
         "",
         "Forms of the bound: `per-round` and `printed` with the profile's epsilon (finite only where D(K) > 0); "
         "`+sc` the same variant with epsilon set to the bound itself (self-consistent; finite wherever phi > 0).",
         "",
-        "| form | bound's K* | Spearman ρ (bound, measured) over K | affine calibration measured ≈ a·bound + b | R² | K with a finite bound |",
+        "| form | bound's K* | Spearman ρ (bound, measured) over K | affine calibration measured ≈ a·bound + b "
+        "| R² | K with a finite bound |",
         "|---|---|---|---|---|---|",
     ]
     for v, f in result.fits.items():
@@ -189,7 +191,8 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
     for k, row in result.table.iterrows():
         cells = " | ".join(f"{_fmt(row[f'bound_{f}'])} | {_fmt(row[f'ratio_{f}'])}" for f in FORMS)
         lines.append(
-            f"| {k} | {_fmt(row['tau'], '.0f')} | {row['measured_gap_mean']:.4f} ± {_fmt(row['measured_gap_std'], '.4f')} | "
+            f"| {k} | {_fmt(row['tau'], '.0f')} | {row['measured_gap_mean']:.4f} "
+            f"± {_fmt(row['measured_gap_std'], '.4f')} | "
             f"{cells} |"
         )
     lines += ["", "![gap](gap.png)", ""]

@@ -42,6 +42,9 @@ OPTIMUM = TaskKind("bladefl-optimum", "1", one_by_one(optimum_task))
 
 def optima(base: RunConfig, seeds: Sequence[int], data_dir: str | Path | None = None,
            store: ResultStore | None = None, execution: Execution = Execution()) -> TaskOutcome:
-    """F(w*) and its search's facts for each seed's partition of ``base``, in seed order (M, sigma2, K do not matter)."""
+    """F(w*) and its search's facts for each seed's partition of ``base``, in seed order.
+
+    M, sigma2 and K do not matter.
+    """
     configs = [base.replace(M=0, K=1, seed=s).as_dict() for s in seeds]
     return run_tasks(OPTIMUM, configs, store, task_context(data_dir), execution, "w*")

@@ -47,7 +47,8 @@ class Setting:
 FIG3 = tuple((M, 0.01) for M in (0, 2, 4, 6))
 FIG4 = tuple((4, s) for s in (0.01, 0.1, 0.2, 0.3))
 #: The K* values the paper states in its text (Section 5.2), MNIST only.
-PAPER_K_STAR = {("mnist", 0, 0.01): 7, ("mnist", 2, 0.01): 6, ("mnist", 6, 0.01): 5, ("mnist", 4, 0.01): 7, ("mnist", 4, 0.3): 5}
+PAPER_K_STAR = {("mnist", 0, 0.01): 7, ("mnist", 2, 0.01): 6, ("mnist", 6, 0.01): 5, ("mnist", 4, 0.01): 7,
+                ("mnist", 4, 0.3): 5}
 
 
 def settings(datasets: Sequence[str] = DATASETS) -> list[Setting]:
@@ -246,7 +247,8 @@ def _readme(rep: Reproduction, command: str) -> str:
         f"- Proof of work at {b.difficulty_bits} bits; lazy noise of variance sigma2.",
         f"- Seeds per point: {len(rep.seeds)} ({', '.join(map(str, rep.seeds))}); the seed draws the partition, "
         "the lazy clients, the initial model and every batch order.",
-        f"- {len(rep.runs)} runs; summed run wall time {wall / 60:.1f} min; this invocation ran {rep.ran} tasks and reused "
+        f"- {len(rep.runs)} runs; summed run wall time {wall / 60:.1f} min; "
+        f"this invocation ran {rep.ran} tasks and reused "
         f"{rep.skipped} from the store in {rep.elapsed_seconds / 60:.1f} min.",
         "- F(w*): centralized L-BFGS on the union of the clients' data, per dataset and seed (`f_star.csv`); "
         "the measured gap is F(w^K) − F(w*) of the same seed.",
@@ -273,9 +275,11 @@ def _readme(rep: Reproduction, command: str) -> str:
     for d, gap in rep.gaps.items():
         for v, f in gap.fits.items():
             lines.append(
-                f"- {d}, {v}: bound's K* = {f.k_star_bound if f.k_star_bound is not None else 'none (no finite bound)'}, "
+                f"- {d}, {v}: "
+                f"bound's K* = {f.k_star_bound if f.k_star_bound is not None else 'none (no finite bound)'}, "
                 f"measured K* = {gap.k_star_measured}, Spearman ρ over K = {_f(f.spearman)}, "
-                f"calibration measured ≈ {_f(f.slope)}·bound + {_f(f.intercept)} (R² = {_f(f.r2)}, {f.finite_points} K with a finite bound)."
+                f"calibration measured ≈ {_f(f.slope)}·bound + {_f(f.intercept)} "
+                f"(R² = {_f(f.r2)}, {f.finite_points} K with a finite bound)."
             )
     lines += [
         "",
@@ -348,7 +352,8 @@ def _commentary(rep: Reproduction) -> str:
         elif a == b:
             out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
         else:
-            out.append(f"- `{min(pair, key=errors.get)}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
+            closer = min(pair, key=lambda p: errors[p])
+            out.append(f"- `{closer}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
     for d, gap in rep.gaps.items():
         for form in FORMS:
             ratio = gap.table[f"ratio_{form}"].dropna()

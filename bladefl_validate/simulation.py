@@ -34,7 +34,7 @@ from .lazy import choose_lazy, lazy_copies
 from .ledger import LEDGER_NAME, Block, Ledger, majority_accepts, verify_block
 from .merkle import merkle_root
 from .mining import mine
-from .model import ModelSpec, make_spec
+from .model import ModelSpec, ModuleSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
 from .pool import CachePool, bytes_to_weights, weights_to_bytes
 from .training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
@@ -106,7 +106,7 @@ class RoundState:
 
     round: int
     config: RunConfig
-    spec: ModelSpec
+    spec: ModelSpec | ModuleSpec
     X: torch.Tensor  # [N, m, in] every client's training data
     Y: torch.Tensor  # [N, m]
     honest: torch.Tensor  # client ids, int64
@@ -198,7 +198,7 @@ def batch_key(config: RunConfig) -> tuple:
 class _Run:
     """One run's state while :func:`simulate_many` advances its batch round by round."""
 
-    def __init__(self, config: RunConfig, folder: Path | None, train: Dataset, spec: ModelSpec,
+    def __init__(self, config: RunConfig, folder: Path | None, train: Dataset, spec: ModelSpec | ModuleSpec,
                  device: torch.device):
         self.config = config
         self.X, self.Y, self.counts = client_data(config, train, device)
@@ -267,7 +267,8 @@ class _Run:
         return W, w, facts
 
 
-def _evaluate_runs(spec: ModelSpec, runs: list[_Run], test: Dataset, device: torch.device) -> list[tuple[float, ...]]:
+def _evaluate_runs(spec: ModelSpec | ModuleSpec, runs: list[_Run], test: Dataset,
+                   device: torch.device) -> list[tuple[float, ...]]:
     """(train loss, train accuracy, test loss, test accuracy) of every run's global model, batched."""
     W = torch.stack([r.w for r in runs])
     unions = [r.union() for r in runs]
@@ -465,6 +466,7 @@ def run_to_folder(
     with atomic_directory(out, overwrite=overwrite) as tmp:
         result = simulate(config, tmp, data_dir, on_round)
         if keep_key:
+            assert result.codec is not None  # a CKKS run, checked above
             result.codec.write_key(tmp / KEY_NAME)
         _write_outputs(result, tmp, KEY_NAME if keep_key else None)
     return result

@@ -47,7 +47,7 @@ def epoch_permutations(
 
 
 def train_clients(
-    spec: ModelSpec,
+    spec: ModelSpec | ModuleSpec,
     W0: torch.Tensor,
     X: torch.Tensor,
     Y: torch.Tensor,

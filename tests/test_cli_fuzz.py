@@ -69,7 +69,8 @@ def profiles(tmp_path_factory):
         "empty.json": b"",
         "list.json": b"[1, 2]",
         "nan.json": json.dumps({"constants": {**good, "L": float("nan")}}).encode(),
-        "bigint.json": b'{"constants": {"L": 1' + b"0" * 400 + b', "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0}}',
+        "bigint.json": b'{"constants": {"L": 1' + b"0" * 400
+        + b', "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0}}',
         "digits.json": b'{"constants": {"L": ' + b"9" * 5000 + b"}}",
         "negative.json": json.dumps({"constants": {**good, "delta": -1}}).encode(),
         "text.json": json.dumps({"constants": {**good, "phi": "1"}}).encode(),
@@ -89,7 +90,8 @@ def expected_params(options: dict[str, str], profile: str | None):
     given_values = {}
     for flag, text in options.items():
         try:
-            given_values[INT_OPTIONS.get(flag) or FLOAT_OPTIONS[flag]] = int(text) if flag in INT_OPTIONS else float(text)
+            value = int(text) if flag in INT_OPTIONS else float(text)
+            given_values[INT_OPTIONS.get(flag) or FLOAT_OPTIONS[flag]] = value
         except ValueError:
             return None
     try:
@@ -183,7 +185,8 @@ def test_bound(profiles, options, profile, k_list, fmt, stray):
        as_json=st.booleans(), stray=st.sampled_from(STRAY))
 def test_convexity(profiles, options, profile, grid, as_json, stray):
     prof = profiles[profile] if profile < len(profiles) else None
-    args = ["convexity", *as_args(options), *(["--profile", prof] if prof else []), *([f"--grid={grid}"] if grid is not None else []),
+    args = ["convexity", *as_args(options), *(["--profile", prof] if prof else []),
+            *([f"--grid={grid}"] if grid is not None else []),
             *(["--json"] if as_json else []), *stray]
     params = expected_params(options, prof)
     bad = params is None or bool(stray)
@@ -200,7 +203,8 @@ def test_convexity(profiles, options, profile, grid, as_json, stray):
 
 
 @settings(max_examples=examples(15))
-@given(fmt=st.sampled_from([None, "latex", "pretty", "html", ""]), expand=st.sampled_from([[], ["--expand"], ["--no-expand"]]),
+@given(fmt=st.sampled_from([None, "latex", "pretty", "html", ""]),
+       expand=st.sampled_from([[], ["--expand"], ["--no-expand"]]),
        extra=st.sampled_from([[], ["--M=3"], ["--nope"], ["extra"]]))
 def test_formula(fmt, expand, extra):
     args = ["formula", *([f"--format={fmt}"] if fmt is not None else []), *expand, *extra]
@@ -210,17 +214,20 @@ def test_formula(fmt, expand, extra):
 # (spec, the values it stands for, or None when the spec itself is refused)
 VARY = [
     ("M=0,1", {"M": [0, 1]}), ("sigma2=0.01,0.3", {"sigma2": [0.01, 0.3]}), ("beta=5:10:5", {"beta": [5.0, 10.0]}),
-    ("epsilon=1e-300,1e300", {"epsilon": [1e-300, 1e300]}), ("N=5:6", {"N": [5, 6]}), ("M=0:30", {"M": list(range(31))}),
+    ("epsilon=1e-300,1e300", {"epsilon": [1e-300, 1e300]}), ("N=5:6", {"N": [5, 6]}),
+    ("M=0:30", {"M": list(range(31))}),
     ("t_sum=1e300,100", {"t_sum": [1e300, 100.0]}), ("alpha=0.001,1", {"alpha": [0.001, 1.0]}),
     ("M", None), ("M=", None), ("Q=1:3", None), ("K=1:2", None), ("sigma2=0:1", None), ("sigma2=0:1:1e-300", None),
     ("M=0:100000000", None), ("M=0.5:2", None), ("M=3:1", None), ("sigma2=a,b", None), ("M=0:4:0", None),
-    ("sigma2=nan,1", None), ("sigma2=0:1e999999999:1", None), ("=1", None), ("M=1,,2", None), ("sigma2=0:1:0.0000001", None),
+    ("sigma2=nan,1", None), ("sigma2=0:1e999999999:1", None), ("=1", None), ("M=1,,2", None),
+    ("sigma2=0:1:0.0000001", None),
     ("sigma2=" + ",".join(["0.1"] * 10_001), None),
 ]
 
 
 @settings(max_examples=examples(25))
-@given(options=param_options(), vary=st.lists(st.one_of(st.integers(0, 7), st.integers(0, 7), st.integers(0, len(VARY) - 1)), max_size=3),
+@given(options=param_options(),
+       vary=st.lists(st.one_of(st.integers(0, 7), st.integers(0, 7), st.integers(0, len(VARY) - 1)), max_size=3),
        variant=st.sampled_from([None, "printed", "printed", "x"]), stray=st.sampled_from(STRAY))
 def test_sensitivity(tmp_path_factory, options, vary, variant, stray):
     where = tmp_path_factory.mktemp("sens")

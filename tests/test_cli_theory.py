@@ -32,7 +32,8 @@ def test_kstar_json_has_the_documented_keys():
     r = run("kstar", "--M", "4", "--sigma2", "0.1", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params", "solvers_agree"):
+    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params",
+                "solvers_agree"):
         assert key in out
     assert out["k_star"] == 7 and out["tau"] == 4 and out["k_max"] == 9
     assert out["params"]["M"] == 4 and out["params"]["sigma2"] == 0.1
@@ -141,7 +142,8 @@ def test_sensitivity_writes_report_and_states_remark_3(tmp_path):
     assert "**printed**: does not hold" in readme
     assert "**per-round**: holds" in readme
     printed = frame[frame.variant == "printed"]
-    assert printed.k_star_continuous.nunique() == 1 or printed.k_star_continuous.max() - printed.k_star_continuous.min() < 1e-9
+    k_c = printed.k_star_continuous
+    assert k_c.nunique() == 1 or k_c.max() - k_c.min() < 1e-9
 
 
 def test_console_script_runs_as_a_subprocess():
@@ -177,7 +179,8 @@ def test_bound_exit_3_names_the_reason_and_agrees_with_kstar():
         b = invoke(["bound", "--K", "7", *extra])
         k = invoke(["kstar", *extra])
         assert b.exit_code == k.exit_code == 3, (extra, b.output)
-        assert b.output.splitlines()[-1].split(" (`bladefl-theory")[0] == k.output.splitlines()[-1].split(" (`bladefl-theory")[0]
+        hint = " (`bladefl-theory"
+        assert b.output.splitlines()[-1].split(hint)[0] == k.output.splitlines()[-1].split(hint)[0]
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ def test_estimates_respect_the_analytic_constants_of_softmax_regression():
     # Boehning: diag(p) - pp^T <= I/2, so L_i <= lambda_max(Xt^T Xt)/(2m) with Xt = [X, 1];
     # ||grad of one sample's loss|| = ||p - e_y||·||xt|| <= sqrt(2)·||xt||, so xi_i <= sqrt(2)·mean ||xt||.
     spec, X, Y, w, g = _problem(n=4, m=50, features=8, classes=4, seed=1)
-    W_local = w + torch.randn(4, spec.dim, generator=g, dtype=torch.float64) * torch.tensor([[0.01], [0.3], [1.0], [3.0]])
+    scales = torch.tensor([[0.01], [0.3], [1.0], [3.0]])
+    W_local = w + torch.randn(4, spec.dim, generator=g, dtype=torch.float64) * scales
     est = client_estimates(spec, W_local, w, X, Y)
     Xt = torch.cat([X, torch.ones(*X.shape[:2], 1, dtype=X.dtype)], dim=2)
     for i in range(4):
@@ -124,7 +125,8 @@ def test_theta_is_zero_for_a_copy_of_identical_training_and_adds_the_noise_in_qu
     source = train_clients(spec, w_start.unsqueeze(0), X[:1], Y[:1], 3, 0.1, batch_size=32, generator=g)
     sigma2 = 0.01
     submitted = source + math.sqrt(sigma2) * torch.randn(source.shape, generator=g)
-    theta, theta_sub = lazy_theta(spec, w_start, source, submitted, X[1:], Y[1:], 3, 0.1, 32, torch.Generator().manual_seed(9))
+    theta, theta_sub = lazy_theta(spec, w_start, source, submitted, X[1:], Y[1:], 3, 0.1, 32,
+                                  torch.Generator().manual_seed(9))
     moved = (source - w_start).norm().item()
     assert moved > 0.1
     assert theta.item() < 1e-5 * moved
@@ -282,7 +284,8 @@ def test_shipped_estimated_profiles_load_by_name(name):
     profile = load_profile(name)
     prov = profile.provenance
     assert prov["method"] == "estimated"
-    assert prov["command"].startswith("bladefl-validate estimate") and f"--out bladefl_theory/profile_data/{name}.json" in prov["command"]
+    assert prov["command"].startswith("bladefl-validate estimate")
+    assert f"--out bladefl_theory/profile_data/{name}.json" in prov["command"]
     assert prov["dataset"] == name.rsplit("-", 1)[0] and prov["run"]["model"] == name.rsplit("-", 1)[1]
     assert isinstance(prov["F_w_star"], float) and len(prov["seeds"]) >= 2
     assert all(math.isfinite(v) for v in profile.constants.values())

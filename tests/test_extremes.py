@@ -136,7 +136,8 @@ def reference_canonical(p, variant):
 @pytest.mark.parametrize(
     "change",
     # Not M = 0 with a tiny epsilon: p1 = (1 − 0.01·10·10)/epsilon² − ... then hangs on the last bits of the inputs.
-    [{}, dict(M=6, sigma2=0.3), dict(alpha=0.001), dict(eta=1e-300), dict(epsilon=1e-100, L=20.0, M=3), dict(epsilon=1e200)],
+    [{}, dict(M=6, sigma2=0.3), dict(alpha=0.001), dict(eta=1e-300), dict(epsilon=1e-100, L=20.0, M=3),
+     dict(epsilon=1e200)],
     ids=str,
 )
 def test_canonical_coefficients_are_the_sympy_ones(change, variant):

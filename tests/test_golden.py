@@ -29,7 +29,8 @@ PINNED = {
     ],
 }
 #: Where the pinned bits were computed; elsewhere floating-point kernels may round differently.
-SAME_PLATFORM = platform.machine() == "x86_64" and torch.__version__.startswith("2.14.1") and not torch.cuda.is_available()
+SAME_PLATFORM = (platform.machine() == "x86_64" and torch.__version__.startswith("2.14.1")
+                 and not torch.cuda.is_available())
 
 
 def test_golden_run_matches_the_pinned_results(data_root):

@@ -24,7 +24,8 @@ def tiny_design(**changes) -> Design:
     base = RunConfig(N=4, K=1, samples_per_client=32, hidden=8, batch_size=16, difficulty_bits=2, eta=0.05)
     values = dict(
         base=base, datasets=("mnist",), centre={"t_sum": 12.0, "beta": 2.0, "M": 1, "sigma2": 0.01},
-        arms={"M": (0,), "beta": (0.5,)}, box={"t_sum": (9.0, 14.0), "beta": (2.0, 3.0), "M": (0, 1), "sigma2": (0.0, 0.1)},
+        arms={"M": (0,), "beta": (0.5,)},
+        box={"t_sum": (9.0, 14.0), "beta": (2.0, 3.0), "M": (0, 1), "sigma2": (0.0, 0.1)},
         off_grid=1, base_seeds=2, figure_seeds=2, seed_step=1, max_seeds=3, full_k_up_to=4, coarse_points=3,
     )
     return Design(**{**values, **changes})
@@ -84,5 +85,6 @@ def test_measure_runs_the_design_through_the_store_and_resumes(tmp_path, data_ro
         # Everything is stored: running again plans nothing and runs nothing.
         assert plan(design, runs)[1] == []
         again = []
-        measure(store, design, str(data_root), Execution(workers=1, progress=False), on_step=lambda s, n: again.append(n))
+        measure(store, design, str(data_root), Execution(workers=1, progress=False),
+                on_step=lambda s, n: again.append(n))
         assert again == []

@@ -63,7 +63,8 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
 
     out = tmp_path / "report"
     out.mkdir()
-    write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X", {"runs": stored, "cpu_hours": 0.01})
+    write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X",
+                 {"runs": stored, "cpu_hours": 0.01})
     for name in ("README.md", "held_out.csv", "scores.csv", "calibration.csv", "residuals.csv", "measured.csv",
                  "kstar.png", "curves.png", "mnist-mlp-calibrated.json"):
         assert (out / name).is_file(), name
@@ -98,4 +99,5 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
     short.mkdir()
     write_report([cut], frame[~mask], design, short, "X", {"runs": stored, "cpu_hours": 0.01, "progress": state})
     text = (short / "README.md").read_text()
-    assert "**The campaign was cut short**" in text and f"1 not measured yet, left out of every score: {gone.label}" in text
+    assert "**The campaign was cut short**" in text
+    assert f"1 not measured yet, left out of every score: {gone.label}" in text

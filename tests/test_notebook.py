@@ -16,7 +16,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}})
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(EXAMPLES)}})
     client.execute()
-    errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.output_type == "error"]
+    errors = [o for cell in nb.cells if cell.cell_type == "code"
+              for o in cell.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -23,7 +23,8 @@ OWNER = "bladefl-theory sensitivity"
 
 
 def sensitivity(out, *extra):
-    return CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,4", "--variant", "per-round", "--out", str(out), *extra])
+    return CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,4", "--variant", "per-round", "--out", str(out),
+                                    *extra])
 
 
 def snapshot(folder):

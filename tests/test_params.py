@@ -80,7 +80,8 @@ def test_profiles_ship_and_load(tmp_path):
     prof = load_profile("default")
     assert prof.provenance["method"] == "calibrated"
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"name": "mine", "constants": {**prof.constants, "L": 2.0}, "provenance": {"method": "test"}}))
+    path.write_text(json.dumps({"name": "mine", "constants": {**prof.constants, "L": 2.0},
+                                "provenance": {"method": "test"}}))
     assert load_profile(path).params(M=2).L == 2.0
 
 
@@ -90,7 +91,8 @@ def test_profiles_ship_and_load(tmp_path):
         ("{", "not valid JSON"),
         ("[]", "must be a JSON object"),
         ('{"constants": {"L": 1}}', "lacks constants"),
-        ('{"constants": {"L": 1, "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0, "K": 3}}', "unknown constants: K"),
+        ('{"constants": {"L": 1, "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0, "K": 3}}',
+         "unknown constants: K"),
         ('{"constants": {"L": "a", "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0}}', "must be a number"),
     ],
 )

@@ -38,7 +38,8 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
         assert again.ran == 0 and again.skipped == rep.ran
     table = rep.kstar_table
     assert list(table.columns) == ["dataset", "M", "sigma2", "k_star_measured", "k_star_measured_share",
-                                   "k_star_measured_plausible", "k_star_per_round", "k_star_printed", "k_star_paper", "k_star_per_round_sc",
+                                   "k_star_measured_plausible", "k_star_per_round", "k_star_printed", "k_star_paper",
+                                   "k_star_per_round_sc",
                                    "k_star_printed_sc"]
     # The self-consistent bound is finite wherever phi > 0: every setting has its K*.
     assert table.k_star_per_round_sc.notna().all()

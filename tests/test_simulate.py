@@ -37,7 +37,8 @@ def read_metrics(folder):
 def test_run_folder_holds_everything(tmp_path, data_root):
     out = tmp_path / "run"
     result = run_to_folder(small(), out, data_root)
-    for name in ("config.json", "metrics.csv", "summary.json", "summary.md", "ledger.jsonl", "partition.csv", "partition.png"):
+    for name in ("config.json", "metrics.csv", "summary.json", "summary.md", "ledger.jsonl", "partition.csv",
+                 "partition.png"):
         assert (out / name).is_file(), name
     rows = read_metrics(out)
     assert [int(r["round"]) for r in rows] == [1, 2]

@@ -19,7 +19,8 @@ def test_default_profile_puts_per_round_kstar_at_seven():
 def test_kstar_result_fields():
     r = kstar(Params(M=4, sigma2=0.1))
     d = r.as_dict()
-    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params", "solvers_agree"):
+    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params",
+                "solvers_agree"):
         assert key in d
     assert d["k_max"] == 9
     assert len(r.table()) == 9

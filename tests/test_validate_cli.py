@@ -189,7 +189,7 @@ def test_an_unwritable_output_is_refused_before_anything_runs(tmp_path, data_roo
 def test_a_read_only_file_system_is_refused(tmp_path, data_root, monkeypatch):
     # Simulated: os.access says yes (as to root); creating anything says EROFS.
     forbid_computation(monkeypatch)
-    real_mkdir, real_open = os.mkdir, os.open
+    real_mkdir = os.mkdir
     ro = tmp_path / "ro"
     ro.mkdir()
 

@@ -121,7 +121,8 @@ class Design:
                 point = {**c, name: v}
                 out.append(Setting(dataset, point["t_sum"], point["beta"], int(point["M"]), point["sigma2"],
                                    f"arm:{name}"))
-        out += [Setting(dataset, p["t_sum"], p["beta"], int(p["M"]), p["sigma2"], "off-grid") for p in self.off_grid_points()]
+        out += [Setting(dataset, p["t_sum"], p["beta"], int(p["M"]), p["sigma2"], "off-grid")
+                for p in self.off_grid_points()]
         return out
 
     def off_grid_points(self) -> list[dict[str, float]]:
@@ -133,7 +134,7 @@ class Design:
             points.append({
                 "t_sum": float(round(rng.uniform(*b["t_sum"]))),
                 "beta": float(round(math.exp(rng.uniform(math.log(b["beta"][0]), math.log(b["beta"][1]))), 1)),
-                "M": int(rng.integers(b["M"][0], b["M"][1] + 1)),
+                "M": int(rng.integers(int(b["M"][0]), int(b["M"][1]) + 1)),
                 "sigma2": float(round(rng.uniform(*b["sigma2"]), 3)),
             })
         return points

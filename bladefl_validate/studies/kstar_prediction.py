@@ -195,7 +195,8 @@ def _predictors(dataset: str, model: str, cals: dict[str, Calibration], pilot_k:
     }
 
 
-def calibrate_dataset(frame: pd.DataFrame, design: Design, dataset: str, bootstrap: int = 100) -> dict[str, Calibration]:
+def calibrate_dataset(frame: pd.DataFrame, design: Design, dataset: str,
+                      bootstrap: int = 100) -> dict[str, Calibration]:
     """Both calibrated forms, fitted on the pilots of ``dataset`` alone."""
     pilots = pilot_settings(design, dataset)
     data = curves(frame, pilots, design)
@@ -238,7 +239,8 @@ def missing_runs(frame: pd.DataFrame, design: Design, predicted: dict[Setting, d
 
 
 def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
-            datasets: Sequence[str] | None = None, held_out: Collection[Setting] | None = None) -> list[DatasetAnalysis]:
+            datasets: Sequence[str] | None = None,
+            held_out: Collection[Setting] | None = None) -> list[DatasetAnalysis]:
     """Calibrate on the pilots and score every predictor at every held-out setting (from measured runs only).
 
     ``held_out`` limits the scoring to those settings (a campaign cut short: the ones measured). A predicted
@@ -323,7 +325,8 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
     from ..simulation import SIMULATION_VERSION
 
     if box is None:
-        box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)] for n in ("t_sum", "beta", "M", "sigma2")}
+        box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)]
+               for n in ("t_sum", "beta", "M", "sigma2")}
     residuals = [[*(float(r[n]) for n in ("t_sum", "beta", "M", "sigma2")), int(r["K"]), round(float(r["loss"]), 6),
                   round(float(r["predicted"]), 6)] for _, r in cal.residuals.iterrows()]
     return {
@@ -380,9 +383,11 @@ def check_pilots(design: Design, dataset: str, base, pilots: Sequence[dict]) -> 
     keys = [tuple(float(p[n]) for n in ("t_sum", "beta", "M", "sigma2")) for p in pilots]
     if len(set(keys)) != len(keys):
         raise InputError("the pilot settings must differ from each other")
-    same = {k: v for k, v in base.as_dict().items() if k not in ("dataset", "t_sum", "beta", "M", "sigma2", "K", "seed")}
+    same = {k: v for k, v in base.as_dict().items()
+            if k not in ("dataset", "t_sum", "beta", "M", "sigma2", "K", "seed")}
     if dataset in design.datasets and same == {k: v for k, v in design.base.as_dict().items() if k in same}:
-        held = {(float(s.t_sum), float(s.beta), float(s.M), float(s.sigma2)) for s in held_out_settings(design, dataset)}
+        held = {(float(s.t_sum), float(s.beta), float(s.M), float(s.sigma2))
+                for s in held_out_settings(design, dataset)}
         for p, k in zip(pilots, keys):
             if k in held:
                 raise InputError(

@@ -44,7 +44,8 @@ def calibrated_profile(a: DatasetAnalysis, frame: pd.DataFrame, design: Design, 
     """The shipped profile of one data set: the drift form calibrated on the pilots, validated on the rest."""
     scores = a.scores().set_index("predictor").loc[_SHIPPED]
     box = {name: [min(float(s.system()[name]) for s in a.pilots + a.held_out),
-                  max(float(s.system()[name]) for s in a.pilots + a.held_out)] for name in ("t_sum", "beta", "M", "sigma2")}
+                  max(float(s.system()[name]) for s in a.pilots + a.held_out)]
+           for name in ("t_sum", "beta", "M", "sigma2")}
     validation = {"held_out": int(scores["settings"]), "hits": int(round(scores["hit_rate"] * scores["settings"])),
                   "hit_rate": round(float(scores["hit_rate"]), 4),
                   "median_regret": round(float(scores["median_regret"]), 5),
@@ -125,7 +126,8 @@ def _time_model_table(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, 
                     & (f.sigma2 == s.sigma2)]
             plausible = list(map(int, row.plausible.iloc[0].split())) if len(row) else [k]
             predicted = int(row.k_pred.iloc[0]) if len(row) and row.k_pred.notna().iloc[0] else None
-            rows.append({"data set": a.dataset, "t_sum": s.t_sum, "beta": s.beta, "role": s.role, "K_max": s.k_max(design.base),
+            rows.append({"data set": a.dataset, "t_sum": s.t_sum, "beta": s.beta, "role": s.role,
+                         "K_max": s.k_max(design.base),
                          "measured K*": k, "tau at K*": tau_of[k],
                          "plausible tau": " ".join(str(tau_of[p]) for p in plausible if p in tau_of),
                          "drift's K*": predicted if s.role != "centre" and not design.is_pilot(s) else "(pilot)",
@@ -140,7 +142,8 @@ def _calibration_table(analyses: Sequence[DatasetAnalysis]) -> pd.DataFrame:
             for name, value in cal.all_constants().items():
                 spread = cal.spread.get(name, math.nan)
                 rows.append({"data set": a.dataset, "form": form, "constant": name, "value": value,
-                             "relative spread (bootstrap)": (math.expm1(spread) if not math.isnan(spread) else math.nan),
+                             "relative spread (bootstrap)": (math.expm1(spread) if not math.isnan(spread)
+                                                             else math.nan),
                              "fitted": name in cal.constants})
     return pd.DataFrame(rows)
 
@@ -302,7 +305,8 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         "",
         "## The design",
         "",
-        f"Real runs of the simulator (`bladefl-validate`): N = {b.N}, |D_i| = {b.samples_per_client}, MLP 784-{b.hidden}-10, "
+        f"Real runs of the simulator (`bladefl-validate`): N = {b.N}, |D_i| = {b.samples_per_client}, "
+        f"MLP 784-{b.hidden}-10, "
         f"{b.classes_per_client} classes per client, eta = {b.eta:g}, batch {b.batch_size}, alpha = {b.alpha:g}, "
         f"proof of work at {b.difficulty_bits} bits, on {' and '.join(design.datasets)}. One-at-a-time arms around the "
         f"centre {_centre(design)}: "
@@ -393,5 +397,6 @@ def _wide(analyses, design: Design) -> str:
         for r in f[f.predictor == _SHIPPED].itertuples():
             ks = list(map(int, r.plausible.split()))
             if max(ks) - min(ks) + 1 > design.max_width:
-                names.append(f"{a.dataset} t_sum={r.t_sum:g} beta={r.beta:g} M={r.M} sigma2={r.sigma2:g} ({r.plausible})")
+                names.append(f"{a.dataset} t_sum={r.t_sum:g} beta={r.beta:g} M={r.M} sigma2={r.sigma2:g} "
+                             f"({r.plausible})")
     return "none." if not names else "; ".join(names) + "."
