@@ -57,13 +57,15 @@ def param_options(func=None, *, profile: str = "default"):
         return lambda f: param_options(f, profile=profile)
     options = [
         click.option("--profile", default=profile, show_default=True, help="Shipped profile name or JSON path."),
-        click.option("--N", "N", type=int, default=None, help="Clients [default: 20]."),
+        click.option("--N", "N", type=int, default=None, help="Clients [default: the profile's, else 20]."),
         click.option("--M", "M", type=int, default=None, help="Lazy clients [default: 0]."),
     ]
     defaults = Params()
     for name, text in _FLOAT_HELP.items():
         flag = "--t-sum" if name == "t_sum" else f"--{name}"
         where = "from the profile" if name in LEARNING_CONSTANTS else f"{getattr(defaults, name):g}"
+        if name in PROFILE_DEFAULTS:
+            where = f"the profile's, else {where}"
         help_text = f"{text[0].upper()}{text[1:]} [default: {where}]."
         options.append(click.option(flag, name, type=float, default=None, help=help_text))
     for option in reversed(options):
