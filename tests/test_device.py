@@ -85,3 +85,11 @@ def test_cli_auto_and_cpu_give_bit_identical_runs(tmp_path, data_root, without_c
     wall = metrics[0][0].split(",").index("wall_seconds")
     strip = lambda lines: [[c for i, c in enumerate(line.split(",")) if i != wall] for line in lines]  # noqa: E731
     assert strip(metrics[0]) == strip(metrics[1])
+
+
+def test_reports_record_the_device_auto_resolved_to(without_cuda):
+    from bladefl_validate.cli import _command, sweep_k_cmd
+
+    with sweep_k_cmd.make_context("sweep-k", ["--device", "auto", "--out", "x"]):
+        line = _command("sweep-k", [])
+    assert "--device cpu" in line and "auto" not in line
