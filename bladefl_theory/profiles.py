@@ -159,7 +159,7 @@ def _parse(data: Any, label: str, source: str) -> Profile:
             values[n] = float(v)
         except OverflowError:
             raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number (got {_short(v)})") from None
-    sections = {}
+    sections: dict[str, Any] = {}
     for key in ("provenance", "calibration", "domain", "validation"):
         value = data.get(key, {} if key == "provenance" else None)
         if value is not None and not isinstance(value, dict):

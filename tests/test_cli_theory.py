@@ -299,8 +299,8 @@ def test_kstar_takes_the_system_of_the_profile_unless_flags_override(tmp_path):
     assert out["profile_system"]["samples_per_client"] == 128 and out["warnings"] == []
     human = run("kstar", "--profile", prof, "--M", "2", "--sigma2", "0.1").output
     notes = [line for line in human.splitlines() if line.startswith("note: N=6")]
-    assert notes == ["note: N=6, beta=2, t_sum=30 from profile est6, which was measured on mnist, mlp, N=6, "
-                     "|D_i|=128, t_sum=30, alpha=1, beta=2, eta=0.01 (flags override)"]
+    assert notes == [("note: N=6, beta=2, t_sum=30 from profile est6, which was measured on mnist, mlp, N=6, "
+                      "|D_i|=128, t_sum=30, alpha=1, beta=2, eta=0.01 (flags override)")]
     out = json.loads(run("kstar", "--profile", prof, "--M", "2", "--N", "10", "--t-sum", "60", "--json").output)
     assert (out["params"]["N"], out["params"]["t_sum"], out["params"]["beta"]) == (10, 60.0, 2.0)
     assert "N" not in out["from_profile"] and "t_sum" not in out["from_profile"]

@@ -21,7 +21,7 @@ def complete(prog: str, **env: str) -> subprocess.CompletedProcess:
     command = [script] if script else [sys.executable, "-c", f"import sys; from {MAINS[prog]} import main; sys.exit(main())"]
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     return subprocess.run(command, env={**os.environ, "PYTHONPATH": path, **env}, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
 
 
 def var(prog: str) -> str:

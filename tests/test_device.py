@@ -18,7 +18,8 @@ from bladefl_validate.sweep import RUN
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without CUDA")
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-TINY = dict(N=4, M=1, K=2, t_sum=24.0, samples_per_client=64, hidden=16, batch_size=32, difficulty_bits=2)
+TINY = {"N": 4, "M": 1, "K": 2, "t_sum": 24.0, "samples_per_client": 64, "hidden": 16, "batch_size": 32,
+        "difficulty_bits": 2}
 
 
 @pytest.fixture
@@ -83,8 +84,8 @@ def test_cli_auto_and_cpu_give_bit_identical_runs(tmp_path, data_root, without_c
         assert (folders["auto"] / name).read_bytes() == (folders["cpu"] / name).read_bytes(), name
     metrics = [(f / "metrics.csv").read_text().splitlines() for f in folders.values()]
     wall = metrics[0][0].split(",").index("wall_seconds")
-    strip = lambda lines: [[c for i, c in enumerate(line.split(",")) if i != wall] for line in lines]  # noqa: E731
-    assert strip(metrics[0]) == strip(metrics[1])
+    rows = [[[c for i, c in enumerate(line.split(",")) if i != wall] for line in lines] for lines in metrics]
+    assert rows[0] == rows[1]
 
 
 def test_reports_record_the_device_auto_resolved_to(without_cuda):
