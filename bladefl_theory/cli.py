@@ -57,13 +57,15 @@ def param_options(func=None, *, profile: str = "default"):
         return lambda f: param_options(f, profile=profile)
     options = [
         click.option("--profile", default=profile, show_default=True, help="Shipped profile name or JSON path."),
-        click.option("--N", "N", type=int, default=None, help="Clients [default: 20]."),
+        click.option("--N", "N", type=int, default=None, help="Clients [default: the profile's, else 20]."),
         click.option("--M", "M", type=int, default=None, help="Lazy clients [default: 0]."),
     ]
     defaults = Params()
     for name, text in _FLOAT_HELP.items():
         flag = "--t-sum" if name == "t_sum" else f"--{name}"
         where = "from the profile" if name in LEARNING_CONSTANTS else f"{getattr(defaults, name):g}"
+        if name in PROFILE_DEFAULTS:
+            where = f"the profile's, else {where}"
         help_text = f"{text[0].upper()}{text[1:]} [default: {where}]."
         options.append(click.option(flag, name, type=float, default=None, help=help_text))
     for option in reversed(options):
@@ -80,21 +82,45 @@ def params_from_options(options: dict) -> Params:
     return profile.params(**{**_profile_system(profile), **given})
 
 
+#: The parameters a profile's system gives their defaults (M and sigma2, the question asked, never come from it).
+PROFILE_DEFAULTS = ("N", "alpha", "beta", "t_sum", "eta")
+
+
 def _profile_system(profile) -> dict:
-    """The deployment a profile was measured on (N, alpha, eta), the defaults where flags are silent."""
-    domain = profile.domain or {}
-    return {k: domain[k] for k in ("N", "alpha", "eta") if k in domain}
+    """The system a profile was estimated or calibrated for (N, alpha, beta, t_sum, eta, as far as it records
+    them): the defaults where flags are silent."""
+    return {k: profile.system[k] for k in PROFILE_DEFAULTS if k in profile.system}
+
+
+def profile_defaults(profile, options: dict) -> dict:
+    """The values of the profile's system that stand where ``options`` give no flag."""
+    return {k: v for k, v in _profile_system(profile).items() if options.get(k) is None}
+
+
+def system_note(profile, taken: dict) -> str | None:
+    """One line saying which defaults came from the profile, if any differs from the paper's (None otherwise)."""
+    from .params import SYSTEM_DEFAULTS
+
+    differ = {k: v for k, v in taken.items() if v != SYSTEM_DEFAULTS[k]}
+    if not differ:
+        return None
+    labels = {"samples_per_client": "|D_i|"}
+    record = ", ".join(str(v) if k in ("dataset", "model") else f"{labels.get(k, k)}={v:g}"
+                       for k, v in profile.system.items())
+    used = ", ".join(f"{k}={v:g}" for k, v in differ.items())
+    return f"{used} from profile {profile.name}, which was measured on {record} (flags override)"
 
 
 def domain_warnings(profile, system: dict) -> list[str]:
     """One line per parameter outside the region the profile was calibrated and validated on."""
     domain = profile.domain or {}
+    recorded = profile.system
     out = []
     for name, value in system.items():
-        if value is None or name not in ("N", "alpha", "eta", "model", "samples_per_client") or name not in domain:
+        if value is None or name not in ("N", "alpha", "eta", "model", "samples_per_client") or name not in recorded:
             continue
-        if value != domain[name]:
-            out.append(f"{name}={value}, but profile {profile.name} was measured at {name}={domain[name]}: "
+        if value != recorded[name]:
+            out.append(f"{name}={value}, but profile {profile.name} was measured at {name}={recorded[name]}: "
                        "the prediction extrapolates")
     for name, (lo, hi) in (domain.get("box") or {}).items():
         if name in system and not lo <= system[name] <= hi:
@@ -184,6 +210,7 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     if not profile.is_bound:
         return _kstar_calibrated(profile, variant, as_json, options, yours)
     variant = variant or profile.form
+    taken = profile_defaults(profile, options)
     params = params_from_options(options)
     r = kstar(params, variant)
     band = _band(r.integer.bounds, profile.tolerance)
@@ -197,10 +224,13 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
             click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(_json({**r.as_dict(), "form": variant, "profile": profile.name, "k_star_band": band,
-                          "warnings": notes, "validation": profile.validation}))
+                          "warnings": notes, "validation": profile.validation, "profile_system": profile.system,
+                          "from_profile": taken}))
     else:
         if validation_line(profile):
             click.echo(validation_line(profile))
+        if system_note(profile, taken):
+            click.echo(f"note: {system_note(profile, taken)}")
         click.echo(f"variant            {variant}")
         click.echo(f"K*                 {_fmt(r.k_star)}")
         click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
@@ -247,8 +277,8 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
     if bound_flags:
         raise InputError(f"--{bound_flags[0]} is a constant of the paper's bound; profile {profile.name} holds the "
                          f"{profile.form} form's constants ({', '.join(profile.constants)})")
-    system = {**SYSTEM_DEFAULTS, **_profile_system(profile),
-              **{n: options[n] for n in SYSTEM_PARAMETERS if options.get(n) is not None}}
+    taken = profile_defaults(profile, options)
+    system = {**SYSTEM_DEFAULTS, **taken, **{n: options[n] for n in SYSTEM_PARAMETERS if options.get(n) is not None}}
     check_system(*(system[n] for n in SYSTEM_PARAMETERS))
     system = {n: system[n] for n in SYSTEM_PARAMETERS}
     r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
@@ -263,13 +293,15 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
             "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
             "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
             "constants": profile.constants, "status": status, "success": True, "message": message,
-            "validation": profile.validation, "warnings": warnings,
-            "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
+            "validation": profile.validation, "warnings": warnings, "profile_system": profile.system,
+            "from_profile": taken, "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
         }))
         return
-    validation = validation_line(profile)
-    if validation:
-        click.echo(validation)
+    validated = validation_line(profile)
+    if validated:
+        click.echo(validated)
+    if system_note(profile, taken):
+        click.echo(f"note: {system_note(profile, taken)}")
     click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
     click.echo(f"K*                 {r.k_star}")
     click.echo(f"tau at K*          {r.tau} local epochs per block")

@@ -3,20 +3,23 @@
 A profile of the paper's bound holds L, xi, delta, epsilon, phi and theta; a calibrated profile may
 hold another form's constants (``form``, see :mod:`bladefl_theory.forms`), the error of its
 calibration, the deployment it was measured on (``domain``) and how well it predicted settings it
-never saw (``validation``).
+never saw (``validation``). Every profile that says what system it was estimated or calibrated for (a
+calibrated one in ``domain``, an estimated one in the runs of its ``provenance``) has it in ``system``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from bladefl_platform.errors import InputError
 
-__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "FORM_CONSTANTS"]
+__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "FORM_CONSTANTS",
+           "SYSTEM_KEYS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
 #: The constants each form needs (the drift form's are listed in bladefl_theory.forms).
@@ -25,6 +28,10 @@ FORM_CONSTANTS = {
     "printed": CONSTANT_NAMES,
     "drift": ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1"),
 }
+
+#: What a profile may record of the system it was estimated or calibrated for, and the type of each.
+SYSTEM_KEYS: dict[str, type] = {"dataset": str, "model": str, "N": int, "samples_per_client": int, "t_sum": float,
+                                "alpha": float, "beta": float, "eta": float}
 
 
 class ProfileError(InputError):
@@ -44,6 +51,9 @@ class Profile:
     calibration: dict[str, Any] | None = None
     domain: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
+    #: The system the constants were estimated or calibrated for, as far as the profile records it (keys of
+    #: SYSTEM_KEYS): from ``domain``, else from the runs an estimate made (``provenance["run"]``).
+    system: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_bound(self) -> bool:
@@ -152,19 +162,48 @@ def _parse(data: Any, label: str, source: str) -> Profile:
         except OverflowError:
             raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number "
                                f"(got {_short(v)})") from None
-    sections: dict[str, dict[str, Any] | None] = {}
+    sections: dict[str, Any] = {}
     for key in ("provenance", "calibration", "domain", "validation"):
         value = data.get(key)
         if value is not None and not isinstance(value, dict):
             raise ProfileError(f"profile {_short(label)}: {key!r} must be an object")
         sections[key] = value
-    provenance = sections.pop("provenance")
+    provenance = sections.pop("provenance") or {}  # absent or null: none recorded
     return Profile(
         name=data["name"] if isinstance(data.get("name"), str) else label,
         constants=values,
-        provenance=provenance if provenance is not None else {},  # absent or null: none recorded
+        provenance=provenance,
         description=data["description"] if isinstance(data.get("description"), str) else "",
         source=source,
         form=form,
         **sections,
+        system=_system(provenance, sections["domain"], label),
     )
+
+
+def _system(provenance: dict[str, Any], domain: dict[str, Any] | None, label: str) -> dict[str, Any]:
+    """The system a profile records (see Profile.system); ProfileError for a recorded value of the wrong type."""
+    run = provenance.get("run", {})
+    if not isinstance(run, dict):
+        raise ProfileError(f"profile {_short(label)}: provenance 'run' must be an object")
+    system: dict[str, Any] = {}
+    for where, record in (("provenance.run", run), ("domain", domain or {})):
+        for key, kind in SYSTEM_KEYS.items():
+            if key not in record:
+                continue
+            v = record[key]
+            ok = isinstance(v, str) if kind is str else _finite_number(v) and (kind is float or float(v).is_integer())
+            if not ok:
+                what = {str: "a name", int: "an integer", float: "a finite number"}[kind]
+                raise ProfileError(f"profile {_short(label)}: {where} {key} must be {what} (got {_short(v)})")
+            system[key] = kind(v)
+    return system
+
+
+def _finite_number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an integer beyond float range
+        return False

@@ -37,7 +37,7 @@ from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore, check_store, opened_store
 
-from .config import DATASETS, DETECTORS, MAX_SEED, MODELS, RunConfig
+from .config import DATASETS, DETECTORS, DEVICES, MAX_SEED, MODELS, RunConfig, check_device
 from .detection_report import DEFAULT_M, DEFAULT_SIGMA2, SETTING, check_grid
 from .encrypt import ENCRYPTIONS
 from .partition import SCHEMES
@@ -110,6 +110,9 @@ def _run_options(with_k: bool):
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
         click.option("--difficulty-bits", type=int, default=d.difficulty_bits, show_default=True,
                      help="Leading zero bits of a valid block hash."),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="Where runs compute: auto is cuda when torch sees a GPU, else cpu. CUDA results are not "
+                          "bit-identical to CPU ones, so the result store keeps them apart."),
         click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                      help="Data root [default: $BLADEFL_DATA, else a user cache folder]."),
         click.option("--quiet", is_flag=True, help="No progress lines."),
@@ -216,6 +219,8 @@ def _command(name: str, extra: list[str]) -> str:
         # Where the work runs and how it is shown do not change the results.
         if value is None or value is False or key in ("quiet", "scheduler", "workers", "store_path"):
             continue
+        if key == "device":  # the device the runs used, as auto resolved here
+            value = RunConfig(device=value).device
         parts += [flags[key]] if value is True else [flags[key], str(value)]
     return " ".join(shlex.quote(p) for p in parts + extra)
 
@@ -249,10 +254,13 @@ def _check_store_outside(store: Path | None, out: Path) -> None:
 def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Execution | None = None) -> None:
     """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
     runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
-    scheduler answers."""
+    scheduler answers; a cuda device exists (if the runs are local)."""
     from .partition import make_partitioner
 
     local = execution is None or execution.scheduler is None
+    if local:
+        for device in dict.fromkeys(c.device for c in configs):
+            check_device(device)
     seen: set[tuple] = set()
     for c in configs:
         key = (c.N, c.model, c.hidden, c.samples_per_client)

@@ -24,7 +24,8 @@ from .encrypt import ENCRYPTIONS, require_tenseal
 from .mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
-__all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "MAX_SEED", "MAX_SIGMA2", "machine_memory"]
+__all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2", "machine_memory",
+           "check_device", "cuda_available"]
 
 #: The data sets a run can use (data.py reads them).
 DATASETS = ("mnist", "fashion-mnist")
@@ -34,6 +35,8 @@ MODELS = ("mlp", "logreg", "cnn")
 #: Kinds added from Python by bladefl_validate.model.register_model.
 REGISTERED_MODELS: list[str] = []
 DETECTORS = ("nn", "noise")
+#: Where a run computes: ``auto`` is resolved to ``cuda`` when torch sees a GPU, else ``cpu``, as the config is made.
+DEVICES = ("auto", "cpu", "cuda")
 
 #: Largest seed: torch's and numpy's generators take 64-bit seeds.
 MAX_SEED = 2**64 - 1
@@ -75,8 +78,16 @@ class RunConfig:
     detect_threshold: float | None = None
     exclude_flagged: bool = False
     encrypt: str = "none"
+    #: ``cpu`` or ``cuda`` (``auto`` is resolved as the config is made). CUDA's kernels do not round as the CPU's do,
+    #: so the device is part of a run's identity; :meth:`as_dict` leaves ``cpu`` out, so CPU runs keep the store keys
+    #: and config.json they had before the field existed.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+        if self.device == "auto":
+            object.__setattr__(self, "device", "cuda" if cuda_available() else "cpu")
         check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
         km = k_max(self.t_sum, self.alpha, self.beta)
         if isinstance(self.K, bool) or not isinstance(self.K, numbers.Integral) or not 1 <= self.K <= km:
@@ -209,7 +220,15 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings by name; ``device`` only when it is not ``cpu`` (see the field)."""
+        data = dataclasses.asdict(self)
+        if data["device"] == "cpu":
+            del data["device"]
+        return data
+
+    def check_device(self) -> None:
+        """InputError unless this machine can run the config on its device (where a run is about to compute)."""
+        check_device(self.device)
 
     def to_json(self) -> str:
         return json.dumps({**self.as_dict(), "tau": self.tau, "k_max": self.k_max}, indent=2, sort_keys=True)
@@ -219,6 +238,22 @@ class RunConfig:
         """Rebuild a config from :meth:`as_dict` output (derived keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (imports torch)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def check_device(device: str) -> None:
+    """InputError if ``device`` is ``cuda`` and torch sees no CUDA device."""
+    if device == "cuda" and not cuda_available():
+        import torch
+
+        build = f"a CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+        raise InputError(f"--device cuda: torch ({build}) sees no CUDA device here; use --device cpu or auto")
 
 
 def machine_memory() -> int | None:

@@ -2,6 +2,14 @@
 
 Every partitioner hands each client exactly ``samples_per_client`` distinct sample indices and never gives one
 index to two clients; the same seed gives the same partition.
+
+Partitioners also speak flwr-datasets' vocabulary: ``num_partitions`` (the clients), ``dataset`` (the labels to
+split, assigned once), ``is_dataset_assigned()``, ``partition_id_to_indices`` and ``load_partition(i)``, which here
+returns client i's sample indices (the data themselves stay with whoever holds them: ``images[idx]``)::
+
+    p = make_partitioner("dirichlet", num_clients=20, samples_per_client=512, seed=0, alpha=0.5)
+    p.dataset = train.labels           # 1-D integer labels, or anything with a ``labels`` attribute
+    idx = p.load_partition(3)          # == p.partition(train.labels)[3]
 """
 
 from __future__ import annotations
@@ -57,6 +65,47 @@ class Partitioner(ABC):
         self.num_clients = _check_int("num_clients", num_clients, 1)
         self.samples_per_client = _check_int("samples_per_client", samples_per_client, 1)
         self.seed = _check_int("seed", seed, 0)
+        self._labels: np.ndarray | None = None
+        self._parts: list[np.ndarray] | None = None
+
+    @property
+    def num_partitions(self) -> int:
+        """The number of partitions, one per client (flwr-datasets' name for ``num_clients``)."""
+        return self.num_clients
+
+    @property
+    def dataset(self) -> np.ndarray:
+        """The labels this partitioner splits (assign them once: ``p.dataset = labels``)."""
+        if self._labels is None:
+            raise AttributeError("no dataset assigned: set partitioner.dataset = labels first")
+        return self._labels
+
+    @dataset.setter
+    def dataset(self, value: Any) -> None:
+        if self._labels is not None:
+            raise ValueError("the dataset is assigned only once: make a new partitioner for other labels")
+        self._labels = _as_labels(getattr(value, "labels", value))
+
+    def is_dataset_assigned(self) -> bool:
+        """Whether labels have been assigned (``dataset``)."""
+        return self._labels is not None
+
+    @property
+    def partition_id_to_indices(self) -> dict[int, np.ndarray]:
+        """Every client's sample indices of the assigned dataset, by client id (computed once)."""
+        if self._parts is None:
+            self._parts = self.partition(self.dataset)
+        return {i: p.copy() for i, p in enumerate(self._parts)}
+
+    def load_partition(self, partition_id: int) -> np.ndarray:
+        """Client ``partition_id``'s sorted int64 sample indices into the assigned dataset: ``partition(labels)[i]``,
+        the whole partition drawn once and kept."""
+        i = _check_int("partition_id", partition_id, 0)
+        if i >= self.num_partitions:
+            raise IndexError(f"partition_id must be in 0..{self.num_partitions - 1} (got {i})")
+        if self._parts is None:
+            self._parts = self.partition(self.dataset)
+        return self._parts[i].copy()
 
     def partition(self, labels: np.ndarray) -> list[np.ndarray]:
         """Sorted int64 index arrays, one per client, each ``samples_per_client`` long, pairwise disjoint."""

@@ -167,10 +167,6 @@ class RunResult:
                 "detection_recall": None if recall != recall else recall}
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def client_data(config: RunConfig, train: Dataset, device: torch.device):
     """The clients' training data under ``config``'s partition: X [N, m, in], Y [N, m], and the label counts."""
     partitioner = make_partitioner(
@@ -190,9 +186,9 @@ def client_data(config: RunConfig, train: Dataset, device: torch.device):
 
 def batch_key(config: RunConfig) -> tuple:
     """Runs with equal keys can be simulated together (:func:`simulate_many`): same data set, model,
-    rounds, local epochs, learning rate, batch size and samples per client."""
+    rounds, local epochs, learning rate, batch size, samples per client and device."""
     return (config.dataset, config.model, config.hidden, config.K, config.tau, config.eta, config.batch_size,
-            config.samples_per_client)
+            config.samples_per_client, config.device)
 
 
 class _Run:
@@ -308,13 +304,14 @@ def simulate_many(
         return []
     keys = {batch_key(c) for c in configs}
     if len(keys) > 1:
-        raise InputError("runs simulated together must share data set, model, K, tau, eta, batch size and "
-                         f"samples per client; got {len(keys)} different combinations")
+        raise InputError("runs simulated together must share data set, model, K, tau, eta, batch size, "
+                         f"samples per client and device; got {len(keys)} different combinations")
     folders = list(folders) if folders is not None else [None] * len(configs)
     if len(folders) != len(configs):
         raise InputError(f"need one folder (or None) per config: {len(configs)} configs, {len(folders)} folders")
     first = configs[0]
-    device = _device()
+    first.check_device()
+    device = torch.device(first.device)
     train = load_dataset(first.dataset, data_dir, train=True)
     test = load_dataset(first.dataset, data_dir, train=False)
     spec = make_spec(first.model, first.hidden)

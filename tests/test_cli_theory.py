@@ -266,6 +266,61 @@ def test_output_errors_are_one_line(tmp_path, monkeypatch):
         invoke(["kstar"], catch_exceptions=False)
 
 
+def estimated_profile(tmp_path, **system):
+    """A bound profile as `bladefl-validate estimate` writes one: its system in provenance.run."""
+    from bladefl_theory.profiles import load_profile
+
+    run = {"dataset": "mnist", "model": "mlp", "N": 6, "M": 2, "K": 3, "samples_per_client": 128, "t_sum": 30.0,
+           "alpha": 1.0, "beta": 2.0, "eta": 0.01, "sigma2": 0.01, **system}
+    path = tmp_path / "est6.json"
+    path.write_text(json.dumps({"name": "est6", "constants": load_profile("default").constants,
+                                "provenance": {"method": "estimated", "run": run}}))
+    return str(path)
+
+
+def test_a_profile_records_the_system_it_was_estimated_or_calibrated_for(tmp_path):
+    from bladefl_theory.profiles import ProfileError, load_profile
+
+    assert load_profile(estimated_profile(tmp_path)).system == {
+        "dataset": "mnist", "model": "mlp", "N": 6, "samples_per_client": 128, "t_sum": 30.0, "alpha": 1.0,
+        "beta": 2.0, "eta": 0.01}
+    assert load_profile("mnist-mlp").system["N"] == 20 and load_profile("mnist-mlp").system["t_sum"] == 100.0
+    calibrated = load_profile("mnist-mlp-calibrated").system
+    assert calibrated["N"] == 20 and calibrated["samples_per_client"] == 512 and "t_sum" not in calibrated
+    assert load_profile("default").system == {}
+    for bad in ({"N": "six"}, {"N": 6.5}, {"t_sum": True}, {"N": 10**400}, {"model": 3}):
+        with pytest.raises(ProfileError, match=f"provenance.run {next(iter(bad))} must be"):
+            load_profile(estimated_profile(tmp_path, **bad))
+
+
+def test_kstar_takes_the_system_of_the_profile_unless_flags_override(tmp_path):
+    prof = estimated_profile(tmp_path)
+    out = json.loads(run("kstar", "--profile", prof, "--M", "2", "--sigma2", "0.1", "--json").output)
+    assert (out["params"]["N"], out["params"]["t_sum"], out["params"]["beta"]) == (6, 30.0, 2.0)
+    assert out["params"]["M"] == 2  # M and sigma2 are the question asked, never the profile's
+    assert out["from_profile"] == {"N": 6, "alpha": 1.0, "beta": 2.0, "t_sum": 30.0, "eta": 0.01}
+    assert out["profile_system"]["samples_per_client"] == 128 and out["warnings"] == []
+    human = run("kstar", "--profile", prof, "--M", "2", "--sigma2", "0.1").output
+    notes = [line for line in human.splitlines() if line.startswith("note: N=6")]
+    assert notes == [("note: N=6, beta=2, t_sum=30 from profile est6, which was measured on mnist, mlp, N=6, "
+                      "|D_i|=128, t_sum=30, alpha=1, beta=2, eta=0.01 (flags override)")]
+    out = json.loads(run("kstar", "--profile", prof, "--M", "2", "--N", "10", "--t-sum", "60", "--json").output)
+    assert (out["params"]["N"], out["params"]["t_sum"], out["params"]["beta"]) == (10, 60.0, 2.0)
+    assert "N" not in out["from_profile"] and "t_sum" not in out["from_profile"]
+    assert out["warnings"] == ["N=10, but profile est6 was measured at N=6: the prediction extrapolates"]
+    # Other commands take the same defaults; a profile of the paper's system says nothing.
+    assert json.loads(run("bound", "--profile", prof, "--json").output)["params"]["N"] == 6
+    assert "note:" not in run("kstar", "--profile", "mnist-mlp", "--M", "4", "--sigma2", "0.1", "--L", "1").output
+
+
+def test_kstar_with_a_calibrated_profile_takes_its_domain(tmp_path):
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps({**DRIFT_PROFILE, "domain": {**DRIFT_PROFILE["domain"], "N": 10}}))
+    out = json.loads(run("kstar", "--profile", str(path), "--M", "4", "--json").output)
+    assert out["params"]["N"] == 10 and out["from_profile"] == {"N": 10, "alpha": 1.0, "eta": 0.01}
+    assert "note: N=10 from profile test-calibrated" in run("kstar", "--profile", str(path), "--M", "4").output
+
+
 DRIFT_PROFILE = {
     "name": "test-calibrated",
     "form": "drift",

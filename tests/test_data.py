@@ -427,6 +427,43 @@ def test_factory_builds_each_scheme():
     assert "k=4" in repr(built[0])
 
 
+@pytest.mark.parametrize(("scheme", "options"), SETUPS)
+def test_flwr_datasets_vocabulary(scheme, options):
+    """num_partitions, dataset, is_dataset_assigned, partition_id_to_indices and load_partition, as flwr-datasets
+    names them: load_partition(i) is client i's indices of partition(labels), whichever is asked first."""
+    labels = balanced_labels()
+    options = dict(options)
+    size = options.pop("samples_per_client", 60)
+    p = make_partitioner(scheme, 12, size, 1, **options)
+    assert p.num_partitions == p.num_clients == 12
+    assert not p.is_dataset_assigned()
+    with pytest.raises(AttributeError, match="no dataset assigned"):
+        p.load_partition(0)
+    p.dataset = torch.as_tensor(labels)  # labels as a tensor, an array, or anything with a .labels
+    assert p.is_dataset_assigned() and np.array_equal(p.dataset, labels)
+    expected = make_partitioner(scheme, 12, size, 1, **options).partition(labels)
+    assert all(np.array_equal(p.load_partition(i), expected[i]) for i in reversed(range(12)))
+    by_id = p.partition_id_to_indices
+    assert sorted(by_id) == list(range(12)) and all(np.array_equal(by_id[i], expected[i]) for i in by_id)
+    p.load_partition(0)[:] = -1  # a copy: the partition it came from is untouched
+    assert np.array_equal(p.load_partition(0), expected[0])
+    for bad, error in ((12, IndexError), (-1, ValueError), (True, ValueError), (1.0, ValueError)):
+        with pytest.raises(error, match="partition_id"):
+            p.load_partition(bad)
+    with pytest.raises(ValueError, match="assigned only once"):
+        p.dataset = labels
+
+
+def test_a_dataset_object_can_be_assigned(tmp_path):
+    write_idx_dataset(tmp_path / "mnist", n_train=240, n_test=20, seed=0)
+    train = load_dataset("mnist", tmp_path, train=True)
+    p = IidPartitioner(num_clients=4, samples_per_client=30, seed=2)
+    p.dataset = train
+    idx = p.load_partition(3)
+    assert np.array_equal(idx, p.partition(train.labels.numpy())[3])
+    assert train.images[torch.as_tensor(idx)].shape == (30, 784)
+
+
 def test_counts_table_and_heat_map(tmp_path):
     labels = np.arange(400) % 4  # only 4 of the 10 classes occur
     parts = ClassesPartitioner(6, 40, seed=8, k=2).partition(labels)

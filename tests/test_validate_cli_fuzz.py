@@ -57,11 +57,12 @@ RUN_OPTIONS = {
     "--partition": ["nope", "Classes"],
     "--classes-per-client": ["0", "-1", "3", "11"],
     "--dirichlet-alpha": ["0", "-1", "nan", "inf"],
-    "--model": ["cnn"],
+    "--model": ["resnet", "MLP"],  # cnn ships since the merge of robust-validate: not bad input
     "--hidden": ["0", "-1", "3000000"],
     "--batch-size": ["0", "-1"],
     "--difficulty-bits": ["-1", "29", "300"],
     "--dataset": ["cifar", "MNIST"],
+    "--device": ["gpu", "CUDA"],  # not cuda: bad only on a machine without a GPU (tests/test_device.py)
 }
 ONLY_RUN = {
     "--K": ["0", "-1", "3", "2.5"],
