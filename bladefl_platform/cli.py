@@ -29,7 +29,7 @@ import click
 
 from .errors import CommandFailed, InputError
 
-__all__ = ["CLIGroup", "EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "Terminated", "emit_json", "fail",
+__all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "CLIGroup", "Terminated", "emit_json", "fail",
            "json_option", "json_ready", "json_text", "verbosity"]
 
 #: The loggers the command line configures, one per package.
@@ -111,7 +111,7 @@ class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             click.echo(self.format(record), err=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed record is reported, never raised
             self.handleError(record)
 
 

@@ -143,13 +143,8 @@ def fake_sweep(skipped: int = 0):
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
     """Every command's computation replaced by a fake that writes a file where the command expects its report."""
-    import bladefl_validate.detection_report as detection_report
-    import bladefl_validate.estimate as estimate
-    import bladefl_validate.optimum as optimum
-    import bladefl_validate.reproduce as reproduce
-    import bladefl_validate.studies.kstar_prediction as kstar_prediction
-    import bladefl_validate.studies.kstar_report as kstar_report
-    import bladefl_validate.sweep as sweep
+    from bladefl_validate import detection_report, estimate, optimum, reproduce, sweep
+    from bladefl_validate.studies import kstar_prediction, kstar_report
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
@@ -254,7 +249,7 @@ def test_the_json_of_a_report_holds_its_results(tmp_path, data_root, fakes):
 
 
 def test_the_recorded_command_line_leaves_json_out(tmp_path, data_root, fakes, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    from bladefl_validate import sweep
 
     seen = []
     monkeypatch.setattr(sweep, "write_sweep_report", lambda result, folder, command: seen.append(command))
@@ -286,7 +281,7 @@ def test_run_and_chain_verify_json(tmp_path, data_root):
 
 
 def test_validate_logs_are_levelled(tmp_path, data_root, fakes, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    from bladefl_validate import sweep
 
     monkeypatch.setattr(sweep, "sweep_k", fake_sweep(skipped=2))
     args = commands(data_root, tmp_path)["sweep-k"]
