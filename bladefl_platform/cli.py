@@ -3,12 +3,21 @@
 Every error reaches the user as one line on stderr: status 2 for bad input, the command's own
 status (3 for "no finite bound") when it cannot produce a result. Never a traceback. SIGTERM
 (``kill``, ``timeout``) unwinds a command as Ctrl-C does, so its temporaries are removed.
+
+Results go to stdout: a table for people, or with ``--json`` (:func:`json_option`) one strict JSON
+object (:func:`emit_json`) whose ``status`` is the exit status. Everything else (what the command is
+doing, warnings) goes through :mod:`logging`, one logger per package (:data:`LOGGERS`), to stderr:
+info by default, warnings and errors only with ``-q``, debug too with ``-v`` (options of every
+:class:`CLIGroup`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
+import logging
+import math
 import os
 import signal
 import sys
@@ -20,7 +29,13 @@ import click
 
 from .errors import CommandFailed, InputError
 
-__all__ = ["CLIGroup", "EXIT_INTERNAL", "EXIT_TERMINATED", "Terminated", "fail"]
+__all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "CLIGroup", "Terminated", "emit_json", "fail",
+           "json_option", "json_ready", "json_text", "verbosity"]
+
+#: The loggers the command line configures, one per package.
+LOGGERS = ("bladefl_platform", "bladefl_theory", "bladefl_validate")
+
+log = logging.getLogger(__name__.partition(".")[0])
 
 
 def fail(prog: str, message: str, code: int) -> int:
@@ -36,6 +51,121 @@ EXIT_INTERNAL = 1
 EXIT_TERMINATED = 128 + signal.SIGTERM
 #: Set to 1 to see the traceback of an unforeseen error instead of its one line.
 TRACEBACK_VARIABLE = "BLADEFL_TRACEBACK"
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` with only what strict JSON holds: a number beyond float range (inf, nan) and a missing value
+    (None, pandas' NA) become null, numpy scalars Python numbers, a path a string, a tuple a list and a
+    data frame a list of row objects."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    pandas = sys.modules.get("pandas")  # never imported: nothing can be of its types
+    if pandas is not None:
+        if isinstance(obj, pandas.DataFrame):
+            return [json_ready(row) for row in obj.to_dict(orient="records")]
+        if isinstance(obj, pandas.Series):
+            return json_ready(obj.to_dict())
+        if obj is pandas.NA or obj is pandas.NaT:
+            return None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if isinstance(obj, numpy.generic):
+            return json_ready(obj.item())
+        if isinstance(obj, numpy.ndarray):
+            return json_ready(obj.tolist())
+    raise TypeError(f"{type(obj).__name__} is not JSON-ready")
+
+
+def json_text(obj: Any) -> str:
+    """Strict JSON (no NaN, no Infinity) of ``obj`` through :func:`json_ready`."""
+    return json.dumps(json_ready(obj), indent=2, allow_nan=False)
+
+
+def emit_json(obj: Mapping[str, Any], status: int = 0) -> int:
+    """Print ``obj`` as one JSON object on stdout, ``status`` (the command's exit status) first; return ``status``.
+
+    A command that then fails with a status of its own (3: no finite answer) passes that status here.
+    """
+    click.echo(json_text({"status": status, **{k: v for k, v in obj.items() if k != "status"}}))
+    return status
+
+
+def json_option(func=None, *, help: str = "Print the result as one JSON object on stdout, its status the exit status."):
+    """The ``--json`` flag of a command that computes results (the command receives it as ``as_json``)."""
+    if func is None:
+        return lambda f: json_option(f, help=help)
+    return click.option("--json", "as_json", is_flag=True, help=help)(func)
+
+
+class _EchoHandler(logging.Handler):
+    """One line per record on the stderr of the moment (click's test runner replaces it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed record is reported, never raised
+            self.handleError(record)
+
+
+class _LineFormatter(logging.Formatter):
+    """An info message as it is; any other level prefixed with its name (``warning: ...``, ``debug: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
+_VERBOSITY_KEY = "bladefl.verbosity"
+
+
+def verbosity() -> int:
+    """-1 with ``-q``, 0 by default, 1 with ``-v`` (0 outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().meta.get(_VERBOSITY_KEY, 0) if ctx is not None else 0
+
+
+def _level(v: int) -> int:
+    return logging.WARNING if v < 0 else (logging.INFO if v == 0 else logging.DEBUG)
+
+
+@contextlib.contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """For the block, the packages' loggers write to stderr at info level (``-q``/``-v`` change it); restored after."""
+    handler = _EchoHandler()
+    handler.setFormatter(_LineFormatter())
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, before):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bladefl")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _remember_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        ctx.meta.setdefault("bladefl.verbosity_flags", []).append(param.name)
 
 
 class Terminated(BaseException):
@@ -80,6 +210,12 @@ class CLIGroup(click.Group):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_remember_verbosity,
+                         help="Log what the command does in detail (debug messages) on stderr."),
+            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_remember_verbosity,
+                         help="Only warnings and errors on stderr: no info messages, no progress bars."),
+        ]
         self.input_errors = (InputError, *input_errors)
         self.catch_all = catch_all
         self.extras = dict(extras or {})
@@ -95,10 +231,21 @@ class CLIGroup(click.Group):
             types.append(entry)
         return tuple(types)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        flags = ctx.meta.get("bladefl.verbosity_flags", [])
+        if len(flags) > 1:
+            raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+        v = {"verbose": 1, "quiet": -1}[flags[0]] if flags else 0
+        ctx.meta[_VERBOSITY_KEY] = v
+        for name in LOGGERS:
+            logging.getLogger(name).setLevel(_level(v))
+        log.debug("%s %s, Python %s", ctx.command_path, _version(), sys.version.split()[0])
+        return super().invoke(ctx)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         prog = prog_name or self.name or "bladefl"
         try:
-            with _terminate_as_interrupt():
+            with _terminate_as_interrupt(), _logging_to_stderr():
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except click.ClickException as exc:

@@ -30,6 +30,8 @@ __all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "register
 #: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own
 #: copy of the libraries).
 MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
+log = logging.getLogger("bladefl_platform")
+
 #: Schemes of a Dask scheduler address that name a host and port.
 _NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
 #: Seconds to wait for a scheduler to accept a connection before calling it unreachable.
@@ -156,6 +158,7 @@ def _local_client(workers: int | None):
     cores = os.cpu_count() or 1
     n = workers or cores
     threads = max(1, cores // n)
+    log.debug("starting a local Dask cluster: %d worker process(es), %d thread(s) each", n, threads)
     # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then returns every large
     # tensor's memory to the system at once, and each new one page-faults in afresh (13x more minor
     # faults, a fifth of the training threads' CPU in the kernel; benchmarks/README.md).
@@ -212,6 +215,8 @@ def run_tasks(
             result = store.get(k)
             assert result is not None  # done() has just found it
             results[i] = result
+    log.debug("%s: %d task(s), %d already in the store, %d to run%s", desc or kind.name, len(keys),
+              len(keys) - len(todo), len(todo), f" on {execution.scheduler}" if execution.scheduler and todo else "")
     if todo:
         from distributed import as_completed
         from tqdm.auto import tqdm

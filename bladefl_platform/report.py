@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fmt", "markdown_table", "new_figure", "save_figure", "k_axis", "legend", "mean_std_label"]
+__all__ = ["fmt", "markdown_table", "text_table", "new_figure", "save_figure", "k_axis", "legend", "mean_std_label"]
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -36,6 +36,17 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     for row in frame.itertuples(index=False):
         rows.append("| " + " | ".join(fmt(v, digits) for v in row) + " |")
     return "\n".join(rows)
+
+
+def text_table(frame: pd.DataFrame, digits: int = 4, missing: str = "—") -> str:
+    """A data frame as aligned plain-text columns for a terminal.
+
+    Numbers go through :func:`fmt`; ``missing`` stands where a cell is empty.
+    """
+    cells = [[str(c) for c in frame.columns]]
+    cells += [[fmt(v, digits) or missing for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(frame.columns))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **subplots):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import shlex
@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
-from bladefl_platform.cli import CLIGroup
+from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
 from bladefl_platform.errors import CommandFailed, InputError
 from bladefl_platform.execution import Execution
 
@@ -24,6 +24,8 @@ from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
 from .solvers import explain_infeasible, explain_no_integer, finite_integers, kstar
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
+
+log = logging.getLogger("bladefl_theory")
 
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
@@ -79,7 +81,9 @@ def params_from_options(options: dict) -> Params:
     given = {k: options.pop(k) for k in Params.names() if options.get(k) is not None}
     for k in Params.names():
         options.pop(k, None)
-    return profile.params(**{**_profile_system(profile), **given})
+    params = profile.params(**{**_profile_system(profile), **given})
+    log.debug("profile %s; parameters %s", profile.name, params.as_dict())
+    return params
 
 
 #: The parameters a profile's system gives their defaults (M and sigma2, the question asked, never come from it).
@@ -149,21 +153,6 @@ def _variant_option(default: str | None = "per-round"):
     )
 
 
-def _json(obj) -> str:
-    """Strict JSON: a number beyond float range (inf, nan) is written as null."""
-
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(obj), indent=2, allow_nan=False)
-
-
 def _fmt(x) -> str:
     return "-" if x is None else (f"{x:.6g}" if isinstance(x, float) else str(x))
 
@@ -185,6 +174,10 @@ def cli():
       2  bad input: one line naming the parameter and the rule; nothing written
       3  no finite bound: kstar and bound, at no K in 1..K_max;
          convexity, at no real K in [1, t_sum/(alpha+beta)]
+
+    With --json a command prints its result as one JSON object on stdout whose "status" is the exit
+    status (0 or 3; on 1 and 2 stdout is empty and stderr holds the error line). Messages, warnings
+    and progress bars go to stderr: -q keeps warnings and errors only, -v adds debug messages.
     """
 
 
@@ -197,7 +190,7 @@ def cli():
               help="Your model (mlp, logreg, ...): compared with the profile's, for a warning.")
 @click.option("--samples-per-client", type=int, default=None,
               help="Your |D_i|: compared with the profile's, for a warning.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     """The optimal number of blocks K*, the band of K as good within the profile's error, and every K's value.
 
@@ -221,11 +214,13 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
                      f"{KSTAR_PROFILE} was calibrated on measured sweeps and validated on held-out settings")
     if not as_json:  # with --json the warnings are in the object
         for line in notes:
-            click.echo(f"warning: {line}", err=True)
+            log.warning(line)
+    status = 0 if r.success else EXIT_NO_FINITE_BOUND
     if as_json:
-        click.echo(_json({**r.as_dict(), "form": variant, "profile": profile.name, "k_star_band": band,
-                          "warnings": notes, "validation": profile.validation, "profile_system": profile.system,
-                          "from_profile": taken}))
+        result = r.as_dict()
+        result["solver_status"] = result.pop("status")
+        emit_json({**result, "form": variant, "profile": profile.name, "k_star_band": band, "warnings": notes,
+                   "validation": profile.validation, "profile_system": profile.system, "from_profile": taken}, status)
     else:
         if validation_line(profile):
             click.echo(validation_line(profile))
@@ -251,7 +246,7 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
             mark = "  <- K*" if row["K"] == r.k_star else ""
             feasible = "yes" if row["feasible"] else "no"
             click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {feasible}{mark}")
-    if not r.success:
+    if status:
         hint = " (`bladefl-theory bound` also prints the self-consistent bound, which needs no epsilon)"
         raise CommandFailed(r.message + (hint if r.k_star is None else ""), EXIT_NO_FINITE_BOUND)
 
@@ -285,17 +280,17 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
     warnings = domain_warnings(profile, {**system, **yours})
     if not as_json:  # with --json the warnings are in the object
         for line in warnings:
-            click.echo(f"warning: {line}", err=True)
-    status = 0 if r.k_star not in (1, r.k_max) else 1
-    message = {0: "K* inside the K range", 1: "K* at an end of the K range"}[status]
+            log.warning(line)
+    at_end = r.k_star in (1, r.k_max)
+    message = "K* at an end of the K range" if at_end else "K* inside the K range"
     if as_json:
-        click.echo(_json({
+        emit_json({
             "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
             "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
-            "constants": profile.constants, "status": status, "success": True, "message": message,
+            "constants": profile.constants, "success": True, "at_end": at_end, "message": message,
             "validation": profile.validation, "warnings": warnings, "profile_system": profile.system,
             "from_profile": taken, "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
-        }))
+        })
         return
     validated = validation_line(profile)
     if validated:
@@ -340,7 +335,7 @@ def _parse_k_list(text: str | None, k_max: int) -> list[int]:
 @_variant_option()
 @click.option("--K", "k_list", default=None, help="Blocks to evaluate, e.g. 1,3,5 [default: 1..K_max].")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def bound_cmd(variant, k_list, as_csv, as_json, **options):
     """The bound on F(w^K) − F(w*) for each K (empty where D(K) <= 0), and its self-consistent form.
 
@@ -360,15 +355,16 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
          "bound_self_consistent": c if math.isfinite(c) else None}
         for k, b, c in zip(ks, values, sc)
     ]
+    any_finite = any(r["bound"] is not None for r in rows)
+    finite = None if any_finite else finite_integers(params, variant)
+    status = EXIT_NO_FINITE_BOUND if not any_finite and finite is None else 0
     if as_json:
-        click.echo(_json({"variant": variant, "params": params.as_dict(), "rows": rows}))
+        emit_json({"variant": variant, "params": params.as_dict(), "rows": rows}, status)
     elif as_csv:
         click.echo("K,tau,bound,bound_self_consistent")
         for r in rows:
             cells = ("" if r[c] is None else repr(r[c]) for c in ("bound", "bound_self_consistent"))
             click.echo(f"{r['K']},{r['tau']},{','.join(cells)}")
-    any_finite = any(r["bound"] is not None for r in rows)
-    finite = None if any_finite else finite_integers(params, variant)
     if not (as_json or as_csv):
         click.echo(f"{'K':>4} {'tau':>5} {'bound':>12} {'self-consistent':>16}")
         for r in rows:
@@ -376,7 +372,7 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
         click.echo("self-consistent: epsilon set to the bound itself (epsilon drops out)")
         if finite is not None:
             click.echo(f"no finite bound at the K asked for; the bound is finite only for K = {finite[0]}..{finite[1]}")
-    if not any_finite and finite is None:
+    if status:
         raise CommandFailed(explain_no_integer(params, variant), EXIT_NO_FINITE_BOUND)
 
 
@@ -387,7 +383,7 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
     "--grid", default=4001, show_default=True, type=click.IntRange(3, MAX_GRID_POINTS),
     help="Grid points for the numeric check."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def convexity_cmd(variant, grid, as_json, **options):
     """Certificate that the bound is convex in K where it is finite (Remark 1).
 
@@ -395,8 +391,9 @@ def convexity_cmd(variant, grid, as_json, **options):
     """
     params = params_from_options(options)
     c = certify(params, variant, grid_points=grid)
+    status = EXIT_NO_FINITE_BOUND if c.feasible is None else 0
     if as_json:
-        click.echo(_json(c.as_dict()))
+        emit_json(c.as_dict(), status)
     else:
         click.echo(f"variant: {variant}")
         click.echo(f"K range: [{c.k_range[0]:g}, {c.k_range[1]:.6g}] (tau >= 1)")
@@ -416,7 +413,7 @@ def convexity_cmd(variant, grid, as_json, **options):
         click.echo(f"convex on the feasible interval: {'yes' if c.holds else 'no'}")
         for f in c.failures:
             click.echo(f"where it fails: {f}")
-    if c.feasible is None:
+    if status:
         raise CommandFailed(explain_infeasible(params, variant), EXIT_NO_FINITE_BOUND)
 
 
@@ -457,7 +454,8 @@ def formula_cmd(fmt, expand):
     help=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) [default: one per core].",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
+@json_option
+def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **options):
     """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
 
     It owns the files {files} and the marker {marker} that lists them. An existing --out
@@ -472,13 +470,18 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, **options):
     params = params_from_options(options)
     variants = (variant,) if variant else VARIANTS
     check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet or verbosity() < 0 else None)
     result = sweep(params, varied, variants, execution)
     with owned_directory(out, SENSITIVITY_OWNER) as tmp:
         written = write_report(result, tmp, _command_line(vary, variant, out))
     for path in written:
-        click.echo(str(out / path.name))
-    for v, text in result.verdicts().items():
+        log.info("wrote %s", out / path.name)
+    verdicts = result.verdicts()
+    if as_json:
+        emit_json({"out": out, "files": [path.name for path in written], "params": params.as_dict(),
+                   "varied": varied, "verdicts": verdicts, "rows": result.frame})
+        return
+    for v, text in verdicts.items():
         click.echo(f"Remark 3 ({v}): {text}")
 
 
@@ -490,7 +493,7 @@ def _command_line(vary, variant, out) -> str:
     ctx = click.get_current_context()
     parts = ["bladefl-theory", "sensitivity"]
     for name, value in ctx.params.items():
-        if name in ("vary", "variant", "out", "scheduler", "workers", "quiet") or value in (None, False):
+        if name in ("vary", "variant", "out", "scheduler", "workers", "quiet", "as_json") or value in (None, False):
             continue
         if name == "profile" and value == "default":
             continue

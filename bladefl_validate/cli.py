@@ -12,7 +12,9 @@ the scheduler), so bad input is one line and status 2 with nothing written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import math
 import shlex
 import sys
@@ -31,9 +33,10 @@ from bladefl_platform.atomic import (
     owned_files,
     remove_stale_temporaries,
 )
-from bladefl_platform.cli import CLIGroup
+from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution
+from bladefl_platform.report import fmt, text_table
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore, check_store, opened_store
 
@@ -43,6 +46,8 @@ from .encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 
 __all__ = ["cli", "main"]
+
+log = logging.getLogger("bladefl_validate")
 
 _DEFAULTS = RunConfig()
 
@@ -201,7 +206,8 @@ def _round_bar(total: int, quiet: bool):
     """A progress bar over rounds (silent under --quiet or when stderr is not a terminal), and its update hook."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="rounds", unit="block", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+    bar = tqdm(total=total, desc="rounds", unit="block", disable=_quiet(quiet) or not sys.stderr.isatty(),
+               file=sys.stderr)
 
     def show(m) -> None:
         bar.set_postfix(loss=f"{m.global_train_loss:.4f}", acc=f"{m.test_accuracy:.3f}", miner=m.miner, hashes=m.hashes)
@@ -217,7 +223,7 @@ def _command(name: str, extra: list[str]) -> str:
     flags = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
     for key, value in ctx.params.items():
         # Where the work runs and how it is shown do not change the results.
-        if value is None or value is False or key in ("quiet", "scheduler", "workers", "store_path"):
+        if value is None or value is False or key in ("quiet", "scheduler", "workers", "store_path", "as_json"):
             continue
         if key == "device":  # the device the runs used, as auto resolved here
             value = RunConfig(device=value).device
@@ -225,8 +231,13 @@ def _command(name: str, extra: list[str]) -> str:
     return " ".join(shlex.quote(p) for p in parts + extra)
 
 
+def _quiet(quiet: bool) -> bool:
+    """No progress bar: the command's --quiet, or the group's -q."""
+    return quiet or verbosity() < 0
+
+
 def _execution(scheduler: str | None, workers: int | None, quiet: bool) -> Execution:
-    return Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    return Execution(scheduler=scheduler, workers=workers, progress=False if _quiet(quiet) else None)
 
 
 def _check_sweep_size(base: RunConfig, seeds: Sequence[int]) -> None:
@@ -302,7 +313,21 @@ def _listing(names: Sequence[str]) -> str:
 )
 @click.version_option(package_name="bladefl", prog_name="bladefl-validate")
 def cli():
-    """BLADE-FL for real: clients training on non-IID data, lazy clients, and a proof-of-work ledger."""
+    """BLADE-FL for real: clients training on non-IID data, lazy clients, and a proof-of-work ledger.
+
+    \b
+    Exit statuses:
+      0  success (chain verify: the ledger holds)
+      1  chain verify: the ledger does not hold; any command: the output could not be
+         written, or an internal error (a bug)
+      2  bad input, or a missing dependency: one line; nothing run, nothing written
+      130, 143  interrupted (Ctrl-C, SIGTERM); temporaries removed
+
+    With --json a command prints its result as one JSON object on stdout whose "status" is the exit
+    status (on 1 and 2 from an error stdout is empty and stderr holds the error line). Messages,
+    warnings and progress bars go to stderr: -q keeps warnings and errors only (and no progress
+    bars), -v adds debug messages.
+    """
 
 
 @cli.command("run")
@@ -320,7 +345,8 @@ def cli():
                    "blobs can be decrypted later [default: discarded after the run].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: new, empty, or an earlier run's folder, which is replaced.")
-def run_cmd(out, quiet, data_dir, keep_key, **options):
+@json_option
+def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
     """One run: K rounds of training, uploading, mining, verification and aggregation."""
     config = _config(options)
     if keep_key and config.encrypt != "ckks":
@@ -334,6 +360,8 @@ def run_cmd(out, quiet, data_dir, keep_key, **options):
         # run_to_folder builds the run beside tmp and swaps it in; owned_directory then marks it and swaps it to out.
         result = run_to_folder(config, tmp, data_dir, show, overwrite=True, keep_key=keep_key)
     s = result.summary()
+    if as_json:
+        return emit_json({"out": out, "config": config.as_dict(), "summary": s, "tip_hash": result.final.block_hash})
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
         f"test accuracy {s['final_test_accuracy']:.4f}"
@@ -364,7 +392,8 @@ def _execution_options(func):
 @_execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
-def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, data_dir, **options):
+@json_option
+def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, data_dir, as_json, **options):
     """Every K in 1..K_max: final loss and accuracy per K (mean ± std over seeds) and the empirical K*."""
     base = _config(options, K=1)
     _check_sweep_size(base, seeds)
@@ -387,7 +416,10 @@ def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, da
         with owned_files(out, SWEEP_OWNER) as tmp:
             write_sweep_report(result, tmp, _command("sweep-k", []))
     if result.skipped:
-        click.echo(f"{result.skipped} of {len(result.runs)} runs were already in the store", err=True)
+        log.info("%d of %d runs were already in the store", result.skipped, len(result.runs))
+    if as_json:
+        return emit_json({"out": out, "k_star": result.k_star, "seeds": list(seeds), "runs": len(result.runs),
+                          "skipped": result.skipped, "per_k": result.per_k.reset_index()})
     click.echo(f"{out}: empirical K* = {result.k_star}")
     for k, row in result.per_k.iterrows():
         click.echo(
@@ -425,7 +457,8 @@ def _parse_list(text: str, convert, option: str) -> list:
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
-def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, workers, data_dir, quiet, out):
+@json_option
+def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, workers, data_dir, quiet, out, as_json):
     """Precision and recall of each lazy-client detector against M and sigma2, and accuracy with exclusion."""
     dataset_list = _parse_list(datasets, str, "--datasets")
     for d in dataset_list:
@@ -451,6 +484,8 @@ def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, work
         command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets, "--M", M,
                               "--sigma2", sigma2, "--seeds", seeds.text, "--out", str(out)])
         write_detection_report(report, tmp, command)
+    if as_json:
+        return emit_json({"out": out, "runs": len(report.runs), "breakdown": report.breakdown(), "cells": report.cells})
     click.echo(f"{out}: {len(report.runs)} runs")
     for _, row in report.breakdown().iterrows():
         at = row["breaks_down_at"]
@@ -476,7 +511,7 @@ def chain_group():
 @click.option("--tip", default=None, metavar="HASH",
               help="The tip hash recorded when the run finished (chain.json, summary.md), kept elsewhere: the only "
                    "check a consistently rewritten run folder cannot pass.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option(help="Print the verdict as one JSON object on stdout, its status the exit status (0 or 1).")
 def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
     """Check the ledger against chain.json, config.json and metrics.csv, and recompute every hash, proof of
     work, Merkle root and blob digest; exit 1 naming the first mismatch."""
@@ -491,9 +526,9 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
             raise click.BadParameter("a block hash is 64 hexadecimal characters", param_hint="'--tip'")
     report = verify_run(run_dir, difficulty_bits=difficulty_bits, tip=tip)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "blocks": report.blocks, "blobs": report.blobs, "error": report.error,
-                               "tip": report.tip}))
-    elif report.ok:
+        return emit_json({"ok": report.ok, "blocks": report.blocks, "blobs": report.blobs, "error": report.error,
+                          "tip": report.tip}, 0 if report.ok else 1)
+    if report.ok:
         anchor = "matches --tip" if tip else "not anchored: pass the tip you kept as --tip"
         click.echo(f"{run_dir}: ok, {report.blocks} blocks, {report.blobs} blobs verified, tip {report.tip} ({anchor})")
     else:
@@ -550,8 +585,9 @@ _owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, an
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
 @_execution_options
+@json_option
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
-                 **options):
+                 as_json, **options):
     """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
     from .estimate import OptimumOptions, check_profile_path, estimate_constants, samples_path_for, write_estimate
 
@@ -571,14 +607,18 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
     with opened_store(store_path) as store:
         result = estimate_constants(config, list(seeds), data_dir, optimum=optimum, execution=execution, store=store)
     profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
+    log.info("wrote %s and %s", profile_path, samples_path)
+    summary = result.summary()
+    if as_json:
+        return emit_json({"profile": profile_path, "samples": samples_path, "seeds": list(seeds),
+                          "constants": result.constants, "summary": summary.reset_index(), "eta_L": result.eta_L,
+                          "lemma1_condition_holds": bool(result.eta_L < 1), "f_star": result.f_star})
     click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
-    for constant, row in result.summary().iterrows():
-        cells = " ".join(f"{row[k]:>11.4g}" if row[k] is not None else f"{'-':>11}"
-                         for k in ("estimate", "q1", "q3", "min", "max"))
+    for constant, row in summary.iterrows():
+        cells = " ".join(f"{fmt(row[k]) or '—':>11}" for k in ("estimate", "q1", "q3", "min", "max"))
         click.echo(f"{constant:>8} {cells}  {row['over']}")
     verdict = "< 1, Lemma 1's condition holds" if result.eta_L < 1 else ">= 1, VIOLATES Lemma 1's condition"
-    click.echo(f"eta*L = {result.eta_L:.4g} ({verdict}); F(w*) = {result.f_star:.4g}")
-    click.echo(f"wrote {profile_path} and {samples_path}")
+    click.echo(f"eta*L = {fmt(result.eta_L)} ({verdict}); F(w*) = {fmt(result.f_star)}")
 
 
 @cli.command("gap")
@@ -590,7 +630,8 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
 @_execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
-def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir, **options):
+@json_option
+def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir, as_json, **options):
     """Measured F(w^K) − F(w*) over K beside the bound of each variant, with K*, Spearman and a calibration."""
 
     from .gap import analyse_gap, write_gap_report
@@ -615,9 +656,16 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
     with owned_files(out, GAP_OWNER) as tmp:
         write_gap_report(result, tmp, title, _command("gap", []), list(seeds))
-    click.echo(f"{out}: measured K* = {result.k_star_measured}")
+    if as_json:
+        return emit_json({"out": out, "profile": prof.name, "seeds": list(seeds), "f_star": result.f_star,
+                          "k_star_measured": result.k_star_measured,
+                          "fits": {v: dataclasses.asdict(f) for v, f in result.fits.items()},
+                          "table": result.table.reset_index()})
+    click.echo(f"{out}: measured K* = {result.k_star_measured}, F(w*) = {fmt(result.f_star)} (profile {prof.name})")
+    click.echo(f"{'form':<14} {'bound K*':>8} {'Spearman':>9} {'R2 of the calibration':>22}")
     for v, f in result.fits.items():
-        click.echo(f"{v}: bound's K* = {f.k_star_bound}, Spearman = {f.spearman}, R2 of the calibration = {f.r2}")
+        click.echo(f"{v:<14} {fmt(f.k_star_bound) or '—':>8} {fmt(f.spearman, 3) or '—':>9} {fmt(f.r2, 3) or '—':>22}")
+    click.echo("—: no K with a finite bound (K*), or fewer than 3 K with a finite, varying bound (Spearman, R2)")
 
 
 _owns(gap_cmd, f"In --out it owns the report files {_listing(GAP_FILES)} and the marker {MARKER} listing them; "
@@ -636,7 +684,8 @@ _owns(gap_cmd, f"In --out it owns the report files {_listing(GAP_FILES)} and the
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/paper-reproduction"),
               show_default=True, help="Report folder; running again resumes from its store.")
-def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out):
+@json_option
+def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Reproduce the paper's figures 2 to 4 and its K* values at its settings (N=20, |D_i|=512, t_sum=100)."""
     names = [d.strip() for d in datasets.split(",") if d.strip()]
     unknown = [d for d in names if d not in DATASETS]
@@ -656,7 +705,12 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
         rep = reproduce(base, list(seeds), data_dir, store, execution, tuple(names))
     with owned_files(out, REPRODUCE_OWNER) as tmp:
         write_reproduction(rep, tmp, _command("reproduce", []))
-    click.echo(rep.kstar_table.to_string(index=False))
+    if rep.skipped:
+        log.info("%d of %d runs were already in the store", rep.skipped, rep.skipped + rep.ran)
+    if as_json:
+        return emit_json({"out": out, "datasets": names, "seeds": list(seeds), "profiles": rep.profiles,
+                          "ran": rep.ran, "skipped": rep.skipped, "kstar": rep.kstar_table})
+    click.echo(text_table(rep.kstar_table))
 
 
 _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_files(('DATASET',)))} (one gap CSV per "
@@ -680,7 +734,8 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
-def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out):
+@json_option
+def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
     from bladefl_platform.errors import InputError
 
@@ -701,7 +756,7 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
     if form != "drift":
         fixed = {"epsilon": load_profile(f"{dataset}-{base.model}").constants["epsilon"]}
     load_dataset(dataset, data_dir, train=True)
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet else None)
+    execution = _execution(scheduler, workers, quiet)
     with ResultStore(store_path) as store:
         cal, settings = calibrate_pilots(store, base.replace(dataset=dataset), dataset, points, seed_list, form,
                                          str(data_dir) if data_dir else None, execution, fixed=fixed)
@@ -710,12 +765,17 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
     doc = profile_document(cal, name or out.stem, dataset, base, {s.label: len(seed_list) for s in settings},
                            _command("calibrate", []))
     atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    log.info("wrote %s", out)
+    # The spread is the std of log(constant) over bootstrap refits: as a relative error, exp(std) - 1 (NaN without).
+    spread = {k: math.expm1(s) if math.isfinite(s) else None for k, s in cal.spread.items()}
+    if as_json:
+        return emit_json({"profile": out, "name": doc.get("name", name or out.stem), "form": form,
+                          "dataset": dataset, "pilots": points, "seeds": list(seed_list), "constants": cal.constants,
+                          "relative_spread": spread, "rms_log_error": cal.rms_log_error, "tolerance": cal.tolerance})
     click.echo(f"{'constant':>8} {'value':>11} {'spread':>8}")
     for k, v in cal.constants.items():
-        spread = math.expm1(cal.spread[k]) if cal.spread[k] == cal.spread[k] else float("nan")
-        click.echo(f"{k:>8} {v:>11.4g} {spread:>8.1%}")
+        click.echo(f"{k:>8} {fmt(v):>11} {'—' if spread.get(k) is None else format(spread[k], '.1%'):>8}")
     click.echo(f"rms log error on the pilots {cal.rms_log_error:.4f}; K* band tolerance {cal.tolerance:.2%}")
-    click.echo(f"wrote {out}")
 
 
 @cli.command("kstar-report")
@@ -730,7 +790,8 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/kstar-prediction"),
               show_default=True, help="Report folder; running again resumes from its store.")
-def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out):
+@json_option
+def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
     from .studies.kstar_design import DESIGN
     from .studies.kstar_prediction import analyse_measured, run_study
@@ -752,6 +813,11 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
     campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600, "progress": progress}
     with owned_files(out, KSTAR_OWNER) as tmp:
         write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
+    if as_json:
+        states = list(progress.values()) if progress else []
+        campaign = {**campaign, "progress": {s: states.count(s) for s in dict.fromkeys(states)} if progress else None}
+        return emit_json({"out": out, "measured_only": measured_only, "campaign": campaign,
+                          "scores": [row for a in analyses for row in a.scores().to_dict(orient="records")]})
     for a in analyses:
         s = a.scores()
         for row in s.itertuples():

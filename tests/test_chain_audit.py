@@ -67,7 +67,7 @@ def test_run_writes_the_manifest_and_records_the_tip(finished) -> None:
     r = verify(out)
     assert r.exit_code == 0 and "ok, 2 blocks" in r.output and blocks[-1].hash in r.output
     as_json = json.loads(verify(out, "--json").output)
-    assert as_json == {"ok": True, "blocks": 2, "blobs": 8, "error": None, "tip": blocks[-1].hash}
+    assert as_json == {"status": 0, "ok": True, "blocks": 2, "blobs": 8, "error": None, "tip": blocks[-1].hash}
 
 
 def test_last_block_deleted(run_dir: Path) -> None:

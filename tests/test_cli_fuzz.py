@@ -123,8 +123,9 @@ def check(result, expected: set[int]):
     event(f"status {result.exit_code}")
     assert "Traceback" not in result.output and "Traceback" not in result.stderr
     assert result.exit_code in expected, (result.exit_code, expected, result.stderr)
-    if result.exit_code == 0:  # success may warn (outside the profile's domain, a hand-calibrated profile)
-        assert all(line.startswith("warning: ") for line in stderr_lines), result.stderr
+    if result.exit_code == 0:  # success may warn (outside the profile's domain, a hand-calibrated profile) and say
+        # what it wrote (sensitivity)
+        assert all(line.startswith(("warning: ", "wrote ")) for line in stderr_lines), result.stderr
     else:
         errors = [line for line in stderr_lines if not line.startswith("warning: ")]
         assert len(errors) == 1 and errors[0].startswith("bladefl-theory: error: "), result.stderr

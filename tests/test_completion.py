@@ -18,7 +18,8 @@ MAINS = {"bladefl-theory": "bladefl_theory.cli", "bladefl-validate": "bladefl_va
 
 def complete(prog: str, **env: str) -> subprocess.CompletedProcess:
     script = shutil.which(prog, path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-c", f"import sys; from {MAINS[prog]} import main; sys.exit(main())"]
+    command = [script] if script else [sys.executable, "-c",
+                                       f"import sys; from {MAINS[prog]} import main; sys.exit(main())"]
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     return subprocess.run(command, env={**os.environ, "PYTHONPATH": path, **env}, capture_output=True, text=True,
                           timeout=300, check=False)
