@@ -101,3 +101,18 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
     text = (short / "README.md").read_text()
     assert "**The campaign was cut short**" in text
     assert f"1 not measured yet, left out of every score: {gone.label}" in text
+
+
+def test_the_shipped_calibrated_profiles_are_the_reports():
+    """bladefl_theory ships exactly the profiles reports/kstar-prediction wrote, validation included."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"):
+        shipped = json.loads((repo / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
+        report = json.loads((repo / "reports" / "kstar-prediction" / f"{name}.json").read_text())
+        assert shipped == report, name
+        scores = pd.read_csv(repo / "reports" / "kstar-prediction" / "scores.csv")
+        row = scores[(scores.dataset == report["domain"]["dataset"]) & (scores.predictor == "drift (calibrated)")]
+        assert report["validation"]["held_out"] == int(row.settings.iloc[0])

@@ -330,6 +330,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         f"Cost: {campaign['runs']} runs, {campaign['cpu_hours']:.1f} CPU hours (the workers' process time; "
         f"simulation version {SIMULATION_VERSION}).",
         *_progress_lines(campaign.get("progress")),
+        *_unscored_lines(analyses),
         "",
         "## Calibration",
         "",
@@ -384,6 +385,20 @@ def _progress_lines(progress: dict | None) -> list[str]:
         if names:
             out.append(f"- {len(names)} {what}: {'; '.join(names)}")
     return out
+
+
+def _unscored_lines(analyses: Sequence[DatasetAnalysis]) -> list[str]:
+    """Predictions of a K that was never measured at their setting: answered, but without a regret."""
+    out = []
+    for a in analyses:
+        f = a.frame()
+        gaps = f[f.k_pred.notna() & f.regret.isna()]
+        if len(gaps):
+            out.append(f"- {a.dataset}: {len(gaps)} prediction(s) of a K not measured there (no regret; the full "
+                       "`kstar-report` measures them): " + "; ".join(
+                           f"{r.predictor} K = {int(r.k_pred)} at t_sum={r.t_sum:g} beta={r.beta:g} M={r.M} "
+                           f"sigma2={r.sigma2:g}" for r in gaps.itertuples()))
+    return ["", *out] if out else []
 
 
 def _centre(design: Design) -> str:
