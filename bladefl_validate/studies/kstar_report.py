@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bladefl_theory.forms import form_values
+from bladefl_theory.timemodel import tau
 from bladefl_platform.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
 
 from ..simulation import SIMULATION_VERSION
@@ -131,7 +132,7 @@ def _time_model_table(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, 
                          "measured K*": k, "tau at K*": tau_of[k],
                          "plausible tau": " ".join(str(tau_of[p]) for p in plausible if p in tau_of),
                          "drift's K*": predicted if s.role != "centre" and not design.is_pilot(s) else "(pilot)",
-                         "drift's tau": tau_of.get(predicted, "") if predicted else ""})
+                         "drift's tau": tau(predicted, s.t_sum, design.base.alpha, s.beta) if predicted else ""})
     return pd.DataFrame(rows).sort_values(["data set", "beta", "t_sum"])
 
 
