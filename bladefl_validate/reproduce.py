@@ -27,7 +27,7 @@ from .data import DATASETS
 from bladefl_theory.forms import bound_values
 
 from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap
-from .optimum import optima
+from .optimum import OPTIMUM, optima
 from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
 from .tasks import task_context
 
@@ -250,6 +250,8 @@ def _readme(rep: Reproduction, command: str) -> str:
         f"- {len(rep.runs)} runs; summed run wall time {wall / 60:.1f} min; "
         f"this invocation ran {rep.ran} tasks and reused "
         f"{rep.skipped} from the store in {rep.elapsed_seconds / 60:.1f} min.",
+        f"- Code versions: runs `{RUN.name}` version {RUN.version}, F(w*) `{OPTIMUM.name}` version "
+        f"{OPTIMUM.version}; each is part of its stored result's key, so results of other code are never reused.",
         "- F(w*): centralized L-BFGS on the union of the clients' data, per dataset and seed (`f_star.csv`); "
         "the measured gap is F(w^K) − F(w*) of the same seed.",
         f"- Theory constants: profiles {', '.join(f'`{p}` ({d})' for d, p in rep.profiles.items())}.",
