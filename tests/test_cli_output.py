@@ -14,8 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-from validate_cli_helpers import SMALL, invoke
+from validate_cli_helpers import SMALL, invoke, separate_runner
 
 import bladefl_validate.cli as cli_module
 from bladefl_platform.cli import emit_json, json_ready, json_text
@@ -36,11 +35,7 @@ def one_object(result) -> dict:
 
 
 def theory(args):
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(theory_cli, list(args), catch_exceptions=False)
+    return separate_runner().invoke(theory_cli, list(args), catch_exceptions=False)
 
 
 # ---------------------------------------------------------------------------------------------

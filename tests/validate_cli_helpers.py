@@ -10,15 +10,19 @@ SMALL = ["--N", "4", "--M", "1", "--t-sum", "24", "--samples-per-client", "64", 
          "--difficulty-bits", "2", "--quiet"]
 
 
+def separate_runner() -> CliRunner:
+    """A click test runner that keeps stdout and stderr apart (click >= 8.2 always does)."""
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()
+
+
 def invoke(args):
-    """Run ``bladefl-validate ARGS`` in-process; stdout and stderr apart (click >= 8.2 always keeps them apart)."""
+    """Run ``bladefl-validate ARGS`` in-process; stdout and stderr apart."""
     from bladefl_validate.cli import cli
 
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, list(args), catch_exceptions=False)
+    return separate_runner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def error_lines(result) -> list[str]:
