@@ -96,6 +96,12 @@ def _profile_system(profile) -> dict:
     return {k: profile.system[k] for k in PROFILE_DEFAULTS if k in profile.system}
 
 
+def _echo_note(profile, taken: dict) -> None:
+    note = system_note(profile, taken)
+    if note:
+        click.echo(f"note: {note}")
+
+
 def profile_defaults(profile, options: dict) -> dict:
     """The values of the profile's system that stand where ``options`` give no flag."""
     return {k: v for k, v in _profile_system(profile).items() if options.get(k) is None}
@@ -224,8 +230,7 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     else:
         if validation_line(profile):
             click.echo(validation_line(profile))
-        if system_note(profile, taken):
-            click.echo(f"note: {system_note(profile, taken)}")
+        _echo_note(profile, taken)
         click.echo(f"variant            {variant}")
         click.echo(f"K*                 {_fmt(r.k_star)}")
         click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
@@ -295,8 +300,7 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
     validated = validation_line(profile)
     if validated:
         click.echo(validated)
-    if system_note(profile, taken):
-        click.echo(f"note: {system_note(profile, taken)}")
+    _echo_note(profile, taken)
     click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
     click.echo(f"K*                 {r.k_star}")
     click.echo(f"tau at K*          {r.tau} local epochs per block")

@@ -158,16 +158,22 @@ class RunConfig:
             require_tenseal()
 
     @property
-    def model_dim(self) -> int:
-        """d, the number of parameters of the model (as model.ModelSpec.dim counts them)."""
+    def model_dim(self) -> int | None:
+        """d, the number of parameters, for the fused kinds (mlp, logreg) as model.ModelSpec.dim counts them.
+
+        None for module kinds (cnn, registered ones): only their nn.Module knows, and this module imports no torch.
+        """
         if self.model == "logreg":
             return (_INPUT_DIM + 1) * 10
-        return (_INPUT_DIM + 1) * self.hidden + (self.hidden + 1) * 10
+        if self.model == "mlp":
+            return (_INPUT_DIM + 1) * self.hidden + (self.hidden + 1) * 10
+        return None
 
     def memory_needed(self) -> int:
         """A lower bound, in bytes, of the memory one run holds: two float32 copies of every client's model
-        (the models submitted and the pool's blobs of them) and the clients' training data."""
-        return _FLOAT_BYTES * (2 * self.N * self.model_dim + self.N * self.samples_per_client * _INPUT_DIM)
+        (the models submitted and the pool's blobs of them; counted only where :attr:`model_dim` is known) and the
+        clients' training data."""
+        return _FLOAT_BYTES * (2 * self.N * (self.model_dim or 0) + self.N * self.samples_per_client * _INPUT_DIM)
 
     def check_memory(self, available: int | None = None) -> None:
         """InputError if one run cannot fit in ``available`` bytes (default: this machine's memory).
@@ -178,8 +184,9 @@ class RunConfig:
         need = self.memory_needed()
         if available is not None and need > available:
             size = f"hidden={self.hidden}, " if self.model == "mlp" else ""
+            model = f"a {self.model} of {self.model_dim:,} parameters" if self.model_dim else f"a {self.model}"
             raise InputError(
-                f"a run with N={self.N} clients and a {self.model} of {self.model_dim:,} parameters ({size}"
+                f"a run with N={self.N} clients and {model} ({size}"
                 f"samples_per_client={self.samples_per_client}) needs at least {_bytes(need)} of memory (two float32 "
                 f"copies of every client's model, and the clients' data); this machine has {_bytes(available)}"
             )

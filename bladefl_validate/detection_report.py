@@ -267,7 +267,9 @@ def _headline(report: DetectionReport) -> list[str]:
             f"{worst['accuracy_with_exclusion']:.4f}."
         )
         if detector == "nn" and bad:
-            d = report.base.model_dim
+            from .model import make_spec
+
+            d = make_spec(report.base.model, report.base.hidden).dim
             lines.append(
                 f"  - `nn` needs a copy to be closer to its source, sqrt(d·sigma2), than honest models are to each "
                 f"other; with d = {d} parameters that distance is {math.sqrt(d * min(bad)):.2g} at sigma2 = "

@@ -93,9 +93,7 @@ class Partitioner(ABC):
     @property
     def partition_id_to_indices(self) -> dict[int, np.ndarray]:
         """Every client's sample indices of the assigned dataset, by client id (computed once)."""
-        if self._parts is None:
-            self._parts = self.partition(self.dataset)
-        return {i: p.copy() for i, p in enumerate(self._parts)}
+        return {i: p.copy() for i, p in enumerate(self._drawn())}
 
     def load_partition(self, partition_id: int) -> np.ndarray:
         """Client ``partition_id``'s sorted int64 sample indices into the assigned dataset: ``partition(labels)[i]``,
@@ -103,9 +101,13 @@ class Partitioner(ABC):
         i = _check_int("partition_id", partition_id, 0)
         if i >= self.num_partitions:
             raise IndexError(f"partition_id must be in 0..{self.num_partitions - 1} (got {i})")
+        return self._drawn()[i].copy()
+
+    def _drawn(self) -> list[np.ndarray]:
+        """The partition of the assigned dataset, drawn on first use and kept."""
         if self._parts is None:
             self._parts = self.partition(self.dataset)
-        return self._parts[i].copy()
+        return self._parts
 
     def partition(self, labels: np.ndarray) -> list[np.ndarray]:
         """Sorted int64 index arrays, one per client, each ``samples_per_client`` long, pairwise disjoint."""

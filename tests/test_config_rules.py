@@ -61,6 +61,9 @@ def test_memory_a_run_needs():
 
     for model, hidden in (("mlp", 256), ("mlp", 3_000_000), ("logreg", 77)):
         assert RunConfig(model=model, hidden=hidden).model_dim == make_spec(model, hidden).dim
+    # A module kind's size is not known without torch: only its data count towards the bound.
+    cnn = RunConfig(model="cnn")
+    assert cnn.model_dim is None and cnn.memory_needed() == 4 * 20 * 512 * 784 < 2 * 20 * make_spec("cnn").dim * 4
     big = RunConfig(hidden=3_000_000)
     assert big.memory_needed() > 2 * 20 * 2_385_000_010 * 4
     with pytest.raises(InputError, match=r"needs at least 381.\d GB of memory .* this machine has 16.0 GB"):

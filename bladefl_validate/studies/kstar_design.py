@@ -282,7 +282,7 @@ def _cost(c: RunConfig) -> float:
 def progress(design: Design, frame: pd.DataFrame) -> dict[Setting, str]:
     """Each setting's state of measurement: ``complete``, ``refining`` (its first K and seeds are measured,
     more K or seeds are still due) or ``unmeasured`` (some of its first runs are missing)."""
-    states, missing = plan(design, frame)
+    _, missing = plan(design, frame)
     due = {(c.dataset, c.t_sum, c.beta, c.M, c.sigma2) for c in missing}
     out = {}
     for s in design.settings():

@@ -271,7 +271,9 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict) -> st
         "",
         f"    {command}",
         "",
-        "It reads the result store `results.sqlite` beside this file and runs only what the store lacks.",
+        "It reads the result store `results.sqlite` beside this file and runs only what the store lacks"
+        + (" (with `--measured-only`, nothing: the report covers what the store holds)." if campaign.get("progress")
+           else "."),
         "",
         "## Verdict",
         "",
