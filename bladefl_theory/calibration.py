@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from bladefl_platform.errors import InputError
-from .forms import FORMS, form_values_at
+from .forms import CALIBRATED_FORMS, form_values_at
 from .params import SYSTEM_PARAMETERS
 from .timemodel import tau
 
@@ -30,8 +30,7 @@ CURVE_COLUMNS = (*SYSTEM_PARAMETERS, "K", "seed", "loss")
 #: Each form's fitted constants with the log10 range starting points are drawn from. Constants of a
 #: bound form that are not listed (epsilon) stay fixed: only their ratios to the others are identifiable.
 FREE: dict[str, dict[str, tuple[float, float]]] = {
-    "drift": {"F0": (-0.5, 1.0), "phi": (-3.0, 1.0), "drift": (-2.0, 0.5), "tau0": (-0.5, 2.0), "kappa": (-3.0, 1.0),
-              "c0": (-2.0, 3.0), "c1": (-3.0, 2.0)},
+    **{name: dict(f.starts) for name, f in CALIBRATED_FORMS.items()},
     "per-round": {"L": (-1.0, 1.9), "xi": (-2.0, 1.0), "delta": (-2.0, 1.0), "phi": (-4.0, 1.0), "theta": (-3.0, 1.0)},
     "printed": {"L": (-1.0, 1.9), "xi": (-2.0, 1.0), "delta": (-2.0, 1.0), "phi": (-4.0, 1.0), "theta": (-3.0, 1.0)},
 }
@@ -134,11 +133,11 @@ def calibrate(
     ``fixed`` holds the constants the form needs that are not fitted (epsilon for the bound forms).
     Refuses (InputError) fewer distinct (setting, K) points than free constants plus one.
     """
-    if form not in FORMS:
-        raise InputError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
+    if form not in FREE:
+        raise InputError(f"form must be one of {', '.join(FREE)} (got {form!r})")
     curves = _check_curves(curves)
     fixed = dict(fixed or {})
-    if form != "drift" and "epsilon" not in fixed:
+    if form not in CALIBRATED_FORMS and "epsilon" not in fixed:
         raise InputError(f"form {form!r} needs a fixed epsilon (only the ratios to it are identifiable)")
     names = list(FREE[form])
     means = _means(curves)

@@ -144,9 +144,19 @@ def validation_line(profile) -> str | None:
     v = profile.validation
     if not v:
         return None
-    return (f"profile {profile.name}: K* inside the measured plausible set in {v['hits']} of {v['held_out']} held-out "
-            f"settings ({v['hit_rate']:.0%}), regret median {v['median_regret']:.1%}, worst {v['worst_regret']:.1%} "
-            f"({v.get('report', 'reports/kstar-prediction')})")
+    where = v.get("settings", "held-out settings")
+    line = (f"profile {profile.name} ({profile.form}): K* inside the measured plausible set at {v['hits']} of "
+            f"{v['held_out']} {where} it never saw ({v['hit_rate']:.0%}), regret median {_pct(v['median_regret'])}, "
+            f"worst {_pct(v['worst_regret'])}")
+    fresh = v.get("fresh_measurement")
+    if fresh:
+        line += (f"; a fresh measurement of each, held against half its seeds: {fresh['hit_rate']:.0%}, "
+                 f"{_pct(fresh['median_regret'])}, {_pct(fresh['worst_regret'])}")
+    return line + f" ({v.get('report', 'reports/kstar-prediction')})"
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def _variant_option(default: str | None = "per-round"):
@@ -266,7 +276,7 @@ def _band(values, tolerance: float) -> list[int]:
 
 
 def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dict) -> None:
-    """kstar with a calibrated profile of another form than the bound (the drift form)."""
+    """kstar with a profile of a calibrated form (drift, saturating) rather than the bound."""
     from .forms import form_kstar
     from .params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, check_system
 

@@ -1,4 +1,4 @@
-"""Models of the final loss F(w^K) over K: the paper's bound, and the drift form calibrated on measurements.
+"""Models of the final loss F(w^K) over K: the paper's bound, and the forms calibrated on measurements.
 
 Every form maps the number of blocks K (with the time model's tau) and a deployment (N, M, sigma2,
 alpha, beta, t_sum, eta) to a number whose argmin over K is the form's K*:
@@ -6,19 +6,26 @@ alpha, beta, t_sum, eta) to a number whose argmin over K is the form's K*:
 - ``per-round`` and ``printed``: the paper's bound 1/D(K) (:mod:`bladefl_theory.bound`), with the
   constants L, xi, delta, epsilon, phi, theta; continuous gamma = (t_sum − K·beta)/alpha, as printed.
   ``per-round+sc`` and ``printed+sc``: the same with epsilon set to the bound itself (self-consistent).
-- ``drift``: a prediction of the loss itself, three terms in the paper's quantities::
+- ``drift`` and ``saturating``: predictions of the loss itself (:data:`CALIBRATED_FORMS`), three
+  terms in the paper's quantities, which differ only in how many local epochs count as progress::
 
-      F(w^K) = 1/(1/F0 + eta·phi·gamma)                        progress of gamma = K·tau local epochs
-             + drift·(1 − exp(−tau/tau0))·(1 + kappa·M/N)       non-IID drift of tau local epochs, saturating
-             + (M·sigma2/N²)·(c0 + c1·K)                        lazy noise: final aggregation and K rounds
+      F(w^K) = (1 + kappa·M/N)·[ 1/(1/F0 + eta·phi·E)              progress of E effective local epochs
+                               + drift·(1 − exp(−tau/tau0)) ]      non-IID drift of tau local epochs, saturating
+             + (M·sigma2/N²)·(c0 + c1·K)                           lazy noise: final aggregation and K rounds
+
+  ``drift``: E = K·tau, every local epoch is progress. ``saturating``: E = K·tau0·(1 − exp(−tau/tau0)),
+  a client's progress on the global objective saturates as it nears its own optimum, at the same
+  rate tau0 as its drift away from the global one.
 
   The progress term is Wang et al.'s 1/D with the initial gap F0 = F(w0) − F(w*) the paper drops.
   Measured drift grows with tau but saturates (a client cannot drift past its own optimum), where the
-  bound's lambda^tau grows without limit; lazy copies over-weight the models they copy, which scales
-  the drift by (1 + kappa·M/N); and M·sigma2/N² is the variance the lazy noise adds to the average.
-  tau is the time model's whole number of epochs, so gamma = K·tau is what the clients really train.
+  bound's lambda^tau grows without limit. Lazy copies over-weight the models they copy, which scales
+  the loss of the trained model by (1 + kappa·M/N); M·sigma2/N² is the variance the lazy noise adds to
+  the average. With M entering only through that factor and the noise term (which grows with K), K*
+  never grows with M or sigma2 (Remark 3 of the paper). tau is the time model's whole number of
+  epochs, so K·tau is what the clients really train.
 
-The drift form is one sympy expression; its numeric function is generated from it (``lambdify``).
+Each calibrated form is one sympy expression; its numeric function is generated from it (``lambdify``).
 """
 
 from __future__ import annotations
@@ -40,8 +47,10 @@ from .timemodel import k_max, tau
 __all__ = [
     "FORMS",
     "BOUND_FORMS",
+    "CALIBRATED_FORMS",
+    "CalibratedForm",
     "DRIFT_CONSTANTS",
-    "drift_expr",
+    "form_expr",
     "form_values",
     "form_values_at",
     "bound_values",
@@ -49,15 +58,38 @@ __all__ = [
     "FormKStar",
 ]
 
-#: The drift form's constants, in the order of its docstring.
+
+@dataclass(frozen=True)
+class CalibratedForm:
+    """A form fitted to measurements: its constants and the log10 range a calibration draws starting points from."""
+
+    name: str
+    description: str
+    starts: Mapping[str, tuple[float, float]]
+
+    @property
+    def constants(self) -> tuple[str, ...]:
+        return tuple(self.starts)
+
+
+#: The drift and saturating forms' constants, in the order of the module docstring.
 DRIFT_CONSTANTS = ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1")
+_STARTS = {"F0": (-0.5, 1.0), "phi": (-3.0, 1.0), "drift": (-2.0, 0.5), "tau0": (-0.5, 2.0), "kappa": (-3.0, 1.0),
+           "c0": (-2.0, 3.0), "c1": (-3.0, 2.0)}
+#: The forms calibrated on measured sweeps (the module docstring says what each term is for).
+CALIBRATED_FORMS: dict[str, CalibratedForm] = {
+    "drift": CalibratedForm("drift", "predicted final loss: progress of every local epoch, saturating non-IID drift "
+                            "and lazy noise (calibrated)", _STARTS),
+    "saturating": CalibratedForm("saturating", "predicted final loss: progress that saturates in tau, saturating "
+                                 "non-IID drift and lazy noise (calibrated)", _STARTS),
+}
 #: Every form's name and what its value is.
 FORMS: dict[str, str] = {
     "per-round": "the paper's bound with the lazy term in each of the K rounds",
     "printed": "the paper's bound, eq. (6) verbatim",
     "per-round+sc": "the per-round bound with epsilon set to the bound itself",
     "printed+sc": "the printed bound with epsilon set to the bound itself",
-    "drift": "predicted final loss: progress, saturating non-IID drift and lazy noise (calibrated)",
+    **{f.name: f.description for f in CALIBRATED_FORMS.values()},
 }
 #: The forms of the paper's bound: each variant with the profile's epsilon, and self-consistent.
 BOUND_FORMS: tuple[str, ...] = ("per-round", "printed", "per-round+sc", "printed+sc")
@@ -67,24 +99,27 @@ _SYSTEM = {n: _bound.SYMBOLS[n] for n in ("N", "M", "sigma2", "eta")}
 _CONST = {n: sp.Symbol(n, positive=True) for n in DRIFT_CONSTANTS}
 
 
-def drift_expr() -> sp.Expr:
-    """The drift form F(w^K) in K, tau, N, M, sigma2, eta and its constants."""
+def form_expr(form: str) -> sp.Expr:
+    """A calibrated form's F(w^K) in K, tau, N, M, sigma2, eta and its constants."""
+    if form not in CALIBRATED_FORMS:
+        raise InputError(f"form must be one of {', '.join(CALIBRATED_FORMS)} (got {form!r})")
     s, c = _SYSTEM, _CONST
-    gamma = _K * _TAU
-    progress = 1 / (1 / c["F0"] + s["eta"] * c["phi"] * gamma)
-    drift = c["drift"] * (1 - sp.exp(-_TAU / c["tau0"])) * (1 + c["kappa"] * s["M"] / s["N"])
+    reached = 1 - sp.exp(-_TAU / c["tau0"])  # how far tau local epochs take a client towards its own optimum
+    epochs = _K * _TAU if form == "drift" else _K * c["tau0"] * reached
+    progress = 1 / (1 / c["F0"] + s["eta"] * c["phi"] * epochs)
+    lazy = 1 + c["kappa"] * s["M"] / s["N"]
     noise = s["M"] * s["sigma2"] / s["N"] ** 2 * (c["c0"] + c["c1"] * _K)
-    return progress + drift + noise
+    return lazy * (progress + c["drift"] * reached) + noise
 
 
 @lru_cache(maxsize=None)
-def _drift_compiled():
-    args = [_K, _TAU, *_SYSTEM.values(), *_CONST.values()]
-    return sp.lambdify(args, drift_expr(), modules="numpy")
+def _compiled(form: str):
+    args = [_K, _TAU, *_SYSTEM.values(), *(_CONST[n] for n in CALIBRATED_FORMS[form].constants)]
+    return sp.lambdify(args, form_expr(form), modules="numpy")
 
 
 def _check_constants(form: str, constants: Mapping[str, float]) -> None:
-    names = DRIFT_CONSTANTS if form == "drift" else ()
+    names = CALIBRATED_FORMS[form].constants
     missing = [n for n in names if n not in constants]
     if missing:
         raise InputError(f"form {form!r} needs constants {', '.join(missing)}")
@@ -97,7 +132,7 @@ def _check_constants(form: str, constants: Mapping[str, float]) -> None:
 def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[str, float]) -> np.ndarray:
     """The form at integer K (an array), for a deployment ``system`` (Params' system names) and ``constants``.
 
-    ``inf`` where a bound form is not finite. For ``drift``, tau is the time model's whole epochs.
+    ``inf`` where a bound form is not finite. For a calibrated form, tau is the time model's whole epochs.
     """
     ks = np.atleast_1d(np.asarray(K, dtype=int))
     if form in BOUND_FORMS:
@@ -111,18 +146,18 @@ def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[s
                    constants: Mapping[str, float]) -> np.ndarray:
     """The form at many (K, setting) rows at once: ``system`` maps each system parameter to an array.
 
-    ``taus`` are the time model's whole epochs at each row (the drift form uses them). Unchecked: for fits.
+    ``taus`` are the time model's whole epochs at each row (the calibrated forms use them). Unchecked: for fits.
     """
     if form in BOUND_FORMS:
         values = {**system, **{n: float(v) for n, v in constants.items()}}
         return bound_values(form, K, values)
-    if form != "drift":
+    if form not in CALIBRATED_FORMS:
         raise InputError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
     _check_constants(form, constants)
     args = [np.asarray(K, dtype=float), np.asarray(taus, dtype=float), *(system[n] for n in _SYSTEM),
-            *(float(constants[n]) for n in DRIFT_CONSTANTS)]
+            *(float(constants[n]) for n in CALIBRATED_FORMS[form].constants)]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = np.asarray(_drift_compiled()(*args), dtype=float)
+        out = np.asarray(_compiled(form)(*args), dtype=float)
     return np.where(np.isfinite(out) & (out > 0), out, np.inf)
 
 

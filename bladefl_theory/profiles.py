@@ -18,16 +18,23 @@ from typing import Any
 
 from bladefl_platform.errors import InputError
 
-__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "FORM_CONSTANTS",
+__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "form_constants",
            "SYSTEM_KEYS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
-#: The constants each form needs (the drift form's are listed in bladefl_theory.forms).
-FORM_CONSTANTS = {
-    "per-round": CONSTANT_NAMES,
-    "printed": CONSTANT_NAMES,
-    "drift": ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1"),
-}
+
+
+BOUND_PROFILE_FORMS = ("per-round", "printed")
+
+
+def form_constants() -> dict[str, tuple[str, ...]]:
+    """The constants each form a profile may hold needs: the bound's, and each calibrated form's."""
+    # forms needs Params, whose defaults are a profile: a bound profile is read without it.
+    from .forms import CALIBRATED_FORMS
+
+    return {**{name: CONSTANT_NAMES for name in BOUND_PROFILE_FORMS},
+            **{name: form.constants for name, form in CALIBRATED_FORMS.items()}}
+
 
 #: What a profile may record of the system it was estimated or calibrated for, and the type of each.
 SYSTEM_KEYS: dict[str, type] = {"dataset": str, "model": str, "N": int, "samples_per_client": int, "t_sum": float,
@@ -58,7 +65,7 @@ class Profile:
     @property
     def is_bound(self) -> bool:
         """True for a profile of the paper's bound (its constants make :class:`Params`)."""
-        return self.form in ("per-round", "printed")
+        return self.form in BOUND_PROFILE_FORMS
 
     @property
     def tolerance(self) -> float:
@@ -139,10 +146,11 @@ def _parse(data: Any, label: str, source: str) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise ProfileError(f"profile {_short(label)} must be a JSON object with a 'constants' object")
     form = data.get("form", "per-round")
-    if not isinstance(form, str) or form not in FORM_CONSTANTS:
-        raise ProfileError(f"profile {_short(label)}: form must be one of {', '.join(FORM_CONSTANTS)} "
+    known = {form: CONSTANT_NAMES} if form in BOUND_PROFILE_FORMS else form_constants()
+    if not isinstance(form, str) or form not in known:
+        raise ProfileError(f"profile {_short(label)}: form must be one of {', '.join(known)} "
                            f"(got {_short(form)})")
-    names = FORM_CONSTANTS[form]
+    names = known[form]
     constants = data["constants"]
     missing = [n for n in names if n not in constants]
     if missing:

@@ -812,23 +812,25 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
         progress = None
     campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600, "progress": progress}
     with owned_files(out, KSTAR_OWNER) as tmp:
-        write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
+        choice = write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
+    scores = [{**row, "part": part or "all"} for part in (None, "off-grid") for a in analyses
+              for row in a.scores(part).to_dict(orient="records")]
     if as_json:
         states = list(progress.values()) if progress else []
         campaign = {**campaign, "progress": {s: states.count(s) for s in dict.fromkeys(states)} if progress else None}
-        return emit_json({"out": out, "measured_only": measured_only, "campaign": campaign,
-                          "scores": [row for a in analyses for row in a.scores().to_dict(orient="records")]})
-    for a in analyses:
-        s = a.scores()
-        for row in s.itertuples():
-            click.echo(f"{a.dataset:14s} {row.predictor:28s} hit {_percent(row.hit_rate)}  median regret "
-                       f"{_percent(row.median_regret)}  worst {_percent(row.worst_regret)}  "
-                       f"({row.answered}/{row.settings})")
+        return emit_json({"out": out, "measured_only": measured_only, "campaign": campaign, "form": choice.form,
+                          "scores": scores})
+    click.echo(f"shipped form: {choice.form} (chosen on the arms; the off-grid points are the test)")
+    for row in scores:
+        click.echo(f"{row['dataset']:14s} {row['part']:8s} {row['predictor']:28s} hit {_percent(row['hit_rate'])}  "
+                   f"median regret {_percent(row['median_regret'])}  worst {_percent(row['worst_regret'])}  "
+                   f"({row['answered']}/{row['settings']})")
 
 
-_owns(kstar_report_cmd, "In --out it owns the report files README.md, held_out.csv, scores.csv, calibration.csv, "
-                        "residuals.csv, measured.csv, kstar.png, curves.png and one DATASET-MODEL-calibrated.json per "
-                        f"data set, and the marker {MARKER} listing them; {_STORE_NOTE}")
+_owns(kstar_report_cmd, "In --out it owns the report files README.md, held_out.csv, scores.csv, forms.csv, "
+                        "split_half.csv, calibration.csv, residuals.csv, measured.csv, kstar.png, curves.png and one "
+                        f"DATASET-MODEL-calibrated.json per data set, and the marker {MARKER} listing them; "
+                        f"{_STORE_NOTE}")
 
 
 def _percent(x: float) -> str:

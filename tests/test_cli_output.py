@@ -161,12 +161,14 @@ def fakes(monkeypatch, tmp_path):
     monkeypatch.setattr(detection_report, "write_detection_report", writes("README.md"))
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
-    analysis = SimpleNamespace(dataset="mnist", scores=lambda: scores)
+    analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
     frame = pd.DataFrame({"cpu_seconds": [3600.0, 1800.0]})
     monkeypatch.setattr(kstar_prediction, "run_study", lambda *a, **k: ([analysis], frame))
     monkeypatch.setattr(kstar_prediction, "analyse_measured",
                         lambda *a, **k: ([analysis], frame, {"s1": "complete", "s2": "unmeasured", "s3": "complete"}))
-    monkeypatch.setattr(kstar_report, "write_report", writes("README.md"))
+    write_readme = writes("README.md")
+    monkeypatch.setattr(kstar_report, "write_report",
+                        lambda *a, **k: (write_readme(*a, **k), SimpleNamespace(form="saturating"))[1])
     cal = SimpleNamespace(success=True, message="", constants={"a": 0.30000000000000004, "b": 2.0},
                           spread={"a": 0.1, "b": math.nan}, rms_log_error=0.01, tolerance=0.02)
     monkeypatch.setattr(kstar_prediction, "calibrate_pilots", lambda *a, **k: (cal, []))
@@ -239,6 +241,7 @@ def test_the_json_of_a_report_holds_its_results(tmp_path, data_root, fakes):
     measured = one_object(invoke([*c["kstar-report --measured-only"], "--json"]))
     assert measured["campaign"]["progress"] == {"complete": 2, "unmeasured": 1}
     assert measured["scores"][0]["worst_regret"] is None and measured["campaign"]["cpu_hours"] == 1.5
+    assert measured["form"] == "saturating" and {row["part"] for row in measured["scores"]} == {"all", "off-grid"}
     cal = one_object(invoke([*c["calibrate"], "--json"]))
     assert cal["relative_spread"]["b"] is None and cal["constants"]["b"] == 2.0
 

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from bladefl_theory.cli import cli
+from bladefl_theory.forms import CALIBRATED_FORMS
+from bladefl_theory.profiles import load_profile
 
 
 def invoke(args, **kwargs):
@@ -353,7 +355,7 @@ def test_kstar_with_a_calibrated_drift_profile(drift_profile):
     assert out["k_star"] in out["k_star_band"] and out["warnings"] == []
     assert out["validation"]["hit_rate"] == 0.913 and len(out["table"]) == out["k_max"] == 9
     human = run("kstar", "--profile", drift_profile, "--M", "4", "--sigma2", "0.1")
-    assert "21 of 23 held-out settings" in human.output and "K* band" in human.output
+    assert "at 21 of 23 held-out settings it never saw" in human.output and "K* band" in human.output
 
 
 def test_kstar_warns_outside_the_calibrated_domain(drift_profile):
@@ -377,9 +379,13 @@ def test_kstar_defaults_to_the_calibrated_profile_with_its_band_and_validation()
     r = CliRunner().invoke(cli, ["kstar", "--M", "4", "--sigma2", "0.1", "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert out["profile"] == "mnist-mlp-calibrated" and out["form"] == "drift"
+    profile = load_profile("mnist-mlp-calibrated")
+    assert out["profile"] == "mnist-mlp-calibrated" and out["form"] == profile.form in CALIBRATED_FORMS
     assert out["k_star"] in out["k_star_band"] and 1 <= out["k_star"] <= out["k_max"]
-    assert out["validation"]["held_out"] >= 11 and out["validation"]["report"] == "reports/kstar-prediction"
+    v = out["validation"]
+    assert v["settings"] == "off-grid test points" and v["held_out"] >= 9 and v["report"] == "reports/kstar-prediction"
     human = CliRunner().invoke(cli, ["kstar", "--M", "4", "--sigma2", "0.1"], catch_exceptions=False)
-    assert human.output.startswith("profile mnist-mlp-calibrated: K* inside the measured plausible set in ")
+    assert human.output.startswith(f"profile mnist-mlp-calibrated ({profile.form}): K* inside the measured plausible "
+                                   f"set at {v['hits']} of {v['held_out']} off-grid test points it never saw")
+    assert "a fresh measurement of each, held against half its seeds" in human.output.splitlines()[0]
     assert f"K*                 {out['k_star']}\n" in human.output

@@ -1,6 +1,10 @@
 """The K* prediction study end to end on a tiny design: calibrate on pilots, score held-out settings, report."""
 
+import dataclasses
+import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -8,15 +12,19 @@ from bladefl_platform.execution import Execution
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.studies.kstar_design import Design, measured_runs, progress
+from bladefl_validate.studies.kstar_design import DESIGN, Design, measured_runs, progress
 from bladefl_validate.studies.kstar_prediction import (
+    CANDIDATES,
     PREDICTORS,
     analyse,
+    analyse_measured,
     held_out_settings,
     pilot_settings,
     run_study,
+    select_form,
+    split_half_scores,
 )
-from bladefl_validate.studies.kstar_report import write_report
+from bladefl_validate.studies.kstar_report import report_files, write_report
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -63,17 +71,27 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
 
     out = tmp_path / "report"
     out.mkdir()
-    write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X",
-                 {"runs": stored, "cpu_hours": 0.01})
-    for name in ("README.md", "held_out.csv", "scores.csv", "calibration.csv", "residuals.csv", "measured.csv",
-                 "kstar.png", "curves.png", "mnist-mlp-calibrated.json"):
-        assert (out / name).is_file(), name
+    choice = write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X",
+                          {"runs": stored, "cpu_hours": 0.01})
+    assert set(report_files(design)) == {p.name for p in out.iterdir()}
+    assert choice.form == select_form(analyses).form and choice.form in CANDIDATES
     profile = load_profile(str(out / "mnist-mlp-calibrated.json"))
-    assert profile.form == "drift" and profile.validation["held_out"] == len(a.held_out)
+    test = [s for s in a.held_out if s.role == "off-grid"]
+    assert profile.form == choice.form and profile.validation["held_out"] == len(test)
+    assert profile.validation["all_held_out"]["held_out"] == len(a.held_out)
     assert profile.domain["N"] == 4 and profile.calibration["tolerance"] >= 0
     scores = pd.read_csv(out / "scores.csv")
-    row = scores[scores.predictor == "drift (calibrated)"].iloc[0]
+    row = scores[(scores.predictor == f"{choice.form} (calibrated)") & (scores.part == "off-grid")].iloc[0]
     assert profile.validation["hit_rate"] == pytest.approx(row.hit_rate, abs=1e-4)
+    # The choice is made on the arms alone: whatever the off-grid points measured, the same form is chosen.
+    test_rows = f.role == "off-grid"
+    for bias in (-0.5, 0.5):
+        fake = [dataclasses.replace(p, regret=(p.regret or 0) + bias, plausible=(99,)) if p.setting.role == "off-grid"
+                else p for p in a.predictions]
+        again_choice = select_form([dataclasses.replace(a, predictions=fake)])
+        assert again_choice.form == choice.form
+        pd.testing.assert_frame_equal(again_choice.scores, choice.scores)
+    assert test_rows.any()
     readme = (out / "README.md").read_text()
     assert "bladefl-validate kstar-report --out X" in readme and "Held-out scores" in readme
 
@@ -103,16 +121,40 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
     assert f"1 not measured yet, left out of every score: {gone.label}" in text
 
 
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "kstar-prediction"
+
+
 def test_the_shipped_calibrated_profiles_are_the_reports():
     """bladefl_theory ships exactly the profiles reports/kstar-prediction wrote, validation included."""
-    import json
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPORT.parents[1]
+    scores = pd.read_csv(REPORT / "scores.csv")
     for name in ("mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"):
         shipped = json.loads((repo / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
-        report = json.loads((repo / "reports" / "kstar-prediction" / f"{name}.json").read_text())
+        report = json.loads((REPORT / f"{name}.json").read_text())
         assert shipped == report, name
-        scores = pd.read_csv(repo / "reports" / "kstar-prediction" / "scores.csv")
-        row = scores[(scores.dataset == report["domain"]["dataset"]) & (scores.predictor == "drift (calibrated)")]
-        assert report["validation"]["held_out"] == int(row.settings.iloc[0])
+        mine = scores[(scores.dataset == report["domain"]["dataset"])
+                      & (scores.predictor == f"{report['form']} (calibrated)")]
+        assert report["validation"]["held_out"] == int(mine[mine.part == "off-grid"].settings.iloc[0])
+        assert report["validation"]["all_held_out"]["held_out"] == int(mine[mine.part == "all"].settings.iloc[0])
+
+
+def test_the_reports_numbers_come_from_its_store():
+    """What reports/kstar-prediction says of every held-out setting is what its store gives, recomputed here
+    (without the bootstrap spread of the constants, which no score depends on); the pilots are never scored."""
+    with ResultStore(REPORT / "results.sqlite") as store:
+        analyses, frame, _ = analyse_measured(store, bootstrap=0)
+    held = pd.concat([a.frame() for a in analyses], ignore_index=True)
+    stored = pd.read_csv(REPORT / "held_out.csv")
+    assert len(held) == len(stored)
+    for col in ("k_pred", "k_measured", "regret"):
+        np.testing.assert_allclose(held[col].astype(float), stored[col].astype(float), rtol=1e-9, equal_nan=True)
+    assert (held.plausible.astype(str) == stored.plausible.astype(str)).all()
+    choice = select_form(analyses)
+    forms = pd.read_csv(REPORT / "forms.csv")
+    assert choice.form == json.loads((REPORT / "mnist-mlp-calibrated.json").read_text())["form"]
+    np.testing.assert_allclose(choice.scores.mean_regret, forms.mean_regret, rtol=1e-9)
+    split = split_half_scores(analyses, frame, DESIGN, choice.form)
+    np.testing.assert_allclose(split.form_regret, pd.read_csv(REPORT / "split_half.csv").form_regret, rtol=1e-9)
+    for a in analyses:
+        pilots = {(s.t_sum, s.beta, s.M, s.sigma2) for s in pilot_settings(DESIGN, a.dataset)}
+        assert not pilots & {(s.t_sum, s.beta, s.M, s.sigma2) for s in a.held_out}

@@ -36,6 +36,7 @@ __all__ = [
     "coarse_ks",
     "refine_ks",
     "plausible_set",
+    "plausible_of",
     "measure",
     "measured_runs",
     "progress",
@@ -96,12 +97,15 @@ class Design:
         ("centre", None, None), ("arm:t_sum", "t_sum", 200.0), ("arm:M", "M", 8), ("arm:sigma2", "sigma2", 0.3),
     )
     #: Seeds every setting gets first, and the paper's Fig. 3 / Fig. 4 settings (for the reproduction report).
-    base_seeds: int = 4
-    figure_seeds: int = 6
+    #: Eight, so that two halves of four can be held against each other (the measurement's own noise).
+    base_seeds: int = 8
+    figure_seeds: int = 8
+    #: A campaign cut short scores a setting measured at all its first K on at least this many seeds.
+    scored_seeds: int = 4
     #: Where the measured K* is still wider than this many blocks, ``seed_step`` more seeds, up to ``max_seeds``.
     max_width: int = 3
     seed_step: int = 4
-    max_seeds: int = 12
+    max_seeds: int = 16
     #: Every K is measured up to this K_max; above it a coarse grid of about ``coarse_points`` K, then refined.
     full_k_up_to: int = 20
     coarse_points: int = 12
@@ -173,12 +177,15 @@ def plausible_set(runs: pd.DataFrame, share: float, draws: int, seed: int = 0) -
     seeds measured at every K count. The argmin of the full mean is always included.
     """
     table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss").dropna()
-    values = table.to_numpy()
-    ks = table.columns.to_numpy()
+    return plausible_of(table.to_numpy(), table.columns.to_numpy(), share, draws, np.random.default_rng(seed))
+
+
+def plausible_of(values: np.ndarray, ks: np.ndarray, share: float, draws: int,
+                 rng: np.random.Generator) -> tuple[list[int], dict[int, float]]:
+    """:func:`plausible_set` of a seed-by-K array of final losses (columns ``ks``)."""
     best = int(ks[np.argmin(values.mean(axis=0))])
     if len(values) < 2:
         return [best], {best: 1.0}
-    rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(values), size=(draws, len(values)))
     winners = ks[np.argmin(values[picks].mean(axis=1), axis=1)]
     found, counts = np.unique(winners, return_counts=True)
@@ -246,7 +253,7 @@ def _initial(design: Design, s: Setting) -> _State:
     km = s.k_max(design.base)
     coarse = km > design.full_k_up_to
     ks = coarse_ks(km, design.coarse_points) if coarse else list(range(1, km + 1))
-    seeds = design.figure_seeds if design.is_figure_setting(s) else design.base_seeds
+    seeds = max(design.figure_seeds, design.base_seeds) if design.is_figure_setting(s) else design.base_seeds
     return _State(ks, seeds, coarse)
 
 
@@ -270,18 +277,14 @@ def plan(design: Design, frame: pd.DataFrame) -> tuple[dict[Setting, _State], li
     return states, missing
 
 
-def _off_grid(design: Design, c: RunConfig) -> bool:
-    point = {"t_sum": c.t_sum, "beta": c.beta, "M": c.M, "sigma2": c.sigma2}
-    return point in design.off_grid_points()
-
-
 def _cost(c: RunConfig) -> float:
     return c.K * c.tau * (c.N - c.M)
 
 
 def progress(design: Design, frame: pd.DataFrame) -> dict[Setting, str]:
-    """Each setting's state of measurement: ``complete``, ``refining`` (its first K and seeds are measured,
-    more K or seeds are still due) or ``unmeasured`` (some of its first runs are missing)."""
+    """Each setting's state of measurement: ``complete``; ``refining`` (its first K and seeds are measured,
+    more K or seeds are still due); ``partial`` (its first K are measured on at least ``scored_seeds`` seeds,
+    not yet on all its first seeds); or ``unmeasured``. A report on a campaign cut short scores all but the last."""
     _, missing = plan(design, frame)
     due = {(c.dataset, c.t_sum, c.beta, c.M, c.sigma2) for c in missing}
     out = {}
@@ -292,8 +295,9 @@ def progress(design: Design, frame: pd.DataFrame) -> dict[Setting, str]:
         first = _initial(design, s)
         runs = _runs_of(frame, s)
         have = set(zip(runs.K, runs.seed)) if len(runs) else set()
-        base = all((k, seed) in have for k in first.ks for seed in range(first.seeds))
-        out[s] = "refining" if base else "unmeasured"
+        whole = sum(all((k, seed) in have for k in first.ks) for seed in range(first.seeds))
+        out[s] = ("refining" if whole == first.seeds else
+                  "partial" if whole >= min(design.scored_seeds, first.seeds) else "unmeasured")
     return out
 
 
@@ -315,14 +319,12 @@ def measure(
         states, missing = plan(design, measured_runs(store, design))
         if not missing:
             return states
-        # The one-at-a-time arms first: a campaign cut short still has a complete design around the centre.
-        arms = [c for c in missing if not _off_grid(design, c)]
-        missing = arms or missing
         step += 1
         if on_step is not None:
             on_step(step, len(missing))
-        # The longest runs first, so the workers finish together.
-        missing.sort(key=_cost, reverse=True)
+        # Lower seeds first, so that a campaign cut short leaves every setting measured on as many whole seeds as
+        # it can; among equal seeds the longest runs first, so that the workers finish together.
+        missing.sort(key=lambda c: (c.seed, -_cost(c)))
         run_tasks(RUN, [c.as_dict() for c in missing], store, context, execution, desc=f"kstar step {step}")
 
 

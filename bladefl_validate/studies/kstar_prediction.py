@@ -1,9 +1,10 @@
 """K* predicted in settings nobody ran: calibrate on a few pilot sweeps, score every held-out setting.
 
 The measured design is :mod:`.kstar_design`. Per data set, four pilot settings (the centre and the
-far end of the t_sum, M and sigma2 arms) calibrate two forms (:mod:`bladefl_theory.calibration`):
-the paper's per-round bound with its constants fitted, and the drift form. Every other setting of
-the design is held out, and each predictor's K* there is scored against the measurement:
+far end of the t_sum, M and sigma2 arms) calibrate three forms (:mod:`bladefl_theory.calibration`):
+the paper's per-round bound with its constants fitted, and the two candidate forms of
+:data:`bladefl_theory.forms.CALIBRATED_FORMS`. Every other setting of the design is held out, and
+each predictor's K* there is scored against the measurement:
 
 - hit: the predicted K* is in the measured plausible set (every K that is the argmin of the mean
   loss in at least 10% of the bootstrap resamples of the seeds);
@@ -13,6 +14,12 @@ the design is held out, and each predictor's K* there is scored against the meas
 Baselines, scored alike: the paper's bound with the hand-calibrated ``default`` profile, the per-round
 and printed bounds with the estimated profile and their self-consistent forms, the pilot's K*
 (a constant) and the pilot's tau (the K whose tau is closest to the best tau of the centre pilot).
+
+The held-out settings play two parts. The arms are the validation: the candidate form with the
+lowest mean regret there (:func:`select_form`) is the one the profiles ship. The off-grid points
+are the test: nothing is chosen on them. :func:`split_half_scores` holds the shipped form and a
+fresh measurement (half the seeds) against the other half of the seeds, which says how good any
+K* can look against a measurement this noisy.
 """
 
 from __future__ import annotations
@@ -25,15 +32,27 @@ import numpy as np
 import pandas as pd
 
 from bladefl_theory.calibration import Calibration, calibrate
-from bladefl_theory.forms import form_kstar
+from bladefl_theory.forms import CALIBRATED_FORMS, form_kstar
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau
 
 from ..tasks import task_context
-from .kstar_design import DESIGN, Design, Setting, plausible_set
+from .kstar_design import DESIGN, Design, Setting, plausible_of
 
 __all__ = [
     "PREDICTORS",
+    "CANDIDATES",
+    "CALIBRATED",
+    "calibrated",
+    "VALIDATION",
+    "TEST",
+    "part_of",
+    "FormChoice",
+    "select_form",
+    "split_half_scores",
+    "split_half_summary",
+    "scores_of",
+    "seed_table",
     "pilot_settings",
     "held_out_settings",
     "curves",
@@ -45,8 +64,10 @@ __all__ = [
     "run_study",
 ]
 
-#: The calibrated forms, and the bound form whose epsilon stays at the estimated profile's value.
-CALIBRATED = ("drift", "per-round")
+#: The candidate forms for the shipped profiles (:data:`bladefl_theory.forms.CALIBRATED_FORMS`).
+CANDIDATES = tuple(CALIBRATED_FORMS)
+#: Every form calibrated on the pilots: the candidates, and the bound (its epsilon stays the estimated profile's).
+CALIBRATED = (*CANDIDATES, "per-round")
 #: Bootstrap resamples of the seeds for plausible sets and regret spreads.
 DRAWS = 1000
 
@@ -85,10 +106,12 @@ def curves(frame: pd.DataFrame, settings: Sequence[Setting], design: Design) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def _complete(runs: pd.DataFrame) -> pd.DataFrame:
-    """A seed-by-K table of the final loss, keeping the K measured for every seed."""
+def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """A seed-by-K table of the final loss without gaps: the K measured on at least half of the seeds, then the
+    seeds measured at all of those K (a campaign cut short has seeds that are measured at only some K)."""
     table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss")
-    return table.dropna(axis=1)
+    table = table.loc[:, table.notna().sum() * 2 >= len(table)]
+    return table.dropna(axis=0)
 
 
 @dataclass(frozen=True)
@@ -139,19 +162,28 @@ class DatasetAnalysis:
             "regret": p.regret, "regret_std": p.regret_std,
         } for p in self.predictions])
 
-    def scores(self) -> pd.DataFrame:
-        """Per predictor: hit rate, median and worst regret, and how many settings it answered."""
+    def scores(self, part: str | None = None) -> pd.DataFrame:
+        """Per predictor: hit rate, median and worst regret, and how many settings it answered.
+
+        ``part`` keeps the :data:`VALIDATION` or the :data:`TEST` settings only."""
         f = self.frame()
-        rows = []
-        for name in PREDICTORS:
-            g = f[f.predictor == name]
-            answered = g[g.k_pred.notna()]
-            regret = answered.regret.dropna()
-            rows.append({"dataset": self.dataset, "predictor": name, "settings": len(g), "answered": len(answered),
-                         "hit_rate": float(g.hit.mean()) if len(g) else math.nan,
-                         "median_regret": float(regret.median()) if len(regret) else math.nan,
-                         "worst_regret": float(regret.max()) if len(regret) else math.nan})
-        return pd.DataFrame(rows)
+        if part is not None and len(f):
+            f = f[f.role.map(part_of) == part]
+        return scores_of(f).assign(dataset=self.dataset)[["dataset", "predictor", "settings", "answered", "hit_rate",
+                                                           "median_regret", "worst_regret"]]
+
+
+def scores_of(f: pd.DataFrame) -> pd.DataFrame:
+    """Per predictor (:data:`PREDICTORS`): settings, answered, hit rate, median and worst regret over rows ``f``."""
+    rows = []
+    for name in PREDICTORS:
+        g = f[f.predictor == name] if len(f) else f
+        regret = g.regret.dropna() if len(g) else pd.Series(dtype=float)
+        rows.append({"predictor": name, "settings": len(g), "answered": int(g.k_pred.notna().sum()) if len(g) else 0,
+                     "hit_rate": float(g.hit.mean()) if len(g) else math.nan,
+                     "median_regret": float(regret.median()) if len(regret) else math.nan,
+                     "worst_regret": float(regret.max()) if len(regret) else math.nan})
+    return pd.DataFrame(rows)
 
 
 def _bound_kstar(profile_name: str, form: str) -> Callable[[dict], int | None]:
@@ -159,10 +191,14 @@ def _bound_kstar(profile_name: str, form: str) -> Callable[[dict], int | None]:
     return lambda system: form_kstar(form, system, constants).k_star
 
 
+def calibrated(form: str) -> str:
+    """The predictor name of a form calibrated on the pilots."""
+    return f"{form} (calibrated)"
+
+
 #: Every predictor, in the report's order.
 PREDICTORS = (
-    "drift (calibrated)",
-    "per-round (calibrated)",
+    *(calibrated(f) for f in CALIBRATED),
     "per-round, default profile",
     "per-round, estimated",
     "printed, estimated",
@@ -182,9 +218,11 @@ def _closest_tau(system: dict, target: int) -> int:
 def _predictors(dataset: str, model: str, cals: dict[str, Calibration], pilot_k: int,
                 pilot_tau: int) -> dict[str, Callable[[dict], int | None]]:
     estimated = f"{dataset}-{model}"
+    def fitted(form: str) -> Callable[[dict], int | None]:
+        return lambda s: form_kstar(form, s, cals[form].all_constants()).k_star
+
     return {
-        "drift (calibrated)": lambda s: form_kstar("drift", s, cals["drift"].all_constants()).k_star,
-        "per-round (calibrated)": lambda s: form_kstar("per-round", s, cals["per-round"].all_constants()).k_star,
+        **{calibrated(f): fitted(f) for f in CALIBRATED},
         "per-round, default profile": _bound_kstar("default", "per-round"),
         "per-round, estimated": _bound_kstar(estimated, "per-round"),
         "printed, estimated": _bound_kstar(estimated, "printed"),
@@ -197,19 +235,17 @@ def _predictors(dataset: str, model: str, cals: dict[str, Calibration], pilot_k:
 
 def calibrate_dataset(frame: pd.DataFrame, design: Design, dataset: str,
                       bootstrap: int = 100) -> dict[str, Calibration]:
-    """Both calibrated forms, fitted on the pilots of ``dataset`` alone."""
+    """Every calibrated form (:data:`CALIBRATED`), fitted on the pilots of ``dataset`` alone."""
     pilots = pilot_settings(design, dataset)
     data = curves(frame, pilots, design)
     epsilon = load_profile(f"{dataset}-{design.base.model}").constants["epsilon"]
-    return {
-        "drift": calibrate(data, "drift", bootstrap=bootstrap),
-        "per-round": calibrate(data, "per-round", {"epsilon": epsilon}, bootstrap=bootstrap),
-    }
+    return {form: calibrate(data, form, None if form in CANDIDATES else {"epsilon": epsilon}, bootstrap=bootstrap)
+            for form in CALIBRATED}
 
 
 def _centre_pilot(frame: pd.DataFrame, design: Design, dataset: str) -> tuple[int, int]:
     centre = pilot_settings(design, dataset)[0]
-    table = _complete(_runs_of(frame, centre))
+    table = seed_table(_runs_of(frame, centre))
     k = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
     return k, tau(k, centre.t_sum, design.base.alpha, centre.beta)
 
@@ -255,10 +291,9 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
         rng = np.random.default_rng(0)
         predictions = []
         for s, ks in predicted.items():
-            table = _complete(_runs_of(frame, s))
-            runs = _runs_of(frame, s)
-            runs = runs[runs.K.isin(table.columns)]
-            plausible, _ = plausible_set(runs, design.plausible_share, design.bootstrap_draws)
+            table = seed_table(_runs_of(frame, s))
+            plausible, _ = plausible_of(table.to_numpy(), table.columns.to_numpy(), design.plausible_share,
+                                        design.bootstrap_draws, np.random.default_rng(0))
             k_meas = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
             for name in PREDICTORS:
                 k = ks[name]
@@ -269,6 +304,103 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
         out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), list(predicted), cals,
                                    predictions, pilot_k, pilot_tau))
     return out
+
+
+#: The held-out settings that choose the shipped form (the arms), and those that only test it.
+VALIDATION, TEST = "arms", "off-grid"
+
+
+def part_of(role: str) -> str:
+    """Which part a held-out setting of ``role`` plays: :data:`VALIDATION` or :data:`TEST`."""
+    return TEST if role == "off-grid" else VALIDATION
+
+
+@dataclass(frozen=True)
+class FormChoice:
+    """The candidate form the profiles ship, and every candidate's scores on the validation settings."""
+
+    form: str
+    scores: pd.DataFrame
+    compared: int  # validation settings where every candidate's K* was measured (the mean regret's support)
+
+    #: The rule, in words, for the report.
+    RULE = ("the candidate with the lowest mean regret on the validation settings (the arms) of both data sets, "
+            "over the settings where every candidate's K* was measured; ties go to the higher hit rate")
+
+
+def select_form(analyses: Sequence[DatasetAnalysis]) -> FormChoice:
+    """Choose the shipped form among :data:`CANDIDATES` by :attr:`FormChoice.RULE`; the test settings play no part."""
+    f = pd.concat([a.frame() for a in analyses], ignore_index=True)
+    names = [calibrated(c) for c in CANDIDATES]
+    val = f[(f.role.map(part_of) == VALIDATION) & f.predictor.isin(names)]
+    key = ["dataset", "t_sum", "beta", "M", "sigma2"]
+    regrets = val.pivot_table(index=key, columns="predictor", values="regret", dropna=False).reindex(columns=names)
+    common = regrets.dropna()
+    rows = []
+    for form, name in zip(CANDIDATES, names):
+        mine = val[val.predictor == name]
+        rows.append({"form": form, "settings": len(mine), "hit_rate": float(mine.hit.mean()) if len(mine) else math.nan,
+                     "mean_regret": float(common[name].mean()) if len(common) else math.nan,
+                     "median_regret": float(mine.regret.median()), "worst_regret": float(mine.regret.max())})
+    scores = pd.DataFrame(rows)
+    ranked = scores.assign(order=range(len(scores))).sort_values(["mean_regret", "hit_rate", "order"],
+                                                                  ascending=[True, False, True], na_position="last")
+    return FormChoice(str(ranked.form.iloc[0]), scores, len(common))
+
+
+def split_half_scores(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design, form: str,
+                      splits: int = 20, seed: int = 0) -> pd.DataFrame:
+    """The calibrated ``form`` and a fresh measurement, each held against half of a setting's seeds.
+
+    For each held-out setting with at least four seeds, ``splits`` random halves A and B: the truth is A's
+    plausible set and mean loss; the fresh measurement's K* is the argmin of B's mean (an independent
+    replicate with as many seeds as A). One row per setting: the mean hit and regret of both over the splits.
+    """
+    rng = np.random.default_rng(seed)
+    name = calibrated(form)
+    rows = []
+    for a in analyses:
+        f = a.frame()
+        for s in a.held_out:
+            table = seed_table(_runs_of(frame, s))
+            half = len(table) // 2
+            pred = f[(f.predictor == name) & (f.t_sum == s.t_sum) & (f.beta == s.beta) & (f.M == s.M)
+                     & (f.sigma2 == s.sigma2)].k_pred.iloc[0]
+            if half < 2 or pred is None or pred != pred or int(pred) not in table.columns:
+                continue
+            values, ks = table.to_numpy(), table.columns.to_numpy()
+            k_pred = int(pred)
+            hits: dict[str, list[bool]] = {"form": [], "replicate": []}
+            regrets: dict[str, list[float]] = {"form": [], "replicate": []}
+            for _ in range(splits):
+                order = rng.permutation(len(values))
+                A, B = values[order[:half]], values[order[half:2 * half]]
+                plausible, _ = plausible_of(A, ks, design.plausible_share, design.bootstrap_draws, rng)
+                mean_a = A.mean(axis=0)
+                k_rep = int(ks[np.argmin(B.mean(axis=0))])
+                for who, k in (("form", k_pred), ("replicate", k_rep)):
+                    hits[who].append(k in plausible)
+                    regrets[who].append(float(mean_a[list(ks).index(k)] / mean_a.min() - 1))
+            rows.append({"dataset": a.dataset, "role": s.role, "part": part_of(s.role), "t_sum": s.t_sum,
+                         "beta": s.beta, "M": s.M, "sigma2": s.sigma2, "seeds": len(values), "half": half,
+                         **{f"{who}_hit": float(np.mean(hits[who])) for who in hits},
+                         **{f"{who}_regret": float(np.mean(regrets[who])) for who in regrets}})
+    return pd.DataFrame(rows)
+
+
+def split_half_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Hit rate, median and worst regret of the form and of the fresh measurement, per data set and part."""
+    out: list[dict] = []
+    if rows.empty:
+        return pd.DataFrame(out)
+    groups = [*rows.groupby(["dataset", "part"]), *(((d, "all"), g) for d, g in rows.groupby("dataset"))]
+    for (dataset, part), g in groups:
+        for who, label in (("form", "calibrated form"), ("replicate", "fresh measurement")):
+            out.append({"dataset": dataset, "settings": part, "held-out": len(g), "who": label,
+                        "hit_rate": float(g[f"{who}_hit"].mean()),
+                        "median_regret": float(g[f"{who}_regret"].median()),
+                        "worst_regret": float(g[f"{who}_regret"].max())})
+    return pd.DataFrame(out)
 
 
 def analyse_measured(store, design: Design = DESIGN, bootstrap: int = 100
