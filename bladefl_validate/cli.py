@@ -722,9 +722,10 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
 @click.option("--pilot", "pilots", multiple=True,
               help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre) "
                    "[default: the K* study's four pilots].")
-@click.option("--form", type=click.Choice(("drift", "per-round", "printed")), default="drift", show_default=True,
-              help="The form to fit (see bladefl_theory.forms).")
-@_seeds_option("4", "Seeds per pilot")
+@click.option("--form", type=click.Choice(("saturating", "drift", "per-round", "printed")), default=None,
+              help="The form to fit (see bladefl_theory.forms) [default: the one the K* study chose, which the "
+                   "shipped DATASET-mlp-calibrated profile holds].")
+@_seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
@@ -752,8 +753,9 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
         base.replace(dataset=dataset, t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
                      sigma2=float(p["sigma2"]))  # each pilot is a valid deployment
     seed_list = _parse_seeds(seeds)
+    form = form or load_profile(f"{dataset}-{base.model}-calibrated").form
     fixed = None
-    if form != "drift":
+    if form in ("per-round", "printed"):
         fixed = {"epsilon": load_profile(f"{dataset}-{base.model}").constants["epsilon"]}
     load_dataset(dataset, data_dir, train=True)
     execution = _execution(scheduler, workers, quiet)
@@ -827,7 +829,7 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
                    f"({row['answered']}/{row['settings']})")
 
 
-_owns(kstar_report_cmd, "In --out it owns the report files README.md, held_out.csv, scores.csv, forms.csv, "
+_owns(kstar_report_cmd, "In --out it owns the report files README.md, summary.md, held_out.csv, scores.csv, forms.csv, "
                         "split_half.csv, calibration.csv, residuals.csv, measured.csv, kstar.png, curves.png and one "
                         f"DATASET-MODEL-calibrated.json per data set, and the marker {MARKER} listing them; "
                         f"{_STORE_NOTE}")

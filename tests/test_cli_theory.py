@@ -17,7 +17,7 @@ from bladefl_theory.profiles import load_profile
 def invoke(args, **kwargs):
     """The CLI on ``args``; kstar on the paper's bound (profile default) unless a profile is named.
 
-    kstar's own default is the calibrated drift profile (tested at the end of this file); most tests
+    kstar's own default is the calibrated profile (tested at the end of this file); most tests
     here are about the bound and its solvers.
     """
     args = list(args)

@@ -158,3 +158,10 @@ def test_the_reports_numbers_come_from_its_store():
     for a in analyses:
         pilots = {(s.t_sum, s.beta, s.M, s.sigma2) for s in pilot_settings(DESIGN, a.dataset)}
         assert not pilots & {(s.t_sum, s.beta, s.M, s.sigma2) for s in a.held_out}
+
+
+def test_the_readme_quotes_the_reports_summary():
+    """The README's K* results are the report's summary.md, word for word (regenerate, then copy it in)."""
+    readme = (REPORT.parents[1] / "README.md").read_text()
+    block = readme.split("<!-- kstar-summary -->\n", 1)[1].split("<!-- /kstar-summary -->", 1)[0]
+    assert block == (REPORT / "summary.md").read_text()

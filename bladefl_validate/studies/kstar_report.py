@@ -34,7 +34,7 @@ from .kstar_prediction import (
     split_half_summary,
 )
 
-__all__ = ["write_report", "calibrated_profile", "profile_name", "report_files", "TARGETS"]
+__all__ = ["write_report", "calibrated_profile", "profile_name", "report_files", "summary_text", "TARGETS"]
 
 #: The issue's targets: hit rate, median regret and worst regret on held-out settings.
 TARGETS = {"hit_rate": 0.9, "median_regret": 0.01, "worst_regret": 0.05}
@@ -42,7 +42,7 @@ TARGETS = {"hit_rate": 0.9, "median_regret": 0.01, "worst_regret": 0.05}
 
 def report_files(design: Design) -> list[str]:
     """The files :func:`write_report` writes for ``design``."""
-    return ["README.md", "held_out.csv", "scores.csv", "forms.csv", "split_half.csv", "calibration.csv",
+    return ["README.md", "summary.md", "held_out.csv", "scores.csv", "forms.csv", "split_half.csv", "calibration.csv",
             "residuals.csv", "measured.csv", "kstar.png", "curves.png",
             *(f"{profile_name(d, design.base.model)}.json" for d in design.datasets)]
 
@@ -298,7 +298,28 @@ def write_report(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, desig
         (folder / f"{profile_name(a.dataset, design.base.model)}.json").write_text(text, encoding="utf-8")
     (folder / "README.md").write_text(_readme(analyses, frame, design, command, campaign, choice, summary),
                                       encoding="utf-8")
+    (folder / "summary.md").write_text(summary_text(analyses, choice, summary), encoding="utf-8")
     return choice
+
+
+def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame) -> str:
+    """The results in one table, as the project's README quotes them (a test holds the two equal)."""
+    rows = []
+    for a in analyses:
+        for part, what in ((TEST, "off-grid (test)"), (VALIDATION, "arms (validation)"), (None, "all held-out")):
+            r = a.scores(part).set_index("predictor").loc[calibrated(choice.form)]
+            rows.append({"data set": a.dataset, "settings": what, "n": int(r.settings),
+                         "K* in the plausible set": _pct(r.hit_rate), "median regret": _pct(r.median_regret),
+                         "worst regret": _pct(r.worst_regret)})
+        fresh = summary[(summary.dataset == a.dataset) & (summary.settings == TEST)
+                        & (summary.who == "fresh measurement")] if len(summary) else summary
+        if len(fresh):
+            f = fresh.iloc[0]
+            rows.append({"data set": a.dataset, "settings": "off-grid, a fresh measurement vs half the seeds",
+                         "n": int(f["held-out"]), "K* in the plausible set": _pct(f.hit_rate),
+                         "median regret": _pct(f.median_regret), "worst regret": _pct(f.worst_regret)})
+    return (f"Shipped form: **{choice.form}** (chosen on the arms). Calibrated {choice.form} form:\n\n"
+            + markdown_table(pd.DataFrame(rows)) + "\n")
 
 
 def _forms_table(choice: FormChoice) -> pd.DataFrame:
@@ -461,6 +482,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "",
         "- `held_out.csv`: every held-out setting and predictor: predicted K*, measured K*, plausible set, hit, regret "
         "and its bootstrap standard deviation",
+        "- `summary.md`: the shipped form's scores in one table, as the project's README quotes them",
         "- `scores.csv`: hit rate, median and worst regret per data set, predictor and part (all, arms, off-grid)",
         "- `forms.csv`: the candidate forms' scores on the validation settings, by which the shipped one was chosen",
         "- `split_half.csv`: per held-out setting, the calibrated form and a fresh measurement against half the seeds",
