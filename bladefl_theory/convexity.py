@@ -22,7 +22,7 @@ from bladefl_platform.errors import InputError
 from . import bound as _bound
 from .bound import SYMBOLS, Canonical, canonical, denominator_expr, to_latex
 from .params import Params
-from .timemodel import k_max_continuous
+from .timemodel import gamma, k_max_continuous, lam
 
 __all__ = ["ConvexityCertificate", "MAX_GRID_POINTS", "certify", "feasible_interval", "maximizer", "second_derivative"]
 
@@ -39,10 +39,10 @@ def second_derivative(variant: str = "per-round") -> tuple[sp.Expr, bool]:
     """
     s = SYMBOLS
     d2 = sp.diff(denominator_expr(variant), s["K"], 2)
-    lam = s["eta"] * s["L"] + 1
-    gam = (s["t_sum"] - s["K"] * s["beta"]) / s["alpha"]
-    claimed = -(s["delta"] * s["xi"] / (s["L"] * s["epsilon"] ** 2)) * lam ** (gam / s["K"]) * (
-        s["t_sum"] * sp.log(lam) / s["alpha"]
+    lambda_ = lam(s["eta"], s["L"])
+    gam = gamma(s["K"], s["t_sum"], s["alpha"], s["beta"])
+    claimed = -(s["delta"] * s["xi"] / (s["L"] * s["epsilon"] ** 2)) * lambda_ ** (gam / s["K"]) * (
+        s["t_sum"] * sp.log(lambda_) / s["alpha"]
     ) ** 2 / s["K"] ** 3
     equal = sp.simplify(sp.powsimp(sp.expand(d2 - claimed), force=True)) == 0
     # Every factor of -claimed is a product of positive symbols, so sympy can decide its sign.
