@@ -34,7 +34,7 @@ __all__ = [
     "terms_expr",
     "terms",
     "denominator",
-    "bound",
+    "bound_value",
     "split_expr",
     "epsilon_threshold",
     "self_consistent_expr",
@@ -326,7 +326,7 @@ def denominator(K, params: ParamsLike, variant: str = "per-round"):
     return d if d.ndim else np.float64(d)
 
 
-def bound(K, params: ParamsLike, variant: str = "per-round"):
+def bound_value(K, params: ParamsLike, variant: str = "per-round"):
     """The bound 1/D(K) on F(w^K) − F(w*); ``inf`` where D(K) <= 0 (no finite bound there)."""
     d = np.asarray(denominator(K, params, variant), dtype=float)
     with _quiet():

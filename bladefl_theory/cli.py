@@ -362,7 +362,7 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
     from .timemodel import k_max, tau
 
     ks = _parse_k_list(k_list, k_max(params.t_sum, params.alpha, params.beta))
-    values = [float(_bound.bound(k, params, variant)) for k in ks]
+    values = [float(_bound.bound_value(k, params, variant)) for k in ks]
     sc = [float(_bound.bound_self_consistent(k, params, variant)) for k in ks]
     rows = [
         {"K": k, "tau": tau(k, params.t_sum, params.alpha, params.beta), "bound": b if math.isfinite(b) else None,

@@ -225,7 +225,7 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
         failures.append(f"D(K) <= 0 for every K in [{lo:g}, {hi:.4g}]: no finite bound, Remark 1 is vacuous")
     else:
         inner = np.linspace(feasible[0], feasible[1], grid_points)
-        b = np.asarray(_bound.bound(inner, params, variant), dtype=float)
+        b = np.asarray(_bound.bound_value(inner, params, variant), dtype=float)
         b2, scale_b, where_b = _second_differences(inner, b)
         if b2.size:
             min_b2 = float(np.min(b2)) * scale_b

@@ -17,7 +17,7 @@ from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_platform.report import legend, k_axis, markdown_table, new_figure, save_figure
 
-from .bound import VARIANTS, bound
+from .bound import VARIANTS, bound_value
 from .params import ParameterError, Params
 from .solvers import kstar
 from .timemodel import k_max
@@ -295,7 +295,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
                 change[second] = result.varied[second][0]
             params = result.base.replace(**change)
             ks = np.arange(1, int(frame.k_max.max()) + 1)
-            b = np.asarray(bound(ks, params, variant), dtype=float)
+            b = np.asarray(bound_value(ks, params, variant), dtype=float)
             ax.plot(ks, np.where(np.isfinite(b), b, np.nan), "o-", ms=3, label=f"{first}={v:g}")
         title = f"bound vs K ({variant})" + (f", {second}={result.varied[second][0]:g}" if second else "")
         ax.set_title(title)

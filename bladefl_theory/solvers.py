@@ -217,7 +217,7 @@ def kstar_integer(params: Params, variant: str = "per-round") -> IntegerResult:
     _check_variant(variant)
     km = k_max(params.t_sum, params.alpha, params.beta)  # at most MAX_INTEGER_K: Params checks it
     ks = np.arange(1, km + 1, dtype=float)
-    bounds = np.atleast_1d(np.asarray(_bound.bound(ks, params, variant), dtype=float))
+    bounds = np.atleast_1d(np.asarray(_bound.bound_value(ks, params, variant), dtype=float))
     if not np.isfinite(bounds).any():
         return IntegerResult(None, None, None, km, bounds, 2, explain_no_integer(params, variant))
     i = int(np.argmin(bounds))
@@ -238,7 +238,7 @@ def finite_integers(params: Params, variant: str = "per-round") -> tuple[int, in
     km = k_max(params.t_sum, params.alpha, params.beta)
     ks = np.arange(max(1, math.ceil(feasible[0])), min(km, math.floor(feasible[1])) + 1)
     # Decide at the integers themselves: the interval's ends are only as exact as the root search.
-    finite = ks[np.isfinite(np.atleast_1d(_bound.bound(ks, params, variant)))] if ks.size else ks
+    finite = ks[np.isfinite(np.atleast_1d(_bound.bound_value(ks, params, variant)))] if ks.size else ks
     return (int(finite[0]), int(finite[-1])) if finite.size else None
 
 
