@@ -14,12 +14,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Union
+from typing import Union
 
 import numpy as np
 import sympy as sp
 
-from .params import Params
+from .params import VARIANTS, Params, Variant
 from .timemodel import gamma, lam
 
 __all__ = [
@@ -47,8 +47,6 @@ __all__ = [
     "to_pretty",
 ]
 
-Variant = Literal["per-round", "printed"]
-VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 ARG_NAMES = ("K",) + Params.names()
 _positive = dict(positive=True)

@@ -222,7 +222,7 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     taken = profile_defaults(profile, options)
     params = params_from_options(options)
     r = kstar(params, variant)
-    band = _band(r.integer.bounds, profile.tolerance)
+    band = _band(r.bounds, profile.tolerance)
     system = {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")}
     notes = domain_warnings(profile, {**system, **yours})
     if profile.provenance.get("method") == "calibrated":

@@ -8,7 +8,8 @@ import sympy as sp
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import maximizer, second_derivative
+from bladefl_theory.convexity import second_derivative
+from bladefl_theory.solvers import closed_form_maximizer
 
 S = B.SYMBOLS
 
@@ -74,7 +75,7 @@ def test_sympy_derives_the_lambert_w_closed_form():
     for params in (Params(), Params(M=6, sigma2=0.3), Params(L=50.0, phi=3.0)):
         c = B.canonical(params, "per-round")
         x_star = complex(solution.subs({a: c.a, q: c.q, p1: c.p1}).evalf()).real
-        assert maximizer(c, 1.0, 1e9) == pytest.approx(c.a / x_star, rel=1e-10)
+        assert closed_form_maximizer(c, 1.0, 1e9) == pytest.approx(c.a / x_star, rel=1e-10)
 
 
 def test_per_round_kstar_falls_with_the_lazy_term():

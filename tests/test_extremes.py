@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import certify, feasible_interval
-from bladefl_theory.solvers import explain_infeasible, kstar
+from bladefl_theory.convexity import certify
+from bladefl_theory.solvers import explain_infeasible, feasible_interval, kstar
 from bladefl_theory.timemodel import k_max, k_max_continuous
 
 DPS = 700

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from bladefl_theory import ParameterError, Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import feasible_interval
-from bladefl_theory.solvers import kstar, kstar_integer
+from bladefl_theory.solvers import feasible_interval, kstar, solve_kstar
 from bladefl_theory.timemodel import gamma, k_max
 
 from strategies import params as params_st
@@ -62,18 +61,18 @@ def test_bound_is_non_decreasing_in_m_and_sigma2(p, variant, data):
 @given(params_st(), variants)
 def test_three_solvers_agree(p, variant):
     r = kstar(p, variant)
-    assert r.solvers_agree, (r.closed_form, r.cvxpy, r.integer.k)
+    assert r.solvers_agree, r.solvers
 
 
 @given(params_st(), variants)
 def test_integer_kstar_is_the_argmin_over_integers(p, variant):
-    r = kstar_integer(p, variant)
+    r = solve_kstar(p, variant, method="integer")
     b = np.asarray(B.bound_value(np.arange(1, r.k_max + 1), p, variant), dtype=float)
-    if r.k is None:
+    if r.k_star is None:
         assert not np.isfinite(b).any()
     else:
-        assert b[r.k - 1] == np.min(b)
-        assert np.isfinite(b[r.k - 1])
+        assert b[r.k_star - 1] == np.min(b)
+        assert np.isfinite(b[r.k_star - 1])
 
 
 @given(params_st(), st.data())
