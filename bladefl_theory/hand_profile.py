@@ -41,7 +41,7 @@ def default_profile() -> dict:
     phi = float(f"{calibrate_phi(**HAND_SET):.6g}")
     return {
         "name": "default",
-        "description": "Calibrated placeholder constants, not estimated from data: the per-round K* at "
+        "description": "Hand-set constants with phi calibrated, not estimated from data: the per-round K* at "
         "the paper's defaults (N=20, M=0, alpha=1, beta=10, t_sum=100, eta=0.01) is 7, the paper's Fig. 3 value.",
         "constants": {**HAND_SET, "phi": phi},
         "provenance": {
