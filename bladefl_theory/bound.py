@@ -47,7 +47,6 @@ __all__ = [
     "to_pretty",
 ]
 
-
 ARG_NAMES = ("K",) + Params.names()
 _positive = dict(positive=True)
 SYMBOLS: dict[str, sp.Symbol] = {
