@@ -425,7 +425,7 @@ def _agree(problem: _Problem, closed: KStarResult, conic: KStarResult | None, in
     return bool(agree)
 
 
-def solve_kstar(params: Params, variant: str = "per-round", method: str = "auto", *, check: bool = False,
+def solve_kstar(params: Params, variant: str = "per-round", method: Method = "auto", *, check: bool = False,
                 solver: str | None = None) -> KStarResult:
     """K* for ``params`` by one method, or by the closed form and the integer search (``auto``).
 
