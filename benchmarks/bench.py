@@ -51,7 +51,6 @@ import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 
 from bladefl_theory import Params  # noqa: E402
 from bladefl_platform.errors import InputError  # noqa: E402
-from bladefl_theory.solvers import kstar_closed_form, kstar_cvxpy, kstar_integer  # noqa: E402
 from bladefl_validate.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
 from bladefl_validate.model import ModelSpec, make_spec  # noqa: E402
 from bladefl_validate import training  # noqa: E402
@@ -352,9 +351,9 @@ def section_theory(sizes: dict) -> dict:
     p = Params(M=4, sigma2=0.1)
     r = sizes["theory_repeats"]
     return {
-        "kstar_closed_form_us": bench_theory.per_call(lambda: kstar_closed_form(p), sizes["closed_calls"], r) * 1e6,
-        "kstar_integer_us": bench_theory.per_call(lambda: kstar_integer(p), sizes["integer_calls"], r) * 1e6,
-        "kstar_cvxpy_ms": bench_theory.per_call(lambda: kstar_cvxpy(p), sizes["cvxpy_calls"], min(r, 3)) * 1e3,
+        "kstar_closed_form_us": bench_theory.kstar_per_call(p, "closed-form", sizes["closed_calls"], r) * 1e6,
+        "kstar_integer_us": bench_theory.kstar_per_call(p, "integer", sizes["integer_calls"], r) * 1e6,
+        "kstar_cvxpy_ms": bench_theory.kstar_per_call(p, "cvxpy", sizes["cvxpy_calls"], min(r, 3)) * 1e3,
         "grid_points_per_s": bench_theory.grid_rate(sizes["grid_points"], r),
     }
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_theory.solvers import kstar_closed_form, kstar_cvxpy, kstar_integer
+from bladefl_theory.solvers import solve_kstar
 
 
 def per_call(fn, calls: int, repeats: int = 5) -> float:
@@ -31,6 +31,11 @@ def per_call(fn, calls: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def kstar_per_call(p: Params, method: str, calls: int, repeats: int = 5) -> float:
+    """Median seconds per ``solve_kstar(p, method=method)`` call (see :func:`per_call`)."""
+    return per_call(lambda: solve_kstar(p, method=method), calls, repeats)
+
+
 def grid_rate(points: int = 1_000_000, repeats: int = 5) -> float:
     """Bound evaluations per second over a (K, M, sigma2) grid of about ``points`` points."""
     base = Params().as_dict()
@@ -39,11 +44,11 @@ def grid_rate(points: int = 1_000_000, repeats: int = 5) -> float:
     s2 = np.linspace(0, 0.5, points // (100 * 20))[None, None, :]
     grid = {**base, "M": M, "sigma2": s2}
     n = np.broadcast_shapes(K.shape, M.shape, s2.shape)
-    B.bound(K, grid)  # warm-up
+    B.bound_value(K, grid)  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        B.bound(K, grid)
+        B.bound_value(K, grid)
         times.append(time.perf_counter() - t0)
     return int(np.prod(n)) / statistics.median(times)
 
@@ -51,9 +56,9 @@ def grid_rate(points: int = 1_000_000, repeats: int = 5) -> float:
 def run() -> dict:
     p = Params(M=4, sigma2=0.1)
     return {
-        "kstar_closed_form_us": per_call(lambda: kstar_closed_form(p), 2000) * 1e6,
-        "kstar_integer_us": per_call(lambda: kstar_integer(p), 500) * 1e6,
-        "kstar_cvxpy_ms": per_call(lambda: kstar_cvxpy(p), 20, repeats=3) * 1e3,
+        "kstar_closed_form_us": kstar_per_call(p, "closed-form", 2000) * 1e6,
+        "kstar_integer_us": kstar_per_call(p, "integer", 500) * 1e6,
+        "kstar_cvxpy_ms": kstar_per_call(p, "cvxpy", 20, repeats=3) * 1e3,
         "grid_points_per_s": grid_rate(),
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
     }

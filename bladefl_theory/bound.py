@@ -14,12 +14,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Union
+from typing import Union
 
 import numpy as np
 import sympy as sp
 
-from .params import Params
+from .params import VARIANTS, Params, Variant
+from .timemodel import gamma, lam
 
 __all__ = [
     "VARIANTS",
@@ -33,7 +34,7 @@ __all__ = [
     "terms_expr",
     "terms",
     "denominator",
-    "bound",
+    "bound_value",
     "split_expr",
     "epsilon_threshold",
     "self_consistent_expr",
@@ -45,9 +46,6 @@ __all__ = [
     "to_latex",
     "to_pretty",
 ]
-
-Variant = Literal["per-round", "printed"]
-VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 ARG_NAMES = ("K",) + Params.names()
 _positive = dict(positive=True)
@@ -67,7 +65,7 @@ SYMBOLS: dict[str, sp.Symbol] = {
     "phi": sp.Symbol("phi", **_positive),
     "theta": sp.Symbol("theta", nonnegative=True),
 }
-#: The paper's shorthands: gamma = (t_sum − K·beta)/alpha and lambda = eta·L + 1.
+#: The paper's shorthands gamma and lambda as symbols; their definitions are :mod:`bladefl_theory.timemodel`'s.
 GAMMA = sp.Symbol("gamma", positive=True)
 LAMBDA = sp.Symbol("lambda", positive=True)
 
@@ -87,7 +85,7 @@ def _check_variant(variant: str) -> None:
 
 def _definitions() -> dict[sp.Symbol, sp.Expr]:
     s = SYMBOLS
-    return {GAMMA: (s["t_sum"] - s["K"] * s["beta"]) / s["alpha"], LAMBDA: s["eta"] * s["L"] + 1}
+    return {GAMMA: gamma(s["K"], s["t_sum"], s["alpha"], s["beta"]), LAMBDA: lam(s["eta"], s["L"])}
 
 
 def lazy_constant_expr() -> sp.Expr:
@@ -138,7 +136,7 @@ def terms(K: float, params: Params, variant: str = "per-round") -> dict[str, flo
     v = _floats(params)
     K = np.float64(K)
     with _quiet():
-        gam = (v["t_sum"] - K * v["beta"]) / v["alpha"]
+        gam = gamma(K, v["t_sum"], v["alpha"], v["beta"])
         r = gam / K
         k0 = _scaled(v["delta"] * v["xi"] / v["L"], v["epsilon"])
         out = {
@@ -286,7 +284,7 @@ def _split(K, params: ParamsLike, variant: str):
     v = _floats(params)
     K = np.asarray(K, dtype=float)
     with _quiet():
-        gam = (v["t_sum"] - K * v["beta"]) / v["alpha"]
+        gam = gamma(K, v["t_sum"], v["alpha"], v["beta"])
         A = gam * v["eta"] * v["phi"]
         g = bernoulli_gap(gam / K, v["eta"] * v["L"])
         # divergence − progress = (delta·xi·K/L)·(lambda^(gamma/K) − 1 − eta·L·gamma/K)
@@ -301,7 +299,7 @@ def _python_floats(params: Params) -> dict[str, float]:
 
 def _split_scalar(K: float, v: dict[str, float], variant: str) -> tuple[np.float64, np.float64]:
     # _split's formulas in Python floats (no exceptions: products overflow to inf), ten times faster for one K.
-    gam = (v["t_sum"] - K * v["beta"]) / v["alpha"]
+    gam = gamma(K, v["t_sum"], v["alpha"], v["beta"])
     A = gam * v["eta"] * v["phi"]
     g = _bernoulli_gap_scalar(gam / K, v["eta"] * v["L"])
     c = v["xi"] * v["M"] / v["N"] * v["theta"] + v["xi"] * math.sqrt(v["M"]) / v["N"] * v["sigma2"]
@@ -325,7 +323,7 @@ def denominator(K, params: ParamsLike, variant: str = "per-round"):
     return d if d.ndim else np.float64(d)
 
 
-def bound(K, params: ParamsLike, variant: str = "per-round"):
+def bound_value(K, params: ParamsLike, variant: str = "per-round"):
     """The bound 1/D(K) on F(w^K) − F(w*); ``inf`` where D(K) <= 0 (no finite bound there)."""
     d = np.asarray(denominator(K, params, variant), dtype=float)
     with _quiet():
@@ -425,13 +423,13 @@ def canonical_exprs(variant: str = "per-round") -> tuple[sp.Expr, sp.Expr, sp.Ex
     poly = sp.Poly(sp.expand(d.subs(GAMMA, defs[GAMMA])), s["K"], E)
     if not set(poly.monoms()) <= {(0, 0), (1, 0), (1, 1)}:
         raise AssertionError(f"D({variant}) is not of the form p0 + p1*K - k0*K*E: {poly.monoms()}")
-    lam = defs[LAMBDA]
+    lambda_ = defs[LAMBDA]
     k0 = -poly.coeff_monomial(s["K"] * E)
     return (
         poly.coeff_monomial(1),
         poly.coeff_monomial(s["K"]),
-        k0 * lam ** (-s["beta"] / s["alpha"]),
-        s["t_sum"] * sp.log(lam) / s["alpha"],
+        k0 * lambda_ ** (-s["beta"] / s["alpha"]),
+        s["t_sum"] * sp.log(lambda_) / s["alpha"],
     )
 
 

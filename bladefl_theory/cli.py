@@ -1,4 +1,8 @@
-"""``bladefl-theory``: K*, the bound, its convexity certificate, the formulas and sensitivity reports."""
+"""``bladefl-theory``: K*, the bound, its convexity certificate, the formulas and sensitivity reports.
+
+Each command imports what it computes with when it runs (sympy, scipy, pandas, cvxpy, Dask), so that
+``--version``, ``--help`` and the commands that do not need a library start without it.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,10 @@ import click
 from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
 from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
 from bladefl_platform.errors import CommandFailed, InputError
-from bladefl_platform.execution import Execution
 
-from . import bound as _bound
-from .bound import VARIANTS
-from .convexity import MAX_GRID_POINTS, certify
-from .params import LEARNING_CONSTANTS, Params
+from .params import LEARNING_CONSTANTS, MAX_GRID_POINTS, VARIANTS, Params
 from .profiles import load_profile
-from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
-from .solvers import explain_infeasible, explain_no_integer, finite_integers, kstar
+from .sensitivity import REPORT_FILES
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
 
@@ -206,8 +205,11 @@ def cli():
               help="Your model (mlp, logreg, ...): compared with the profile's, for a warning.")
 @click.option("--samples-per-client", type=int, default=None,
               help="Your |D_i|: compared with the profile's, for a warning.")
+@click.option("--check", is_flag=True,
+              help="With a bound profile: cross-check the closed form and the integer search with cvxpy's "
+                   "exponential-cone program (imports cvxpy, about a second).")
 @json_option
-def kstar_cmd(variant, model, samples_per_client, as_json, **options):
+def kstar_cmd(variant, model, samples_per_client, check, as_json, **options):
     """The optimal number of blocks K*, the band of K as good within the profile's error, and every K's value.
 
     By default with the calibrated profile mnist-mlp-calibrated: a prediction of the final loss fitted to
@@ -217,12 +219,17 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
     profile = load_profile(options["profile"])
     yours = {"model": model, "samples_per_client": samples_per_client}
     if not profile.is_bound:
+        if check:
+            raise InputError(f"--check cross-checks the solvers of the paper's bound; profile {profile.name} holds "
+                             f"the {profile.form} form (use --profile default for the bound)")
         return _kstar_calibrated(profile, variant, as_json, options, yours)
+    from .solvers import solve_kstar
+
     variant = variant or profile.form
     taken = profile_defaults(profile, options)
     params = params_from_options(options)
-    r = kstar(params, variant)
-    band = _band(r.integer.bounds, profile.tolerance)
+    r = solve_kstar(params, variant, check=check)
+    band = _band(r.bounds, profile.tolerance)
     system = {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")}
     notes = domain_warnings(profile, {**system, **yours})
     if profile.provenance.get("method") == "calibrated":
@@ -252,7 +259,9 @@ def kstar_cmd(variant, model, samples_per_client, as_json, **options):
         feas = f"[{r.feasible[0]:.4g}, {r.feasible[1]:.4g}]" if r.feasible else "empty"
         click.echo(f"feasible K         {feas}  (D(K) > 0)")
         click.echo(f"K_max              {r.k_max}")
-        click.echo(f"solvers agree      {'yes' if r.solvers_agree else 'NO'} (closed form, cvxpy, integer search)")
+        ran = ", ".join({"closed-form": "closed form", "cvxpy": "cvxpy", "integer": "integer search"}[m]
+                        for m in r.solvers)
+        click.echo(f"solvers agree      {'yes' if r.solvers_agree else 'NO'} ({ran})")
         for note in r.notes:
             click.echo(f"note: {note}")
         click.echo("")
@@ -359,10 +368,12 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
     if as_csv and as_json:
         raise InputError("--csv and --json exclude each other")
     params = params_from_options(options)
+    from . import bound as _bound
+    from .solvers import explain_no_integer, finite_integers
     from .timemodel import k_max, tau
 
     ks = _parse_k_list(k_list, k_max(params.t_sum, params.alpha, params.beta))
-    values = [float(_bound.bound(k, params, variant)) for k in ks]
+    values = [float(_bound.bound_value(k, params, variant)) for k in ks]
     sc = [float(_bound.bound_self_consistent(k, params, variant)) for k in ks]
     rows = [
         {"K": k, "tau": tau(k, params.t_sum, params.alpha, params.beta), "bound": b if math.isfinite(b) else None,
@@ -403,6 +414,9 @@ def convexity_cmd(variant, grid, as_json, **options):
 
     Exits with status 3 when D(K) > 0 at no real K in [1, t_sum/(alpha+beta)].
     """
+    from .convexity import certify
+    from .solvers import explain_infeasible
+
     params = params_from_options(options)
     c = certify(params, variant, grid_points=grid)
     status = EXIT_NO_FINITE_BOUND if c.feasible is None else 0
@@ -436,6 +450,8 @@ def convexity_cmd(variant, grid, as_json, **options):
 @click.option("--expand/--no-expand", default=False, help="Substitute gamma and lambda by their definitions.")
 def formula_cmd(fmt, expand):
     """Lemma 1, Theorem 1 (printed) and the per-round variant."""
+    from . import bound as _bound
+
     render = _bound.to_latex if fmt == "latex" else _bound.to_pretty
     items = [
         ("Lemma 1 (eq. 5), no lazy clients", _bound.lemma1(expand)),
@@ -476,6 +492,10 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **op
     is replaced whole, once the report is complete, only if it is empty or that marker says
     this command wrote it and it holds nothing else; otherwise nothing is written (status 2).
     """
+    from bladefl_platform.execution import Execution
+
+    from .sensitivity import parse_vary, sweep, write_report
+
     if len(vary) > 2:
         raise InputError("--vary: at most two parameters")
     varied = dict(parse_vary(v) for v in vary)

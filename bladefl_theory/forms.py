@@ -169,7 +169,7 @@ def bound_values(form: str, K, params) -> np.ndarray:
     if form not in BOUND_FORMS:
         raise InputError(f"form must be one of {', '.join(BOUND_FORMS)} (got {form!r})")
     variant, _, sc = form.partition("+")
-    f = _bound.bound_self_consistent if sc else _bound.bound
+    f = _bound.bound_self_consistent if sc else _bound.bound_value
     return np.atleast_1d(np.asarray(f(np.asarray(K, dtype=float), params, variant), dtype=float))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from scipy.optimize import brentq
 
 from .params import Params
-from .solvers import kstar_closed_form
+from .solvers import solve_kstar
 
 #: Hand-set constants: eta·L = 0.1 at the paper's eta, and theta of the order of the paper's sigma2 (Remark 2).
 HAND_SET = {"L": 10.0, "xi": 1.0, "delta": 10.0, "epsilon": 1.0, "theta": 0.1}
@@ -29,8 +29,8 @@ def calibrate_phi(target_k: float = TARGET_K, **fixed: Any) -> float:
     """phi that puts the continuous per-round K* at ``target_k`` (paper defaults, M = 0)."""
 
     def gap(phi: float) -> float:
-        r = kstar_closed_form(Params(M=0, phi=phi, **fixed), "per-round")
-        return (r.k if r.k is not None else 0.0) - target_k
+        r = solve_kstar(Params(M=0, phi=phi, **fixed), "per-round", method="closed-form")
+        return (r.k_star_continuous if r.k_star_continuous is not None else 0.0) - target_k
 
     # K* falls as phi grows (more weight on gamma, i.e. on training): bracket and bisect.
     return brentq(gap, 1e-3, 1e3, xtol=1e-12)
@@ -41,7 +41,7 @@ def default_profile() -> dict:
     phi = float(f"{calibrate_phi(**HAND_SET):.6g}")
     return {
         "name": "default",
-        "description": "Calibrated placeholder constants, not estimated from data: the per-round K* at "
+        "description": "Hand-set constants with phi calibrated, not estimated from data: the per-round K* at "
         "the paper's defaults (N=20, M=0, alpha=1, beta=10, t_sum=100, eta=0.01) is 7, the paper's Fig. 3 value.",
         "constants": {**HAND_SET, "phi": phi},
         "provenance": {

@@ -1,4 +1,7 @@
-"""The system and learning parameters of BLADE-FL as one validated, immutable object."""
+"""The system and learning parameters of BLADE-FL as one validated, immutable object, and the limits of the inputs.
+
+Light to import (no numpy, sympy or scipy): the command line declares its options from these names.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,15 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bladefl_platform.errors import InputError
 
 from .profiles import load_profile
 from .timemodel import k_max
 
-__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS", "SYSTEM_DEFAULTS",
-           "check_system"]
+__all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
+           "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -22,11 +25,19 @@ SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
 LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
 
 _DEFAULT_CONSTANTS = load_profile("default").constants
-#: The paper's Section 5.1 settings, the defaults of both packages.
 #: Largest N: the bound is computed in floating point, which holds integers exactly up to 2**53.
 MAX_N = 2**53
 #: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
 MAX_K = 100_000
+#: Most grid points of the convexity certificate's numeric check (a few arrays of this many floats).
+MAX_GRID_POINTS = 1_000_000
+
+Variant = Literal["per-round", "printed"]
+#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`): the lazy term in each of the K rounds,
+#: or once, as eq. (6) prints it.
+VARIANTS: tuple[str, ...] = ("per-round", "printed")
+
+#: The paper's Section 5.1 settings, the defaults of both packages.
 SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0,
                                    "eta": 0.01}
 

@@ -1,29 +1,30 @@
-"""Sensitivity of K* and the bound to one or two parameters, with a verdict on the paper's Remark 3."""
+"""Sensitivity of K* and the bound to one or two parameters, with a verdict on the paper's Remark 3.
+
+numpy, pandas, the solvers and the plotting are imported where they are used: the command line reads
+:data:`REPORT_FILES` and :func:`parse_vary` from here before any of them is needed.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
-from bladefl_platform.report import legend, k_axis, markdown_table, new_figure, save_figure
 
-from .bound import VARIANTS, bound
-from .params import ParameterError, Params
-from .solvers import kstar
+from .params import VARIANTS, ParameterError, Params
 from .timemodel import k_max
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["REPORT_FILES", "MAX_VALUES", "MAX_GRID_POINTS", "MAX_K_EVALUATIONS", "parse_vary", "SensitivityResult",
-           "sweep", "remark3_verdict", "write_report", "markdown_table"]
+           "sweep", "remark3_verdict", "write_report"]
 
 _INT_PARAMS = ("N", "M")
 #: The files :func:`write_report` writes.
@@ -121,6 +122,8 @@ _CHUNK = 250
 
 def _solve_chunk(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """K* at a chunk of grid points (a task for a Dask worker, or run inline for small grids)."""
+    from .solvers import kstar
+
     base = Params(**config["base"])
     rows = []
     for change in config["points"]:
@@ -158,6 +161,8 @@ def sweep(
 
     Grids larger than :data:`LARGE_GRID` solves run through dask.distributed (``execution``).
     """
+    import pandas as pd
+
     if not 1 <= len(varied) <= 2:
         raise InputError("vary one or two parameters")
     names = list(varied)
@@ -198,6 +203,8 @@ def sweep(
 
 def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str:
     """Does K* decrease as M or sigma2 grows (Remark 3)? One sentence, from one variant's rows."""
+    import numpy as np
+
     lazy_params = [n for n in varied if n in ("M", "sigma2")]
     if not lazy_params:
         return "not assessed: neither M nor sigma2 is varied"
@@ -251,6 +258,12 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
 
 def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list[Path]:
     """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
+    import numpy as np
+
+    from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, save_figure
+
+    from .bound import bound_value
+
     out_dir = Path(out_dir)
     frame = result.frame
     names = list(result.varied)
@@ -295,7 +308,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
                 change[second] = result.varied[second][0]
             params = result.base.replace(**change)
             ks = np.arange(1, int(frame.k_max.max()) + 1)
-            b = np.asarray(bound(ks, params, variant), dtype=float)
+            b = np.asarray(bound_value(ks, params, variant), dtype=float)
             ax.plot(ks, np.where(np.isfinite(b), b, np.nan), "o-", ms=3, label=f"{first}={v:g}")
         title = f"bound vs K ({variant})" + (f", {second}={result.varied[second][0]:g}" if second else "")
         ax.set_title(title)

@@ -1,7 +1,8 @@
-"""The paper's time model (eq. 4): K blocks share t_sum between training and mining.
+"""The paper's time model (eq. 4): K blocks share t_sum between training and mining; Lemma 1's shorthands.
 
-K·tau·alpha + K·beta = t_sum. This module is the one definition of K_max, tau and gamma;
-the simulator (``bladefl_validate``) uses it too.
+K·tau·alpha + K·beta = t_sum. This module is the one definition of K_max, tau, gamma and lambda: the
+bound's sympy expressions and its numeric evaluation (:mod:`bladefl_theory.bound`) and the simulator
+(``bladefl_validate``) use it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-__all__ = ["k_max", "k_max_continuous", "tau", "gamma", "virtual_round_time"]
+__all__ = ["k_max", "k_max_continuous", "tau", "gamma", "lam", "virtual_round_time"]
 
 
 def _exact(x: float) -> Fraction:
@@ -39,8 +40,16 @@ def tau(K: int, t_sum: float, alpha: float, beta: float) -> int:
 
 
 def gamma(K, t_sum, alpha, beta):
-    """Total local iterations gamma = (t_sum − K·beta)/alpha, as printed in Lemma 1 (K may be an array)."""
+    """Total local iterations gamma = (t_sum − K·beta)/alpha, as printed in Lemma 1.
+
+    Arithmetic only, so the arguments may be numbers, numpy arrays or sympy symbols.
+    """
     return (t_sum - K * beta) / alpha
+
+
+def lam(eta, L):
+    """Lemma 1's lambda = eta·L + 1, the growth of the divergence per local epoch (numbers or sympy symbols)."""
+    return eta * L + 1
 
 
 def virtual_round_time(tau_: int, alpha: float, beta: float) -> float:

@@ -8,7 +8,8 @@ import sympy as sp
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import maximizer, second_derivative
+from bladefl_theory.convexity import second_derivative
+from bladefl_theory.solvers import closed_form_maximizer
 
 S = B.SYMBOLS
 
@@ -74,7 +75,7 @@ def test_sympy_derives_the_lambert_w_closed_form():
     for params in (Params(), Params(M=6, sigma2=0.3), Params(L=50.0, phi=3.0)):
         c = B.canonical(params, "per-round")
         x_star = complex(solution.subs({a: c.a, q: c.q, p1: c.p1}).evalf()).real
-        assert maximizer(c, 1.0, 1e9) == pytest.approx(c.a / x_star, rel=1e-10)
+        assert closed_form_maximizer(c, 1.0, 1e9) == pytest.approx(c.a / x_star, rel=1e-10)
 
 
 def test_per_round_kstar_falls_with_the_lazy_term():
@@ -99,16 +100,16 @@ def test_per_round_kstar_falls_with_the_lazy_term():
 def test_numeric_bound_broadcasts_over_parameter_arrays():
     p = Params().as_dict()
     grid = {**p, "M": np.arange(0, 20)[:, None], "sigma2": np.array([0.01, 0.1, 0.3])[None, :]}
-    values = B.bound(7, grid, "per-round")
+    values = B.bound_value(7, grid, "per-round")
     assert values.shape == (20, 3)
-    scalar = B.bound(7, Params(M=5, sigma2=0.1), "per-round")
+    scalar = B.bound_value(7, Params(M=5, sigma2=0.1), "per-round")
     assert values[5, 1] == pytest.approx(scalar)
 
 
 def test_bound_is_infinite_where_the_denominator_is_not_positive():
     p = Params()
-    assert math.isinf(B.bound(1, p))
-    assert B.bound(7, p) == pytest.approx(1 / float(B.denominator(7, p)))
+    assert math.isinf(B.bound_value(1, p))
+    assert B.bound_value(7, p) == pytest.approx(1 / float(B.denominator(7, p)))
 
 
 def test_latex_uses_the_papers_symbols():
@@ -132,14 +133,14 @@ def test_self_consistent_bound_is_the_bound_at_epsilon_equal_to_itself(variant, 
     for K in range(1, 10):
         b = B.bound_self_consistent(K, p, variant)
         assert 0 < b < math.inf
-        assert B.bound(K, p.replace(epsilon=b), variant) == pytest.approx(b, rel=1e-9)
+        assert B.bound_value(K, p.replace(epsilon=b), variant) == pytest.approx(b, rel=1e-9)
         # Any smaller epsilon gives a larger (or no finite) bound: the fixed point is the best epsilon.
-        assert B.bound(K, p.replace(epsilon=0.9 * b), variant) > b
+        assert B.bound_value(K, p.replace(epsilon=0.9 * b), variant) > b
 
 
 def test_self_consistent_bound_is_finite_where_the_printed_bound_is_not():
     p = Params(epsilon=0.05)
-    assert math.isinf(B.bound(1, p)) and math.isfinite(B.bound_self_consistent(1, p))
+    assert math.isinf(B.bound_value(1, p)) and math.isfinite(B.bound_self_consistent(1, p))
     # epsilon does not enter it.
     assert B.bound_self_consistent(3, p) == B.bound_self_consistent(3, p.replace(epsilon=7.0))
     values = B.bound_self_consistent(np.arange(1, 10), Params(M=4, sigma2=0.1))
@@ -152,7 +153,7 @@ def test_epsilon_threshold_separates_finite_from_infinite_bounds(variant):
     for K in range(1, 10):
         t = B.epsilon_threshold(K, p, variant)
         assert 0 < t < math.inf
-        assert math.isinf(B.bound(K, p.replace(epsilon=0.99 * t), variant))
-        assert math.isfinite(B.bound(K, p.replace(epsilon=1.01 * t), variant))
+        assert math.isinf(B.bound_value(K, p.replace(epsilon=0.99 * t), variant))
+        assert math.isfinite(B.bound_value(K, p.replace(epsilon=1.01 * t), variant))
     # phi <= 0 (eta*L >= 2 in a profile) leaves no epsilon that helps.
     assert math.isinf(B.epsilon_threshold(3, {**p.as_dict(), "phi": -1.0}, variant))

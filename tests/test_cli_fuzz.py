@@ -145,7 +145,9 @@ def outcome(params, stray) -> set[int]:
 def test_kstar(profiles, options, profile, variant, as_json, stray):
     prof = profiles[profile] if profile < len(profiles) else None
     # Without --profile, kstar would use the calibrated profile; the fuzz is about the bound's path.
-    args = ["kstar", *as_args(options), "--profile", prof or "default", *(["--variant", variant] if variant else []),
+    # --check: the fuzz covers cvxpy's cross-check too.
+    args = ["kstar", *as_args(options), "--profile", prof or "default", "--check",
+            *(["--variant", variant] if variant else []),
             *(["--json"] if as_json else []), *stray]
     params = expected_params(options, prof)
     result = run(args)

@@ -15,14 +15,15 @@ from bladefl_theory.profiles import load_profile
 
 
 def invoke(args, **kwargs):
-    """The CLI on ``args``; kstar on the paper's bound (profile default) unless a profile is named.
+    """The CLI on ``args``; kstar on the paper's bound (profile default) with the cvxpy cross-check (--check)
+    unless a profile is named.
 
     kstar's own default is the calibrated profile (tested at the end of this file); most tests
     here are about the bound and its solvers.
     """
     args = list(args)
     if args[:1] == ["kstar"] and "--profile" not in args:
-        args[1:1] = ["--profile", "default"]
+        args[1:1] = ["--profile", "default", "--check"]
     return CliRunner().invoke(cli, args, **kwargs)
 
 
@@ -40,7 +41,53 @@ def test_kstar_json_has_the_documented_keys():
     assert out["k_star"] == 7 and out["tau"] == 4 and out["k_max"] == 9
     assert out["params"]["M"] == 4 and out["params"]["sigma2"] == 0.1
     assert out["solvers_agree"] is True
+    assert out["solvers"]["cvxpy"]["k"] == pytest.approx(out["k_star_continuous"], rel=1e-3)
     assert out["variant"] == "per-round"
+
+
+def test_kstar_runs_cvxpy_only_when_asked():
+    default = ["kstar", "--profile", "default", "--M", "4", "--sigma2", "0.1"]
+    plain = CliRunner().invoke(cli, default, catch_exceptions=False)
+    assert "solvers agree      yes (closed form, integer search)\n" in plain.output
+    assert "solvers agree      yes (closed form, cvxpy, integer search)\n" in run(*default, "--check").output
+    out = json.loads(CliRunner().invoke(cli, [*default, "--json"], catch_exceptions=False).output)
+    assert out["solvers"]["cvxpy"] is None and out["solvers_agree"] is True and out["k_star"] == 7
+
+
+#: What --version, --help and kstar must start without (each takes a tenth of a second to seconds to import).
+HEAVY = ("sympy", "scipy", "pandas", "cvxpy", "matplotlib", "dask", "distributed", "numpy", "torch")
+
+
+def modules_after(*commands: list[str]) -> list[list[str]]:
+    """Run the command lines one after the other in one fresh interpreter: the modules of HEAVY loaded after each."""
+    script = (
+        "import json, sys\n"
+        "from bladefl_theory.cli import main\n"
+        "loaded = []\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, (args, exc.code)\n"
+        f"    loaded.append(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        "print('LOADED', json.dumps(loaded))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1].removeprefix("LOADED "))
+
+
+def test_version_and_help_import_nothing_heavy():
+    assert modules_after(["--version"], ["--help"], ["kstar", "--help"], ["sensitivity", "--help"]) == [[]] * 4
+
+
+def test_kstar_imports_cvxpy_only_for_the_cross_check():
+    bound = ["kstar", "--profile", "default", "--M", "4", "--sigma2", "0.1"]
+    calibrated, on_bound, checked = modules_after(["kstar", "--M", "4", "--sigma2", "0.1"], bound, [*bound, "--check"])
+    assert calibrated == ["numpy", "sympy"]
+    assert on_bound == ["numpy", "scipy", "sympy"]
+    assert checked == ["cvxpy", "numpy", "scipy", "sympy"]
 
 
 def test_kstar_human_output_lists_every_k():
@@ -72,6 +119,7 @@ def test_flags_override_the_profile(tmp_path):
         (["kstar", "--variant", "other"], "--variant"),
         (["kstar", "--profile", "missing"], "profile 'missing'"),
         (["kstar", "--nope"], "No such option"),
+        (["kstar", "--profile", "mnist-mlp-calibrated", "--check"], "--check"),
         (["bound", "--K", "0,3"], "--K"),
         (["bound", "--K", "a"], "--K"),
         (["sensitivity", "--vary", "Q=1:3"], "unknown parameter 'Q'"),
@@ -250,16 +298,17 @@ def test_json_output_is_strict_even_where_numbers_leave_float_range():
 
 
 def test_output_errors_are_one_line(tmp_path, monkeypatch):
-    import bladefl_theory.cli as theory_cli
+    import bladefl_theory.sensitivity as sensitivity
+    import bladefl_theory.solvers as solvers
 
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(theory_cli, "write_report", broken)
+    monkeypatch.setattr(sensitivity, "write_report", broken)
     r = invoke(["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and r.output.strip() == "bladefl-theory: error: No space left on device"
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(theory_cli, "kstar", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(solvers, "solve_kstar", lambda *a, **k: 1 / 0)
     r = invoke(["kstar"])
     assert r.exit_code == 1 and "internal error" in r.output and "ZeroDivisionError" in r.output
     assert len(r.output.strip().splitlines()) == 1

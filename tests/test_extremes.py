@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from bladefl_theory import Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import certify, feasible_interval
-from bladefl_theory.solvers import explain_infeasible, kstar
+from bladefl_theory.convexity import certify
+from bladefl_theory.solvers import explain_infeasible, feasible_interval, kstar
 from bladefl_theory.timemodel import k_max, k_max_continuous
 
 DPS = 700
@@ -80,7 +80,7 @@ def test_extreme_parameters_match_high_precision(change, variant):
     p = Params(**change)
     km = k_max(p.t_sum, p.alpha, p.beta)
     ks = np.arange(1, min(km, 40) + 1)
-    got = np.asarray(B.bound(ks, p, variant), dtype=float)
+    got = np.asarray(B.bound_value(ks, p, variant), dtype=float)
     want = np.array([reference_bound(int(k), p, variant) for k in ks])
     assert np.array_equal(np.isfinite(got), np.isfinite(want)), (got, want)
     finite = np.isfinite(want)
@@ -104,7 +104,7 @@ def test_extreme_parameters_give_finite_or_flagged_numbers(change, variant):
     p = Params(**change)
     km = min(k_max(p.t_sum, p.alpha, p.beta), 40)
     ks = np.arange(1, km + 1)
-    for f in (B.bound, B.bound_self_consistent, B.epsilon_threshold, B.denominator):
+    for f in (B.bound_value, B.bound_self_consistent, B.epsilon_threshold, B.denominator):
         out = np.asarray(f(ks, p, variant), dtype=float)
         assert not np.isnan(out).any(), f.__name__
     for value in B.terms(1.0, p, variant).values():
@@ -175,7 +175,7 @@ def wide_params(draw):
 def test_bound_matches_high_precision_over_wide_parameters(p, variant):
     assume(p.eta * p.L < 1)
     km = min(k_max(p.t_sum, p.alpha, p.beta), 12)
-    got = np.asarray(B.bound(np.arange(1, km + 1), p, variant), dtype=float)
+    got = np.asarray(B.bound_value(np.arange(1, km + 1), p, variant), dtype=float)
     for k, g in zip(range(1, km + 1), got):
         d = reference_d(k, p, variant, dps=80)
         terms = B.terms(float(k), p, variant)

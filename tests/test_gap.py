@@ -19,7 +19,7 @@ def per_k_from(values, std=0.01):
 
 def test_affine_image_of_the_bound_is_recovered():
     p = Params(M=4)
-    b = np.asarray(B.bound(np.arange(1, 10), p, "per-round"), dtype=float)
+    b = np.asarray(B.bound_value(np.arange(1, 10), p, "per-round"), dtype=float)
     f_star = 0.2
     measured = np.where(np.isfinite(b), 0.3 * np.nan_to_num(b, posinf=0) + 0.05, 2.0) + f_star
     result = analyse_gap(per_k_from(measured), f_star, p)
@@ -34,7 +34,7 @@ def test_affine_image_of_the_bound_is_recovered():
 
 def test_anticorrelated_measurement_gives_negative_spearman():
     p = Params()
-    b = np.asarray(B.bound(np.arange(1, 10), p, "printed"), dtype=float)
+    b = np.asarray(B.bound_value(np.arange(1, 10), p, "printed"), dtype=float)
     measured = np.where(np.isfinite(b), -np.nan_to_num(b, posinf=0), 0) + 5.0
     assert analyse_gap(per_k_from(measured), 0.0, p).fits["printed"].spearman == pytest.approx(-1.0)
 

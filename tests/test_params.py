@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bladefl_theory import ParameterError, Params, ProfileError, available_profiles, load_profile
-from bladefl_theory.timemodel import gamma, k_max, k_max_continuous, tau
+from bladefl_theory.timemodel import gamma, k_max, k_max_continuous, lam, tau
 
 
 def test_defaults_are_the_papers():
@@ -65,6 +65,7 @@ def test_time_model_at_paper_defaults():
     assert [tau(k, 100, 1, 10) for k in range(1, 10)] == [90, 40, 23, 15, 10, 6, 4, 2, 1]
     assert k_max_continuous(100, 1, 10) == pytest.approx(100 / 11)
     assert gamma(7, 100, 1, 10) == 30
+    assert lam(0.01, 10) == pytest.approx(1.1)
 
 
 def test_time_model_floors_decimals_as_typed():

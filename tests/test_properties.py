@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from bladefl_theory import ParameterError, Params
 from bladefl_theory import bound as B
-from bladefl_theory.convexity import feasible_interval
-from bladefl_theory.solvers import kstar, kstar_integer
+from bladefl_theory.solvers import feasible_interval, kstar, solve_kstar
 from bladefl_theory.timemodel import gamma, k_max
 
 from strategies import params as params_st
@@ -29,8 +28,8 @@ def test_bound_is_positive_exactly_on_the_feasible_interval(p, variant, u):
     lo_f, hi_f = feasible
     k = lo_f + u * (hi_f - lo_f)
     if hi_f - lo_f > 1e-6 and lo_f < k < hi_f:
-        assert B.bound(k, p, variant) > 0
-        assert math.isfinite(B.bound(k, p, variant))
+        assert B.bound_value(k, p, variant) > 0
+        assert math.isfinite(B.bound_value(k, p, variant))
     # Just outside the interval (inside [1, hi]) there is no finite bound.
     for outside in (lo_f - 1e-3 * max(1, lo_f), hi_f + 1e-3 * max(1, hi_f)):
         if 1.0 <= outside <= hi:
@@ -40,7 +39,7 @@ def test_bound_is_positive_exactly_on_the_feasible_interval(p, variant, u):
 @given(params_st(), variants)
 def test_bound_is_convex_in_k_over_feasible_integers(p, variant):
     km = k_max(p.t_sum, p.alpha, p.beta)
-    b = np.asarray(B.bound(np.arange(1, km + 1), p, variant), dtype=float)
+    b = np.asarray(B.bound_value(np.arange(1, km + 1), p, variant), dtype=float)
     finite = np.flatnonzero(np.isfinite(b))
     assume(finite.size >= 3)
     # The feasible set is an interval, so its integers are consecutive.
@@ -55,25 +54,25 @@ def test_bound_is_non_decreasing_in_m_and_sigma2(p, variant, data):
     km = k_max(p.t_sum, p.alpha, p.beta)
     K = data.draw(st.integers(1, km))
     if p.M < p.N - 1:
-        assert B.bound(K, p.replace(M=p.M + 1), variant) >= B.bound(K, p, variant)
-    assert B.bound(K, p.replace(sigma2=p.sigma2 + 0.05), variant) >= B.bound(K, p, variant)
+        assert B.bound_value(K, p.replace(M=p.M + 1), variant) >= B.bound_value(K, p, variant)
+    assert B.bound_value(K, p.replace(sigma2=p.sigma2 + 0.05), variant) >= B.bound_value(K, p, variant)
 
 
 @given(params_st(), variants)
 def test_three_solvers_agree(p, variant):
     r = kstar(p, variant)
-    assert r.solvers_agree, (r.closed_form, r.cvxpy, r.integer.k)
+    assert r.solvers_agree, r.solvers
 
 
 @given(params_st(), variants)
 def test_integer_kstar_is_the_argmin_over_integers(p, variant):
-    r = kstar_integer(p, variant)
-    b = np.asarray(B.bound(np.arange(1, r.k_max + 1), p, variant), dtype=float)
-    if r.k is None:
+    r = solve_kstar(p, variant, method="integer")
+    b = np.asarray(B.bound_value(np.arange(1, r.k_max + 1), p, variant), dtype=float)
+    if r.k_star is None:
         assert not np.isfinite(b).any()
     else:
-        assert b[r.k - 1] == np.min(b)
-        assert np.isfinite(b[r.k - 1])
+        assert b[r.k_star - 1] == np.min(b)
+        assert np.isfinite(b[r.k_star - 1])
 
 
 @given(params_st(), st.data())
@@ -121,6 +120,6 @@ def test_self_consistent_bound_is_a_fixed_point_and_epsilon_threshold_splits_fin
         assert float(B.denominator(K, p.replace(epsilon=b), variant)) == pytest.approx(1 / b, rel=1e-6, abs=1e-12 * A)
         t = B.epsilon_threshold(K, p, variant)
         assert 0 <= t < math.inf
-        assert math.isfinite(B.bound(K, p.replace(epsilon=1.001 * t + 1e-12), variant))
+        assert math.isfinite(B.bound_value(K, p.replace(epsilon=1.001 * t + 1e-12), variant))
         if t > 0:
-            assert math.isinf(B.bound(K, p.replace(epsilon=0.999 * t), variant))
+            assert math.isinf(B.bound_value(K, p.replace(epsilon=0.999 * t), variant))

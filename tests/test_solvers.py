@@ -3,8 +3,8 @@ import math
 import pytest
 
 from bladefl_theory import Params, load_profile
-from bladefl_theory.convexity import certify, feasible_interval
-from bladefl_theory.solvers import kstar, kstar_closed_form, kstar_cvxpy, kstar_integer
+from bladefl_theory.convexity import certify
+from bladefl_theory.solvers import feasible_interval, kstar, solve_kstar
 
 
 def test_default_profile_puts_per_round_kstar_at_seven():
@@ -28,8 +28,11 @@ def test_kstar_result_fields():
 
 
 def test_per_round_continuous_kstar_moves_with_lazy_clients_but_printed_does_not():
-    per_round = [kstar_closed_form(Params(M=m, sigma2=0.01), "per-round").k for m in (0, 2, 4, 6)]
-    printed = [kstar_closed_form(Params(M=m, sigma2=0.01), "printed").k for m in (0, 2, 4, 6)]
+    def closed_form(m, variant):
+        return solve_kstar(Params(M=m, sigma2=0.01), variant, method="closed-form").k_star_continuous
+
+    per_round = [closed_form(m, "per-round") for m in (0, 2, 4, 6)]
+    printed = [closed_form(m, "printed") for m in (0, 2, 4, 6)]
     assert all(b < a for a, b in zip(per_round, per_round[1:]))
     assert max(printed) - min(printed) < 1e-9
 
@@ -58,7 +61,7 @@ def test_optimum_at_the_right_end_when_d_keeps_rising():
     r = kstar(p)
     assert r.k_star == r.k_max == 9
     assert r.k_star_continuous == pytest.approx(10 / 1.01)
-    assert r.closed_form.status == 1 and r.solvers_agree
+    assert r.solvers["closed-form"].status == 1 and r.solvers_agree
 
 
 def test_optimum_at_k_equal_one():
@@ -71,16 +74,17 @@ def test_cvxpy_and_closed_form_agree_at_paper_grid():
     for m in (0, 2, 4, 6):
         for s in (0.01, 0.1, 0.3):
             p = Params(M=m, sigma2=s)
-            a, b = kstar_closed_form(p), kstar_cvxpy(p)
-            assert b.success
-            assert b.k == pytest.approx(a.k, rel=1e-3)
+            a, b = solve_kstar(p, method="closed-form"), solve_kstar(p, method="cvxpy")
+            assert b.success and b.method == "cvxpy"
+            assert b.k_star_continuous == pytest.approx(a.k_star_continuous, rel=1e-3)
 
 
 def test_integer_search_limit():
     from bladefl_theory import ParameterError
 
+    # Params refuses a K_max beyond what the integer search covers.
     with pytest.raises(ParameterError, match="K_max"):
-        kstar_integer(Params(t_sum=1e9, alpha=1e-3, beta=1e-3, eta=0.01, L=1.0))
+        Params(t_sum=1e9, alpha=1e-3, beta=1e-3, eta=0.01, L=1.0)
 
 
 def test_convexity_certificate_at_defaults():
@@ -129,3 +133,50 @@ def test_certify_caps_the_grid():
         certify(Params(), grid_points=MAX_GRID_POINTS + 1)
     with pytest.raises(InputError, match="from 3 to"):
         certify(Params(), grid_points=2)
+
+
+@pytest.mark.parametrize("params", [Params(M=4, sigma2=0.1), Params(M=19, theta=10.0), Params(M=19, sigma2=0.3)],
+                         ids=["finite", "no finite bound", "interval between integers"])
+def test_one_kstar_call_computes_the_canonical_form_and_the_feasible_interval_once(monkeypatch, params):
+    # Before solve_kstar, kstar with the cross-check computed them 4 and 2 times (7 and 3 without a finite bound).
+    import bladefl_theory.solvers as S
+
+    calls = {"canonical": 0, "feasible": 0}
+
+    def counted(name, f):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(S, "canonical", counted("canonical", S.canonical))
+    monkeypatch.setattr(S, "_feasible_interval", counted("feasible", S._feasible_interval))
+    r = kstar(params, "per-round")
+    r.as_dict()
+    assert calls == {"canonical": 1, "feasible": 1}
+
+
+def test_solve_kstar_runs_the_method_asked_for():
+    p = Params(M=4, sigma2=0.1)
+    auto = solve_kstar(p)
+    assert auto.method == "auto" and list(auto.solvers) == ["closed-form", "integer"]
+    assert auto.as_dict()["solvers"]["cvxpy"] is None
+    checked = solve_kstar(p, check=True)
+    assert list(checked.solvers) == ["closed-form", "cvxpy", "integer"] and checked.solvers_agree
+    closed, integer = solve_kstar(p, method="closed-form"), solve_kstar(p, method="integer")
+    assert closed.k_star is None and closed.tau is None and closed.solvers_agree is None
+    assert closed.k_star_continuous == auto.k_star_continuous and integer.k_star == auto.k_star == 7
+    assert integer.k_star_continuous is None and integer.bound == auto.bound
+    # What a method did not need is computed when read.
+    assert closed.feasible == integer.feasible == feasible_interval(p)
+    assert len(closed.table()) == 9
+
+
+@pytest.mark.parametrize("kwargs, fragment", [(dict(method="newton"), "method must be one of"),
+                                              (dict(method="integer", check=True), "check cross-checks"),
+                                              (dict(variant="other"), "variant must be one of")])
+def test_solve_kstar_refuses_an_unknown_method_or_variant(kwargs, fragment):
+    from bladefl_theory import ParameterError
+
+    with pytest.raises(ParameterError, match=fragment):
+        solve_kstar(Params(), **kwargs)
