@@ -6,19 +6,14 @@ import math
 
 import pytest
 import torch
+from helpers import reference_train_client
 from scipy import stats
 from torch import nn
 
 from bladefl_platform.errors import InputError
 from bladefl_validate.lazy import choose_lazy, lazy_copies
 from bladefl_validate.model import ModelSpec, make_spec
-from bladefl_validate.training import (
-    epoch_permutations,
-    evaluate,
-    fedavg,
-    reference_train_client,
-    train_clients,
-)
+from bladefl_validate.training import epoch_permutations, evaluate, fedavg, train_clients
 
 # Significance level for the statistical checks; every test is seeded, so they are deterministic anyway.
 ALPHA = 1e-6
