@@ -12,6 +12,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from bladefl_validate.config import RunConfig
     from bladefl_validate.model import ModelSpec
 
 # The magic numbers of the IDX format, written here independently of the reader (bladefl_validate.data).
@@ -26,6 +27,13 @@ SMALL_RUN: dict[str, Any] = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0
 def small_run(**changes: Any) -> dict[str, Any]:
     """The settings of :data:`SMALL_RUN` with ``changes``, as RunConfig keywords."""
     return {**SMALL_RUN, **changes}
+
+
+def small_config(**changes: Any) -> RunConfig:
+    """The RunConfig of :data:`SMALL_RUN` with ``changes``."""
+    from bladefl_validate.config import RunConfig
+
+    return RunConfig(**small_run(**changes))
 
 
 def run_flags(settings: Mapping[str, Any]) -> list[str]:

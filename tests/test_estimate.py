@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from helpers import small_config
 
 from bladefl_theory.cli import cli as theory_cli
 from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
 from bladefl_validate.cli import cli
-from bladefl_validate.config import RunConfig
 from bladefl_validate.estimate import (
     SAMPLE_COLUMNS,
     OptimumOptions,
@@ -31,9 +31,6 @@ from bladefl_validate.model import ModelSpec
 from bladefl_validate.simulation import simulate
 from bladefl_validate.training import train_clients
 
-# As tests/test_simulate.py: K_max = 2, tau(2) = 2, tiny clients and model.
-SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=8, eta=0.05)
 SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logreg")
 
 
@@ -41,16 +38,13 @@ SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logr
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-def small(**changes):
-    return RunConfig(**{**SMALL, **changes})
-
-
 @pytest.fixture(scope="module")
 def estimated(data_root, tmp_path_factory):
     """Two seeds of the small logreg setting (w* to a loss of 1e-4, enough here and faster)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BLADEFL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        return estimate_constants(small(model="logreg"), [0, 1], data_root, optimum=OptimumOptions(loss_floor=1e-4))
+        return estimate_constants(small_config(model="logreg"), [0, 1], data_root,
+                                  optimum=OptimumOptions(loss_floor=1e-4))
 
 
 def _problem(n=3, m=40, features=6, classes=3, seed=0):
@@ -167,15 +161,15 @@ def test_bad_options_and_seeds_are_input_errors(data_root):
     with pytest.raises(InputError):
         OptimumOptions(dtype="float16")
     with pytest.raises(InputError):
-        estimate_constants(small(), [], data_root)
+        estimate_constants(small_config(), [], data_root)
     with pytest.raises(InputError):
-        estimate_constants(small(), [1, 1], data_root)
+        estimate_constants(small_config(), [1, 1], data_root)
 
 
 def test_observer_leaves_the_run_unchanged(tmp_path, data_root):
     seen = []
-    a = simulate(small(seed=2), tmp_path / "a", data_root)
-    b = simulate(small(seed=2), tmp_path / "b", data_root, observer=seen.append)
+    a = simulate(small_config(seed=2), tmp_path / "a", data_root)
+    b = simulate(small_config(seed=2), tmp_path / "b", data_root, observer=seen.append)
     strip = lambda r: {k: v for k, v in r.__dict__.items() if k != "wall_seconds"}  # noqa: E731
     assert [strip(r) for r in a.rounds] == [strip(r) for r in b.rounds]
     assert [s.round for s in seen] == [1, 2]
@@ -297,7 +291,7 @@ def test_shipped_estimated_profiles_load_by_name(name):
 def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
     from bladefl_validate.estimate import _ESTIMATE
 
-    run = small().as_dict()
+    run = small_config().as_dict()
     base = {"run": run, "optimum": dataclasses.asdict(OptimumOptions()), "dtype": "float64"}
     keys = {
         _ESTIMATE.key(base),
