@@ -20,7 +20,6 @@ from bladefl_validate.ledger import (
     Manifest,
     block_from_json,
     block_to_json,
-    majority_accepts,
     verify_block,
 )
 from bladefl_validate.merkle import EMPTY_ROOT, merkle_root
@@ -267,7 +266,7 @@ def test_cli_refuses_an_unmineable_difficulty(tmp_path: Path) -> None:
 
 
 def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Block]:
-    """Simulate k rounds of n clients (upload models, mine, vote, append) and write what a run commits to."""
+    """Simulate k rounds of n clients (upload models, mine, verify, append) and write what a run commits to."""
     pool = CachePool(run_dir / BLOB_DIR)
     ledger = Ledger(run_dir / LEDGER_NAME)
     rng = np.random.default_rng(0)
@@ -277,8 +276,7 @@ def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Bl
         t += 10.0
         res = mine(index, ledger.tip_hash(), merkle_root(digests), t, n_miners=n, difficulty_bits=bits)
         block = Block(res.header, tuple(digests), res.hash)
-        votes = [verify_block(block, ledger.tip_hash(), digests)[0] for _ in range(n)]
-        assert majority_accepts(votes)
+        assert verify_block(block, ledger.tip_hash(), digests) == (True, "ok")
         ledger.append(block)
     commit(run_dir, ledger.blocks(), n, bits)
     return ledger.blocks()
@@ -322,14 +320,6 @@ def test_ledger_refuses_broken_continuation(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="prev_hash"):
         ledger.append(Block(res.header, (), res.hash))
     assert len(Ledger(tmp_path / LEDGER_NAME)) == 2
-
-
-def test_majority_rule() -> None:
-    assert majority_accepts([True, True, False])
-    assert not majority_accepts([True, True, False, False])  # exactly half is not enough
-    assert majority_accepts([True, True, True, False])
-    assert not majority_accepts([])
-    assert not majority_accepts([False])
 
 
 @pytest.fixture

@@ -59,6 +59,18 @@ def test_lazy_clients_lower_nothing_but_change_the_models(tmp_path, data_root):
     assert noisy.final.global_train_loss > honest.final.global_train_loss
 
 
+def test_a_block_that_fails_its_own_check_is_a_bug_not_a_rejection(tmp_path, data_root, monkeypatch):
+    # Every client verifies the same download, so a block can fail only if mining is broken: here a
+    # miner that hashes the wrong Merkle root. The run stops at an assertion and leaves nothing behind.
+    import bladefl_validate.simulation as simulation
+
+    real_mine = simulation.mine
+    monkeypatch.setattr(simulation, "mine", lambda index, prev, root, *a: real_mine(index, prev, "0" * 64, *a))
+    with pytest.raises(AssertionError, match="round 1: .* merkle_root"):
+        run_to_folder(small_config(), tmp_path / "run", data_root)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_run_leaves_no_folder(tmp_path, data_root):
     out = tmp_path / "run"
 
