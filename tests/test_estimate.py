@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from helpers import small_config
+from helpers import cli_args, run_flags, small_config
 
 from bladefl_theory.cli import cli as theory_cli
 from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
+from bladefl_theory.solvers import kstar
 from bladefl_validate.cli import cli
 from bladefl_validate.estimate import (
     SAMPLE_COLUMNS,
@@ -235,18 +236,20 @@ def test_profile_needs_lazy_clients_for_theta(estimated, tmp_path):
 
 def test_cli_writes_a_profile_bladefl_theory_reads(tmp_path, data_root):
     out = tmp_path / "tiny.json"
-    args = ["estimate", "--data-dir", str(data_root), "--N", "4", "--M", "1", "--K", "2", "--t-sum", "24",
-            "--samples-per-client", "64", "--model", "logreg", "--batch-size", "32", "--difficulty-bits", "8",
-            "--eta", "0.05", "--seeds", "1", "--quiet", "--out", str(out)]
-    r = CliRunner().invoke(cli, args)
+    r = CliRunner().invoke(cli, ["estimate", *cli_args(data_root, "--seeds", "1", "--out", str(out), model="logreg")])
     assert r.exit_code == 0, r.output
     assert out.is_file() and (tmp_path / "tiny.samples.csv").is_file()
     assert "eta*L" in r.output and "theta" in r.output
     prov = json.loads(out.read_text())["provenance"]
     assert prov["command"].startswith("bladefl-validate estimate") and "--seeds 1" in prov["command"]
-    t = CliRunner().invoke(theory_cli, ["kstar", "--profile", str(out), "--eta", "0.05", "--N", "4", "--M", "1",
-                                        "--t-sum", "24"])
-    assert t.exit_code in (0, 3), t.output  # 3: no K with a finite bound, a legitimate answer
+    # kstar reads the profile: its answer (and status: 3 when no K has a finite bound) is the solver's own.
+    system = dict(N=4, M=1, sigma2=0.01, alpha=1.0, beta=10.0, t_sum=24.0, eta=0.05)
+    profile = load_profile(out)
+    expected = kstar(profile.params(**system), profile.form, cross_check=False)
+    t = CliRunner().invoke(theory_cli, ["kstar", "--profile", str(out), *run_flags(system), "--json"])
+    assert t.exit_code == (0 if expected.success else 3), t.output
+    answer = json.loads(t.stdout)
+    assert (answer["status"], answer["k_star"], answer["form"]) == (t.exit_code, expected.k_star, profile.form)
 
 
 @pytest.mark.parametrize(

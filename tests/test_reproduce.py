@@ -55,8 +55,6 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
     readme = (out / "README.md").read_text()
     assert "contradicts itself" in readme and "Seeds per point: 2" in readme
     assert pd.read_csv(out / "kstar.csv").shape == (14, 11)
-    for r in table.itertuples():  # the reported K* is always among the plausible ones
-        assert str(r.k_star_measured) in r.k_star_measured_plausible.split()
     assert "`per-round+sc` predicts K*" in readme
     settled = int((table.k_star_measured_share >= 0.9).sum())
     assert f"settled (the same K in at least 90% of the bootstrap resamples) in {settled} of 14 settings" in readme
