@@ -49,6 +49,12 @@ def cli_args(data_root: Path, *extra: str, **changes: Any) -> list[str]:
     return [*run_flags(small_run(**changes)), "--data-dir", str(data_root), "--quiet", *extra]
 
 
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path below ``folder`` (hidden ones too) with its bytes, None for a folder: compare before and after."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
 def _write_idx(path: Path, magic: int, array: np.ndarray, gz: bool) -> None:
     """One IDX file: big-endian magic and shape, then the bytes (gzip-compressed with a fixed mtime if ``gz``)."""
     header = np.array([magic, *array.shape], dtype=">u4").tobytes()

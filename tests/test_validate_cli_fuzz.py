@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import write_data_root
+from helpers import snapshot, write_data_root
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
@@ -139,11 +139,6 @@ def resolve(value: str, where: Path, command: str) -> str:
     if name == "inside-out":
         return str(where / "out" / "results.sqlite")
     raise AssertionError(value)
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
 
 
 def bad_choices(command: str):
