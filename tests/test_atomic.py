@@ -133,19 +133,6 @@ def test_an_owned_folder_is_refused_before_the_block_runs(tmp_path, setup, fragm
     assert snapshot(tmp_path) == before
 
 
-def test_a_file_added_while_the_block_runs_stops_the_swap(tmp_path):
-    # The check runs again just before the swap: what appeared meanwhile is not the command's to replace.
-    target = tmp_path / "out"
-    with owned_directory(target, "me") as tmp:
-        (tmp / "report.md").write_text("old")
-    with pytest.raises(InputError, match=r"did not write \(late.txt\)"):
-        with owned_directory(target, "me") as tmp:
-            (tmp / "report.md").write_text("new")
-            (target / "late.txt").write_text("the user's")
-    assert snapshot(tmp_path) == {"out": None, f"out/{MARKER}": (target / MARKER).read_bytes(),
-                                  "out/late.txt": b"the user's", "out/report.md": b"old"}
-
-
 def test_atomic_directory_replaces_only_when_told_to(tmp_path):
     target = tmp_path / "run"
     with atomic_directory(target) as tmp:
@@ -234,16 +221,28 @@ def test_a_failed_block_leaves_no_trace_not_even_the_parents_it_made(tmp_path, n
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_replacement_keeps_the_old_folder(tmp_path):
+def add_a_file(target: Path) -> None:
+    """The user adds a file while the block runs: the check just before the swap refuses to replace the folder."""
+    (target / "late.txt").write_text("the user's")
+
+
+def fail(target: Path) -> None:
+    """The block fails."""
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("spoil, error", [(add_a_file, r"did not write \(late.txt\)"), (fail, "boom")])
+def test_a_failed_replacement_keeps_the_old_folder(tmp_path, spoil, error):
     target = tmp_path / "out"
     with owned_directory(target, "me") as tmp:
-        (tmp / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError):
+        (tmp / "report.md").write_text("old")
+    before = snapshot(target)
+    with pytest.raises((InputError, RuntimeError), match=error):
         with owned_directory(target, "me") as tmp:
-            (tmp / "a.txt").write_text("new")
-            raise RuntimeError("boom")
-    assert (target / "a.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+            (tmp / "report.md").write_text("new")
+            spoil(target)
+    assert snapshot(target) == {**before, **({"late.txt": b"the user's"} if spoil is add_a_file else {})}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_atomic_write_text_failure_leaves_no_folder_behind(tmp_path, monkeypatch):

@@ -104,15 +104,24 @@ def test_partition_writes_the_label_counts_of_the_partition_it_draws(tmp_path, d
 # gap
 
 
+#: What the store keeps of one simulation run (as in the committed reports' stores).
+RUN_RESULT_KEYS = {"rounds", "tau", "lazy_clients", "initial_train_loss", "initial_test_accuracy",
+                   "final_global_train_loss", "final_test_loss", "final_test_accuracy", "virtual_time", "wall_seconds",
+                   "hashes", "cpu_seconds"}
+
+
 def test_gap_reports_the_measured_gap_of_the_runs_in_its_store(tmp_path, data_root, scheduler):
     out = tmp_path / "gap"
     answer = run_json(["gap", *SMALL, "--seeds", "1", "--scheduler", scheduler, "--data-dir", str(data_root),
                        "--out", str(out)])
     owned(out, cli_module.GAP_OWNER, list(cli_module.GAP_FILES), "results.sqlite")
     with ResultStore(out / "results.sqlite") as store:
+        store_rows = [r["result"] for r in store.rows("bladefl-run")]
         runs = {r["config"]["K"]: r["result"]["final_global_train_loss"] for r in store.rows("bladefl-run")}
         (optimum,) = [r["result"] for r in store.rows("bladefl-optimum")]
     assert sorted(runs) == [1, 2]  # K_max = 2, one seed
+    # A stored run is its summary and CPU time: nothing per round, which no report reads.
+    assert {key for r in store_rows for key in r} == RUN_RESULT_KEYS
     assert answer["f_star"] == pytest.approx(optimum["f_star"], rel=1e-12)
     table = pd.read_csv(out / "gap.csv", index_col="K")
     assert list(table.index) == [1, 2] and list(table.tau) == [14, 2]
