@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -337,6 +338,12 @@ def remine(header: BlockHeader, **changes: object) -> Block:
     return Block(res.header, (), res.hash)
 
 
+def weak_header(h: BlockHeader) -> BlockHeader:
+    """``h`` with the first nonce whose hash misses ``h``'s difficulty: a consistent header without proof of work."""
+    candidates = (dataclasses.replace(h, nonce=n) for n in range(1000))
+    return next(c for c in candidates if not meets_difficulty(block_hash(c), h.difficulty_bits))
+
+
 def test_verify_block_accepts_good(good_block: tuple[Block, list[str]]) -> None:
     block, digests = good_block
     assert verify_block(block, GENESIS_PREV, digests) == (True, "ok")
@@ -363,10 +370,8 @@ def test_verify_block_rejects_bad_nonce(good_block: tuple[Block, list[str]]) -> 
     bumped = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, h.nonce + 1)
     ok, why = verify_block(Block(bumped, block.digests, block.hash), GENESIS_PREV, digests)
     assert not ok and "stored hash" in why
-    # Consistent hash but no proof of work: find a nonce that misses the target.
-    nonce = next(n for n in range(1000) if not meets_difficulty(block_hash(
-        BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, n)), BITS))
-    weak = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, nonce)
+    # Consistent hash but no proof of work.
+    weak = weak_header(h)
     ok, why = verify_block(Block(weak, block.digests, block_hash(weak)), GENESIS_PREV, digests)
     assert not ok and "difficulty" in why
 
@@ -429,11 +434,8 @@ def test_tamper_change_nonce(run: tuple[Path, list[Block]]) -> None:
 
 def test_tamper_change_nonce_and_rehash(run: tuple[Path, list[Block]]) -> None:
     run_dir, blocks = run
-    h = blocks[2].header
-    nonce = next(n for n in range(1000) if not meets_difficulty(block_hash(
-        BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, n)), BITS))
-    weak = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, nonce)
-    edit_line(run_dir, 3, lambda r: r.update(nonce=nonce, hash=block_hash(weak)))
+    weak = weak_header(blocks[2].header)
+    edit_line(run_dir, 3, lambda r: r.update(nonce=weak.nonce, hash=block_hash(weak)))
     assert_caught(run_dir, "block 3 (line 3)", "difficulty")
 
 
