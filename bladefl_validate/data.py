@@ -238,37 +238,3 @@ def clear_cache() -> None:
     """Forget every data set loaded in this process."""
     _load_cached.cache_clear()
 
-
-def _write_idx(path: Path, magic: int, array: np.ndarray, gz: bool) -> None:
-    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
-    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    if gz:
-        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as fh:
-            fh.write(payload)
-    else:
-        path.write_bytes(payload)
-
-
-def write_idx_dataset(folder: Path, n_train: int, n_test: int, seed: int, gz: bool = True) -> Path:
-    """Write the four IDX files of a small random MNIST-like data set into ``folder``; returns ``folder``.
-
-    Labels cover all 10 classes (each split needs at least 10 samples). Each image is noise plus a bright band whose
-    rows depend on the label, so a model can learn the data.
-    """
-    if n_train < 10 or n_test < 10:
-        raise ValueError(f"each split needs at least 10 samples to cover 10 classes (got {n_train}, {n_test})")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    suffix = ".gz" if gz else ""
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8)
-        top = 2 + 2 * labels.astype(np.int64)
-        rows = np.arange(28)
-        band = (rows[None, :] >= top[:, None]) & (rows[None, :] < top[:, None] + 4)  # [n, 28]
-        band = band[:, :, None] & ((rows >= 4) & (rows < 24))[None, None, :]
-        images[band] = rng.integers(192, 256, size=int(band.sum()), dtype=np.uint8)
-        _write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", _IMAGE_MAGIC, images, gz)
-        _write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", _LABEL_MAGIC, labels, gz)
-    return folder

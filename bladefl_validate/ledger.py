@@ -35,7 +35,6 @@ __all__ = [
     "parse_json",
     "iter_blocks",
     "verify_block",
-    "majority_accepts",
 ]
 
 #: The ledger's file name inside a run folder.
@@ -274,9 +273,3 @@ def verify_block(block: Block, prev_hash: str, downloaded_digests: Sequence[str]
     if tuple(block.digests) != tuple(downloaded_digests):
         return False, "the block's model digests differ from the models downloaded from the pool"
     return True, "ok"
-
-
-def majority_accepts(votes: Sequence[bool]) -> bool:
-    """True if strictly more than half of the N votes accept (exactly half rejects)."""
-    votes = list(votes)
-    return 2 * sum(1 for v in votes if v) > len(votes)

@@ -1,4 +1,4 @@
-"""Local training of all clients in one batched computation, a per-client reference, evaluation and FedAvg.
+"""Local training of all clients in one batched computation, evaluation and FedAvg.
 
 The MLP and logistic regression train through a hand-derived fused backward (the fast path); any other
 module (:class:`~bladefl_validate.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
@@ -7,17 +7,15 @@ the stacked clients. Both are plain mini-batch SGD on the mean cross-entropy of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bladefl_platform.errors import InputError
 
 from .model import ModelSpec, ModuleSpec
 
-__all__ = ["epoch_permutations", "train_clients", "reference_train_client", "evaluate", "evaluate_many", "fedavg"]
+__all__ = ["epoch_permutations", "train_clients", "evaluate", "evaluate_many", "fedavg"]
 
 
 def _check_training_args(epochs: int, lr: float, batch_size: int) -> None:
@@ -187,71 +185,6 @@ def _sgd_step(layers: list[tuple[torch.Tensor, torch.Tensor]], Xb: torch.Tensor,
         bj.sub_(G.sum(dim=1), alpha=lr)
         if j:
             G = G_prev
-
-
-def _as_module(spec: ModelSpec, w: torch.Tensor) -> nn.Module:
-    """An ordinary nn.Module holding a copy of the flat vector w."""
-    blocks = spec.unflatten(w.detach().reshape(1, -1))
-    if spec.kind == "mlp":
-        W1, b1, W2, b2 = (t[0] for t in blocks)
-        first = nn.Linear(spec.input_dim, spec.hidden)
-        second = nn.Linear(spec.hidden, spec.num_classes)
-        module: nn.Module = nn.Sequential(first, nn.ReLU(), second)
-        pairs = [(first, W1, b1), (second, W2, b2)]
-    else:
-        Wl, bl = (t[0] for t in blocks)
-        layer = nn.Linear(spec.input_dim, spec.num_classes)
-        module = layer
-        pairs = [(layer, Wl, bl)]
-    module = module.to(device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        for lin, weight, bias in pairs:
-            lin.weight.copy_(weight.T)
-            lin.bias.copy_(bias)
-    return module
-
-
-def _module_to_flat(spec: ModelSpec, module: nn.Module) -> torch.Tensor:
-    linears = [mod for mod in module.modules() if isinstance(mod, nn.Linear)]
-    parts: list[torch.Tensor] = []
-    for lin in linears:
-        parts.append(lin.weight.detach().T.reshape(-1))
-        parts.append(lin.bias.detach().reshape(-1))
-    w = torch.cat(parts)
-    assert w.numel() == spec.dim
-    return w
-
-
-def reference_train_client(
-    spec: ModelSpec,
-    w0: torch.Tensor,
-    X: torch.Tensor,
-    Y: torch.Tensor,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    perms: Sequence[torch.Tensor],
-) -> torch.Tensor:
-    """Train one client the textbook way (nn.Module, torch.optim.SGD), visiting samples in ``perms[e]``.
-
-    Slow; a reference that train_clients is tested against. Returns the trained flat vector ``[d]``.
-    """
-    _check_training_args(epochs, lr, batch_size)
-    if len(perms) != epochs:
-        raise InputError(f"need one permutation per epoch ({epochs}), got {len(perms)}")
-    module = _as_module(spec, w0)
-    optimizer = torch.optim.SGD(module.parameters(), lr=lr)
-    m = X.shape[0]
-    with torch.enable_grad():
-        for epoch in range(epochs):
-            order = perms[epoch].to(X.device)
-            for start in range(0, m, batch_size):
-                idx = order[start : start + batch_size]
-                optimizer.zero_grad()
-                loss = F.cross_entropy(module(X[idx]), Y[idx])
-                loss.backward()
-                optimizer.step()
-    return _module_to_flat(spec, module)
 
 
 def evaluate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import write_data_root
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -16,12 +17,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """A folder with small MNIST-format IDX files under mnist/, written through the real writer."""
-    from bladefl_validate.data import write_idx_dataset
-
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=1200, n_test=300, seed=0)
-    return root
+    """A folder with small MNIST-format IDX files under mnist/ (tests/helpers.py writes them)."""
+    return write_data_root(tmp_path_factory.mktemp("data"), {"mnist": (1200, 300, 0)})
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from bladefl_validate.ledger import (
     Manifest,
     block_from_json,
     block_to_json,
-    majority_accepts,
     verify_block,
 )
 from bladefl_validate.merkle import EMPTY_ROOT, merkle_root
@@ -267,7 +267,7 @@ def test_cli_refuses_an_unmineable_difficulty(tmp_path: Path) -> None:
 
 
 def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Block]:
-    """Simulate k rounds of n clients (upload models, mine, vote, append) and write what a run commits to."""
+    """Simulate k rounds of n clients (upload models, mine, verify, append) and write what a run commits to."""
     pool = CachePool(run_dir / BLOB_DIR)
     ledger = Ledger(run_dir / LEDGER_NAME)
     rng = np.random.default_rng(0)
@@ -277,8 +277,7 @@ def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Bl
         t += 10.0
         res = mine(index, ledger.tip_hash(), merkle_root(digests), t, n_miners=n, difficulty_bits=bits)
         block = Block(res.header, tuple(digests), res.hash)
-        votes = [verify_block(block, ledger.tip_hash(), digests)[0] for _ in range(n)]
-        assert majority_accepts(votes)
+        assert verify_block(block, ledger.tip_hash(), digests) == (True, "ok")
         ledger.append(block)
     commit(run_dir, ledger.blocks(), n, bits)
     return ledger.blocks()
@@ -324,14 +323,6 @@ def test_ledger_refuses_broken_continuation(tmp_path: Path) -> None:
     assert len(Ledger(tmp_path / LEDGER_NAME)) == 2
 
 
-def test_majority_rule() -> None:
-    assert majority_accepts([True, True, False])
-    assert not majority_accepts([True, True, False, False])  # exactly half is not enough
-    assert majority_accepts([True, True, True, False])
-    assert not majority_accepts([])
-    assert not majority_accepts([False])
-
-
 @pytest.fixture
 def good_block() -> tuple[Block, list[str]]:
     digests = [digest_of(i) for i in range(3)]
@@ -345,6 +336,12 @@ def remine(header: BlockHeader, **changes: object) -> Block:
     fields.update(changes)
     res = mine(**fields, n_miners=2, difficulty_bits=header.difficulty_bits)  # type: ignore[arg-type]
     return Block(res.header, (), res.hash)
+
+
+def weak_header(h: BlockHeader) -> BlockHeader:
+    """``h`` with the first nonce whose hash misses ``h``'s difficulty: a consistent header without proof of work."""
+    candidates = (dataclasses.replace(h, nonce=n) for n in range(1000))
+    return next(c for c in candidates if not meets_difficulty(block_hash(c), h.difficulty_bits))
 
 
 def test_verify_block_accepts_good(good_block: tuple[Block, list[str]]) -> None:
@@ -373,10 +370,8 @@ def test_verify_block_rejects_bad_nonce(good_block: tuple[Block, list[str]]) -> 
     bumped = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, h.nonce + 1)
     ok, why = verify_block(Block(bumped, block.digests, block.hash), GENESIS_PREV, digests)
     assert not ok and "stored hash" in why
-    # Consistent hash but no proof of work: find a nonce that misses the target.
-    nonce = next(n for n in range(1000) if not meets_difficulty(block_hash(
-        BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, n)), BITS))
-    weak = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, nonce)
+    # Consistent hash but no proof of work.
+    weak = weak_header(h)
     ok, why = verify_block(Block(weak, block.digests, block_hash(weak)), GENESIS_PREV, digests)
     assert not ok and "difficulty" in why
 
@@ -439,11 +434,8 @@ def test_tamper_change_nonce(run: tuple[Path, list[Block]]) -> None:
 
 def test_tamper_change_nonce_and_rehash(run: tuple[Path, list[Block]]) -> None:
     run_dir, blocks = run
-    h = blocks[2].header
-    nonce = next(n for n in range(1000) if not meets_difficulty(block_hash(
-        BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, n)), BITS))
-    weak = BlockHeader(h.index, h.prev_hash, h.merkle_root, h.timestamp, h.difficulty_bits, h.miner, nonce)
-    edit_line(run_dir, 3, lambda r: r.update(nonce=nonce, hash=block_hash(weak)))
+    weak = weak_header(blocks[2].header)
+    edit_line(run_dir, 3, lambda r: r.update(nonce=weak.nonce, hash=block_hash(weak)))
     assert_caught(run_dir, "block 3 (line 3)", "difficulty")
 
 

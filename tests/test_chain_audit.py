@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import small_run
 
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
@@ -16,8 +17,7 @@ from bladefl_validate.mining import GENESIS_PREV, mine
 from bladefl_validate.simulation import run_to_folder
 
 BITS = 6
-SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=BITS, eta=0.05)
+SMALL = small_run(difficulty_bits=BITS)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision.datasets
+from helpers import write_idx_dataset
 
 from bladefl_validate.data import (
     DATASETS,
@@ -21,7 +22,6 @@ from bladefl_validate.data import (
     clear_cache,
     load_dataset,
     resolve_data_root,
-    write_idx_dataset,
 )
 from bladefl_validate.partition import (
     SCHEMES,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import cli_args, small_run
 
 import bladefl_validate.simulation as simulate_module
 from bladefl_platform.errors import InputError
@@ -122,8 +123,9 @@ def test_bad_input_raises_input_error(call, fragment):
 
 # --- tiny runs ---------------------------------------------------------------------------------
 
-SMALL = dict(N=8, M=2, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=4, eta=0.05)
+#: The tiny deployment with eight clients, two of them lazy, and an easier proof of work.
+CHANGES = dict(N=8, M=2, difficulty_bits=4)
+SMALL = small_run(**CHANGES)
 
 
 # data_root and private_cache come from conftest.py.
@@ -192,17 +194,10 @@ def test_detection_task_and_report_writer(tmp_path, data_root):
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def cli_args(data_root, *extra):
-    flags = []
-    for k, v in SMALL.items():
-        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
-    return [*flags, "--data-dir", str(data_root), "--quiet", *extra]
-
-
 def test_cli_run_with_detection(tmp_path, data_root):
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--sigma2", "0.01", "--detect", "noise",
-                                                  "--exclude-flagged", "--out", str(out))])
+                                                  "--exclude-flagged", "--out", str(out), **CHANGES)])
     assert r.exit_code == 0, r.output
     assert (out / "detection.csv").is_file()
     assert "detection `noise`: precision 1.000, recall 1.000" in (out / "summary.md").read_text()
@@ -224,7 +219,7 @@ def test_cli_run_with_detection(tmp_path, data_root):
 )
 def test_cli_invalid_detection_input_exits_2_with_one_line(tmp_path, data_root, command, extra, fragment):
     out = tmp_path / "out"
-    args = cli_args(data_root, *extra, "--out", str(out)) if command == "run" else \
+    args = cli_args(data_root, *extra, "--out", str(out), **CHANGES) if command == "run" else \
         ["--data-dir", str(data_root), "--quiet", *extra, "--out", str(out)]
     r = CliRunner().invoke(cli, [command, *args])
     assert r.exit_code == 2, r.output

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from helpers import small_config
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
 
 from bladefl_platform.errors import InputError
@@ -18,8 +19,6 @@ from bladefl_validate.sweep import RUN
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without CUDA")
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-TINY = {"N": 4, "M": 1, "K": 2, "t_sum": 24.0, "samples_per_client": 64, "hidden": 16, "batch_size": 32,
-        "difficulty_bits": 2}
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ def test_an_unknown_device_is_refused():
 
 
 def test_a_cuda_config_is_valid_anywhere_but_runs_only_where_cuda_is(without_cuda, data_root):
-    config = RunConfig(**TINY, device="cuda")  # e.g. read back from a store a GPU machine filled
+    config = small_config(device="cuda")  # e.g. read back from a store a GPU machine filled
     assert config.device == "cuda"
     with pytest.raises(InputError, match="--device cuda: .* sees no CUDA device"):
         simulate(config, data_dir=data_root)

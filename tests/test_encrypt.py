@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import cli_args, small_run
 
 from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
@@ -24,16 +25,9 @@ except ImportError:
 
 needs_tenseal = pytest.mark.skipif(not HAVE_TENSEAL, reason="TenSEAL is not installed (pip install -e '.[encrypt]')")
 
-SMALL = dict(N=6, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=4, eta=0.05, sigma2=0.01)
-
-
-def cli_flags(**changes) -> list[str]:
-    """``run`` options for SMALL with ``changes``."""
-    flags = []
-    for k, v in {**SMALL, **changes}.items():
-        flags += [f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-"), str(v)]
-    return flags
+#: The tiny deployment with six clients, an easier proof of work and some lazy noise.
+CHANGES = dict(N=6, difficulty_bits=4, sigma2=0.01)
+SMALL = small_run(**CHANGES)
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +121,8 @@ def test_missing_tenseal_is_one_line_input_error(tmp_path, data_root, monkeypatc
         require_tenseal()
     with pytest.raises(InputError, match="TenSEAL"):
         RunConfig(**SMALL, encrypt="ckks")
-    flags = cli_flags()
     out = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
-                                 "--out", str(out)])
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--encrypt", "ckks", "--out", str(out), **CHANGES)])
     assert r.exit_code == 2
     lines = [x for x in r.output.splitlines() if x]
     assert len(lines) == 1 and "needs TenSEAL" in lines[0]
@@ -157,10 +149,9 @@ def test_weights_beyond_the_safe_range_are_refused(codec):
 
 @needs_tenseal
 def test_diverging_encrypted_run_fails_in_one_line(tmp_path, data_root):
-    flags = cli_flags(eta=300.0)
     out = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
-                                 "--out", str(out)])
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--encrypt", "ckks", "--out", str(out), **CHANGES,
+                                                  eta=300.0)])
     lines = [x for x in r.output.splitlines() if x]
     assert r.exit_code == 2 and len(lines) == 1 and "safe range" in lines[0], r.output
     assert not out.exists()
@@ -172,10 +163,9 @@ def test_keep_key_writes_a_private_key_that_decrypts_the_blobs(tmp_path, data_ro
 
     plain = tmp_path / "plain"
     run_to_folder(RunConfig(**SMALL), plain, data_root)
-    flags = cli_flags()
     out = tmp_path / "enc"
-    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--encrypt", "ckks",
-                                 "--keep-key", "--out", str(out)])
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--encrypt", "ckks", "--keep-key", "--out", str(out),
+                                                  **CHANGES)])
     assert r.exit_code == 0, r.output
     key = out / KEY_NAME
     assert key.stat().st_mode & 0o777 == 0o600
@@ -195,9 +185,7 @@ def test_keep_key_writes_a_private_key_that_decrypts_the_blobs(tmp_path, data_ro
 def test_keep_key_needs_ckks(tmp_path, data_root):
     with pytest.raises(InputError, match="--keep-key needs --encrypt ckks"):
         run_to_folder(RunConfig(**SMALL), tmp_path / "run", data_root, keep_key=True)
-    flags = cli_flags()
-    r = CliRunner().invoke(cli, ["run", *flags, "--data-dir", str(data_root), "--quiet", "--keep-key",
-                                 "--out", str(tmp_path / "run")])
+    r = CliRunner().invoke(cli, ["run", *cli_args(data_root, "--keep-key", "--out", str(tmp_path / "run"), **CHANGES)])
     lines = [x for x in r.output.splitlines() if x]
     assert r.exit_code == 2 and len(lines) == 1 and "--keep-key" in lines[0], r.output
     assert not (tmp_path / "run").exists()

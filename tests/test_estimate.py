@@ -10,12 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from helpers import cli_args, run_flags, small_config
 
 from bladefl_theory.cli import cli as theory_cli
 from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
+from bladefl_theory.solvers import kstar
 from bladefl_validate.cli import cli
-from bladefl_validate.config import RunConfig
 from bladefl_validate.estimate import (
     SAMPLE_COLUMNS,
     OptimumOptions,
@@ -31,9 +32,6 @@ from bladefl_validate.model import ModelSpec
 from bladefl_validate.simulation import simulate
 from bladefl_validate.training import train_clients
 
-# As tests/test_simulate.py: K_max = 2, tau(2) = 2, tiny clients and model.
-SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=8, eta=0.05)
 SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logreg")
 
 
@@ -41,16 +39,13 @@ SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logr
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-def small(**changes):
-    return RunConfig(**{**SMALL, **changes})
-
-
 @pytest.fixture(scope="module")
 def estimated(data_root, tmp_path_factory):
     """Two seeds of the small logreg setting (w* to a loss of 1e-4, enough here and faster)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BLADEFL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        return estimate_constants(small(model="logreg"), [0, 1], data_root, optimum=OptimumOptions(loss_floor=1e-4))
+        return estimate_constants(small_config(model="logreg"), [0, 1], data_root,
+                                  optimum=OptimumOptions(loss_floor=1e-4))
 
 
 def _problem(n=3, m=40, features=6, classes=3, seed=0):
@@ -167,15 +162,15 @@ def test_bad_options_and_seeds_are_input_errors(data_root):
     with pytest.raises(InputError):
         OptimumOptions(dtype="float16")
     with pytest.raises(InputError):
-        estimate_constants(small(), [], data_root)
+        estimate_constants(small_config(), [], data_root)
     with pytest.raises(InputError):
-        estimate_constants(small(), [1, 1], data_root)
+        estimate_constants(small_config(), [1, 1], data_root)
 
 
 def test_observer_leaves_the_run_unchanged(tmp_path, data_root):
     seen = []
-    a = simulate(small(seed=2), tmp_path / "a", data_root)
-    b = simulate(small(seed=2), tmp_path / "b", data_root, observer=seen.append)
+    a = simulate(small_config(seed=2), tmp_path / "a", data_root)
+    b = simulate(small_config(seed=2), tmp_path / "b", data_root, observer=seen.append)
     strip = lambda r: {k: v for k, v in r.__dict__.items() if k != "wall_seconds"}  # noqa: E731
     assert [strip(r) for r in a.rounds] == [strip(r) for r in b.rounds]
     assert [s.round for s in seen] == [1, 2]
@@ -241,18 +236,20 @@ def test_profile_needs_lazy_clients_for_theta(estimated, tmp_path):
 
 def test_cli_writes_a_profile_bladefl_theory_reads(tmp_path, data_root):
     out = tmp_path / "tiny.json"
-    args = ["estimate", "--data-dir", str(data_root), "--N", "4", "--M", "1", "--K", "2", "--t-sum", "24",
-            "--samples-per-client", "64", "--model", "logreg", "--batch-size", "32", "--difficulty-bits", "8",
-            "--eta", "0.05", "--seeds", "1", "--quiet", "--out", str(out)]
-    r = CliRunner().invoke(cli, args)
+    r = CliRunner().invoke(cli, ["estimate", *cli_args(data_root, "--seeds", "1", "--out", str(out), model="logreg")])
     assert r.exit_code == 0, r.output
     assert out.is_file() and (tmp_path / "tiny.samples.csv").is_file()
     assert "eta*L" in r.output and "theta" in r.output
     prov = json.loads(out.read_text())["provenance"]
     assert prov["command"].startswith("bladefl-validate estimate") and "--seeds 1" in prov["command"]
-    t = CliRunner().invoke(theory_cli, ["kstar", "--profile", str(out), "--eta", "0.05", "--N", "4", "--M", "1",
-                                        "--t-sum", "24"])
-    assert t.exit_code in (0, 3), t.output  # 3: no K with a finite bound, a legitimate answer
+    # kstar reads the profile: its answer (and status: 3 when no K has a finite bound) is the solver's own.
+    system = dict(N=4, M=1, sigma2=0.01, alpha=1.0, beta=10.0, t_sum=24.0, eta=0.05)
+    profile = load_profile(out)
+    expected = kstar(profile.params(**system), profile.form, cross_check=False)
+    t = CliRunner().invoke(theory_cli, ["kstar", "--profile", str(out), *run_flags(system), "--json"])
+    assert t.exit_code == (0 if expected.success else 3), t.output
+    answer = json.loads(t.stdout)
+    assert (answer["status"], answer["k_star"], answer["form"]) == (t.exit_code, expected.k_star, profile.form)
 
 
 @pytest.mark.parametrize(
@@ -297,7 +294,7 @@ def test_shipped_estimated_profiles_load_by_name(name):
 def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
     from bladefl_validate.estimate import _ESTIMATE
 
-    run = small().as_dict()
+    run = small_config().as_dict()
     base = {"run": run, "optimum": dataclasses.asdict(OptimumOptions()), "dtype": "float64"}
     keys = {
         _ESTIMATE.key(base),

@@ -109,7 +109,12 @@ def test_extreme_parameters_give_finite_or_flagged_numbers(change, variant):
         assert not np.isnan(out).any(), f.__name__
     for value in B.terms(1.0, p, variant).values():
         assert not math.isnan(value)
-    assert feasible_interval(p, variant) is None or k_max_continuous(p.t_sum, p.alpha, p.beta) >= 1
+    feasible = feasible_interval(p, variant)
+    if feasible is not None:  # within [1, t_sum/(alpha+beta)], and D > 0 inside it (D is concave)
+        lo, hi = feasible
+        assert 1.0 <= lo <= hi <= k_max_continuous(p.t_sum, p.alpha, p.beta)
+        if hi - lo > 1e-9 * hi:  # 20 of the 26 intervals; the rest are slivers within the root finder's tolerance
+            assert float(B.denominator((lo + hi) / 2, p, variant)) > 0
 
 
 def test_eta_tiny_convexity_agrees_with_kstar():

@@ -1,23 +1,14 @@
 """The output-folder policy: folders the toolkit did not write are never replaced."""
 
-import json
 import os
 import stat
 
 import pytest
 from click.testing import CliRunner
+from helpers import snapshot
 
-from bladefl_platform.atomic import (
-    MARKER,
-    atomic_directory,
-    check_files_replaceable,
-    check_replaceable,
-    owned_directory,
-    owned_files,
-    read_marker,
-)
+from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_theory.cli import cli
-from bladefl_platform.errors import InputError
 
 OWNER = "bladefl-theory sensitivity"
 
@@ -25,10 +16,6 @@ OWNER = "bladefl-theory sensitivity"
 def sensitivity(out, *extra):
     return CliRunner().invoke(cli, ["sensitivity", "--vary", "M=0,4", "--variant", "per-round", "--out", str(out),
                                     *extra])
-
-
-def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_sensitivity_refuses_a_folder_it_did_not_write(tmp_path):
@@ -94,86 +81,17 @@ def test_refusal_happens_before_the_sweep(tmp_path, monkeypatch):
     assert sensitivity(out).exit_code == 2
 
 
-def test_output_folders_get_the_umask_permissions(tmp_path):
+def test_the_report_gets_the_umask_permissions(tmp_path):
+    # Each writer of bladefl_platform.atomic is checked in tests/test_atomic.py; here the command's own files.
     old = os.umask(0o022)
     try:
         assert sensitivity(tmp_path / "sens").exit_code == 0
-        with atomic_directory(tmp_path / "run") as tmp:
-            (tmp / "f").write_text("")
-        with owned_directory(tmp_path / "a" / "b", "me") as tmp:
-            (tmp / "f").write_text("")
     finally:
         os.umask(old)
-    for folder in (tmp_path / "sens", tmp_path / "run", tmp_path / "a", tmp_path / "a" / "b"):
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
-
-
-def test_a_failed_block_leaves_nothing_behind(tmp_path):
-    target = tmp_path / "x" / "y" / "out"
-    with pytest.raises(RuntimeError):
-        with owned_directory(target, "me") as tmp:
-            (tmp / "f").write_text("")
-            raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RuntimeError):
-        with owned_files(target, "me") as tmp:
-            (tmp / "f").write_text("")
-            raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_failed_replacement_keeps_the_old_folder(tmp_path):
-    target = tmp_path / "out"
-    with owned_directory(target, "me") as tmp:
-        (tmp / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with owned_directory(target, "me") as tmp:
-            (tmp / "a.txt").write_text("new")
-            raise RuntimeError("boom")
-    assert (target / "a.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_check_replaceable_rules(tmp_path):
-    check_replaceable(tmp_path / "absent", "me")
-    (tmp_path / "file").write_text("")
-    with pytest.raises(InputError, match="not a folder"):
-        check_replaceable(tmp_path / "file", "me")
-    (tmp_path / "link").symlink_to(tmp_path)
-    with pytest.raises(InputError, match="symbolic link"):
-        check_replaceable(tmp_path / "link", "me")
-    other = tmp_path / "other"
-    with owned_directory(other, "someone else") as tmp:
-        (tmp / "r.md").write_text("")
-    with pytest.raises(InputError, match="written by someone else"):
-        check_replaceable(other, "me")
-    # An unreadable or forged-looking marker counts as none.
-    (other / MARKER).write_text("{not json")
-    with pytest.raises(InputError, match="not written by me"):
-        check_replaceable(other, "me")
-
-
-def test_owned_files_replaces_only_its_own_files(tmp_path):
-    out = tmp_path / "sweep"
-    out.mkdir()
-    (out / "results.sqlite").write_text("store")
-    with owned_files(out, "me") as tmp:
-        (tmp / "README.md").write_text("v1")
-    assert read_marker(out) == {"owner": "me", "files": ["README.md"]}
-    with owned_files(out, "me") as tmp:
-        (tmp / "README.md").write_text("v2")
-        (tmp / "per_k.csv").write_text("")
-    assert (out / "README.md").read_text() == "v2" and (out / "results.sqlite").read_text() == "store"
-    assert read_marker(out)["files"] == ["README.md", "per_k.csv"]
-    with pytest.raises(InputError, match="results.sqlite"):
-        with owned_files(out, "me") as tmp:
-            (tmp / "results.sqlite").write_text("clobbered")
-    assert (out / "results.sqlite").read_text() == "store"
-    with pytest.raises(InputError, match="results.sqlite"):
-        check_files_replaceable(out, "me", ["results.sqlite"])
-    with pytest.raises(InputError, match="written by me"):
-        check_files_replaceable(out, "you", ["x"])
-    assert json.loads((out / MARKER).read_text())["owner"] == "me"
+    assert stat.S_IMODE((tmp_path / "sens").stat().st_mode) == 0o755
+    files = sorted((tmp_path / "sens").iterdir())
+    assert [p.name for p in files] == [MARKER, "README.md", "bound.png", "kstar.png", "sensitivity.csv"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files), files
 
 
 def test_unwritable_output_is_one_line_and_status_2(tmp_path):

@@ -2,11 +2,11 @@
 
 import pandas as pd
 import pytest
+from helpers import write_data_root
 
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.data import write_idx_dataset
 from bladefl_validate.reproduce import PAPER_K_STAR, reproduce, settings, write_reproduction
 
 BASE = RunConfig(N=4, K=1, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=32, model="logreg", batch_size=32,
@@ -15,10 +15,7 @@ BASE = RunConfig(N=4, K=1, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_idx_dataset(root / "mnist", n_train=400, n_test=100, seed=0)
-    write_idx_dataset(root / "fashion-mnist", n_train=400, n_test=100, seed=1)
-    return root
+    return write_data_root(tmp_path_factory.mktemp("data"), {"mnist": (400, 100, 0), "fashion-mnist": (400, 100, 1)})
 
 
 def test_settings_cover_both_figures_once():
@@ -58,8 +55,6 @@ def test_reproduction_writes_every_figure_and_resumes(tmp_path, data_root, monke
     readme = (out / "README.md").read_text()
     assert "contradicts itself" in readme and "Seeds per point: 2" in readme
     assert pd.read_csv(out / "kstar.csv").shape == (14, 11)
-    for r in table.itertuples():  # the reported K* is always among the plausible ones
-        assert str(r.k_star_measured) in r.k_star_measured_plausible.split()
     assert "`per-round+sc` predicts K*" in readme
     settled = int((table.k_star_measured_share >= 0.9).sum())
     assert f"settled (the same K in at least 90% of the bootstrap resamples) in {settled} of 14 settings" in readme

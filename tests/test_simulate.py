@@ -6,6 +6,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from helpers import cli_args, small_config
 
 from bladefl_platform.errors import InputError
 from bladefl_theory.params import ParameterError
@@ -16,17 +17,8 @@ from bladefl_platform.execution import Execution
 from bladefl_validate.sweep import sweep_k
 from bladefl_validate.verify import verify_run
 
-# K_max = 2 with tau(1) = 14 and tau(2) = 2: small but a real time model.
-SMALL = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
-             batch_size=32, difficulty_bits=8, eta=0.05)
-
-
 # data_root and private_cache come from conftest.py.
 pytestmark = pytest.mark.usefixtures("private_cache")
-
-
-def small(**changes):
-    return RunConfig(**{**SMALL, **changes})
 
 
 def read_metrics(folder):
@@ -36,7 +28,7 @@ def read_metrics(folder):
 
 def test_run_folder_holds_everything(tmp_path, data_root):
     out = tmp_path / "run"
-    result = run_to_folder(small(), out, data_root)
+    result = run_to_folder(small_config(), out, data_root)
     for name in ("config.json", "metrics.csv", "summary.json", "summary.md", "ledger.jsonl", "partition.csv",
                  "partition.png"):
         assert (out / name).is_file(), name
@@ -52,19 +44,31 @@ def test_run_folder_holds_everything(tmp_path, data_root):
 
 
 def test_same_seed_same_results(tmp_path, data_root):
-    a = run_to_folder(small(seed=3), tmp_path / "a", data_root)
-    b = run_to_folder(small(seed=3), tmp_path / "b", data_root)
+    a = run_to_folder(small_config(seed=3), tmp_path / "a", data_root)
+    b = run_to_folder(small_config(seed=3), tmp_path / "b", data_root)
     strip = lambda r: {k: v for k, v in r.__dict__.items() if k != "wall_seconds"}  # noqa: E731
     assert [strip(r) for r in a.rounds] == [strip(r) for r in b.rounds]
     assert (tmp_path / "a" / "ledger.jsonl").read_bytes() == (tmp_path / "b" / "ledger.jsonl").read_bytes()
-    c = run_to_folder(small(seed=4), tmp_path / "c", data_root)
+    c = run_to_folder(small_config(seed=4), tmp_path / "c", data_root)
     assert [r.block_hash for r in c.rounds] != [r.block_hash for r in a.rounds]
 
 
 def test_lazy_clients_lower_nothing_but_change_the_models(tmp_path, data_root):
-    honest = run_to_folder(small(M=0, sigma2=0.0), tmp_path / "h", data_root)
-    noisy = run_to_folder(small(M=3, sigma2=1.0), tmp_path / "n", data_root)
+    honest = run_to_folder(small_config(M=0, sigma2=0.0), tmp_path / "h", data_root)
+    noisy = run_to_folder(small_config(M=3, sigma2=1.0), tmp_path / "n", data_root)
     assert noisy.final.global_train_loss > honest.final.global_train_loss
+
+
+def test_a_block_that_fails_its_own_check_is_a_bug_not_a_rejection(tmp_path, data_root, monkeypatch):
+    # Every client verifies the same download, so a block can fail only if mining is broken: here a
+    # miner that hashes the wrong Merkle root. The run stops at an assertion and leaves nothing behind.
+    import bladefl_validate.simulation as simulation
+
+    real_mine = simulation.mine
+    monkeypatch.setattr(simulation, "mine", lambda index, prev, root, *a: real_mine(index, prev, "0" * 64, *a))
+    with pytest.raises(AssertionError, match="round 1: .* merkle_root"):
+        run_to_folder(small_config(), tmp_path / "run", data_root)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_run_leaves_no_folder(tmp_path, data_root):
@@ -74,7 +78,7 @@ def test_failed_run_leaves_no_folder(tmp_path, data_root):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        run_to_folder(small(), out, data_root, on_round=explode)
+        run_to_folder(small_config(), out, data_root, on_round=explode)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -91,11 +95,12 @@ def test_failed_run_leaves_no_folder(tmp_path, data_root):
 )
 def test_config_rejects_bad_input(changes, error, fragment):
     with pytest.raises(error, match=fragment):
-        small(**changes)
+        small_config(**changes)
 
 
 def test_sweep_k_reports_every_k(data_root):
-    result = sweep_k(small(K=1), seeds=[0, 1], data_dir=data_root, execution=Execution(workers=2, progress=False))
+    execution = Execution(workers=2, progress=False)
+    result = sweep_k(small_config(K=1), seeds=[0, 1], data_dir=data_root, execution=execution)
     assert list(result.per_k.index) == [1, 2]
     assert len(result.runs) == 4
     # The empirical K* is the argmin of the mean final loss over the seeds, whatever it is.
@@ -103,14 +108,6 @@ def test_sweep_k_reports_every_k(data_root):
     assert result.k_star == int(means.idxmin())
     assert result.per_k.loc[result.k_star, "final_global_train_loss_mean"] == pytest.approx(means.min())
     assert result.per_k["final_global_train_loss_std"].notna().all()
-
-
-def cli_args(data_root, *extra):
-    flags = []
-    for k, v in SMALL.items():
-        flag = f"--{k}" if k in ("N", "M", "K") else "--" + k.replace("_", "-")
-        flags += [flag, str(v)]
-    return [*flags, "--data-dir", str(data_root), "--quiet", *extra]
 
 
 def test_cli_run_and_chain_verify(tmp_path, data_root):

@@ -13,11 +13,6 @@ from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution, TaskKind, o
 from bladefl_platform.store import ResultStore, check_store, opened_store, task_key
 
 
-def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
-
-
 @pytest.mark.parametrize("content, message", [
     (b"hello, this is a text file and not a database at all" * 20, "not a result store"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not a result store"),

@@ -9,13 +9,13 @@ import sys
 import time
 
 import pytest
+from helpers import write_idx_dataset
 
 from bladefl_theory import Params
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
 from bladefl_theory.sensitivity import _solve_chunk, sweep
 from bladefl_platform.store import ResultStore, task_key
-from bladefl_validate.data import write_idx_dataset
 
 
 def test_store_records_each_key_once(tmp_path):

@@ -17,13 +17,10 @@ from bladefl_platform import atomic
 from bladefl_platform.atomic import (
     atomic_directory,
     atomic_write_text,
-    check_replaceable,
-    created_folder,
     owned_files,
     remove_stale_temporaries,
     temporary_name,
 )
-from bladefl_platform.errors import InputError
 
 HOST = atomic._HOST
 
@@ -84,58 +81,6 @@ def test_atomic_write_text_and_owned_files_clean_up_too(tmp_path):
         (tmp / "README.md").write_text("")
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".bladefl-owner.json", "README.md", "p.json"]
-
-
-def test_atomic_write_text_failure_leaves_no_folder_behind(tmp_path, monkeypatch):
-    def boom(*a, **k):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(atomic.os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic_write_text(tmp_path / "a" / "b" / "p.json", "{}")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_writability_is_tried_for_real(tmp_path, monkeypatch):
-    # As root, os.access says yes to a read-only file system, /proc and /sys: only creating something tells.
-    monkeypatch.setattr(atomic.os, "access", lambda *a, **k: True)
-    real_mkdir = os.mkdir
-
-    def refuse(path, *a, **k):
-        if Path(path).parent == tmp_path / "ro":
-            raise OSError(30, "Read-only file system")
-        return real_mkdir(path, *a, **k)
-
-    (tmp_path / "ro").mkdir()
-    monkeypatch.setattr(atomic.os, "mkdir", refuse)
-    with pytest.raises(InputError, match="Read-only file system"):
-        check_replaceable(tmp_path / "ro" / "out", "me")
-    with pytest.raises(InputError, match="Read-only file system"):
-        atomic.check_files_replaceable(tmp_path / "ro", "me", ["README.md"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
-
-
-@pytest.mark.parametrize("where", ["/proc/bladefl-out", "/sys/bladefl-out"])
-def test_proc_and_sys_are_not_writable(where):
-    if not Path(where).parent.is_dir():
-        pytest.skip(f"no {Path(where).parent} here")
-    with pytest.raises(InputError, match="cannot"):
-        check_replaceable(where, "me")
-
-
-def test_created_folder_removes_only_the_empty_folders_it_made(tmp_path):
-    with pytest.raises(RuntimeError):
-        with created_folder(tmp_path / "a" / "b"):
-            raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RuntimeError):
-        with created_folder(tmp_path / "a" / "b") as folder:
-            (folder / "kept.txt").write_text("a result")
-            raise RuntimeError("boom")
-    assert (tmp_path / "a" / "b" / "kept.txt").is_file()
-    with created_folder(tmp_path / "c") as folder:
-        pass
-    assert folder.is_dir()
 
 
 # ---------------------------------------------------------------------------------------------

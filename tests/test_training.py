@@ -6,19 +6,14 @@ import math
 
 import pytest
 import torch
+from helpers import reference_train_client
 from scipy import stats
 from torch import nn
 
 from bladefl_platform.errors import InputError
 from bladefl_validate.lazy import choose_lazy, lazy_copies
 from bladefl_validate.model import ModelSpec, make_spec
-from bladefl_validate.training import (
-    epoch_permutations,
-    evaluate,
-    fedavg,
-    reference_train_client,
-    train_clients,
-)
+from bladefl_validate.training import epoch_permutations, evaluate, fedavg, train_clients
 
 # Significance level for the statistical checks; every test is seeded, so they are deterministic anyway.
 ALPHA = 1e-6
@@ -309,6 +304,7 @@ def test_cnn_and_a_registered_module_train_through_the_generic_path(data_root):
         config = RunConfig(model=kind, N=3, M=1, K=1, t_sum=12.0, beta=10.0, samples_per_client=16, batch_size=8,
                            difficulty_bits=2, eta=0.05)
         r = simulate(config, None, data_root)
-        assert r.final.global_train_loss < r.initial_train_loss + 1.0 and math.isfinite(r.final.global_train_loss)
+        # Two local epochs on learnable data lower the loss (seeded: cnn 2.28 -> 2.07, small-mlp 2.39 -> 1.40).
+        assert r.final.global_train_loss < 0.95 * r.initial_train_loss, kind
     with pytest.raises(InputError, match="built-in"):
         register_model("mlp", _SmallMLP)

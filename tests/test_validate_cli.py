@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import snapshot
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
@@ -21,11 +22,6 @@ from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_platform.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
 
 
 def foreign_folder(path: Path, *names: str) -> Path:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import snapshot, write_data_root
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
@@ -29,11 +30,7 @@ def examples(n: int) -> int:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """MNIST-format data with enough samples for the paper's 20 clients x 512 (reproduce, detection-report)."""
-    from bladefl_validate.data import write_idx_dataset
-
-    root = tmp_path_factory.mktemp("fuzzdata")
-    write_idx_dataset(root / "mnist", n_train=12000, n_test=100, seed=0)
-    return root
+    return write_data_root(tmp_path_factory.mktemp("fuzzdata"), {"mnist": (12000, 100, 0)})
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +139,6 @@ def resolve(value: str, where: Path, command: str) -> str:
     if name == "inside-out":
         return str(where / "out" / "results.sqlite")
     raise AssertionError(value)
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
 
 
 def bad_choices(command: str):
