@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shlex
 from pathlib import Path
 
 import click
 
 from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
-from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
+from bladefl_platform.cli import CLIGroup, emit_json, execution_of, execution_options, json_option, quiet_option
 from bladefl_platform.errors import CommandFailed, InputError
-from bladefl_platform.execution import Execution
+from bladefl_platform.execution import MAX_LOCAL_WORKERS
 
 from . import bound as _bound
 from .bound import VARIANTS
@@ -30,7 +29,7 @@ log = logging.getLogger("bladefl_theory")
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
 #: Most local Dask workers sensitivity starts: more would only compete for the cores.
-MAX_WORKERS = 4 * (os.cpu_count() or 1)
+MAX_WORKERS = MAX_LOCAL_WORKERS
 #: The owner named in the marker of a sensitivity report folder.
 SENSITIVITY_OWNER = "bladefl-theory sensitivity"
 
@@ -459,15 +458,10 @@ def formula_cmd(fmt, expand):
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"),
     show_default=True,
 )
-@click.option("--scheduler", default=None,
-              help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, MAX_WORKERS),
-    default=None,
-    help=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) [default: one per core].",
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@execution_options(scheduler="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].",
+                   workers=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) "
+                           "[default: one per core].")
+@quiet_option("No progress bar.")
 @json_option
 def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **options):
     """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
@@ -484,8 +478,7 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **op
     params = params_from_options(options)
     variants = (variant,) if variant else VARIANTS
     check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet or verbosity() < 0 else None)
-    result = sweep(params, varied, variants, execution)
+    result = sweep(params, varied, variants, execution_of(scheduler, workers, quiet))
     with owned_directory(out, SENSITIVITY_OWNER) as tmp:
         written = write_report(result, tmp, _command_line(vary, variant, out))
     for path in written:

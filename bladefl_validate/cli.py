@@ -33,14 +33,26 @@ from bladefl_platform.atomic import (
     owned_files,
     remove_stale_temporaries,
 )
-from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
+from bladefl_platform.cli import (
+    CLIGroup,
+    ListType,
+    data_dir_option,
+    emit_json,
+    execution_of,
+    execution_options,
+    hide_progress,
+    json_option,
+    quiet_option,
+    seeds_option,
+    store_option,
+)
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution
+from bladefl_platform.execution import Execution
 from bladefl_platform.report import fmt, text_table
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore, check_store, opened_store
 
-from .config import DATASETS, DETECTORS, DEVICES, MAX_SEED, MODELS, RunConfig, check_device
+from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig, check_device
 from .detection_report import DEFAULT_M, DEFAULT_SIGMA2, SETTING, check_grid
 from .encrypt import ENCRYPTIONS
 from .partition import SCHEMES
@@ -51,8 +63,6 @@ log = logging.getLogger("bladefl_validate")
 
 _DEFAULTS = RunConfig()
 
-#: Most seeds a command takes: each is a run (or a run per K) of its own.
-MAX_SEEDS = 1000
 #: Most runs one sweep makes (K_max times the seeds): beyond that the time budget, not the sweep, is wrong.
 MAX_SWEEP_RUNS = 100_000
 #: The store a command that keeps one in its report folder uses by default.
@@ -118,9 +128,8 @@ def _run_options(with_k: bool):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="Where runs compute: auto is cuda when torch sees a GPU, else cpu. CUDA results are not "
                           "bit-identical to CPU ones, so the result store keeps them apart."),
-        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-                     help="Data root [default: $BLADEFL_DATA, else a user cache folder]."),
-        click.option("--quiet", is_flag=True, help="No progress lines."),
+        _data_dir_option(),
+        quiet_option("No progress lines."),
     ]
 
     def decorate(func):
@@ -136,77 +145,22 @@ def _config(options: dict, **extra) -> RunConfig:
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
 
 
-class Seeds(list):
-    """Seeds parsed from ``--seeds``, remembering the text they came from (the command line a report records)."""
-
-    def __init__(self, values: Sequence[int], text: str):
-        super().__init__(values)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
+def _data_dir_option():
+    """``--data-dir``, as the validator's commands describe it."""
+    return data_dir_option("Data root [default: $BLADEFL_DATA, else a user cache folder].")
 
 
-def _seed_list(text: str) -> Seeds:
-    """``--seeds``: a count (``3`` means 0, 1, 2), or a comma-separated list (``0,5,7``; ``0,`` is seed 0 alone)."""
-    items = [x.strip() for x in text.split(",")]
-    try:
-        values = [int(x) for x in items if x]
-    except ValueError:
-        raise InputError(f"{_short(text)}: a count or a comma-separated list of integers") from None
-    if not values:
-        raise InputError("give a count of seeds (3 means 0,1,2) or a list such as 0,5,7")
-    if "," not in text:
-        count = values[0]
-        if not 1 <= count <= MAX_SEEDS:
-            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); "
-                             "to name seed 0 alone, write 0,")
-        return Seeds(range(count), text)
-    if len(values) > MAX_SEEDS:
-        raise InputError(f"at most {MAX_SEEDS} seeds (got {len(values)})")
-    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
-        raise InputError("seeds must be distinct integers in 0..2**64-1")
-    return Seeds(values, text)
-
-
-def _short(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
-class _SeedsType(click.ParamType):
-    name = "seeds"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, Seeds):
-            return value
-        try:
-            return _seed_list(str(value))
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _seeds_option(default: str, what: str = "Seeds"):
-    """The one declaration of ``--seeds``; the command receives a :class:`Seeds` list."""
-    return click.option("--seeds", type=_SeedsType(), default=default, show_default=True,
-                        help=f"{what}: a count (3 means 0,1,2) or a list such as 0,5,7 (0, is seed 0 alone); "
-                             f"at most {MAX_SEEDS}.")
-
-
-def _parse_seeds(seeds: str | Seeds) -> Seeds:
-    """The seeds of a ``--seeds`` value (already parsed by the option, or its text)."""
-    if isinstance(seeds, Seeds):
-        return seeds
-    try:
-        return _seed_list(seeds)
-    except InputError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--seeds'") from None
+def _datasets_option():
+    """``--datasets`` of the commands that run a grid over data sets."""
+    return click.option("--datasets", type=ListType(choices=DATASETS), default=",".join(DATASETS), show_default=True,
+                        help="Comma-separated datasets.")
 
 
 def _round_bar(total: int, quiet: bool):
     """A progress bar over rounds (silent under --quiet or when stderr is not a terminal), and its update hook."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="rounds", unit="block", disable=_quiet(quiet) or not sys.stderr.isatty(),
+    bar = tqdm(total=total, desc="rounds", unit="block", disable=hide_progress(quiet) or not sys.stderr.isatty(),
                file=sys.stderr)
 
     def show(m) -> None:
@@ -229,15 +183,6 @@ def _command(name: str, extra: list[str]) -> str:
             value = RunConfig(device=value).device
         parts += [flags[key]] if value is True else [flags[key], str(value)]
     return " ".join(shlex.quote(p) for p in parts + extra)
-
-
-def _quiet(quiet: bool) -> bool:
-    """No progress bar: the command's --quiet, or the group's -q."""
-    return quiet or verbosity() < 0
-
-
-def _execution(scheduler: str | None, workers: int | None, quiet: bool) -> Execution:
-    return Execution(scheduler=scheduler, workers=workers, progress=False if _quiet(quiet) else None)
 
 
 def _check_sweep_size(base: RunConfig, seeds: Sequence[int]) -> None:
@@ -373,23 +318,12 @@ _owns(run_cmd, f"It owns the run folder --out: {_listing(RUN_FILES)}, and the ma
                f"it holds nothing else; otherwise nothing is written (status 2).")
 
 
-def _execution_options(func):
-    """--scheduler and --workers for commands that run many simulations."""
-    func = click.option("--workers", type=click.IntRange(1, MAX_LOCAL_WORKERS), default=None,
-                        help=f"Worker processes of the local Dask cluster, at most {MAX_LOCAL_WORKERS} "
-                             f"[default: one per core].")(func)
-    func = click.option("--scheduler", default=None,
-                        help="Address of an existing Dask scheduler, tcp://HOST:PORT [default: a local cluster].")(func)
-    return func
-
-
 @cli.command("sweep-k")
 @_run_options(with_k=False)
-@_seeds_option("1")
+@seeds_option("1")
 @click.option("--keep-runs", is_flag=True, help="Keep every run's folder (ledger and blobs) under OUT/runs/.")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
-@_execution_options
+@store_option(f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
+@execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
 @json_option
@@ -400,7 +334,7 @@ def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, da
     from .sweep import sweep_configs, sweep_k, write_sweep_report
 
     configs = sweep_configs(base, seeds)
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     store_path = store_path or out / STORE_NAME
     _check_report_folder(out, SWEEP_OWNER, SWEEP_FILES, store_path)
     _prepare(configs, data_dir, execution)
@@ -434,41 +368,25 @@ _owns(sweep_k_cmd, f"In --out it owns the report files {_listing(SWEEP_FILES)} a
                    f"runs/ (--keep-runs) and {_STORE_NOTE}")
 
 
-def _parse_list(text: str, convert, option: str) -> list:
-    try:
-        values = [convert(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{_short(text)}: a comma-separated list", param_hint=f"'{option}'") from None
-    if not values or len(set(values)) != len(values):
-        raise click.BadParameter(f"{_short(text)}: a non-empty list of distinct values", param_hint=f"'{option}'")
-    return values
-
-
 @cli.command("detection-report")
-@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
-@click.option("--M", "M", default=",".join(map(str, DEFAULT_M)), show_default=True, help="Lazy clients, e.g. 2,4,6.")
-@click.option("--sigma2", default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
+@_datasets_option()
+@click.option("--M", "M", type=ListType(int), default=",".join(map(str, DEFAULT_M)), show_default=True,
+              help="Lazy clients, e.g. 2,4,6.")
+@click.option("--sigma2", type=ListType(float), default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
               help="Noise variances.")
-@_seeds_option("1")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store to resume from, outside --out [default: none].")
-@_execution_options
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@seeds_option("1")
+@store_option("Result store to resume from, outside --out [default: none].")
+@execution_options
+@_data_dir_option()
+@quiet_option("No progress bar.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
 @json_option
 def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, workers, data_dir, quiet, out, as_json):
     """Precision and recall of each lazy-client detector against M and sigma2, and accuracy with exclusion."""
-    dataset_list = _parse_list(datasets, str, "--datasets")
-    for d in dataset_list:
-        if d not in DATASETS:
-            raise click.BadParameter(f"{d!r} is not one of {', '.join(DATASETS)}", param_hint="'--datasets'")
-    Ms = _parse_list(M, int, "--M")
-    sigma2s = _parse_list(sigma2, float, "--sigma2")
+    dataset_list, Ms, sigma2s = list(datasets), list(M), list(sigma2)
     base = RunConfig(**SETTING)
     check_grid(base, dataset_list, Ms, sigma2s, list(seeds))
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     check_replaceable(out, DETECTION_OWNER)
     _check_store_outside(store_path, out)
     if store_path is not None:
@@ -481,8 +399,8 @@ def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, work
         report = run_detection_report(dataset_list, Ms, sigma2s, list(seeds), data_dir, store, execution)
     with owned_directory(out, DETECTION_OWNER) as tmp:
         # The store, the workers and the data folder change where runs happen, not their results.
-        command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets, "--M", M,
-                              "--sigma2", sigma2, "--seeds", seeds.text, "--out", str(out)])
+        command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets.text, "--M", M.text,
+                              "--sigma2", sigma2.text, "--seeds", seeds.text, "--out", str(out)])
         write_detection_report(report, tmp, command)
     if as_json:
         return emit_json({"out": out, "runs": len(report.runs), "breakdown": report.breakdown(), "cells": report.cells})
@@ -545,7 +463,7 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
               help="k for --partition classes (it must divide --samples-per-client).")
 @click.option("--dirichlet-alpha", type=float, default=_DEFAULTS.dirichlet_alpha, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the partition, 0..2**64-1.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@data_dir_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def partition_cmd(out, data_dir, **options):
     """Per-client label counts of a partition, as CSV and a PNG heat map."""
@@ -573,7 +491,7 @@ _owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, an
 
 @cli.command("estimate")
 @_run_options(with_k=True)
-@_seeds_option("3")
+@seeds_option("3")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json; the raw samples go to NAME.samples.csv beside it.")
@@ -582,9 +500,8 @@ _owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, an
 @click.option("--wstar-loss-floor", type=float, default=None,
               help="w* is the first iterate with a loss this low; cross-entropy on interpolated data never reaches 0 "
                    "[default: 1e-6].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
-@_execution_options
+@store_option("Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
+@execution_options
 @json_option
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
                  as_json, **options):
@@ -598,7 +515,7 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
     check_profile_path(out)
     given = {"max_iter": wstar_max_iter, "loss_floor": wstar_loss_floor}
     optimum = OptimumOptions(**{k: v for k, v in given.items() if v is not None})
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     store_path = store_path or out.with_name(out.name.removesuffix(".json") + ".results.sqlite")
     if Path(store_path).absolute() in (out.absolute(), samples_path_for(out).absolute()):
         raise InputError(f"--store {store_path} is the profile or its samples file; give another file")
@@ -623,11 +540,10 @@ def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path,
 
 @cli.command("gap")
 @_run_options(with_k=False)
-@_seeds_option("3")
+@seeds_option("3")
 @click.option("--profile", default=None, help="Profile of constants [default: DATASET-MODEL if shipped, else default].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
-@_execution_options
+@store_option(f"Result store [default: OUT/{STORE_NAME}].")
+@execution_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder; running again with the same folder resumes.")
 @json_option
@@ -645,7 +561,7 @@ def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir
     _check_sweep_size(base, seeds)
     configs = sweep_configs(base, seeds)
     optimum_configs = [base.replace(M=0, seed=s) for s in seeds]
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     store_path = store_path or out / STORE_NAME
     _check_report_folder(out, GAP_OWNER, GAP_FILES, store_path)
     _prepare(configs + optimum_configs, data_dir, execution)
@@ -673,29 +589,22 @@ _owns(gap_cmd, f"In --out it owns the report files {_listing(GAP_FILES)} and the
 
 
 @cli.command("reproduce")
-@_seeds_option("3", "Seeds per point")
-@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
+@seeds_option("3", "Seeds per point")
+@_datasets_option()
 @click.option("--difficulty-bits", type=int, default=_DEFAULTS.difficulty_bits, show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_data_dir_option()
+@store_option(f"Result store [default: OUT/{STORE_NAME}].")
+@execution_options
+@quiet_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/paper-reproduction"),
               show_default=True, help="Report folder; running again resumes from its store.")
 @json_option
 def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Reproduce the paper's figures 2 to 4 and its K* values at its settings (N=20, |D_i|=512, t_sum=100)."""
-    names = [d.strip() for d in datasets.split(",") if d.strip()]
-    unknown = [d for d in names if d not in DATASETS]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown dataset {_short(unknown[0]) if unknown else '(none)'}; known: "
-                                 f"{', '.join(DATASETS)}", param_hint="'--datasets'")
-    names = list(dict.fromkeys(names))
+    names = list(datasets)
     base = RunConfig(difficulty_bits=difficulty_bits)
     configs = [base.replace(dataset=d, seed=s) for d in names for s in seeds]
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     store_path = store_path or out / STORE_NAME
     _check_report_folder(out, REPRODUCE_OWNER, reproduce_files(names), store_path)
     _prepare(configs, data_dir, execution)
@@ -724,14 +633,12 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
                    "[default: the K* study's four pilots].")
 @click.option("--form", type=click.Choice(("drift", "per-round", "printed")), default="drift", show_default=True,
               help="The form to fit (see bladefl_theory.forms).")
-@_seeds_option("4", "Seeds per pilot")
+@seeds_option("4", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Result store for the pilot sweeps (reused and extended).")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_data_dir_option()
+@store_option("Result store for the pilot sweeps (reused and extended).", required=True)
+@execution_options
+@quiet_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
 @json_option
@@ -751,12 +658,12 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
     for p in points:
         base.replace(dataset=dataset, t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
                      sigma2=float(p["sigma2"]))  # each pilot is a valid deployment
-    seed_list = _parse_seeds(seeds)
+    seed_list = seeds
     fixed = None
     if form != "drift":
         fixed = {"epsilon": load_profile(f"{dataset}-{base.model}").constants["epsilon"]}
     load_dataset(dataset, data_dir, train=True)
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     with ResultStore(store_path) as store:
         cal, settings = calibrate_pilots(store, base.replace(dataset=dataset), dataset, points, seed_list, form,
                                          str(data_dir) if data_dir else None, execution, fixed=fixed)
@@ -779,15 +686,13 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
 
 
 @cli.command("kstar-report")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
+@_data_dir_option()
+@store_option(f"Result store [default: OUT/{STORE_NAME}].")
 @click.option("--measured-only", is_flag=True,
               help="Run nothing: report on what the store holds (a campaign cut short), leaving out the held-out "
                    "settings not measured yet and saying so.")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@execution_options
+@quiet_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/kstar-prediction"),
               show_default=True, help="Report folder; running again resumes from its store.")
 @json_option
@@ -797,7 +702,7 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
     from .studies.kstar_prediction import analyse_measured, run_study
     from .studies.kstar_report import report_files, write_report
 
-    execution = _execution(scheduler, workers, quiet)
+    execution = execution_of(scheduler, workers, quiet)
     store_path = store_path or out / STORE_NAME
     _check_report_folder(out, KSTAR_OWNER, report_files(DESIGN), store_path)
     if measured_only:

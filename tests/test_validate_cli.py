@@ -18,6 +18,7 @@ from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, in
 import bladefl_validate.cli as cli_module
 from bladefl_platform import atomic
 from bladefl_platform.atomic import MARKER, read_marker
+from bladefl_platform.cli import ListType, SeedsType, parse_seeds
 from bladefl_platform.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,7 +306,7 @@ def test_sweep_k_works_at_its_default_seeds(tmp_path, data_root, monkeypatch):
 @pytest.mark.parametrize("text, seeds", [("1", [0]), ("3", [0, 1, 2]), ("0,", [0]), ("5,0,7", [5, 0, 7]),
                                          (" 2 ", [0, 1]), ("1,,2", [1, 2]), ("18446744073709551615,", [2**64 - 1])])
 def test_seeds_that_are_understood(text, seeds):
-    assert cli_module._seed_list(text) == seeds
+    assert parse_seeds(text) == seeds
 
 
 @pytest.mark.parametrize("text", ["", ",", " , ", "0", "-1", "1001", "99999999999999999999", "1,1", "a", "1.5",
@@ -319,13 +320,22 @@ def test_seeds_that_are_refused_in_one_line(tmp_path, data_root, monkeypatch, te
     assert list(tmp_path.iterdir()) == []
 
 
-def test_seeds_is_declared_once():
-    source = inspect.getsource(cli_module)
-    assert len(re.findall(r"click\.option\(\s*\"--seeds\"", source)) == 1
-    for name, cmd in cli_module.cli.commands.items():
-        for p in getattr(cmd, "params", []):
-            if "--seeds" in getattr(p, "opts", []):
-                assert isinstance(p.type, cli_module._SeedsType), name
+@pytest.mark.parametrize("option, kind, where", [
+    ("--seeds", SeedsType, "bladefl_platform.cli"), ("--datasets", ListType, "bladefl_validate.cli"),
+    *((name, None, "bladefl_platform.cli") for name in ("--store", "--scheduler", "--workers", "--data-dir", "--quiet",
+                                                        "--json")),
+])
+def test_the_shared_options_are_declared_once(option, kind, where):
+    import bladefl_platform.cli as platform_cli
+    import bladefl_theory.cli as theory_cli
+
+    declared = rf"click\.option\(\s*\"{option}\""
+    modules = (cli_module, theory_cli, platform_cli)
+    sources = {m.__name__: len(re.findall(declared, inspect.getsource(m))) for m in modules}
+    assert sources == {**dict.fromkeys(sources, 0), where: 1}
+    users = [p for group in (cli_module.cli, theory_cli.cli) for cmd in group.commands.values()
+             for p in getattr(cmd, "params", []) if option in getattr(p, "opts", [])]
+    assert len(users) >= 2 and all(kind is None or isinstance(p.type, kind) for p in users)
 
 
 # ---------------------------------------------------------------------------------------------
