@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
+from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
 from bladefl_platform import atomic
@@ -134,20 +134,32 @@ def test_the_store_may_not_be_a_report_file(tmp_path, data_root, monkeypatch, na
 
 
 def test_the_committed_reports_can_be_regenerated_by_their_commands():
-    """reports/paper-reproduction and reports/lazy-detection carry the marker of the command in their README."""
+    """reports/paper-reproduction, reports/lazy-detection and reports/kstar-prediction carry the marker of the study
+    that wrote them, which may write them again."""
+    from bladefl_platform.study import _check_output
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.studies.detection import DETECTION_FILES, DetectionStudy
+    from bladefl_validate.studies.kstar import KStarReportStudy
+    from bladefl_validate.studies.reproduce import ReproduceStudy
+
     repro = REPO / "reports" / "paper-reproduction"
-    assert read_marker(repro)["owner"] == cli_module.REPRODUCE_OWNER
-    files = cli_module.reproduce_files(["mnist", "fashion-mnist"])
-    assert sorted(read_marker(repro)["files"]) == sorted(files)
+    study = ReproduceStudy(RunConfig(), [0], ["mnist", "fashion-mnist"])
+    files = study.outputs(repro)
+    assert read_marker(repro) == {"owner": study.owner, "files": sorted(files)}
     assert sorted(p.name for p in repro.iterdir()) == sorted([*files, MARKER, "results.sqlite"])
-    cli_module._check_report_folder(repro, cli_module.REPRODUCE_OWNER, files, repro / "results.sqlite")
+    _check_output(study, repro, repro / "results.sqlite")
     assert "--out reports/paper-reproduction" in (repro / "README.md").read_text()
 
     detection = REPO / "reports" / "lazy-detection"
-    assert read_marker(detection) == {"owner": cli_module.DETECTION_OWNER,
-                                      "files": sorted(cli_module.DETECTION_FILES)}
-    atomic.check_replaceable(detection, cli_module.DETECTION_OWNER)
+    study = DetectionStudy(["mnist"], [2], [0.01], [0])
+    assert read_marker(detection) == {"owner": study.owner, "files": sorted(DETECTION_FILES)}
+    _check_output(study, detection, None)
     assert "--out reports/lazy-detection" in (detection / "README.md").read_text()
+
+    kstar = REPO / "reports" / "kstar-prediction"
+    study = KStarReportStudy(measured_only=True)
+    assert read_marker(kstar) == {"owner": study.owner, "files": sorted(study.outputs(kstar))}
+    _check_output(study, kstar, kstar / "results.sqlite")
 
 
 def test_kstar_report_measured_only_needs_an_existing_store(tmp_path, monkeypatch):
@@ -274,32 +286,20 @@ def test_the_rules_of_a_run_reach_every_command(tmp_path, data_root, monkeypatch
 # 2. --seeds.
 
 
-def fake_sweep(calls: list):
-    """A stand-in for sweep.sweep_k that records its call and returns plausible numbers at once."""
-    from bladefl_validate.sweep import SweepResult, summarize, sweep_configs
-
-    def sweep_k(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
-        calls.append({"seeds": list(seeds), "runs_dir": runs_dir})
-        configs = sweep_configs(base, seeds)
-        results = [{"final_global_train_loss": 1 / c.K + c.seed, "final_test_loss": 1.0, "final_test_accuracy": 0.5,
-                    "wall_seconds": 0.1} for c in configs]
-        runs, per_k = summarize(configs, results)
-        return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k)
-
-    return sweep_k
-
-
 def test_sweep_k_works_at_its_default_seeds(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    from bladefl_validate.studies.sweep_k import SWEEP_FILES
 
     calls = []
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep(calls))
+    fake_tasks(monkeypatch, calls)
     out = tmp_path / "out"
     r = invoke(command("sweep-k", data_root, out))
     assert r.exit_code == 0, r.stderr
-    assert calls == [{"seeds": [0], "runs_dir": None}]
-    assert read_marker(out) == {"owner": "bladefl-validate sweep-k", "files": sorted(cli_module.SWEEP_FILES)}
-    assert sorted(p.name for p in out.iterdir()) == sorted([*cli_module.SWEEP_FILES, MARKER, "results.sqlite"])
+    assert [(c["kind"], [(k["K"], k["seed"]) for k in c["configs"]]) for c in calls] == [
+        ("bladefl-run", [(1, 0), (2, 0)])]
+    assert calls[0]["context"]["runs_dir"] is None and calls[0]["store"] is not None
+    assert calls[0]["context"]["data_dir"] == str(data_root.resolve())
+    assert read_marker(out) == {"owner": "bladefl-validate sweep-k", "files": sorted(SWEEP_FILES)}
+    assert sorted(p.name for p in out.iterdir()) == sorted([*SWEEP_FILES, MARKER, "results.sqlite"])
     assert "--seeds 1" in (out / "README.md").read_text()
 
 
@@ -343,9 +343,8 @@ def test_the_shared_options_are_declared_once(option, kind, where):
 
 
 def test_a_sweep_removes_the_run_folders_a_killed_sweep_left(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
-
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep([]))
+    calls = []
+    fake_tasks(monkeypatch, calls)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     runs = tmp_path / "out" / "runs"
@@ -358,31 +357,29 @@ def test_a_sweep_removes_the_run_folders_a_killed_sweep_left(tmp_path, data_root
     r = invoke(command("sweep-k", data_root, tmp_path / "out", "--keep-runs"))
     assert r.exit_code == 0, r.stderr
     assert not stale.exists() and live.exists()
+    assert calls[0]["context"]["runs_dir"] == str(runs.resolve())
 
 
 @pytest.mark.parametrize("keep_runs", [[], ["--keep-runs"]])
 def test_a_sweep_that_fails_before_any_result_leaves_nothing(tmp_path, data_root, monkeypatch, keep_runs):
-    import bladefl_validate.sweep as sweep
     from bladefl_validate.partition import PartitionError
 
-    def late_failure(*args, **kwargs):
-        raise PartitionError("dirichlet(alpha=0.01): client 3 needs 64 samples, and none of 100 draws fit")
-
-    monkeypatch.setattr(sweep, "sweep_k", late_failure)
+    fake_tasks(monkeypatch, fail=PartitionError("dirichlet(alpha=0.01): client 3 needs 64 samples, and none of 100 "
+                                                "draws fit"))
     r = invoke(command("sweep-k", data_root, tmp_path / "a" / "out", *keep_runs))
     assert_bad_input(r, "dirichlet")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_sweep_that_fails_after_results_keeps_its_store(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    import bladefl_platform.study as study
     from bladefl_platform.store import task_key
 
-    def killed(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
+    def killed(kind, configs, store=None, context=None, execution=None, desc=""):
         store.put(task_key("bladefl-run", {"K": 1}, "2"), "bladefl-run", {"K": 1}, {"final_global_train_loss": 1}, "2")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "sweep_k", killed)
+    monkeypatch.setattr(study, "run_tasks", killed)
     out = tmp_path / "out"
     r = invoke(command("sweep-k", data_root, out))
     assert r.exit_code == 130
