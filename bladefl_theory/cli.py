@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
+from bladefl_platform.atomic import MARKER
 from bladefl_platform.cli import CLIGroup, emit_json, execution_of, execution_options, json_option, quiet_option
 from bladefl_platform.errors import CommandFailed, InputError
+from bladefl_platform.study import run_study
 from bladefl_platform.execution import MAX_LOCAL_WORKERS
 
 from . import bound as _bound
@@ -19,7 +20,7 @@ from .bound import VARIANTS
 from .convexity import MAX_GRID_POINTS, certify
 from .params import LEARNING_CONSTANTS, Params
 from .profiles import load_profile
-from .sensitivity import REPORT_FILES, parse_vary, sweep, write_report
+from .sensitivity import REPORT_FILES, SensitivityStudy, parse_vary
 from .solvers import explain_infeasible, explain_no_integer, finite_integers, kstar
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
@@ -30,8 +31,6 @@ log = logging.getLogger("bladefl_theory")
 EXIT_NO_FINITE_BOUND = 3
 #: Most local Dask workers sensitivity starts: more would only compete for the cores.
 MAX_WORKERS = MAX_LOCAL_WORKERS
-#: The owner named in the marker of a sensitivity report folder.
-SENSITIVITY_OWNER = "bladefl-theory sensitivity"
 
 _FLOAT_HELP = {
     "sigma2": "variance of the lazy clients' noise",
@@ -476,20 +475,15 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **op
     if len(varied) != len(vary):
         raise InputError("--vary: each parameter at most once")
     params = params_from_options(options)
-    variants = (variant,) if variant else VARIANTS
-    check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
-    result = sweep(params, varied, variants, execution_of(scheduler, workers, quiet))
-    with owned_directory(out, SENSITIVITY_OWNER) as tmp:
-        written = write_report(result, tmp, _command_line(vary, variant, out))
-    for path in written:
-        log.info("wrote %s", out / path.name)
-    verdicts = result.verdicts()
+    study = SensitivityStudy(params, varied, (variant,) if variant else VARIANTS)
+    done = run_study(study, out, execution=execution_of(scheduler, workers, quiet),
+                     command=_command_line(vary, variant, out))
+    for name in REPORT_FILES:
+        log.info("wrote %s", out / name)
     if as_json:
-        emit_json({"out": out, "files": [path.name for path in written], "params": params.as_dict(),
-                   "varied": varied, "verdicts": verdicts, "rows": result.frame})
+        emit_json(study.summary(done))
         return
-    for v, text in verdicts.items():
-        click.echo(f"Remark 3 ({v}): {text}")
+    click.echo(study.text(done))
 
 
 sensitivity_cmd.help = (sensitivity_cmd.help or "").format(files=", ".join(REPORT_FILES), marker=MARKER)

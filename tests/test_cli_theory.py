@@ -251,11 +251,12 @@ def test_json_output_is_strict_even_where_numbers_leave_float_range():
 
 def test_output_errors_are_one_line(tmp_path, monkeypatch):
     import bladefl_theory.cli as theory_cli
+    import bladefl_theory.sensitivity as sensitivity_module
 
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(theory_cli, "write_report", broken)
+    monkeypatch.setattr(sensitivity_module, "write_report", broken)
     r = invoke(["sensitivity", "--vary", "M=0,1", "--variant", "printed", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and r.output.strip() == "bladefl-theory: error: No space left on device"
     assert list(tmp_path.iterdir()) == []
