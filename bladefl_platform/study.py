@@ -92,12 +92,9 @@ class Runner:
     def __call__(self, tasks: Tasks) -> TaskOutcome:
         outcome = run_tasks(tasks.kind, tasks.configs, self.store, {**self.context, **tasks.context}, self.execution,
                             tasks.desc)
-        self.record(tasks.kind.name, tasks.desc, outcome)
+        self.history.append(BatchRecord(tasks.kind.name, tasks.desc, len(outcome.results), outcome.ran,
+                                        outcome.skipped))
         return outcome
-
-    def record(self, kind: str, desc: str, outcome: TaskOutcome) -> None:
-        """Count a batch run elsewhere (by code that calls :func:`~.execution.run_tasks` itself) in the history."""
-        self.history.append(BatchRecord(kind, desc, len(outcome.results), outcome.ran, outcome.skipped))
 
 
 class Study(ABC, Generic[R]):
