@@ -17,7 +17,7 @@ Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
    against a per-client loop written the way typical FL code is (a deep copy of an nn.Module,
    torch.optim.SGD and a torch DataLoader per client), MLP-256 on MNIST-shaped synthetic data;
    the achieved GFLOP/s against this machine's fp32 matmul peak (``torch.mm``, measured here).
-2. ``sweep``: whole sweeps (``bladefl_validate.sweep.sweep_k`` over K = 1..9, N = 20, MNIST) end to
+2. ``sweep``: whole sweeps (``bladefl_validate.studies.sweep_k.sweep_k`` over K = 1..9, N = 20, MNIST) end to
    end: against their training alone at the trainer's rate, as a share of the matmul peak, 6 seeds
    against 1, against the per-client loop, and the largest worker's memory (needs ``BLADEFL_DATA``;
    ``--quick`` runs a reduced sweep, t_sum = 33).
@@ -297,7 +297,7 @@ def section_sweep(mode: str, data_dir: str | None, train: dict) -> dict:
     if not data_dir:
         return {**dict.fromkeys(keys), "sweep_k_note": "skipped: BLADEFL_DATA is not set"}
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.sweep import sweep_k
+    from bladefl_validate.studies.sweep_k import sweep_k
 
     if mode == "full":
         base = RunConfig(dataset="mnist", N=20, K=1)

@@ -31,6 +31,7 @@ __all__ = [
     "MARKER",
     "atomic_directory",
     "atomic_files",
+    "atomic_write_bytes",
     "atomic_write_text",
     "check_replaceable",
     "check_files_replaceable",
@@ -399,18 +400,30 @@ def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, renamed), with the usual mode."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o666, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file beside it, renamed over it.
+
+    ``mode`` is the new file's permissions before the umask (0o600: its owner's alone); with ``sync`` the data
+    reach the disk before the rename, so that a crash never leaves ``path`` naming an empty file.
+    """
     path = Path(path)
     created = _make_parents(path.parent)
     remove_stale_temporaries(path.parent)
     tmp = path.parent / temporary_name(path.name)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         _remove_created(created)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` whole or not at all, with the usual mode."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -9,6 +9,11 @@ object (:func:`emit_json`) whose ``status`` is the exit status. Everything else 
 doing, warnings) goes through :mod:`logging`, one logger per package (:data:`LOGGERS`), to stderr:
 info by default, warnings and errors only with ``-q``, debug too with ``-v`` (options of every
 :class:`CLIGroup`).
+
+The options that several commands share are declared here once each (:func:`seeds_option`,
+:func:`store_option`, :func:`execution_options`, :func:`data_dir_option`, :func:`quiet_option`,
+:func:`json_option`, and comma-separated lists through :class:`ListType`); a command passes the
+help text that says what the option means to it.
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .errors import CommandFailed, InputError
+from .execution import MAX_LOCAL_WORKERS, Execution
 
-__all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "CLIGroup", "Terminated", "emit_json", "fail",
-           "json_option", "json_ready", "json_text", "verbosity"]
+__all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "MAX_SEED", "MAX_SEEDS", "CLIGroup", "ListType", "Parsed",
+           "SeedsType", "Terminated", "data_dir_option", "emit_json", "execution_options", "fail", "json_option",
+           "json_ready", "json_text", "parse_seeds", "execution_of", "hide_progress", "quiet_option", "seeds_option",
+           "store_option",
+           "verbosity"]
 
 #: The loggers the command line configures, one per package.
 LOGGERS = ("bladefl_platform", "bladefl_theory", "bladefl_validate")
@@ -103,6 +113,134 @@ def json_option(func=None, *, help: str = "Print the result as one JSON object o
     if func is None:
         return lambda f: json_option(f, help=help)
     return click.option("--json", "as_json", is_flag=True, help=help)(func)
+
+
+#: Most seeds a command takes: each is a run (or a run per K) of its own.
+MAX_SEEDS = 1000
+#: Largest seed: numpy's and torch's generators take 64-bit seeds.
+MAX_SEED = 2**64 - 1
+
+
+class Parsed(list):
+    """A list parsed from an option, remembering the text it came from (the command line a report records)."""
+
+    def __init__(self, values: Sequence[Any], text: str):
+        super().__init__(values)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def parse_seeds(text: str) -> Parsed:
+    """``--seeds``: a count (``3`` means 0, 1, 2), or a comma-separated list (``0,5,7``; ``0,`` is seed 0 alone)."""
+    items = [x.strip() for x in text.split(",")]
+    try:
+        values = [int(x) for x in items if x]
+    except ValueError:
+        raise InputError(f"{_short(text)}: a count or a comma-separated list of integers") from None
+    if not values:
+        raise InputError("give a count of seeds (3 means 0,1,2) or a list such as 0,5,7")
+    if "," not in text:
+        count = values[0]
+        if not 1 <= count <= MAX_SEEDS:
+            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); "
+                             "to name seed 0 alone, write 0,")
+        return Parsed(range(count), text)
+    if len(values) > MAX_SEEDS:
+        raise InputError(f"at most {MAX_SEEDS} seeds (got {len(values)})")
+    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
+        raise InputError("seeds must be distinct integers in 0..2**64-1")
+    return Parsed(values, text)
+
+
+class SeedsType(click.ParamType):
+    """The type of ``--seeds`` (:func:`parse_seeds`): the command receives a :class:`Parsed` list of seeds."""
+
+    name = "seeds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Parsed):
+            return value
+        try:
+            return parse_seeds(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def seeds_option(default: str, what: str = "Seeds"):
+    """``--seeds``, for commands that repeat runs over seeds; ``what`` names them (``Seeds per point``)."""
+    return click.option("--seeds", type=SeedsType(), default=default, show_default=True,
+                        help=f"{what}: a count (3 means 0,1,2) or a list such as 0,5,7 (0, is seed 0 alone); "
+                             f"at most {MAX_SEEDS}.")
+
+
+class ListType(click.ParamType):
+    """A comma-separated list of distinct values, each through ``convert`` (and one of ``choices``, if given)."""
+
+    name = "text"  # the metavar --help shows, as for a plain text option
+
+    def __init__(self, convert: Callable[[str], Any] = str, choices: Sequence[Any] | None = None):
+        self.item = convert
+        self.choices = tuple(choices) if choices is not None else None
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Parsed):
+            return value
+        text = str(value)
+        try:
+            values = [self.item(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            self.fail(f"{_short(text)}: a comma-separated list", param, ctx)
+        if not values or len(set(values)) != len(values):
+            self.fail(f"{_short(text)}: a non-empty list of distinct values", param, ctx)
+        for v in values:
+            if self.choices is not None and v not in self.choices:
+                self.fail(f"{_short(str(v))} is not one of {', '.join(map(str, self.choices))}", param, ctx)
+        return Parsed(values, text)
+
+
+def store_option(help: str, required: bool = False):
+    """``--store``, the result store of a command whose tasks are recorded (the command receives ``store_path``)."""
+    return click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        required=required, help=help)
+
+
+#: How the validator's commands describe --scheduler and --workers.
+SCHEDULER_HELP = "Address of an existing Dask scheduler, tcp://HOST:PORT [default: a local cluster]."
+WORKERS_HELP = f"Worker processes of the local Dask cluster, at most {MAX_LOCAL_WORKERS} [default: one per core]."
+
+
+def execution_options(func=None, *, scheduler: str = SCHEDULER_HELP, workers: str = WORKERS_HELP):
+    """``--scheduler`` and ``--workers``: where a command's tasks run (an :class:`~.execution.Execution`)."""
+    if func is None:
+        return lambda f: execution_options(f, scheduler=scheduler, workers=workers)
+    func = click.option("--workers", type=click.IntRange(1, MAX_LOCAL_WORKERS), default=None, help=workers)(func)
+    return click.option("--scheduler", default=None, help=scheduler)(func)
+
+
+def data_dir_option(help: str | None = None):
+    """``--data-dir``, the folder a command reads its data from."""
+    return click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=help)
+
+
+def quiet_option(help: str = "No progress bars."):
+    """``--quiet``: no progress bars (as the group's ``-q`` also does; see :func:`hide_progress`)."""
+    return click.option("--quiet", is_flag=True, help=help)
+
+
+def hide_progress(quiet: bool) -> bool:
+    """No progress bars: the command's ``--quiet``, or the group's ``-q``."""
+    return quiet or verbosity() < 0
+
+
+def execution_of(scheduler: str | None, workers: int | None, quiet: bool) -> Execution:
+    """Where a command's tasks run, from ``--scheduler``, ``--workers`` and ``--quiet`` (or ``-q``)."""
+    return Execution(scheduler=scheduler, workers=workers, progress=False if hide_progress(quiet) else None)
 
 
 class _EchoHandler(logging.Handler):

@@ -9,25 +9,40 @@ it has more than five entries.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["fmt", "markdown_table", "text_table", "new_figure", "save_figure", "k_axis", "legend", "mean_std_label"]
+__all__ = ["fmt", "regenerate", "markdown_table", "text_table", "new_figure", "save_figure", "k_axis", "legend",
+           "mean_std_label"]
 
 
-def fmt(x, digits: int = 4) -> str:
-    """A number for people: ``digits`` significant digits, integers as integers, missing as an empty string."""
-    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    if isinstance(x, bool):
+def fmt(x, digits: int = 4, *, spec: str | None = None, missing: str = "") -> str:
+    """A number for people, the one formatter of every report and table.
+
+    By default ``digits`` significant digits and integers as integers; with ``spec`` (``".4f"``, ``".1%"``...) a
+    fixed format. A missing value (None, NaN, pandas' NA) is ``missing``; an infinite one ``∞`` or ``−∞``; anything
+    else as text.
+    """
+    if x is None or x is pd.NA or (isinstance(x, numbers.Real) and x != x):
+        return missing
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
         return str(x)
-    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+    x = float(x) if not isinstance(x, numbers.Integral) else int(x)
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if spec is not None:
+        return format(x, spec)
+    if isinstance(x, numbers.Integral) or (float(x).is_integer() and abs(x) < 1e15):
         return str(int(x))
-    if isinstance(x, float):
-        return f"{x:.{digits}g}" if math.isfinite(x) else ("∞" if x > 0 else "−∞")
-    return str(x)
+    return f"{x:.{digits}g}"
+
+
+def regenerate(command: str, intro: str = "Regenerate with:") -> list[str]:
+    """The lines of a report that say how to regenerate it: ``intro``, then ``command`` indented as code."""
+    return [intro, "", f"    {command}", ""]
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
@@ -63,7 +78,7 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
 
     FigureCanvasAgg(fig)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, format="png")
 
 
 def k_axis(ax, ks: Sequence[int], label: str = "K (blocks)") -> None:

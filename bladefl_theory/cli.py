@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shlex
 from pathlib import Path
 
 import click
 
-from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
-from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
+from bladefl_platform.atomic import MARKER
+from bladefl_platform.cli import CLIGroup, emit_json, execution_of, execution_options, json_option, quiet_option
 from bladefl_platform.errors import CommandFailed, InputError
+from bladefl_platform.execution import MAX_LOCAL_WORKERS
+from bladefl_platform.study import run_study
 
 from .params import LEARNING_CONSTANTS, MAX_GRID_POINTS, VARIANTS, Params
 from .profiles import load_profile
@@ -29,9 +30,7 @@ log = logging.getLogger("bladefl_theory")
 #: Exit status when no K has a finite bound.
 EXIT_NO_FINITE_BOUND = 3
 #: Most local Dask workers sensitivity starts: more would only compete for the cores.
-MAX_WORKERS = 4 * (os.cpu_count() or 1)
-#: The owner named in the marker of a sensitivity report folder.
-SENSITIVITY_OWNER = "bladefl-theory sensitivity"
+MAX_WORKERS = MAX_LOCAL_WORKERS
 
 _FLOAT_HELP = {
     "sigma2": "variance of the lazy clients' noise",
@@ -475,15 +474,10 @@ def formula_cmd(fmt, expand):
     "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/sensitivity"),
     show_default=True,
 )
-@click.option("--scheduler", default=None,
-              help="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, MAX_WORKERS),
-    default=None,
-    help=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) [default: one per core].",
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@execution_options(scheduler="Dask scheduler tcp://HOST:PORT for large grids [default: a local cluster].",
+                   workers=f"Local Dask workers for large grids, at most {MAX_WORKERS} (4 per core) "
+                           "[default: one per core].")
+@quiet_option("No progress bar.")
 @json_option
 def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **options):
     """Vary one or two parameters; write CSV, a markdown report and PNGs into --out.
@@ -492,9 +486,7 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **op
     is replaced whole, once the report is complete, only if it is empty or that marker says
     this command wrote it and it holds nothing else; otherwise nothing is written (status 2).
     """
-    from bladefl_platform.execution import Execution
-
-    from .sensitivity import parse_vary, sweep, write_report
+    from .sensitivity import SensitivityStudy, parse_vary
 
     if len(vary) > 2:
         raise InputError("--vary: at most two parameters")
@@ -502,21 +494,15 @@ def sensitivity_cmd(vary, variant, out, scheduler, workers, quiet, as_json, **op
     if len(varied) != len(vary):
         raise InputError("--vary: each parameter at most once")
     params = params_from_options(options)
-    variants = (variant,) if variant else VARIANTS
-    check_replaceable(out, SENSITIVITY_OWNER)  # before the sweep, which may take long
-    execution = Execution(scheduler=scheduler, workers=workers, progress=False if quiet or verbosity() < 0 else None)
-    result = sweep(params, varied, variants, execution)
-    with owned_directory(out, SENSITIVITY_OWNER) as tmp:
-        written = write_report(result, tmp, _command_line(vary, variant, out))
-    for path in written:
-        log.info("wrote %s", out / path.name)
-    verdicts = result.verdicts()
+    study = SensitivityStudy(params, varied, (variant,) if variant else VARIANTS)
+    done = run_study(study, out, execution=execution_of(scheduler, workers, quiet),
+                     command=_command_line(vary, variant, out))
+    for name in REPORT_FILES:
+        log.info("wrote %s", out / name)
     if as_json:
-        emit_json({"out": out, "files": [path.name for path in written], "params": params.as_dict(),
-                   "varied": varied, "verdicts": verdicts, "rows": result.frame})
+        emit_json(study.summary(done))
         return
-    for v, text in verdicts.items():
-        click.echo(f"Remark 3 ({v}): {text}")
+    click.echo(study.text(done))
 
 
 sensitivity_cmd.help = (sensitivity_cmd.help or "").format(files=", ".join(REPORT_FILES), marker=MARKER)

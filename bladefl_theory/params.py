@@ -6,18 +6,19 @@ Light to import (no numpy, sympy or scipy): the command line declares its option
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any, Literal
 
-from bladefl_platform.errors import InputError
+from bladefl_platform.checks import FINITE, ConstraintError, Interval, Rule, shown, validate
 
 from .profiles import load_profile
 from .timemodel import k_max
 
 __all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
-           "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "check_system"]
+           "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS", "SYSTEM_RULES",
+           "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -42,12 +43,58 @@ SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0
                                    "eta": 0.01}
 
 
-class ParameterError(InputError):
-    """A parameter breaks one of the rules; ``parameter`` names it."""
+#: The one error of a parameter that breaks a rule (:class:`bladefl_platform.checks.ConstraintError`).
+ParameterError = ConstraintError
 
-    def __init__(self, parameter: str, message: str):
-        super().__init__(message)
-        self.parameter = parameter
+#: The deployment's rules, per parameter (the theory's and the simulator's).
+SYSTEM_CONSTRAINTS: dict[str, list] = {
+    "N": [Integral, Interval(Integral, 2, None, closed="left"),
+          Interval(Integral, None, MAX_N, text=f"at most 2**53 = {MAX_N}", why=", the integers a float holds exactly")],
+    "M": [Integral],
+    "sigma2": [Real, FINITE, Interval(Real, 0, None, closed="left")],
+    **{name: [Real, FINITE, Interval(Real, 0, None, closed="neither")] for name in ("alpha", "beta", "t_sum", "eta")},
+}
+#: The learning constants' rules: theta may be 0 (no plagiarism), the others not.
+LEARNING_CONSTRAINTS: dict[str, list] = {
+    **{name: [Real, FINITE, Interval(Real, 0, None, closed="neither")] for name in ("L", "xi", "delta", "epsilon",
+                                                                                      "phi")},
+    "theta": [Real, FINITE, Interval(Real, 0, None, closed="left")],
+}
+
+
+def _lazy_below_n(v: Mapping[str, Any]) -> str | None:
+    if 0 <= v["M"] <= v["N"] - 1:
+        return None
+    return (f"M must satisfy 0 <= M <= N-1 = {v['N'] - 1}, since a lazy client needs an honest one to copy "
+            f"(got M={shown(v['M'])})")
+
+
+def _one_block(v: Mapping[str, Any]) -> str | None:
+    if k_max(v["t_sum"], v["alpha"], v["beta"]) >= 1:
+        return None
+    return (f"t_sum must be >= alpha + beta = {v['alpha'] + v['beta']:g}, room for one block with one local epoch "
+            f"(got t_sum={v['t_sum']:g})")
+
+
+def _k_max_searchable(v: Mapping[str, Any]) -> str | None:
+    km = k_max(v["t_sum"], v["alpha"], v["beta"])
+    if km <= MAX_K:
+        return None
+    return (f"t_sum/(alpha+beta) must be at most {MAX_K}: it is K_max, the number of K the integer search "
+            f"and the per-K table cover (got K_max={km})")
+
+
+def _lemma1(v: Mapping[str, Any]) -> str | None:
+    if v["eta"] * v["L"] < 1:
+        return None
+    return (f"eta*L must be < 1, Lemma 1's condition (got eta={v['eta']:g}, L={v['L']:g}, "
+            f"eta*L={v['eta'] * v['L']:g})")
+
+
+#: The rules between the deployment's parameters.
+SYSTEM_RULES = (Rule("M", _lazy_below_n), Rule("t_sum", _one_block))
+#: The rules of the theory's parameters beyond the deployment's.
+PARAMS_RULES = (Rule("t_sum", _k_max_searchable), Rule("eta", _lemma1))
 
 
 def _default(name: str) -> Any:
@@ -77,27 +124,7 @@ class Params:
     theta: float = _default("theta")
 
     def __post_init__(self) -> None:
-        check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
-        km = k_max(self.t_sum, self.alpha, self.beta)
-        if km > MAX_K:
-            raise ParameterError(
-                "t_sum",
-                f"t_sum/(alpha+beta) must be at most {MAX_K}: it is K_max, the number of K the integer search "
-                f"and the per-K table cover (got K_max={km})",
-            )
-        value = _check_real(self.theta, "theta")
-        if value < 0:
-            raise ParameterError("theta", f"theta must be >= 0 (got {value:g})")
-        for name in ("L", "xi", "delta", "epsilon", "phi"):
-            value = _check_real(getattr(self, name), name)
-            if value <= 0:
-                raise ParameterError(name, f"{name} must be > 0 (got {value:g})")
-        if self.eta * self.L >= 1:
-            raise ParameterError(
-                "eta",
-                f"eta*L must be < 1, Lemma 1's condition (got eta={self.eta:g}, L={self.L:g}, "
-                f"eta*L={self.eta * self.L:g})",
-            )
+        validate(self.as_dict(), {**SYSTEM_CONSTRAINTS, **LEARNING_CONSTRAINTS}, (*SYSTEM_RULES, *PARAMS_RULES))
 
     def replace(self, **changes: Any) -> "Params":
         """A copy with some parameters changed, validated again."""
@@ -118,47 +145,5 @@ class Params:
 
 def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any, eta: Any) -> None:
     """Check the deployment parameters (the rules shared by the theory and the simulator)."""
-    _check_int(N, "N")
-    if N < 2:
-        raise ParameterError("N", f"N must be an integer >= 2 (got {N})")
-    if N > MAX_N:
-        raise ParameterError("N", f"N must be at most 2**53 = {MAX_N}, the integers a float holds exactly "
-                                  f"(got {_short(N)})")
-    _check_int(M, "M")
-    if not 0 <= M <= N - 1:
-        raise ParameterError(
-            "M",
-            f"M must satisfy 0 <= M <= N-1 = {N - 1}, since a lazy client needs an honest one to copy "
-            f"(got M={_short(M)})",
-        )
-    value = _check_real(sigma2, "sigma2")
-    if value < 0:
-        raise ParameterError("sigma2", f"sigma2 must be >= 0 (got {value:g})")
-    for name, v in (("alpha", alpha), ("beta", beta), ("t_sum", t_sum), ("eta", eta)):
-        value = _check_real(v, name)
-        if value <= 0:
-            raise ParameterError(name, f"{name} must be > 0 (got {value:g})")
-    if k_max(t_sum, alpha, beta) < 1:
-        raise ParameterError(
-            "t_sum",
-            f"t_sum must be >= alpha + beta = {alpha + beta:g}, room for one block with one local epoch "
-            f"(got t_sum={t_sum:g})",
-        )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
-
-
-def _check_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(name, f"{name} must be an integer (got {_short(value)})")
-
-
-def _check_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(name, f"{name} must be a number (got {_short(value)})")
-    if not math.isfinite(value):
-        raise ParameterError(name, f"{name} must be finite (got {value!r})")
-    return float(value)
+    values = {"N": N, "M": M, "sigma2": sigma2, "alpha": alpha, "beta": beta, "t_sum": t_sum, "eta": eta}
+    validate(values, SYSTEM_CONSTRAINTS, SYSTEM_RULES)

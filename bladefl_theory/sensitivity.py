@@ -1,5 +1,7 @@
 """Sensitivity of K* and the bound to one or two parameters, with a verdict on the paper's Remark 3.
 
+A study (:class:`SensitivityStudy`, the command ``bladefl-theory sensitivity``) that owns its report folder
+whole; its tasks are chunks of K* solves, run through Dask only for large grids and never stored.
 numpy, pandas, the solvers and the plotting are imported where they are used: the command line reads
 :data:`REPORT_FILES` and :func:`parse_vary` from here before any of them is needed.
 """
@@ -8,14 +10,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.execution import Execution, TaskKind, TaskOutcome, one_by_one
+from bladefl_platform.study import Layout, Runner, Study, StudyRun, Tasks
 
 from .params import VARIANTS, ParameterError, Params
 from .timemodel import k_max
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["REPORT_FILES", "MAX_VALUES", "MAX_GRID_POINTS", "MAX_K_EVALUATIONS", "parse_vary", "SensitivityResult",
-           "sweep", "remark3_verdict", "write_report"]
+           "SensitivityStudy", "sweep", "remark3_verdict", "write_report"]
 
 _INT_PARAMS = ("N", "M")
 #: The files :func:`write_report` writes.
@@ -161,44 +164,75 @@ def sweep(
 
     Grids larger than :data:`LARGE_GRID` solves run through dask.distributed (``execution``).
     """
-    import pandas as pd
+    return SensitivityStudy(base, varied, variants).compute(execution=execution or Execution())
 
-    if not 1 <= len(varied) <= 2:
-        raise InputError("vary one or two parameters")
-    names = list(varied)
-    size = math.prod(len(v) for v in varied.values())
-    if size > MAX_GRID_POINTS:
-        raise InputError(f"the grid has {size} points, at most {MAX_GRID_POINTS}: vary fewer values")
-    points = []
-    evaluations = 0
-    for values in itertools.product(*varied.values()):
-        change = dict(zip(names, values))
-        try:
-            params = base.replace(**change)
-        except ParameterError as exc:
-            desc = ", ".join(f"{k}={v}" for k, v in change.items())
-            raise ParameterError(exc.parameter, f"grid point {desc}: {exc}") from None
-        points.append(change)
-        evaluations += len(variants) * k_max(params.t_sum, params.alpha, params.beta)
-    if evaluations > MAX_K_EVALUATIONS:
-        raise InputError(
-            f"the grid needs {evaluations} bound evaluations (K = 1..K_max at every point), "
-            f"at most {MAX_K_EVALUATIONS}: vary fewer values or use a smaller t_sum/(alpha+beta)"
-        )
-    tasks = [
-        {"base": base.as_dict(), "variant": v, "points": points[i : i + _CHUNK]}
-        for v in variants
-        for i in range(0, len(points), _CHUNK)
-    ]
-    if len(points) * len(variants) > LARGE_GRID:
-        outcome = run_tasks(_SOLVE, tasks, execution=execution or Execution(), desc="sensitivity")
-        chunks = outcome.results
-    else:
-        chunks = [_solve_chunk(t, {}) for t in tasks]
-    frame = pd.DataFrame([row for chunk in chunks for row in chunk["rows"]])
-    frame["k_star"] = frame["k_star"].astype("Int64")
-    frame["tau"] = frame["tau"].astype("Int64")
-    return SensitivityResult(base=base, varied=dict(varied), frame=frame)
+
+class SensitivityStudy(Study[SensitivityResult]):
+    """K* and the bound at every point of the grid ``varied`` (one or two parameters) over ``base``, per variant."""
+
+    prog = "bladefl-theory"
+    command = "sensitivity"
+    layout = Layout.FOLDER
+
+    def __init__(self, base: Params, varied: dict[str, list], variants: tuple[str, ...] = VARIANTS):
+        if not 1 <= len(varied) <= 2:
+            raise InputError("vary one or two parameters")
+        self.base, self.varied, self.variants = base, dict(varied), tuple(variants)
+        names = list(varied)
+        size = math.prod(len(v) for v in varied.values())
+        if size > MAX_GRID_POINTS:
+            raise InputError(f"the grid has {size} points, at most {MAX_GRID_POINTS}: vary fewer values")
+        points = []
+        evaluations = 0
+        for values in itertools.product(*varied.values()):
+            change = dict(zip(names, values))
+            try:
+                params = base.replace(**change)
+            except ParameterError as exc:
+                desc = ", ".join(f"{k}={v}" for k, v in change.items())
+                raise ParameterError(exc.parameter, f"grid point {desc}: {exc}") from None
+            points.append(change)
+            evaluations += len(variants) * k_max(params.t_sum, params.alpha, params.beta)
+        if evaluations > MAX_K_EVALUATIONS:
+            raise InputError(
+                f"the grid needs {evaluations} bound evaluations (K = 1..K_max at every point), "
+                f"at most {MAX_K_EVALUATIONS}: vary fewer values or use a smaller t_sum/(alpha+beta)"
+            )
+        self.points = points
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return REPORT_FILES
+
+    def tasks(self) -> list[Tasks]:
+        chunks = [{"base": self.base.as_dict(), "variant": v, "points": self.points[i : i + _CHUNK]}
+                  for v in self.variants for i in range(0, len(self.points), _CHUNK)]
+        return [Tasks(_SOLVE, chunks, "sensitivity")]
+
+    def measure(self, run: Runner) -> list[TaskOutcome]:
+        if len(self.points) * len(self.variants) > LARGE_GRID:
+            return super().measure(run)
+        # A small grid solves here in less time than a Dask cluster takes to start.
+        chunks = self.tasks()[0].configs
+        return [TaskOutcome(results=[_solve_chunk(c, {}) for c in chunks], skipped=0, ran=len(chunks))]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> SensitivityResult:
+        import pandas as pd
+
+        frame = pd.DataFrame([row for chunk in outcomes[0].results for row in chunk["rows"]])
+        frame["k_star"] = frame["k_star"].astype("Int64")
+        frame["tau"] = frame["tau"].astype("Int64")
+        return SensitivityResult(base=self.base, varied=self.varied, frame=frame)
+
+    def report(self, result: SensitivityResult, target: Path, command: str) -> None:
+        write_report(result, target, command)
+
+    def summary(self, run: StudyRun[SensitivityResult]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "files": list(REPORT_FILES), "params": self.base.as_dict(), "varied": self.varied,
+                "verdicts": r.verdicts(), "rows": r.frame}
+
+    def text(self, run: StudyRun[SensitivityResult]) -> str:
+        return "\n".join(f"Remark 3 ({v}): {text}" for v, text in run.result.verdicts().items())
 
 
 def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str:
@@ -260,7 +294,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
     """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
     import numpy as np
 
-    from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, save_figure
+    from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, regenerate, save_figure
 
     from .bound import bound_value
 
@@ -325,10 +359,7 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
     lines = [
         "# Sensitivity of K* to " + " and ".join(names),
         "",
-        "Generated by `bladefl-theory sensitivity`; regenerate with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command, "Generated by `bladefl-theory sensitivity`; regenerate with:"),
         "Base parameters (any not varied): "
         + ", ".join(f"{k}={v:g}" for k, v in result.base.as_dict().items() if k not in names)
         + ".",

@@ -20,10 +20,10 @@ _API = {
     "simulate": "simulation",
     "simulate_many": "simulation",
     "run_to_folder": "simulation",
-    "SweepResult": "sweep",
-    "sweep_k": "sweep",
+    "SweepResult": "studies.sweep_k",
+    "sweep_k": "studies.sweep_k",
     "estimate_constants": "estimate",
-    "measure_gap": "gap",
+    "measure_gap": "studies.gap",
     "verify_run": "verify",
 }
 

@@ -11,73 +11,46 @@ the scheduler), so bad input is one line and status 2 with nothing written.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
-import logging
-import math
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
-from bladefl_platform.atomic import (
-    MARKER,
-    atomic_write_text,
-    check_files_replaceable,
-    check_replaceable,
-    created_folder,
-    owned_directory,
-    owned_files,
-    remove_stale_temporaries,
+from bladefl_platform.atomic import MARKER, check_replaceable, owned_directory
+from bladefl_platform.cli import (
+    CLIGroup,
+    ListType,
+    data_dir_option,
+    emit_json,
+    execution_of,
+    execution_options,
+    hide_progress,
+    json_option,
+    quiet_option,
+    seeds_option,
+    store_option,
 )
-from bladefl_platform.cli import CLIGroup, emit_json, json_option, verbosity
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution
-from bladefl_platform.report import fmt, text_table
-from bladefl_theory.profiles import load_profile
-from bladefl_platform.store import ResultStore, check_store, opened_store
+from bladefl_platform.study import STORE_NAME, StudyRun
 
-from .config import DATASETS, DETECTORS, DEVICES, MAX_SEED, MODELS, RunConfig, check_device
-from .detection_report import DEFAULT_M, DEFAULT_SIGMA2, SETTING, check_grid
+from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig
 from .encrypt import ENCRYPTIONS
 from .partition import SCHEMES
+from .studies.base import RunStudy
+from .studies.detection import DEFAULT_M, DEFAULT_SIGMA2
 
 __all__ = ["cli", "main"]
 
-log = logging.getLogger("bladefl_validate")
-
 _DEFAULTS = RunConfig()
 
-#: Most seeds a command takes: each is a run (or a run per K) of its own.
-MAX_SEEDS = 1000
-#: Most runs one sweep makes (K_max times the seeds): beyond that the time budget, not the sweep, is wrong.
-MAX_SWEEP_RUNS = 100_000
-#: The store a command that keeps one in its report folder uses by default.
-STORE_NAME = "results.sqlite"
-
-# Owners named in the marker of each command's output folder, and the report files each writes.
+# Owners named in the marker of the output folder of each command that is not a study, and the files each writes.
 RUN_OWNER = "bladefl-validate run"
 PARTITION_OWNER = "bladefl-validate partition"
-DETECTION_OWNER = "bladefl-validate detection-report"
-SWEEP_OWNER = "bladefl-validate sweep-k"
-GAP_OWNER = "bladefl-validate gap"
-REPRODUCE_OWNER = "bladefl-validate reproduce"
-KSTAR_OWNER = "bladefl-validate kstar-report"
 RUN_FILES = ("config.json", "metrics.csv", "ledger.jsonl", "chain.json", "blobs/", "partition.csv", "partition.png",
              "summary.md", "summary.json", "detection.csv (with --detect)", "ckks-secret.key (with --keep-key)")
 PARTITION_FILES = ("partition.csv", "partition.png")
-DETECTION_FILES = ("README.md", "runs.csv", "cells.csv", "breakdown.csv", "detection.png", "accuracy.png")
-SWEEP_FILES = ("README.md", "runs.csv", "per_k.csv", "loss.png", "accuracy.png")
-GAP_FILES = ("README.md", "gap.csv", "gap.png")
-
-
-def reproduce_files(datasets: Sequence[str]) -> tuple[str, ...]:
-    """The report files ``reproduce`` writes for these data sets."""
-    return ("README.md", "runs.csv", "per_k.csv", "f_star.csv", "kstar.csv", "fig2.png", "fig3.png", "fig4.png",
-            *(f"gap-{d}.csv" for d in datasets))
 
 
 def load_dataset(name: str, data_dir: Path | str | None = None, train: bool = True):
@@ -118,9 +91,8 @@ def _run_options(with_k: bool):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="Where runs compute: auto is cuda when torch sees a GPU, else cpu. CUDA results are not "
                           "bit-identical to CPU ones, so the result store keeps them apart."),
-        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-                     help="Data root [default: $BLADEFL_DATA, else a user cache folder]."),
-        click.option("--quiet", is_flag=True, help="No progress lines."),
+        _data_dir_option(),
+        quiet_option("No progress lines."),
     ]
 
     def decorate(func):
@@ -136,77 +108,22 @@ def _config(options: dict, **extra) -> RunConfig:
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
 
 
-class Seeds(list):
-    """Seeds parsed from ``--seeds``, remembering the text they came from (the command line a report records)."""
-
-    def __init__(self, values: Sequence[int], text: str):
-        super().__init__(values)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
+def _data_dir_option():
+    """``--data-dir``, as the validator's commands describe it."""
+    return data_dir_option("Data root [default: $BLADEFL_DATA, else a user cache folder].")
 
 
-def _seed_list(text: str) -> Seeds:
-    """``--seeds``: a count (``3`` means 0, 1, 2), or a comma-separated list (``0,5,7``; ``0,`` is seed 0 alone)."""
-    items = [x.strip() for x in text.split(",")]
-    try:
-        values = [int(x) for x in items if x]
-    except ValueError:
-        raise InputError(f"{_short(text)}: a count or a comma-separated list of integers") from None
-    if not values:
-        raise InputError("give a count of seeds (3 means 0,1,2) or a list such as 0,5,7")
-    if "," not in text:
-        count = values[0]
-        if not 1 <= count <= MAX_SEEDS:
-            raise InputError(f"a count of seeds must be in 1..{MAX_SEEDS} (got {count}); "
-                             "to name seed 0 alone, write 0,")
-        return Seeds(range(count), text)
-    if len(values) > MAX_SEEDS:
-        raise InputError(f"at most {MAX_SEEDS} seeds (got {len(values)})")
-    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
-        raise InputError("seeds must be distinct integers in 0..2**64-1")
-    return Seeds(values, text)
-
-
-def _short(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
-class _SeedsType(click.ParamType):
-    name = "seeds"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, Seeds):
-            return value
-        try:
-            return _seed_list(str(value))
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _seeds_option(default: str, what: str = "Seeds"):
-    """The one declaration of ``--seeds``; the command receives a :class:`Seeds` list."""
-    return click.option("--seeds", type=_SeedsType(), default=default, show_default=True,
-                        help=f"{what}: a count (3 means 0,1,2) or a list such as 0,5,7 (0, is seed 0 alone); "
-                             f"at most {MAX_SEEDS}.")
-
-
-def _parse_seeds(seeds: str | Seeds) -> Seeds:
-    """The seeds of a ``--seeds`` value (already parsed by the option, or its text)."""
-    if isinstance(seeds, Seeds):
-        return seeds
-    try:
-        return _seed_list(seeds)
-    except InputError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--seeds'") from None
+def _datasets_option():
+    """``--datasets`` of the commands that run a grid over data sets."""
+    return click.option("--datasets", type=ListType(choices=DATASETS), default=",".join(DATASETS), show_default=True,
+                        help="Comma-separated datasets.")
 
 
 def _round_bar(total: int, quiet: bool):
     """A progress bar over rounds (silent under --quiet or when stderr is not a terminal), and its update hook."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="rounds", unit="block", disable=_quiet(quiet) or not sys.stderr.isatty(),
+    bar = tqdm(total=total, desc="rounds", unit="block", disable=hide_progress(quiet) or not sys.stderr.isatty(),
                file=sys.stderr)
 
     def show(m) -> None:
@@ -216,91 +133,116 @@ def _round_bar(total: int, quiet: bool):
     return bar, show
 
 
-def _command(name: str, extra: list[str]) -> str:
-    """The command line that reproduces this invocation, from the parsed options."""
+def _command(name: str, only: Sequence[str] | None = None) -> str:
+    """The command line that reproduces this invocation, from the parsed options (``only`` these, in this order)."""
     ctx = click.get_current_context()
     parts = ["bladefl-validate", name]
     flags = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
-    for key, value in ctx.params.items():
+    for key in only if only is not None else list(ctx.params):
+        value = ctx.params[key]
         # Where the work runs and how it is shown do not change the results.
         if value is None or value is False or key in ("quiet", "scheduler", "workers", "store_path", "as_json"):
             continue
         if key == "device":  # the device the runs used, as auto resolved here
             value = RunConfig(device=value).device
         parts += [flags[key]] if value is True else [flags[key], str(value)]
-    return " ".join(shlex.quote(p) for p in parts + extra)
+    return shlex.join(parts)
 
 
-def _quiet(quiet: bool) -> bool:
-    """No progress bar: the command's --quiet, or the group's -q."""
-    return quiet or verbosity() < 0
+def _run(study: RunStudy, out: Path, store_path: Path | None, scheduler: str | None, workers: int | None, quiet: bool,
+         data_dir: Path | None, as_json: bool, command: str | None = None) -> int | None:
+    """Run ``study`` through its store and a Dask execution, write its report at ``out``, and print the result."""
+    from .studies.base import run
+
+    done: StudyRun = run(study, out, store=store_path, execution=execution_of(scheduler, workers, quiet),
+                         data_dir=data_dir, command=command or _command(study.command))
+    if as_json:
+        return emit_json(study.summary(done))
+    click.echo(study.text(done))
+    return None
 
 
-def _execution(scheduler: str | None, workers: int | None, quiet: bool) -> Execution:
-    return Execution(scheduler=scheduler, workers=workers, progress=False if _quiet(quiet) else None)
+class _Owning(click.Command):
+    """A command whose --help ends with what it owns in its output, from ``owns()``: called only when that help is
+    shown, so that listing the commands imports no study."""
 
+    def __init__(self, *args, owns: Callable[[], str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owns = owns
 
-def _check_sweep_size(base: RunConfig, seeds: Sequence[int]) -> None:
-    runs = base.k_max * len(seeds)
-    if runs > MAX_SWEEP_RUNS:
-        raise InputError(f"a sweep over K = 1..{base.k_max} and {len(seeds)} seed(s) is {runs:,} runs, more than "
-                         f"{MAX_SWEEP_RUNS:,}: lower t_sum or raise alpha + beta")
-
-
-def _check_report_folder(out: Path, owner: str, files: Sequence[str], store: Path | None) -> None:
-    """Before anything runs: ``owner`` may write ``files`` into ``out``, and ``store`` is a usable result store."""
-    check_files_replaceable(out, owner, files)
-    if store is not None:
-        if Path(store).absolute().parent == Path(out).absolute() and Path(store).name in (*files, MARKER):
-            raise InputError(f"--store {store} is one of the report files of --out; give another file")
-        check_store(store)
-
-
-def _check_store_outside(store: Path | None, out: Path) -> None:
-    """A command that replaces ``out`` whole would take a store inside it along."""
-    if store is not None and Path(out).absolute() in Path(store).absolute().parents:
-        raise InputError(f"--store {store} is inside --out {out}, which is replaced whole: keep the store elsewhere")
-
-
-def _prepare(configs: Sequence[RunConfig], data_dir: Path | None, execution: Execution | None = None) -> None:
-    """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
-    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
-    scheduler answers; a cuda device exists (if the runs are local)."""
-    from .partition import make_partitioner
-
-    local = execution is None or execution.scheduler is None
-    if local:
-        for device in dict.fromkeys(c.device for c in configs):
-            check_device(device)
-    seen: set[tuple] = set()
-    for c in configs:
-        key = (c.N, c.model, c.hidden, c.samples_per_client)
-        if local and key not in seen:
-            c.check_memory()
-        seen.add(key)
-    for d in dict.fromkeys(c.dataset for c in configs):
-        load_dataset(d, data_dir, train=True)
-        load_dataset(d, data_dir, train=False)
-    seen = set()
-    for c in configs:
-        split = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
-        if split in seen:
-            continue
-        seen.add(split)
-        labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
-        make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
-                         **c.partition_options()).partition(labels)
-    if execution is not None:
-        execution.check_reachable()
-
-
-def _owns(command: click.Command, text: str) -> None:
-    """Append what ``command`` owns in its output folder to its --help."""
-    command.help = f"{(command.help or '').rstrip()}\n\n{text}"
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        text = self.help
+        self.help = f"{(text or '').rstrip()}\n\n{self.owns()}"
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = text
 
 
 def _listing(names: Sequence[str]) -> str:
     return ", ".join(names)
+
+
+def _files_note(files: str, extra: str = "") -> str:
+    """What a study whose report files live beside its store owns in --out (``files``: their listing)."""
+    return (f"In --out it owns the report files {files} and the marker {MARKER} listing them; {extra}the "
+            f"result store (--store, default {STORE_NAME}) lives beside them. A report file it did not write is never "
+            "replaced: the command stops before running anything (status 2).")
+
+
+def _folder_note(what: str, files: Sequence[str], when: str = "", writer: str = "this command") -> str:
+    """What a command that replaces its --out whole owns there."""
+    return (f"It owns {what}: {_listing(files)}, and the marker {MARKER}. An existing --out is replaced whole{when} "
+            f"only if it is empty or the marker says {writer} wrote it and it holds nothing else; otherwise nothing is "
+            "written (status 2).")
+
+
+def _sweep_owns() -> str:
+    from .studies.sweep_k import SWEEP_FILES
+
+    return _files_note(_listing(SWEEP_FILES), "runs/ (--keep-runs) and ")
+
+
+def _gap_owns() -> str:
+    from .studies.gap import GAP_FILES
+
+    return _files_note(_listing(GAP_FILES))
+
+
+def _reproduce_owns() -> str:
+    from .studies.reproduce import reproduce_files
+
+    return _files_note(f"{_listing(reproduce_files(('DATASET',)))} (one gap CSV per data set)")
+
+
+def _detection_owns() -> str:
+    from .studies.detection import DETECTION_FILES
+
+    return _folder_note("the report folder --out", DETECTION_FILES, ", once the report is complete,")
+
+
+def _kstar_owns() -> str:
+    return _files_note("README.md, held_out.csv, scores.csv, forms.csv, split_half.csv, calibration.csv, "
+                       "residuals.csv, measured.csv, kstar.png, curves.png and one DATASET-MODEL-calibrated.json per "
+                       "data set,")
+
+
+def _resumable(store_help: str):
+    """The last options of a study of the run options whose report folder resumes from its store: --store,
+    --scheduler, --workers, --out and --json."""
+
+    def decorate(func):
+        for option in (json_option, _report_folder(), execution_options, store_option(store_help)):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _report_folder(help: str = "Report folder; running again with the same folder resumes.", default=None):
+    """``--out`` of a study that writes a report folder."""
+    return click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=default is None,
+                        default=default, show_default=default is not None, help=help)
 
 
 @click.group(
@@ -330,7 +272,8 @@ def cli():
     """
 
 
-@cli.command("run")
+@cli.command("run", cls=_Owning, owns=lambda: _folder_note(
+    "the run folder --out", RUN_FILES, ", once the run is complete,", "a run"))
 @_run_options(with_k=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run, 0..2**64-1.")
 @click.option("--detect", type=click.Choice(("none", *DETECTORS)), default="none", show_default=True,
@@ -352,8 +295,10 @@ def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
     if keep_key and config.encrypt != "ckks":
         raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")
     check_replaceable(out, RUN_OWNER)
-    _prepare([config], data_dir)
     from .simulation import run_to_folder
+    from .studies.base import check_runs
+
+    check_runs([config], data_dir)
 
     bar, show = _round_bar(config.K, quiet)
     with bar, owned_directory(out, RUN_OWNER) as tmp:
@@ -368,135 +313,40 @@ def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
     )
 
 
-_owns(run_cmd, f"It owns the run folder --out: {_listing(RUN_FILES)}, and the marker {MARKER}. An existing --out is "
-               f"replaced whole, once the run is complete, only if it is empty or the marker says a run wrote it and "
-               f"it holds nothing else; otherwise nothing is written (status 2).")
-
-
-def _execution_options(func):
-    """--scheduler and --workers for commands that run many simulations."""
-    func = click.option("--workers", type=click.IntRange(1, MAX_LOCAL_WORKERS), default=None,
-                        help=f"Worker processes of the local Dask cluster, at most {MAX_LOCAL_WORKERS} "
-                             f"[default: one per core].")(func)
-    func = click.option("--scheduler", default=None,
-                        help="Address of an existing Dask scheduler, tcp://HOST:PORT [default: a local cluster].")(func)
-    return func
-
-
-@cli.command("sweep-k")
+@cli.command("sweep-k", cls=_Owning, owns=_sweep_owns)
 @_run_options(with_k=False)
-@_seeds_option("1")
+@seeds_option("1")
 @click.option("--keep-runs", is_flag=True, help="Keep every run's folder (ledger and blobs) under OUT/runs/.")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
-@_execution_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Report folder; running again with the same folder resumes.")
-@json_option
+@_resumable(f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
 def sweep_k_cmd(seeds, keep_runs, store_path, scheduler, workers, out, quiet, data_dir, as_json, **options):
     """Every K in 1..K_max: final loss and accuracy per K (mean ± std over seeds) and the empirical K*."""
-    base = _config(options, K=1)
-    _check_sweep_size(base, seeds)
-    from .sweep import sweep_configs, sweep_k, write_sweep_report
+    from .studies.sweep_k import SweepKStudy
 
-    configs = sweep_configs(base, seeds)
-    execution = _execution(scheduler, workers, quiet)
-    store_path = store_path or out / STORE_NAME
-    _check_report_folder(out, SWEEP_OWNER, SWEEP_FILES, store_path)
-    _prepare(configs, data_dir, execution)
-    runs_dir = out / "runs" if keep_runs else None
-    with contextlib.ExitStack() as stack:
-        if runs_dir is not None:
-            stack.enter_context(created_folder(runs_dir))
-            # Folders of runs a killed sweep was writing; again at the end, for those of this sweep's workers.
-            remove_stale_temporaries(runs_dir)
-            stack.callback(remove_stale_temporaries, runs_dir)
-        store = stack.enter_context(opened_store(store_path))
-        result = sweep_k(base, list(seeds), data_dir, runs_dir, store, execution)
-        with owned_files(out, SWEEP_OWNER) as tmp:
-            write_sweep_report(result, tmp, _command("sweep-k", []))
-    if result.skipped:
-        log.info("%d of %d runs were already in the store", result.skipped, len(result.runs))
-    if as_json:
-        return emit_json({"out": out, "k_star": result.k_star, "seeds": list(seeds), "runs": len(result.runs),
-                          "skipped": result.skipped, "per_k": result.per_k.reset_index()})
-    click.echo(f"{out}: empirical K* = {result.k_star}")
-    for k, row in result.per_k.iterrows():
-        click.echo(
-            f"K={k} tau={int(row['tau'])} loss {row['final_global_train_loss_mean']:.4f} "
-            f"acc {row['final_test_accuracy_mean']:.4f}"
-        )
+    study = SweepKStudy(_config(options, K=1), seeds, out / "runs" if keep_runs else None)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
-_STORE_NOTE = (f"the result store (--store, default {STORE_NAME}) lives beside them. A report file it did not write is "
-               f"never replaced: the command stops before running anything (status 2).")
-_owns(sweep_k_cmd, f"In --out it owns the report files {_listing(SWEEP_FILES)} and the marker {MARKER} listing them; "
-                   f"runs/ (--keep-runs) and {_STORE_NOTE}")
-
-
-def _parse_list(text: str, convert, option: str) -> list:
-    try:
-        values = [convert(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{_short(text)}: a comma-separated list", param_hint=f"'{option}'") from None
-    if not values or len(set(values)) != len(values):
-        raise click.BadParameter(f"{_short(text)}: a non-empty list of distinct values", param_hint=f"'{option}'")
-    return values
-
-
-@cli.command("detection-report")
-@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
-@click.option("--M", "M", default=",".join(map(str, DEFAULT_M)), show_default=True, help="Lazy clients, e.g. 2,4,6.")
-@click.option("--sigma2", default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
+@cli.command("detection-report", cls=_Owning, owns=_detection_owns)
+@_datasets_option()
+@click.option("--M", "M", type=ListType(int), default=",".join(map(str, DEFAULT_M)), show_default=True,
+              help="Lazy clients, e.g. 2,4,6.")
+@click.option("--sigma2", type=ListType(float), default=",".join(f"{s:g}" for s in DEFAULT_SIGMA2), show_default=True,
               help="Noise variances.")
-@_seeds_option("1")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store to resume from, outside --out [default: none].")
-@_execution_options
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Report folder.")
+@seeds_option("1")
+@store_option("Result store to resume from, outside --out [default: none].")
+@execution_options
+@_data_dir_option()
+@quiet_option("No progress bar.")
+@_report_folder("Report folder.")
 @json_option
 def detection_report_cmd(datasets, M, sigma2, seeds, store_path, scheduler, workers, data_dir, quiet, out, as_json):
     """Precision and recall of each lazy-client detector against M and sigma2, and accuracy with exclusion."""
-    dataset_list = _parse_list(datasets, str, "--datasets")
-    for d in dataset_list:
-        if d not in DATASETS:
-            raise click.BadParameter(f"{d!r} is not one of {', '.join(DATASETS)}", param_hint="'--datasets'")
-    Ms = _parse_list(M, int, "--M")
-    sigma2s = _parse_list(sigma2, float, "--sigma2")
-    base = RunConfig(**SETTING)
-    check_grid(base, dataset_list, Ms, sigma2s, list(seeds))
-    execution = _execution(scheduler, workers, quiet)
-    check_replaceable(out, DETECTION_OWNER)
-    _check_store_outside(store_path, out)
-    if store_path is not None:
-        check_store(store_path)
-    _prepare([base.replace(dataset=d, seed=seeds[0]) for d in dataset_list], data_dir, execution)
-    from .detection_report import run_detection_report, write_detection_report
+    from .studies.detection import DetectionStudy
 
-    with contextlib.ExitStack() as stack:
-        store = stack.enter_context(opened_store(store_path)) if store_path is not None else None
-        report = run_detection_report(dataset_list, Ms, sigma2s, list(seeds), data_dir, store, execution)
-    with owned_directory(out, DETECTION_OWNER) as tmp:
-        # The store, the workers and the data folder change where runs happen, not their results.
-        command = shlex.join(["bladefl-validate", "detection-report", "--datasets", datasets, "--M", M,
-                              "--sigma2", sigma2, "--seeds", seeds.text, "--out", str(out)])
-        write_detection_report(report, tmp, command)
-    if as_json:
-        return emit_json({"out": out, "runs": len(report.runs), "breakdown": report.breakdown(), "cells": report.cells})
-    click.echo(f"{out}: {len(report.runs)} runs")
-    for _, row in report.breakdown().iterrows():
-        at = row["breaks_down_at"]
-        click.echo(f"{row['dataset']} {row['detector']} M={row['M']}: F1 < 0.5 from sigma2 = "
-                   f"{'none in the grid' if at != at else format(at, 'g')}")
-
-
-_owns(detection_report_cmd, f"It owns the report folder --out: {_listing(DETECTION_FILES)}, and the marker {MARKER}. "
-                            f"An existing --out is replaced whole, once the report is complete, only if it is empty or "
-                            f"the marker says this command wrote it and it holds nothing else; otherwise nothing is "
-                            f"written (status 2).")
+    study = DetectionStudy(datasets, M, sigma2, seeds)
+    # The store, the workers and the data folder change where runs happen, not their results.
+    command = _command(study.command, ("datasets", "M", "sigma2", "seeds", "out"))
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json, command)
 
 
 @cli.group("chain")
@@ -536,7 +386,7 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
     return 0 if report.ok else 1
 
 
-@cli.command("partition")
+@cli.command("partition", cls=_Owning, owns=lambda: _folder_note("the folder --out", PARTITION_FILES))
 @click.option("--dataset", type=click.Choice(DATASETS), default=_DEFAULTS.dataset, show_default=True)
 @click.option("--N", "N", type=int, default=_DEFAULTS.N, show_default=True)
 @click.option("--samples-per-client", type=int, default=_DEFAULTS.samples_per_client, show_default=True)
@@ -545,7 +395,7 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
               help="k for --partition classes (it must divide --samples-per-client).")
 @click.option("--dirichlet-alpha", type=float, default=_DEFAULTS.dirichlet_alpha, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the partition, 0..2**64-1.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@data_dir_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def partition_cmd(out, data_dir, **options):
     """Per-client label counts of a partition, as CSV and a PNG heat map."""
@@ -566,14 +416,9 @@ def partition_cmd(out, data_dir, **options):
     click.echo(counts.to_string())
 
 
-_owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, and the marker {MARKER}. An existing "
-                     f"--out is replaced whole only if it is empty or the marker says this command wrote it and it "
-                     f"holds nothing else; otherwise nothing is written (status 2).")
-
-
 @cli.command("estimate")
 @_run_options(with_k=True)
-@_seeds_option("3")
+@seeds_option("3")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json; the raw samples go to NAME.samples.csv beside it.")
@@ -582,139 +427,50 @@ _owns(partition_cmd, f"It owns the folder --out: {_listing(PARTITION_FILES)}, an
 @click.option("--wstar-loss-floor", type=float, default=None,
               help="w* is the first iterate with a loss this low; cross-entropy on interpolated data never reaches 0 "
                    "[default: 1e-6].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
-@_execution_options
+@store_option("Result store; seeds in it are not run again [default: NAME.results.sqlite beside --out].")
+@execution_options
 @json_option
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
                  as_json, **options):
     """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
-    from .estimate import OptimumOptions, check_profile_path, estimate_constants, samples_path_for, write_estimate
+    from .estimate import OptimumOptions
+    from .studies.estimate import EstimateStudy
 
-    config = _config(options)
-    if config.M < 1:
-        raise InputError(f"--M must be >= 1: theta is measured on lazy clients (got M={config.M})")
-    configs = [config.replace(seed=s) for s in seeds]
-    check_profile_path(out)
     given = {"max_iter": wstar_max_iter, "loss_floor": wstar_loss_floor}
     optimum = OptimumOptions(**{k: v for k, v in given.items() if v is not None})
-    execution = _execution(scheduler, workers, quiet)
-    store_path = store_path or out.with_name(out.name.removesuffix(".json") + ".results.sqlite")
-    if Path(store_path).absolute() in (out.absolute(), samples_path_for(out).absolute()):
-        raise InputError(f"--store {store_path} is the profile or its samples file; give another file")
-    check_store(store_path)
-    _prepare(configs, data_dir, execution)
-    with opened_store(store_path) as store:
-        result = estimate_constants(config, list(seeds), data_dir, optimum=optimum, execution=execution, store=store)
-    profile_path, samples_path = write_estimate(result, out, name=name, command=_command("estimate", []))
-    log.info("wrote %s and %s", profile_path, samples_path)
-    summary = result.summary()
-    if as_json:
-        return emit_json({"profile": profile_path, "samples": samples_path, "seeds": list(seeds),
-                          "constants": result.constants, "summary": summary.reset_index(), "eta_L": result.eta_L,
-                          "lemma1_condition_holds": bool(result.eta_L < 1), "f_star": result.f_star})
-    click.echo(f"{'constant':>8} {'median':>11} {'q1':>11} {'q3':>11} {'min':>11} {'max':>11}  over")
-    for constant, row in summary.iterrows():
-        cells = " ".join(f"{fmt(row[k]) or '—':>11}" for k in ("estimate", "q1", "q3", "min", "max"))
-        click.echo(f"{constant:>8} {cells}  {row['over']}")
-    verdict = "< 1, Lemma 1's condition holds" if result.eta_L < 1 else ">= 1, VIOLATES Lemma 1's condition"
-    click.echo(f"eta*L = {fmt(result.eta_L)} ({verdict}); F(w*) = {fmt(result.f_star)}")
+    study = EstimateStudy(_config(options), seeds, optimum, name)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
-@cli.command("gap")
+@cli.command("gap", cls=_Owning, owns=_gap_owns)
 @_run_options(with_k=False)
-@_seeds_option("3")
+@seeds_option("3")
 @click.option("--profile", default=None, help="Profile of constants [default: DATASET-MODEL if shipped, else default].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
-@_execution_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Report folder; running again with the same folder resumes.")
-@json_option
+@_resumable(f"Result store [default: OUT/{STORE_NAME}].")
 def gap_cmd(seeds, profile, store_path, scheduler, workers, out, quiet, data_dir, as_json, **options):
     """Measured F(w^K) − F(w*) over K beside the bound of each variant, with K*, Spearman and a calibration."""
+    from .studies.gap import GapStudy
 
-    from .gap import analyse_gap, write_gap_report
-    from .optimum import optima
-    from .reproduce import profile_for
-    from .sweep import sweep_configs, sweep_k
-
-    base = _config(options, K=1)
-    prof = load_profile(profile) if profile else profile_for(base.dataset, base.model)
-    params = base.theory_params(prof)
-    _check_sweep_size(base, seeds)
-    configs = sweep_configs(base, seeds)
-    optimum_configs = [base.replace(M=0, seed=s) for s in seeds]
-    execution = _execution(scheduler, workers, quiet)
-    store_path = store_path or out / STORE_NAME
-    _check_report_folder(out, GAP_OWNER, GAP_FILES, store_path)
-    _prepare(configs + optimum_configs, data_dir, execution)
-    with opened_store(store_path) as store:
-        sweep = sweep_k(base, list(seeds), data_dir, None, store, execution)
-        f_star = [r["f_star"] for r in optima(base, list(seeds), data_dir, store, execution).results]
-    result = analyse_gap(sweep.per_k, sum(f_star) / len(f_star), params)
-    title = f"{base.dataset}, M={base.M}, sigma2={base.sigma2:g}, profile {prof.name}"
-    with owned_files(out, GAP_OWNER) as tmp:
-        write_gap_report(result, tmp, title, _command("gap", []), list(seeds))
-    if as_json:
-        return emit_json({"out": out, "profile": prof.name, "seeds": list(seeds), "f_star": result.f_star,
-                          "k_star_measured": result.k_star_measured,
-                          "fits": {v: dataclasses.asdict(f) for v, f in result.fits.items()},
-                          "table": result.table.reset_index()})
-    click.echo(f"{out}: measured K* = {result.k_star_measured}, F(w*) = {fmt(result.f_star)} (profile {prof.name})")
-    click.echo(f"{'form':<14} {'bound K*':>8} {'Spearman':>9} {'R2 of the calibration':>22}")
-    for v, f in result.fits.items():
-        click.echo(f"{v:<14} {fmt(f.k_star_bound) or '—':>8} {fmt(f.spearman, 3) or '—':>9} {fmt(f.r2, 3) or '—':>22}")
-    click.echo("—: no K with a finite bound (K*), or fewer than 3 K with a finite, varying bound (Spearman, R2)")
+    study = GapStudy(_config(options, K=1), seeds, profile)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
-_owns(gap_cmd, f"In --out it owns the report files {_listing(GAP_FILES)} and the marker {MARKER} listing them; "
-               f"{_STORE_NOTE}")
-
-
-@cli.command("reproduce")
-@_seeds_option("3", "Seeds per point")
-@click.option("--datasets", default=",".join(DATASETS), show_default=True, help="Comma-separated datasets.")
+@cli.command("reproduce", cls=_Owning, owns=_reproduce_owns)
+@seeds_option("3", "Seeds per point")
+@_datasets_option()
 @click.option("--difficulty-bits", type=int, default=_DEFAULTS.difficulty_bits, show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/paper-reproduction"),
-              show_default=True, help="Report folder; running again resumes from its store.")
+@_data_dir_option()
+@store_option(f"Result store [default: OUT/{STORE_NAME}].")
+@execution_options
+@quiet_option()
+@_report_folder("Report folder; running again resumes from its store.", Path("reports/paper-reproduction"))
 @json_option
 def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Reproduce the paper's figures 2 to 4 and its K* values at its settings (N=20, |D_i|=512, t_sum=100)."""
-    names = [d.strip() for d in datasets.split(",") if d.strip()]
-    unknown = [d for d in names if d not in DATASETS]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown dataset {_short(unknown[0]) if unknown else '(none)'}; known: "
-                                 f"{', '.join(DATASETS)}", param_hint="'--datasets'")
-    names = list(dict.fromkeys(names))
-    base = RunConfig(difficulty_bits=difficulty_bits)
-    configs = [base.replace(dataset=d, seed=s) for d in names for s in seeds]
-    execution = _execution(scheduler, workers, quiet)
-    store_path = store_path or out / STORE_NAME
-    _check_report_folder(out, REPRODUCE_OWNER, reproduce_files(names), store_path)
-    _prepare(configs, data_dir, execution)
-    from .reproduce import reproduce, write_reproduction
+    from .studies.reproduce import ReproduceStudy
 
-    with opened_store(store_path) as store:
-        rep = reproduce(base, list(seeds), data_dir, store, execution, tuple(names))
-    with owned_files(out, REPRODUCE_OWNER) as tmp:
-        write_reproduction(rep, tmp, _command("reproduce", []))
-    if rep.skipped:
-        log.info("%d of %d runs were already in the store", rep.skipped, rep.skipped + rep.ran)
-    if as_json:
-        return emit_json({"out": out, "datasets": names, "seeds": list(seeds), "profiles": rep.profiles,
-                          "ran": rep.ran, "skipped": rep.skipped, "kstar": rep.kstar_table})
-    click.echo(text_table(rep.kstar_table))
-
-
-_owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_files(('DATASET',)))} (one gap CSV per "
-                     f"data set) and the marker {MARKER} listing them; {_STORE_NOTE}")
+    study = ReproduceStudy(RunConfig(difficulty_bits=difficulty_bits), seeds, datasets)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
 @cli.command("calibrate")
@@ -725,118 +481,39 @@ _owns(reproduce_cmd, f"In --out it owns the report files {_listing(reproduce_fil
 @click.option("--form", type=click.Choice(("saturating", "drift", "per-round", "printed")), default=None,
               help="The form to fit (see bladefl_theory.forms) [default: the one the K* study chose, which the "
                    "shipped DATASET-mlp-calibrated profile holds].")
-@_seeds_option("8", "Seeds per pilot")
+@seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Result store for the pilot sweeps (reused and extended).")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_data_dir_option()
+@store_option("Result store for the pilot sweeps (reused and extended).", required=True)
+@execution_options
+@quiet_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
 @json_option
 def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
-    from bladefl_platform.errors import InputError
+    from .studies.kstar import CalibrateStudy
 
-    from .estimate import check_profile_path
-    from .studies.kstar_design import DESIGN
-    from .studies.kstar_prediction import calibrate_pilots, check_pilots, parse_pilot, pilot_settings, profile_document
-
-    check_profile_path(out)
-    base = DESIGN.base
-    points = ([parse_pilot(p, dict(DESIGN.centre)) for p in pilots]
-              or [s.system() for s in pilot_settings(DESIGN, dataset)])
-    check_pilots(DESIGN, dataset, base.replace(dataset=dataset), points)
-    for p in points:
-        base.replace(dataset=dataset, t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
-                     sigma2=float(p["sigma2"]))  # each pilot is a valid deployment
-    seed_list = _parse_seeds(seeds)
-    form = form or load_profile(f"{dataset}-{base.model}-calibrated").form
-    fixed = None
-    if form in ("per-round", "printed"):
-        fixed = {"epsilon": load_profile(f"{dataset}-{base.model}").constants["epsilon"]}
-    load_dataset(dataset, data_dir, train=True)
-    execution = _execution(scheduler, workers, quiet)
-    with ResultStore(store_path) as store:
-        cal, settings = calibrate_pilots(store, base.replace(dataset=dataset), dataset, points, seed_list, form,
-                                         str(data_dir) if data_dir else None, execution, fixed=fixed)
-    if not cal.success:
-        raise InputError(f"calibration failed: {cal.message}")
-    doc = profile_document(cal, name or out.stem, dataset, base, {s.label: len(seed_list) for s in settings},
-                           _command("calibrate", []))
-    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
-    log.info("wrote %s", out)
-    # The spread is the std of log(constant) over bootstrap refits: as a relative error, exp(std) - 1 (NaN without).
-    spread = {k: math.expm1(s) if math.isfinite(s) else None for k, s in cal.spread.items()}
-    if as_json:
-        return emit_json({"profile": out, "name": doc.get("name", name or out.stem), "form": form,
-                          "dataset": dataset, "pilots": points, "seeds": list(seed_list), "constants": cal.constants,
-                          "relative_spread": spread, "rms_log_error": cal.rms_log_error, "tolerance": cal.tolerance})
-    click.echo(f"{'constant':>8} {'value':>11} {'spread':>8}")
-    for k, v in cal.constants.items():
-        click.echo(f"{k:>8} {fmt(v):>11} {'—' if spread.get(k) is None else format(spread[k], '.1%'):>8}")
-    click.echo(f"rms log error on the pilots {cal.rms_log_error:.4f}; K* band tolerance {cal.tolerance:.2%}")
+    study = CalibrateStudy(dataset, pilots, form, seeds, name)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
-@cli.command("kstar-report")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data root [default: $BLADEFL_DATA, else a user cache folder].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Result store [default: OUT/{STORE_NAME}].")
+@cli.command("kstar-report", cls=_Owning, owns=_kstar_owns)
+@_data_dir_option()
+@store_option(f"Result store [default: OUT/{STORE_NAME}].")
 @click.option("--measured-only", is_flag=True,
               help="Run nothing: report on what the store holds (a campaign cut short), leaving out the held-out "
                    "settings not measured yet and saying so.")
-@_execution_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/kstar-prediction"),
-              show_default=True, help="Report folder; running again resumes from its store.")
+@execution_options
+@quiet_option()
+@_report_folder("Report folder; running again resumes from its store.", Path("reports/kstar-prediction"))
 @json_option
 def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
-    from .studies.kstar_design import DESIGN
-    from .studies.kstar_prediction import analyse_measured, run_study
-    from .studies.kstar_report import report_files, write_report
+    from .studies.kstar import KStarReportStudy
 
-    execution = _execution(scheduler, workers, quiet)
-    store_path = store_path or out / STORE_NAME
-    _check_report_folder(out, KSTAR_OWNER, report_files(DESIGN), store_path)
-    if measured_only:
-        if not store_path.is_file():
-            raise InputError(f"--measured-only reports on a store, and {store_path} does not exist")
-        with opened_store(store_path) as store:
-            analyses, frame, progress = analyse_measured(store, DESIGN)
-    else:
-        _prepare([DESIGN.base.replace(dataset=d) for d in DESIGN.datasets], data_dir, execution)
-        with opened_store(store_path) as store:
-            analyses, frame = run_study(store, DESIGN, str(data_dir) if data_dir else None, execution)
-        progress = None
-    campaign = {"runs": len(frame), "cpu_hours": float(frame.cpu_seconds.sum()) / 3600, "progress": progress}
-    with owned_files(out, KSTAR_OWNER) as tmp:
-        choice = write_report(analyses, frame, DESIGN, tmp, _command("kstar-report", []), campaign)
-    scores = [{**row, "part": part or "all"} for part in (None, "off-grid") for a in analyses
-              for row in a.scores(part).to_dict(orient="records")]
-    if as_json:
-        states = list(progress.values()) if progress else []
-        campaign = {**campaign, "progress": {s: states.count(s) for s in dict.fromkeys(states)} if progress else None}
-        return emit_json({"out": out, "measured_only": measured_only, "campaign": campaign, "form": choice.form,
-                          "scores": scores})
-    click.echo(f"shipped form: {choice.form} (chosen on the arms; the off-grid points are the test)")
-    for row in scores:
-        click.echo(f"{row['dataset']:14s} {row['part']:8s} {row['predictor']:28s} hit {_percent(row['hit_rate'])}  "
-                   f"median regret {_percent(row['median_regret'])}  worst {_percent(row['worst_regret'])}  "
-                   f"({row['answered']}/{row['settings']})")
-
-
-_owns(kstar_report_cmd, "In --out it owns the report files README.md, summary.md, held_out.csv, scores.csv, forms.csv, "
-                        "split_half.csv, calibration.csv, residuals.csv, measured.csv, kstar.png, curves.png and one "
-                        f"DATASET-MODEL-calibrated.json per data set, and the marker {MARKER} listing them; "
-                        f"{_STORE_NOTE}")
-
-
-def _percent(x: float) -> str:
-    return "     —" if x != x else f"{x:6.1%}"
+    study = KStarReportStudy(measured_only=measured_only)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:

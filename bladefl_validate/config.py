@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+from bladefl_platform.checks import ConstraintError, Finite, Interval, Options, Rule, validate
 from bladefl_platform.errors import InputError
-from bladefl_theory.params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, ParameterError, Params, check_system
+from bladefl_theory.params import SYSTEM_CONSTRAINTS, SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, SYSTEM_RULES, Params
 from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
@@ -46,6 +47,72 @@ MAX_SEED = 2**64 - 1
 MAX_SIGMA2 = 1e60
 _INPUT_DIM = 784
 _FLOAT_BYTES = 4
+
+
+#: The rule of a setting that counts something: a positive integer.
+_POSITIVE = [Integral, Interval(Integral, 1, None, closed="left")]
+
+
+def _constraints() -> dict[str, list]:
+    """Each setting's own rules (built per call: models registered from Python join the options)."""
+    return {
+        **SYSTEM_CONSTRAINTS,
+        "sigma2": [*SYSTEM_CONSTRAINTS["sigma2"], Interval(
+            Real, None, MAX_SIGMA2, why=": models are float32 (largest value 3.4e38) and the lazy noise, of standard "
+            "deviation sqrt(sigma2), must stay finite through aggregation")],
+        "K": [Integral],
+        "dataset": [Options(options=DATASETS)],
+        "partition": [Options(options=SCHEMES)],
+        "model": [Options(options=MODELS + tuple(REGISTERED_MODELS))],
+        **{name: _POSITIVE for name in ("samples_per_client", "hidden", "batch_size", "classes_per_client")},
+        "dirichlet_alpha": [Interval(Real, 0, None, closed="neither", text="a positive finite number"),
+                            Finite(text="a positive finite number")],
+        "difficulty_bits": [Interval(Integral, 0, MAX_RUN_DIFFICULTY_BITS, why=(
+            f": a block takes 2**bits hashes on average, minutes at {MAX_RUN_DIFFICULTY_BITS} bits, and each further "
+            "bit doubles that"))],
+        "seed": [Interval(Integral, 0, MAX_SEED, text="an integer in 0..2**64-1",
+                          why=", as torch's and numpy's generators take")],
+        "detect": [Options(options=("none", *DETECTORS))],
+        "detect_threshold": [None, Interval(Real, 0, None, closed="neither", text="positive and finite"),
+                             Finite(text="positive and finite")],
+        "exclude_flagged": [bool],
+        "encrypt": [Options(options=ENCRYPTIONS)],
+    }
+
+
+def _k_in_range(v: Mapping[str, Any]) -> str | None:
+    km = k_max(v["t_sum"], v["alpha"], v["beta"])
+    if 1 <= v["K"] <= km:
+        return None
+    return f"K must be an integer in 1..K_max = {km} (K_max = floor(t_sum/(alpha+beta))) (got K={v['K']})"
+
+
+def _partition_fits(v: Mapping[str, Any]) -> str | None:
+    """The partition scheme's own rules, which the partitioner would otherwise break mid-run."""
+    m, k = v["samples_per_client"], v["classes_per_client"]
+    if v["partition"] == "classes":
+        if k > NUM_CLASSES:
+            return f"classes_per_client must be at most {NUM_CLASSES}, the classes of {v['dataset']} (got {k})"
+        if m % k:
+            return (f"classes_per_client (k={k}) must divide samples_per_client ({m}): each client gets |D_i|/k "
+                    "samples from each of its k classes")
+    if v["partition"] == "shards" and m % SHARDS_PER_CLIENT:
+        return (f"samples_per_client ({m}) must be divisible by {SHARDS_PER_CLIENT} for partition shards: each client "
+                f"gets {SHARDS_PER_CLIENT} equal shards")
+    return None
+
+
+def _detection_has_a_detector(v: Mapping[str, Any]) -> str | None:
+    if v["detect"] == "none" and (v["detect_threshold"] is not None or v["exclude_flagged"]):
+        return "detect_threshold and exclude_flagged need a detector (--detect nn|noise)"
+    if v["detect"] != "none" and v["N"] < 3:
+        return f"detection needs N >= 3 clients (got N={v['N']})"
+    return None
+
+
+#: The rules between a run's settings: the deployment's, then K, the partition and detection.
+RUN_RULES = (*SYSTEM_RULES, Rule("K", _k_in_range), Rule("partition", _partition_fits),
+             Rule("detect", _detection_has_a_detector))
 
 
 @dataclass(frozen=True)
@@ -85,75 +152,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
-            raise InputError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+            raise ConstraintError("device", Options(options=DEVICES).message("device", self.device))
         if self.device == "auto":
             object.__setattr__(self, "device", "cuda" if cuda_available() else "cpu")
-        check_system(self.N, self.M, self.sigma2, self.alpha, self.beta, self.t_sum, self.eta)
-        km = k_max(self.t_sum, self.alpha, self.beta)
-        if isinstance(self.K, bool) or not isinstance(self.K, numbers.Integral) or not 1 <= self.K <= km:
-            raise ParameterError(
-                "K", f"K must be an integer in 1..K_max = {km} (K_max = floor(t_sum/(alpha+beta))) (got K={self.K})"
-            )
-        if self.dataset not in DATASETS:
-            raise InputError(f"dataset must be one of {', '.join(DATASETS)} (got {self.dataset!r})")
-        if self.partition not in SCHEMES:
-            raise InputError(f"partition must be one of {', '.join(SCHEMES)} (got {self.partition!r})")
-        if self.model not in MODELS + tuple(REGISTERED_MODELS):
-            raise InputError(f"model must be one of {', '.join(MODELS + tuple(REGISTERED_MODELS))} "
-                             f"(got {self.model!r})")
-        for name in ("samples_per_client", "hidden", "batch_size", "classes_per_client"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise InputError(f"{name} must be a positive integer (got {v!r})")
-        if self.sigma2 > MAX_SIGMA2:
-            raise ParameterError(
-                "sigma2", f"sigma2 must be at most {MAX_SIGMA2:g}: models are float32 (largest value 3.4e38) and the "
-                f"lazy noise, of standard deviation sqrt(sigma2), must stay finite through aggregation "
-                f"(got sigma2={self.sigma2:g})"
-            )
-        self._check_partition()
-        bits = self.difficulty_bits
-        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 0 <= bits <= MAX_RUN_DIFFICULTY_BITS:
-            raise InputError(
-                f"difficulty_bits must be an integer in 0..{MAX_RUN_DIFFICULTY_BITS}: a block takes 2**bits hashes on "
-                f"average, minutes at {MAX_RUN_DIFFICULTY_BITS} bits, and each further bit doubles that (got {bits!r})"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= MAX_SEED:
-            raise InputError(f"seed must be an integer in 0..2**64-1, as torch's and numpy's generators take "
-                             f"(got {self.seed!r})")
-        self._check_detection_and_encryption()
-
-    def _check_partition(self) -> None:
-        """The partition scheme's own rules, which the partitioner would otherwise break mid-run."""
-        a = self.dirichlet_alpha
-        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0 < a < math.inf):
-            raise InputError(f"dirichlet_alpha must be a positive finite number (got {a!r})")
-        m, k = self.samples_per_client, self.classes_per_client
-        if self.partition == "classes":
-            if k > NUM_CLASSES:
-                raise InputError(f"classes_per_client must be at most {NUM_CLASSES}, the classes of {self.dataset} "
-                                 f"(got {k})")
-            if m % k:
-                raise InputError(f"classes_per_client (k={k}) must divide samples_per_client ({m}): each client gets "
-                                 f"|D_i|/k samples from each of its k classes")
-        if self.partition == "shards" and m % SHARDS_PER_CLIENT:
-            raise InputError(f"samples_per_client ({m}) must be divisible by {SHARDS_PER_CLIENT} for partition shards: "
-                             f"each client gets {SHARDS_PER_CLIENT} equal shards")
-
-    def _check_detection_and_encryption(self) -> None:
-        if self.detect not in ("none", *DETECTORS):
-            raise InputError(f"detect must be one of none, {', '.join(DETECTORS)} (got {self.detect!r})")
-        if self.detect == "none" and (self.detect_threshold is not None or self.exclude_flagged):
-            raise InputError("detect_threshold and exclude_flagged need a detector (--detect nn|noise)")
-        if self.detect != "none" and self.N < 3:
-            raise InputError(f"detection needs N >= 3 clients (got N={self.N})")
-        t = self.detect_threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0 < t < math.inf)):
-            raise InputError(f"detect_threshold must be positive and finite (got {t!r})")
-        if not isinstance(self.exclude_flagged, bool):
-            raise InputError(f"exclude_flagged must be true or false (got {self.exclude_flagged!r})")
-        if self.encrypt not in ENCRYPTIONS:
-            raise InputError(f"encrypt must be one of {', '.join(ENCRYPTIONS)} (got {self.encrypt!r})")
+        validate(dataclasses.asdict(self), _constraints(), RUN_RULES)
         if self.encrypt == "ckks":
             require_tenseal()
 

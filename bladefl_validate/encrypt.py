@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bladefl_platform.atomic import atomic_write_bytes
 from bladefl_platform.errors import InputError
 
 __all__ = ["ENCRYPTIONS", "KEY_NAME", "CKKSCodec", "EncryptionOverhead", "measure_overhead",
@@ -87,12 +88,8 @@ class CKKSCodec:
         return _KEY_MAGIC + _LEN.pack(len(params)) + params + self.context.serialize(save_secret_key=True)
 
     def write_key(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`key_bytes` to the new file ``path``, readable and writable by its owner only (0600)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.key_bytes())
-            f.flush()
-            os.fsync(f.fileno())
+        """Write :meth:`key_bytes` to ``path`` whole, readable and writable by its owner only (0600)."""
+        atomic_write_bytes(path, self.key_bytes(), mode=0o600, sync=True)
 
     @classmethod
     def load_key(cls, path: str | os.PathLike[str]) -> CKKSCodec:

@@ -55,14 +55,14 @@ import torch.nn.functional as F
 
 from bladefl_platform.atomic import atomic_write_text, check_writable
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.execution import Execution, run_tasks
 from bladefl_platform.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
 from .model import ModelSpec, ModuleSpec, make_spec
-from .simulation import SIMULATION_VERSION, RoundState, simulate
-from .tasks import task_context
+from .simulation import RoundState, simulate
+from .tasks import ESTIMATE, task_context
 from .training import evaluate, train_clients
 
 __all__ = [
@@ -75,6 +75,9 @@ __all__ = [
     "find_optimum",
     "spread",
     "estimate_constants",
+    "estimate_configs",
+    "estimate_result",
+    "estimate_seed",
     "write_estimate",
     "check_profile_path",
     "samples_path_for",
@@ -687,7 +690,7 @@ def _observed_run(config: RunConfig, dtype: torch.dtype, context: Mapping[str, A
     return observer
 
 
-def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+def estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     """One seed's clean and lazy runs, observed every round, and its w* (a task for a Dask worker, or inline).
 
     ``config`` holds everything that decides the result (so the store keys it): ``run``, a RunConfig dict;
@@ -729,10 +732,6 @@ def _estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     return {"rows": rows, "seed_row": seed_row}
 
 
-#: One seed of an estimate, as the result store knows it (the simulator's version, then the estimators').
-_ESTIMATE = TaskKind("bladefl-estimate", f"{SIMULATION_VERSION}.1", one_by_one(_estimate_seed))
-
-
 def estimate_constants(
     config: RunConfig,
     seeds: Sequence[int],
@@ -750,20 +749,33 @@ def estimate_constants(
     With ``execution`` the seeds run as tasks through dask.distributed, each recorded in ``store`` (a seed
     already there is not run again); without, in this process.
 
-    ``config.seed`` is replaced by each seed in turn. Each run's ledger and blobs live in a temporary
-    folder removed afterwards. ``progress`` receives one-line messages.
+    ``config.seed`` is replaced by each seed in turn. Each run's ledger and blobs live in memory, as long as
+    the run. ``progress`` receives one-line messages (in this process only).
     """
-    seed_list = _check_seeds(seeds)
+    t_start = time.perf_counter()
+    configs = estimate_configs(config, seeds, optimum, dtype)
+    context = task_context(data_dir)
+    if execution is None:
+        outcomes = [estimate_seed(c, {**context, "progress": progress}) for c in configs]
+    else:
+        outcomes = run_tasks(ESTIMATE, configs, store, context, execution, "estimate").results
+    return estimate_result(config, seeds, optimum, outcomes, time.perf_counter() - t_start)
+
+
+def estimate_configs(config: RunConfig, seeds: Sequence[int], optimum: OptimumOptions = OptimumOptions(),
+                     dtype: torch.dtype = torch.float64) -> list[dict[str, Any]]:
+    """The tasks of an estimate (:data:`bladefl_validate.tasks.ESTIMATE`), one per seed: everything that decides a
+    seed's result, so that the store keys it."""
     if not isinstance(config, RunConfig):
         raise InputError(f"config must be a RunConfig (got {type(config).__name__})")
-    t_start = time.perf_counter()
-    context = task_context(data_dir)
-    configs = [{"run": config.replace(seed=seed).as_dict(), "optimum": dataclasses.asdict(optimum),
-                "dtype": str(dtype).removeprefix("torch.")} for seed in seed_list]
-    if execution is None:
-        outcomes = [_estimate_seed(c, {**context, "progress": progress}) for c in configs]
-    else:
-        outcomes = run_tasks(_ESTIMATE, configs, store, context, execution, "estimate").results
+    return [{"run": config.replace(seed=seed).as_dict(), "optimum": dataclasses.asdict(optimum),
+             "dtype": str(dtype).removeprefix("torch.")} for seed in _check_seeds(seeds)]
+
+
+def estimate_result(config: RunConfig, seeds: Sequence[int], optimum: OptimumOptions, outcomes: Sequence[dict],
+                    wall_seconds: float) -> EstimateResult:
+    """The six constants and their spread from the seeds' tasks' results (:func:`estimate_seed`), in seed order."""
+    seed_list = _check_seeds(seeds)
     rows = [r for o in outcomes for r in o["rows"]]
     seed_rows = [o["seed_row"] for o in outcomes]
 
@@ -810,7 +822,7 @@ def estimate_constants(
         constants={n: float(constants[n]) for n in CONSTANT_NAMES},
         spreads=spreads,
         optimum_options=optimum,
-        wall_seconds=time.perf_counter() - t_start,
+        wall_seconds=wall_seconds,
     )
 
 

@@ -317,14 +317,12 @@ def label_counts(labels: np.ndarray, parts: list[np.ndarray], num_classes: int =
 
 def plot_partition(counts_df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
     """Write a PNG heat map of a :func:`label_counts` table to ``path``; returns the path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from bladefl_platform.report import new_figure, save_figure
 
     values = counts_df.to_numpy()
     n_clients, n_classes = values.shape
-    fig = Figure(figsize=(max(4.0, 0.55 * n_classes + 2.0), min(40.0, max(3.0, 0.3 * n_clients + 1.5))), dpi=100)
-    FigureCanvasAgg(fig)  # attaches the Agg canvas; pyplot and its global backend stay untouched
-    ax = fig.add_subplot()
+    fig, axes = new_figure(max(4.0, 0.55 * n_classes + 2.0), min(40.0, max(3.0, 0.3 * n_clients + 1.5)))
+    ax = axes[0][0]
     image = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="samples")
     ax.set_xlabel("class")
@@ -339,7 +337,6 @@ def plot_partition(counts_df: pd.DataFrame, path: str | Path, title: str | None 
                 ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
                         color="black" if v > threshold else "white")
     ax.set_title(title or f"label counts, {n_clients} clients")
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, format="png")
+    save_figure(fig, path, dpi=100)
     return path

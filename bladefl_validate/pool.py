@@ -9,15 +9,15 @@ computed and checked on every read the same way.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from bladefl_platform.atomic import atomic_write_bytes
 
 __all__ = ["CachePool", "BlobError", "is_digest", "sha256_hex", "weights_to_bytes", "bytes_to_weights"]
 
@@ -74,18 +74,7 @@ class CachePool:
                     return digest
             except OSError:
                 pass  # unreadable: fall through and rewrite it
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(target, data, sync=True)
         return digest
 
     def get(self, digest: str) -> bytes:

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from validate_cli_helpers import SMALL, invoke, separate_runner
+from validate_cli_helpers import SMALL, fake_tasks, invoke, separate_runner
 
-import bladefl_validate.cli as cli_module
 from bladefl_platform.cli import emit_json, json_ready, json_text
 from bladefl_platform.store import ResultStore
 from bladefl_theory.cli import cli as theory_cli
@@ -122,43 +121,19 @@ def test_verbosity_does_not_outlive_an_invocation():
 # bladefl-validate: fakes of the heavy parts.
 
 
-def fake_sweep(skipped: int = 0):
-    from bladefl_validate.sweep import SweepResult, summarize, sweep_configs
-
-    def sweep_k(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
-        configs = sweep_configs(base, seeds)
-        results = [{"final_global_train_loss": 1 / (c.K + 2) + 0.1 * c.seed, "final_test_loss": 1 / 3,
-                    "final_test_accuracy": 0.9 - 1e-16, "wall_seconds": 0.1} for c in configs]
-        runs, per_k = summarize(configs, results)
-        return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=skipped)
-
-    return sweep_k
-
-
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
-    """Every command's computation replaced by a fake that writes a file where the command expects its report."""
-    from bladefl_validate import detection_report, estimate, optimum, reproduce, sweep
-    from bladefl_validate.studies import kstar_prediction, kstar_report
+    """Every command's stored tasks answered at once with plausible numbers (validate_cli_helpers.fake_tasks); the
+    K* study's analysis, its report and the estimators' summary replaced by fakes that write where the command
+    expects its report."""
+    from bladefl_validate.studies import base, estimate, kstar_prediction, kstar_report
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
 
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep())
-    monkeypatch.setattr(optimum, "optima", lambda *a, **k: SimpleNamespace(results=[{"f_star": 0.1 + 0.2}]))
-    # reproduce, detection-report and kstar-report run at settings the tiny test data cannot serve.
-    monkeypatch.setattr(cli_module, "_prepare", lambda *a, **k: None)
-    kstar_table = pd.DataFrame({"dataset": ["mnist"], "M": [0], "sigma2": [0.01], "k_star_measured": [5],
-                                "k_star_measured_share": [0.8999999999999998], "k_star_per_round": [None]})
-    monkeypatch.setattr(reproduce, "reproduce", lambda *a, **k: SimpleNamespace(
-        kstar_table=kstar_table, profiles={"mnist": "mnist-mlp"}, ran=3, skipped=1))
-    monkeypatch.setattr(reproduce, "write_reproduction", writes("README.md"))
-    cells = pd.DataFrame({"dataset": ["mnist"], "detector": ["nn"], "M": [1], "sigma2": [0.01], "f1": [math.nan]})
-    monkeypatch.setattr(detection_report, "run_detection_report", lambda *a, **k: SimpleNamespace(
-        runs=pd.DataFrame({"seed": [0, 0]}), cells=cells,
-        breakdown=lambda: pd.DataFrame({"dataset": ["mnist"], "detector": ["nn"], "M": [1],
-                                        "breaks_down_at": [math.nan], "works_up_to": [0.01]})))
-    monkeypatch.setattr(detection_report, "write_detection_report", writes("README.md"))
+    fake_tasks(monkeypatch)
+    # reproduce, detection-report, kstar-report and calibrate run at settings the tiny test data cannot serve.
+    monkeypatch.setattr(base, "check_runs", lambda *a, **k: None)
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
@@ -171,7 +146,7 @@ def fakes(monkeypatch, tmp_path):
                         lambda *a, **k: (write_readme(*a, **k), SimpleNamespace(form="saturating"))[1])
     cal = SimpleNamespace(success=True, message="", constants={"a": 0.30000000000000004, "b": 2.0},
                           spread={"a": 0.1, "b": math.nan}, rms_log_error=0.01, tolerance=0.02)
-    monkeypatch.setattr(kstar_prediction, "calibrate_pilots", lambda *a, **k: (cal, []))
+    monkeypatch.setattr(kstar_prediction, "fit_pilots", lambda *a, **k: cal)
     monkeypatch.setattr(kstar_prediction, "profile_document", lambda cal, name, *a, **k: {"name": name})
     summary = pd.DataFrame({"constant": ["L", "theta"], "estimate": [2.0, math.nan], "q1": [1.0, None],
                             "q3": [3.0000000000000004, None], "iqr": [2.0, None], "min": [0.5, None],
@@ -185,7 +160,7 @@ def fakes(monkeypatch, tmp_path):
         samples.write_text("")
         return out, samples
 
-    monkeypatch.setattr(estimate, "estimate_constants", lambda *a, **k: result)
+    monkeypatch.setattr(estimate, "estimate_result", lambda *a, **k: result)
     monkeypatch.setattr(estimate, "write_estimate", write_estimate)
 
 
@@ -246,13 +221,10 @@ def test_the_json_of_a_report_holds_its_results(tmp_path, data_root, fakes):
     assert cal["relative_spread"]["b"] is None and cal["constants"]["b"] == 2.0
 
 
-def test_the_recorded_command_line_leaves_json_out(tmp_path, data_root, fakes, monkeypatch):
-    from bladefl_validate import sweep
-
-    seen = []
-    monkeypatch.setattr(sweep, "write_sweep_report", lambda result, folder, command: seen.append(command))
+def test_the_recorded_command_line_leaves_json_out(tmp_path, data_root, fakes):
     assert invoke([*commands(data_root, tmp_path)["sweep-k"], "--json"]).exit_code == 0
-    assert seen and "--json" not in seen[0]
+    line = (tmp_path / "sweep" / "README.md").read_text().split("Regenerate with:\n\n    ")[1].splitlines()[0]
+    assert line.startswith("bladefl-validate sweep-k --N 4") and "--json" not in line and "--quiet" not in line
 
 
 def test_gap_prints_no_none_and_no_float_noise(tmp_path, data_root, fakes):
@@ -279,9 +251,7 @@ def test_run_and_chain_verify_json(tmp_path, data_root):
 
 
 def test_validate_logs_are_levelled(tmp_path, data_root, fakes, monkeypatch):
-    from bladefl_validate import sweep
-
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep(skipped=2))
+    fake_tasks(monkeypatch, skipped=2)
     args = commands(data_root, tmp_path)["sweep-k"]
     default = invoke(args)
     assert "2 of 2 runs were already in the store" in default.stderr and "debug: " not in default.stderr

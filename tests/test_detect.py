@@ -21,7 +21,8 @@ from bladefl_validate.detect import (
     pairwise_distances,
     precision_recall,
 )
-from bladefl_validate.detection_report import DetectionReport, _cells, detection_task, write_detection_report
+from bladefl_validate.studies.detection import DetectionReport, _cells, write_detection_report
+from bladefl_validate.tasks import detection_task
 from bladefl_validate.ledger import Ledger
 from bladefl_validate.pool import CachePool, bytes_to_weights
 from bladefl_validate.simulation import run_to_folder

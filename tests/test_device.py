@@ -14,7 +14,7 @@ from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, in
 from bladefl_platform.errors import InputError
 from bladefl_validate.config import RunConfig
 from bladefl_validate.simulation import batch_key, simulate
-from bladefl_validate.sweep import RUN
+from bladefl_validate.tasks import RUN
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without CUDA")
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -91,5 +91,5 @@ def test_reports_record_the_device_auto_resolved_to(without_cuda):
     from bladefl_validate.cli import _command, sweep_k_cmd
 
     with sweep_k_cmd.make_context("sweep-k", ["--device", "auto", "--out", "x"]):
-        line = _command("sweep-k", [])
+        line = _command("sweep-k")
     assert "--device cpu" in line and "auto" not in line

@@ -292,15 +292,15 @@ def test_shipped_estimated_profiles_load_by_name(name):
 
 
 def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
-    from bladefl_validate.estimate import _ESTIMATE
+    from bladefl_validate.tasks import ESTIMATE
 
     run = small_config().as_dict()
     base = {"run": run, "optimum": dataclasses.asdict(OptimumOptions()), "dtype": "float64"}
     keys = {
-        _ESTIMATE.key(base),
-        _ESTIMATE.key({**base, "optimum": dataclasses.asdict(OptimumOptions(loss_floor=1e-4))}),
-        _ESTIMATE.key({**base, "dtype": "float32"}),
-        _ESTIMATE.key({**base, "run": {**run, "seed": 1}}),
+        ESTIMATE.key(base),
+        ESTIMATE.key({**base, "optimum": dataclasses.asdict(OptimumOptions(loss_floor=1e-4))}),
+        ESTIMATE.key({**base, "dtype": "float32"}),
+        ESTIMATE.key({**base, "run": {**run, "seed": 1}}),
     }
     assert len(keys) == 4
     json.dumps(base)  # what the store records

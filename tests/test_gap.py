@@ -5,7 +5,7 @@ import pytest
 from bladefl_theory import Params
 from bladefl_theory import bound as B
 from bladefl_theory.forms import bound_values
-from bladefl_validate.gap import FORMS, analyse_gap, k_star_of, write_gap_report
+from bladefl_validate.studies.gap import FORMS, analyse_gap, k_star_of, write_gap_report
 
 
 def per_k_from(values, std=0.01):

@@ -72,12 +72,12 @@ def test_sensitivity_help_names_the_files_it_owns():
 
 
 def test_refusal_happens_before_the_sweep(tmp_path, monkeypatch):
-    import bladefl_theory.sensitivity as S
+    import bladefl_theory.sensitivity as sensitivity_module
 
     out = tmp_path / "mine"
     out.mkdir()
     (out / "x").write_text("")
-    monkeypatch.setattr(S, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sensitivity_module, "_solve_chunk", lambda *a, **k: pytest.fail("the sweep ran"))
     assert sensitivity(out).exit_code == 2
 
 
@@ -103,9 +103,9 @@ def test_unwritable_output_is_one_line_and_status_2(tmp_path):
 
 
 def test_unwritable_output_is_refused_before_the_sweep(tmp_path, monkeypatch):
-    import bladefl_theory.sensitivity as S
+    import bladefl_theory.sensitivity as sensitivity_module
 
     (tmp_path / "a-file").write_text("")
-    monkeypatch.setattr(S, "sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(sensitivity_module, "_solve_chunk", lambda *a, **k: pytest.fail("the sweep ran"))
     r = sensitivity(tmp_path / "a-file" / "out")
     assert r.exit_code == 2 and "cannot create" in r.output

@@ -7,7 +7,7 @@ from helpers import write_data_root
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.reproduce import PAPER_K_STAR, reproduce, settings, write_reproduction
+from bladefl_validate.studies.reproduce import PAPER_K_STAR, reproduce, settings, write_reproduction
 
 BASE = RunConfig(N=4, K=1, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=32, model="logreg", batch_size=32,
                  difficulty_bits=4, eta=0.05)

@@ -14,7 +14,7 @@ from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.simulation import METRIC_COLUMNS, run_to_folder
 from bladefl_platform.execution import Execution
-from bladefl_validate.sweep import sweep_k
+from bladefl_validate.studies.sweep_k import sweep_k
 from bladefl_validate.verify import verify_run
 
 # data_root and private_cache come from conftest.py.
@@ -185,7 +185,7 @@ def test_config_shares_the_theory_parameters_and_time_model():
 
 def test_the_top_level_api_names_functions_whatever_was_imported_first():
     import bladefl_validate
-    import bladefl_validate.sweep  # noqa: F401  (imports the simulation module as a side effect)
+    import bladefl_validate.studies.sweep_k  # noqa: F401  (imports the study module as a side effect)
     from bladefl_validate import RunResult, simulate, sweep_k
 
     assert callable(simulate) and simulate.__name__ == "simulate"

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from helpers import snapshot
-from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
+from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
 from bladefl_platform import atomic
 from bladefl_platform.atomic import MARKER, read_marker
+from bladefl_platform.cli import ListType, SeedsType, parse_seeds
 from bladefl_platform.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,20 +130,32 @@ def test_the_store_may_not_be_a_report_file(tmp_path, data_root, monkeypatch, na
 
 
 def test_the_committed_reports_can_be_regenerated_by_their_commands():
-    """reports/paper-reproduction and reports/lazy-detection carry the marker of the command in their README."""
+    """reports/paper-reproduction, reports/lazy-detection and reports/kstar-prediction carry the marker of the study
+    that wrote them, which may write them again."""
+    from bladefl_platform.study import _check_output
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.studies.detection import DETECTION_FILES, DetectionStudy
+    from bladefl_validate.studies.kstar import KStarReportStudy
+    from bladefl_validate.studies.reproduce import ReproduceStudy
+
     repro = REPO / "reports" / "paper-reproduction"
-    assert read_marker(repro)["owner"] == cli_module.REPRODUCE_OWNER
-    files = cli_module.reproduce_files(["mnist", "fashion-mnist"])
-    assert sorted(read_marker(repro)["files"]) == sorted(files)
+    study = ReproduceStudy(RunConfig(), [0], ["mnist", "fashion-mnist"])
+    files = study.outputs(repro)
+    assert read_marker(repro) == {"owner": study.owner, "files": sorted(files)}
     assert sorted(p.name for p in repro.iterdir()) == sorted([*files, MARKER, "results.sqlite"])
-    cli_module._check_report_folder(repro, cli_module.REPRODUCE_OWNER, files, repro / "results.sqlite")
+    _check_output(study, repro, repro / "results.sqlite")
     assert "--out reports/paper-reproduction" in (repro / "README.md").read_text()
 
     detection = REPO / "reports" / "lazy-detection"
-    assert read_marker(detection) == {"owner": cli_module.DETECTION_OWNER,
-                                      "files": sorted(cli_module.DETECTION_FILES)}
-    atomic.check_replaceable(detection, cli_module.DETECTION_OWNER)
+    study = DetectionStudy(["mnist"], [2], [0.01], [0])
+    assert read_marker(detection) == {"owner": study.owner, "files": sorted(DETECTION_FILES)}
+    _check_output(study, detection, None)
     assert "--out reports/lazy-detection" in (detection / "README.md").read_text()
+
+    kstar = REPO / "reports" / "kstar-prediction"
+    study = KStarReportStudy(measured_only=True)
+    assert read_marker(kstar) == {"owner": study.owner, "files": sorted(study.outputs(kstar))}
+    _check_output(study, kstar, kstar / "results.sqlite")
 
 
 def test_kstar_report_measured_only_needs_an_existing_store(tmp_path, monkeypatch):
@@ -269,39 +282,27 @@ def test_the_rules_of_a_run_reach_every_command(tmp_path, data_root, monkeypatch
 # 2. --seeds.
 
 
-def fake_sweep(calls: list):
-    """A stand-in for sweep.sweep_k that records its call and returns plausible numbers at once."""
-    from bladefl_validate.sweep import SweepResult, summarize, sweep_configs
-
-    def sweep_k(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
-        calls.append({"seeds": list(seeds), "runs_dir": runs_dir})
-        configs = sweep_configs(base, seeds)
-        results = [{"final_global_train_loss": 1 / c.K + c.seed, "final_test_loss": 1.0, "final_test_accuracy": 0.5,
-                    "wall_seconds": 0.1} for c in configs]
-        runs, per_k = summarize(configs, results)
-        return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k)
-
-    return sweep_k
-
-
 def test_sweep_k_works_at_its_default_seeds(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    from bladefl_validate.studies.sweep_k import SWEEP_FILES
 
     calls = []
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep(calls))
+    fake_tasks(monkeypatch, calls)
     out = tmp_path / "out"
     r = invoke(command("sweep-k", data_root, out))
     assert r.exit_code == 0, r.stderr
-    assert calls == [{"seeds": [0], "runs_dir": None}]
-    assert read_marker(out) == {"owner": "bladefl-validate sweep-k", "files": sorted(cli_module.SWEEP_FILES)}
-    assert sorted(p.name for p in out.iterdir()) == sorted([*cli_module.SWEEP_FILES, MARKER, "results.sqlite"])
+    assert [(c["kind"], [(k["K"], k["seed"]) for k in c["configs"]]) for c in calls] == [
+        ("bladefl-run", [(1, 0), (2, 0)])]
+    assert calls[0]["context"]["runs_dir"] is None and calls[0]["store"] is not None
+    assert calls[0]["context"]["data_dir"] == str(data_root.resolve())
+    assert read_marker(out) == {"owner": "bladefl-validate sweep-k", "files": sorted(SWEEP_FILES)}
+    assert sorted(p.name for p in out.iterdir()) == sorted([*SWEEP_FILES, MARKER, "results.sqlite"])
     assert "--seeds 1" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize("text, seeds", [("1", [0]), ("3", [0, 1, 2]), ("0,", [0]), ("5,0,7", [5, 0, 7]),
                                          (" 2 ", [0, 1]), ("1,,2", [1, 2]), ("18446744073709551615,", [2**64 - 1])])
 def test_seeds_that_are_understood(text, seeds):
-    assert cli_module._seed_list(text) == seeds
+    assert parse_seeds(text) == seeds
 
 
 @pytest.mark.parametrize("text", ["", ",", " , ", "0", "-1", "1001", "99999999999999999999", "1,1", "a", "1.5",
@@ -315,13 +316,22 @@ def test_seeds_that_are_refused_in_one_line(tmp_path, data_root, monkeypatch, te
     assert list(tmp_path.iterdir()) == []
 
 
-def test_seeds_is_declared_once():
-    source = inspect.getsource(cli_module)
-    assert len(re.findall(r"click\.option\(\s*\"--seeds\"", source)) == 1
-    for name, cmd in cli_module.cli.commands.items():
-        for p in getattr(cmd, "params", []):
-            if "--seeds" in getattr(p, "opts", []):
-                assert isinstance(p.type, cli_module._SeedsType), name
+@pytest.mark.parametrize("option, kind, where", [
+    ("--seeds", SeedsType, "bladefl_platform.cli"), ("--datasets", ListType, "bladefl_validate.cli"),
+    *((name, None, "bladefl_platform.cli") for name in ("--store", "--scheduler", "--workers", "--data-dir", "--quiet",
+                                                        "--json")),
+])
+def test_the_shared_options_are_declared_once(option, kind, where):
+    import bladefl_platform.cli as platform_cli
+    import bladefl_theory.cli as theory_cli
+
+    declared = rf"click\.option\(\s*\"{option}\""
+    modules = (cli_module, theory_cli, platform_cli)
+    sources = {m.__name__: len(re.findall(declared, inspect.getsource(m))) for m in modules}
+    assert sources == {**dict.fromkeys(sources, 0), where: 1}
+    users = [p for group in (cli_module.cli, theory_cli.cli) for cmd in group.commands.values()
+             for p in getattr(cmd, "params", []) if option in getattr(p, "opts", [])]
+    assert len(users) >= 2 and all(kind is None or isinstance(p.type, kind) for p in users)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,9 +339,8 @@ def test_seeds_is_declared_once():
 
 
 def test_a_sweep_removes_the_run_folders_a_killed_sweep_left(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
-
-    monkeypatch.setattr(sweep, "sweep_k", fake_sweep([]))
+    calls = []
+    fake_tasks(monkeypatch, calls)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     runs = tmp_path / "out" / "runs"
@@ -344,31 +353,29 @@ def test_a_sweep_removes_the_run_folders_a_killed_sweep_left(tmp_path, data_root
     r = invoke(command("sweep-k", data_root, tmp_path / "out", "--keep-runs"))
     assert r.exit_code == 0, r.stderr
     assert not stale.exists() and live.exists()
+    assert calls[0]["context"]["runs_dir"] == str(runs.resolve())
 
 
 @pytest.mark.parametrize("keep_runs", [[], ["--keep-runs"]])
 def test_a_sweep_that_fails_before_any_result_leaves_nothing(tmp_path, data_root, monkeypatch, keep_runs):
-    import bladefl_validate.sweep as sweep
     from bladefl_validate.partition import PartitionError
 
-    def late_failure(*args, **kwargs):
-        raise PartitionError("dirichlet(alpha=0.01): client 3 needs 64 samples, and none of 100 draws fit")
-
-    monkeypatch.setattr(sweep, "sweep_k", late_failure)
+    fake_tasks(monkeypatch, fail=PartitionError("dirichlet(alpha=0.01): client 3 needs 64 samples, and none of 100 "
+                                                "draws fit"))
     r = invoke(command("sweep-k", data_root, tmp_path / "a" / "out", *keep_runs))
     assert_bad_input(r, "dirichlet")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_sweep_that_fails_after_results_keeps_its_store(tmp_path, data_root, monkeypatch):
-    import bladefl_validate.sweep as sweep
+    import bladefl_platform.study as study
     from bladefl_platform.store import task_key
 
-    def killed(base, seeds, data_dir=None, runs_dir=None, store=None, execution=None):
+    def killed(kind, configs, store=None, context=None, execution=None, desc=""):
         store.put(task_key("bladefl-run", {"K": 1}, "2"), "bladefl-run", {"K": 1}, {"final_global_train_loss": 1}, "2")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "sweep_k", killed)
+    monkeypatch.setattr(study, "run_tasks", killed)
     out = tmp_path / "out"
     r = invoke(command("sweep-k", data_root, out))
     assert r.exit_code == 130

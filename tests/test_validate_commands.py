@@ -24,7 +24,7 @@ import bladefl_validate.cli as cli_module
 from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.detection_report import SETTING
+from bladefl_validate.studies.detection import SETTING
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

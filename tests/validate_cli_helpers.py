@@ -42,17 +42,50 @@ def assert_bad_input(result, fragment: str = "") -> None:
 def forbid_computation(monkeypatch) -> None:
     """Make any simulation or stored task fail the test: bad input must be refused before one starts."""
     import bladefl_platform.execution as execution
-    import bladefl_validate.detection_report as detection_report
+    import bladefl_platform.study as study
     import bladefl_validate.estimate as estimate
-    import bladefl_validate.reproduce as reproduce
+    import bladefl_validate.optimum as optimum
     import bladefl_validate.simulation as simulate
     import bladefl_validate.studies.kstar_design as kstar_design
     import bladefl_validate.studies.kstar_prediction as kstar_prediction
-    import bladefl_validate.sweep as sweep
+    import bladefl_validate.studies.sweep_k as sweep_k
 
     def computing(*args, **kwargs):
         pytest.fail("a computation started on bad input")
 
-    for module in (execution, detection_report, estimate, reproduce, sweep, kstar_design, kstar_prediction):
+    for module in (execution, study, estimate, optimum, sweep_k, kstar_design, kstar_prediction):
         monkeypatch.setattr(module, "run_tasks", computing, raising=False)
     monkeypatch.setattr(simulate, "simulate_many", computing)
+
+
+def fake_result(kind: str, config: dict) -> dict:
+    """A plausible result of a stored task of ``kind`` at once: a sweep's loss falls with K and rises with the seed."""
+    if kind == "bladefl-run":
+        return {"final_global_train_loss": 1 / (config["K"] + 2) + 0.1 * config["seed"], "final_test_loss": 1 / 3,
+                "final_test_accuracy": 0.9 - 1e-16, "wall_seconds": 0.1, "cpu_seconds": 0.1}
+    if kind == "bladefl-optimum":
+        return {"f_star": 0.1 + 0.2, "distance": 1.0, "reason": "loss-floor", "iterations": 3}
+    if kind == "bladefl-detection-run":
+        lazy = config["M"] * 2
+        return {"flagged": lazy, "true_positives": lazy, "lazy_screenings": lazy, "honest_screenings": 40 - lazy,
+                "final_global_train_loss": 0.5 + 0.01 * config["M"], "final_test_accuracy": 0.8, "seconds": 1.0}
+    return {}
+
+
+def fake_tasks(monkeypatch, calls: list | None = None, skipped: int = 0, fail: BaseException | None = None) -> None:
+    """Answer every stored task of a study with :func:`fake_result` at once (no simulation, no Dask); record each
+    batch's kind, configs, store and context in ``calls``; ``skipped`` of each batch count as found in the store;
+    ``fail`` is raised instead of answering."""
+    import bladefl_platform.study as study
+    from bladefl_platform.execution import TaskOutcome
+
+    def run_tasks(kind, configs, store=None, context=None, execution=None, desc=""):
+        if calls is not None:
+            calls.append({"kind": kind.name, "configs": list(configs), "store": store, "context": dict(context or {})})
+        if fail is not None:
+            raise fail
+        results = [fake_result(kind.name, dict(c)) for c in configs]
+        found = min(skipped, len(results))
+        return TaskOutcome(results=results, skipped=found, ran=len(results) - found)
+
+    monkeypatch.setattr(study, "run_tasks", run_tasks)

@@ -23,11 +23,9 @@ import pandas as pd
 from bladefl_platform.execution import Execution, run_tasks
 from bladefl_platform.store import ResultStore
 
-from ..config import RunConfig
-from ..data import DATASETS
-from ..reproduce import FIG3, FIG4
-from ..sweep import RUN
-from ..tasks import task_context
+from ..config import DATASETS, RunConfig
+from ..tasks import RUN, task_context
+from .reproduce import FIG3, FIG4
 
 __all__ = [
     "Setting",

@@ -429,7 +429,7 @@ def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execu
     """Measure the design to completion, add every K a predictor chose, and analyse: all through ``store``."""
     from bladefl_platform.execution import Execution, run_tasks
 
-    from ..sweep import RUN
+    from ..tasks import RUN
     from .kstar_design import measure, measured_runs
 
     execution = execution or Execution()
@@ -454,7 +454,7 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
     ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
     profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings.
     """
-    from ..simulation import SIMULATION_VERSION
+    from ..tasks import SIMULATION_VERSION
 
     if box is None:
         box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)]
@@ -533,14 +533,25 @@ def calibrate_pilots(store, base, dataset: str, pilots: Sequence[dict], seeds: S
     """Sweep every K at each pilot (through ``store``), then fit ``form`` to those curves alone."""
     from bladefl_platform.execution import Execution, run_tasks
 
-    from ..sweep import RUN
+    from ..tasks import RUN
 
+    settings, configs = pilot_configs(base, dataset, pilots, seeds)
+    context = task_context(data_dir)
+    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution or Execution(), desc="pilots")
+    return fit_pilots(configs, outcome.results, form, fixed, bootstrap), settings
+
+
+def pilot_configs(base, dataset: str, pilots: Sequence[dict], seeds: Sequence[int]):
+    """The pilot settings, and the runs that sweep every K of each for every seed."""
     settings = [Setting(dataset, float(p["t_sum"]), float(p["beta"]), int(p["M"]), float(p["sigma2"]), "pilot")
                 for p in pilots]
     configs = [s.config(base, K=k, seed=seed) for s in settings for k in range(1, s.k_max(base) + 1) for seed in seeds]
-    context = task_context(data_dir)
-    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution or Execution(), desc="pilots")
+    return settings, configs
+
+
+def fit_pilots(configs, results, form: str = "drift", fixed: dict | None = None, bootstrap: int = 100) -> Calibration:
+    """``form`` fitted to the pilots' runs ``configs`` and their ``results`` alone."""
     data = pd.DataFrame([{"N": c.N, "M": c.M, "sigma2": c.sigma2, "alpha": c.alpha, "beta": c.beta, "t_sum": c.t_sum,
                           "eta": c.eta, "K": c.K, "seed": c.seed, "loss": r["final_global_train_loss"]}
-                         for c, r in zip(configs, outcome.results)])
-    return calibrate(data, form, fixed, bootstrap=bootstrap), settings
+                         for c, r in zip(configs, results)])
+    return calibrate(data, form, fixed, bootstrap=bootstrap)

@@ -12,9 +12,18 @@ import pandas as pd
 
 from bladefl_theory.forms import form_values
 from bladefl_theory.timemodel import tau
-from bladefl_platform.report import k_axis, legend, markdown_table, mean_std_label, new_figure, save_figure
+from bladefl_platform.report import (
+    fmt,
+    k_axis,
+    legend,
+    markdown_table,
+    mean_std_label,
+    new_figure,
+    regenerate,
+    save_figure,
+)
 
-from ..simulation import SIMULATION_VERSION
+from ..tasks import SIMULATION_VERSION
 from .kstar_design import Design, Setting
 from .kstar_prediction import (
     CANDIDATES,
@@ -52,7 +61,7 @@ def profile_name(dataset: str, model: str) -> str:
 
 
 def _pct(x: float) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+    return fmt(x, spec=".1%", missing="—")
 
 
 def _figures_of(g: pd.DataFrame) -> dict:
@@ -352,10 +361,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
     lines = [
         "# K* predicted in settings nobody ran",
         "",
-        "Regenerate with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command),
         "It reads the result store `results.sqlite` beside this file and runs only what the store lacks"
         + (" (with `--measured-only`, nothing: the report covers what the store holds)." if campaign.get("progress")
            else "."),

@@ -1,12 +1,12 @@
 """Every K in 1..K_max for given M, sigma2 and seeds: the empirical K* and how loss and accuracy move with K.
 
-Runs execute through dask.distributed (:func:`bladefl_platform.execution.run_tasks`) and each
-finished run is recorded in a :class:`~bladefl_platform.store.ResultStore`, so a sweep resumes.
+A study (:class:`SweepKStudy`, the command ``bladefl-validate sweep-k``): every run is a stored task, so a
+sweep resumes; :func:`sweep_k` is the same sweep from Python.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,56 +15,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bladefl_platform.execution import Execution, TaskKind, run_tasks
-from bladefl_platform.report import k_axis, legend, mean_std_label, new_figure, save_figure
+from bladefl_platform.atomic import created_folder, remove_stale_temporaries
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.report import (
+    fmt,
+    k_axis,
+    legend,
+    markdown_table,
+    mean_std_label,
+    new_figure,
+    regenerate,
+    save_figure,
+)
 from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Runner, StudyRun, Tasks
 
-from .config import RunConfig
-from .simulation import SIMULATION_VERSION, batch_key, run_to_folder, simulate_many
-from .tasks import task_context
+from ..config import RunConfig
+from ..tasks import RUN, task_context
+from .base import RunStudy
 
 __all__ = [
     "SweepResult",
+    "SweepKStudy",
     "sweep_k",
     "sweep_configs",
     "summarize",
     "bootstrap_k_star",
     "write_sweep_report",
-    "run_batch",
-    "RUN",
-    "BATCH_SIZE",
+    "SWEEP_FILES",
 ]
 
-#: Runs trained together in one task, at most (see simulate_many).
-BATCH_SIZE = 8
-
-
-def run_batch(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> list[dict]:
-    """Runs that share a batch key, simulated together: each run's summary, JSON-ready.
-
-    With ``context["runs_dir"]``, each run's folder (ledger and blobs) is kept there; otherwise the
-    ledger and blobs live in memory only as long as the run.
-    """
-    rcs = [RunConfig.from_dict(dict(c)) for c in configs]
-    data_dir = context.get("data_dir")
-    runs_dir = context.get("runs_dir")
-    start = time.process_time()
-    if runs_dir:
-        results = [run_to_folder(rc, Path(runs_dir) / f"K{rc.K:02d}-seed{rc.seed}", data_dir, overwrite=True)
-                   for rc in rcs]
-    else:
-        results = simulate_many(rcs, None, data_dir, evaluate_rounds="final")
-    # The batch's CPU time (every thread of this process), shared evenly: what a campaign costs.
-    cpu = (time.process_time() - start) / len(rcs)
-    return [{**r.summary(), "cpu_seconds": cpu} for r in results]
-
-
-def _batch_key(config: Mapping[str, Any]) -> tuple:
-    return batch_key(RunConfig.from_dict(dict(config)))
-
-
-#: One simulation run, as the result store knows it.
-RUN = TaskKind("bladefl-run", SIMULATION_VERSION, run_batch, _batch_key, BATCH_SIZE)
+#: Most runs one sweep makes (K_max times the seeds): beyond that the time budget, not the sweep, is wrong.
+MAX_SWEEP_RUNS = 100_000
+#: The report files of a sweep.
+SWEEP_FILES = ("README.md", "runs.csv", "per_k.csv", "loss.png", "accuracy.png")
 
 
 @dataclass(frozen=True)
@@ -84,7 +69,11 @@ class SweepResult:
 
 
 def sweep_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
-    """One config per K in 1..K_max and seed."""
+    """One config per K in 1..K_max and seed; InputError for more than :data:`MAX_SWEEP_RUNS`."""
+    runs = base.k_max * len(seeds)
+    if runs > MAX_SWEEP_RUNS:
+        raise InputError(f"a sweep over K = 1..{base.k_max} and {len(seeds)} seed(s) is {runs:,} runs, more than "
+                         f"{MAX_SWEEP_RUNS:,}: lower t_sum or raise alpha + beta")
     return [base.replace(K=K, seed=seed) for K in range(1, base.k_max + 1) for seed in seeds]
 
 
@@ -121,9 +110,12 @@ def sweep_k(
     execution: Execution = Execution(),
 ) -> SweepResult:
     """Run every K in 1..K_max for each seed (skipping runs already in ``store``)."""
-    configs = sweep_configs(base, seeds)
-    context = task_context(data_dir, runs_dir)
-    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, desc="sweep-k")
+    return SweepKStudy(base, seeds, runs_dir).compute(store, execution, task_context(data_dir))
+
+
+def sweep_result(base: RunConfig, seeds: Sequence[int], configs: Sequence[RunConfig],
+                 outcome: TaskOutcome) -> SweepResult:
+    """The sweep of ``configs`` (:func:`sweep_configs`) from its runs' outcome."""
     runs, per_k = summarize(configs, outcome.results)
     return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)
 
@@ -165,14 +157,10 @@ def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
         legend(ax, fontsize=8)
         save_figure(fig, folder / name)
 
-    b = result.base
     lines = [
         f"# sweep-k: {b.dataset}, N={b.N}, M={b.M}, sigma2={b.sigma2:g}",
         "",
-        "Regenerate with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command),
         f"Seeds: {', '.join(map(str, result.seeds))}. Time model: t_sum={b.t_sum:g}, alpha={b.alpha:g}, "
         f"beta={b.beta:g}, so K = 1..{b.k_max}. Model {b.model}, partition {b.partition}, "
         f"|D_i|={b.samples_per_client}, eta={b.eta:g}, batch {b.batch_size}.",
@@ -181,16 +169,17 @@ def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:
         "",
         _stability(result.runs),
         "",
-        "| K | tau | final training loss (mean ± std) | test accuracy (mean ± std) |",
-        "|---|---|---|---|",
+        markdown_table(pd.DataFrame({
+            "K": per_k.index, "tau": per_k["tau"].astype(int).to_numpy(),
+            "final training loss (mean ± std)": [_mean_std(per_k, "final_global_train_loss", k) for k in per_k.index],
+            "test accuracy (mean ± std)": [_mean_std(per_k, "final_test_accuracy", k) for k in per_k.index],
+        })),
+        "",
+        "![loss against K](loss.png)",
+        "",
+        "![accuracy against K](accuracy.png)",
+        "",
     ]
-    for k, row in per_k.iterrows():
-        lines.append(
-            f"| {k} | {int(row['tau'])} | {row['final_global_train_loss_mean']:.4f} ± "
-            f"{_std(row['final_global_train_loss_std'])} | {row['final_test_accuracy_mean']:.4f} ± "
-            f"{_std(row['final_test_accuracy_std'])} |"
-        )
-    lines += ["", "![loss against K](loss.png)", "", "![accuracy against K](accuracy.png)", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -203,5 +192,52 @@ def _stability(runs: pd.DataFrame) -> str:
     return f"Bootstrap over seeds (1000 resamples), share of resamples in which each K is the empirical K*: {text}."
 
 
-def _std(value: float) -> str:
-    return "n/a" if pd.isna(value) else f"{value:.4f}"
+def _mean_std(per_k: pd.DataFrame, column: str, k: int) -> str:
+    row = per_k.loc[k]
+    return f"{fmt(row[f'{column}_mean'], spec='.4f')} ± {fmt(row[f'{column}_std'], spec='.4f', missing='n/a')}"
+
+
+class SweepKStudy(RunStudy[SweepResult]):
+    """Every K in 1..K_max of ``base`` for each seed; with ``runs_dir``, each run's folder (ledger and blobs) there."""
+
+    command = "sweep-k"
+    unit = "runs"
+
+    def __init__(self, base: RunConfig, seeds: Sequence[int], runs_dir: Path | None = None):
+        self.base, self.seeds, self.runs_dir = base, list(seeds), runs_dir
+        self.configs = sweep_configs(base, self.seeds)
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return SWEEP_FILES
+
+    def run_configs(self) -> list[RunConfig]:
+        return self.configs
+
+    def measure(self, run: Runner) -> list[TaskOutcome]:
+        runs_dir = self.runs_dir
+        with contextlib.ExitStack() as stack:
+            context: dict[str, Any] = {}
+            if runs_dir is not None:
+                stack.enter_context(created_folder(runs_dir))
+                # Folders of runs a killed sweep was writing; again at the end, for those of this sweep's workers.
+                remove_stale_temporaries(runs_dir)
+                stack.callback(remove_stale_temporaries, runs_dir)
+                context["runs_dir"] = str(runs_dir.resolve())
+            return [run(Tasks(RUN, [c.as_dict() for c in self.configs], "sweep-k", context))]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> SweepResult:
+        return sweep_result(self.base, self.seeds, self.configs, outcomes[0])
+
+    def report(self, result: SweepResult, target: Path, command: str) -> None:
+        write_sweep_report(result, target, command)
+
+    def summary(self, run: StudyRun[SweepResult]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "k_star": r.k_star, "seeds": r.seeds, "runs": len(r.runs), "skipped": r.skipped,
+                "per_k": r.per_k.reset_index()}
+
+    def text(self, run: StudyRun[SweepResult]) -> str:
+        r = run.result
+        return "\n".join([f"{run.out}: empirical K* = {r.k_star}", *(
+            f"K={k} tau={int(row['tau'])} loss {row['final_global_train_loss_mean']:.4f} "
+            f"acc {row['final_test_accuracy_mean']:.4f}" for k, row in r.per_k.iterrows())])

@@ -8,25 +8,53 @@ the affine fit measured ≈ a·bound + b with its R².
 Each variant is evaluated in two forms: with the profile's epsilon (the bound as printed, finite
 only where D(K) > 0) and with epsilon eliminated by setting it to the bound itself (``+sc``, the
 self-consistent bound of :func:`bladefl_theory.bound.bound_self_consistent`, finite wherever phi > 0).
+
+A study (:class:`GapStudy`, the command ``bladefl-validate gap``): the sweep's runs and each seed's F(w*)
+are stored tasks; :func:`measure_gap` is the same from Python.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bladefl_platform.execution import TaskOutcome
+from bladefl_platform.report import (
+    fmt,
+    k_axis,
+    legend,
+    markdown_table,
+    mean_std_label,
+    new_figure,
+    regenerate,
+    save_figure,
+)
+from bladefl_platform.study import Runner, StudyRun, Tasks
 from bladefl_theory import bound as B
 from bladefl_theory.forms import BOUND_FORMS, bound_values
 from bladefl_theory.params import Params
-from bladefl_platform.report import k_axis, legend, mean_std_label, new_figure, save_figure
+from bladefl_theory.profiles import Profile, ProfileError, load_profile
 from bladefl_theory.solvers import kstar
 
-__all__ = ["GapResult", "VariantFit", "analyse_gap", "measure_gap", "k_star_of", "write_gap_report"]
+from ..config import RunConfig
+from ..optimum import optimum_configs, optimum_tasks
+from ..tasks import RUN
+from .base import RunStudy
+from .sweep_k import sweep_configs, sweep_result
+
+__all__ = ["GapResult", "GapStudy", "VariantFit", "analyse_gap", "measure_gap", "k_star_of", "profile_for",
+           "write_gap_report", "GAP_FILES", "FORMS"]
+
+#: The report files of a gap analysis.
+GAP_FILES = ("README.md", "gap.csv", "gap.png")
 
 #: The forms of the bound compared with measurement (bladefl_theory.forms).
 FORMS = BOUND_FORMS
@@ -85,6 +113,14 @@ def analyse_gap(per_k: pd.DataFrame, f_star: float, params: Params) -> GapResult
     return GapResult(params=params, f_star=f_star, table=table, fits=fits)
 
 
+def profile_for(dataset: str, model: str) -> Profile:
+    """The shipped estimated profile DATASET-MODEL, or the default profile if there is none."""
+    try:
+        return load_profile(f"{dataset}-{model}")
+    except ProfileError:
+        return load_profile("default")
+
+
 def measure_gap(base, seeds, data_dir=None, store=None, execution=None, profile=None) -> GapResult:
     """Sweep every K of ``base`` (a RunConfig) over ``seeds``, find F(w*) per seed, and compare with the bound.
 
@@ -92,18 +128,10 @@ def measure_gap(base, seeds, data_dir=None, store=None, execution=None, profile=
     gives the bound's constants. Runs go through ``store`` when one is given, so a gap resumes.
     """
     from bladefl_platform.execution import Execution
-    from bladefl_theory.profiles import Profile, load_profile
 
-    from .optimum import optima
-    from .reproduce import profile_for
-    from .sweep import sweep_k
+    from ..tasks import task_context
 
-    execution = execution or Execution()
-    prof = profile if isinstance(profile, Profile) else (load_profile(profile) if profile else
-                                                         profile_for(base.dataset, base.model))
-    sweep = sweep_k(base.replace(K=1), list(seeds), data_dir, None, store, execution)
-    f_star = [r["f_star"] for r in optima(base, list(seeds), data_dir, store, execution).results]
-    return analyse_gap(sweep.per_k, sum(f_star) / len(f_star), base.theory_params(prof))
+    return GapStudy(base, seeds, profile).compute(store, execution or Execution(), task_context(data_dir))
 
 
 def _fit(variant: str, k_star_bound: int | None, b: np.ndarray, measured: np.ndarray) -> VariantFit:
@@ -129,7 +157,7 @@ def _num(x: float) -> float | None:
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+    return fmt(x, spec=spec, missing="n/a")
 
 
 def plot_gap(result: GapResult, ax, title: str, seeds: int | None = None) -> None:
@@ -158,10 +186,7 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
     lines = [
         f"# Bound against measurement: {title}",
         "",
-        "Regenerate with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command),
         f"Seeds: {', '.join(map(str, seeds))}. F(w*) = {result.f_star:.5g}. "
         f"Constants: " + ", ".join(f"{k}={getattr(result.params, k):.4g}"
                                    for k in ("L", "xi", "delta", "epsilon", "phi", "theta")),
@@ -171,29 +196,74 @@ def write_gap_report(result: GapResult, folder: Path, title: str, command: str, 
         "Forms of the bound: `per-round` and `printed` with the profile's epsilon (finite only where D(K) > 0); "
         "`+sc` the same variant with epsilon set to the bound itself (self-consistent; finite wherever phi > 0).",
         "",
-        "| form | bound's K* | Spearman ρ (bound, measured) over K | affine calibration measured ≈ a·bound + b "
-        "| R² | K with a finite bound |",
-        "|---|---|---|---|---|---|",
-    ]
-    for v, f in result.fits.items():
-        lines.append(
-            f"| {v} | {f.k_star_bound if f.k_star_bound is not None else 'none'} | {_fmt(f.spearman)} "
-            f"(p={_fmt(f.spearman_p)}) | a={_fmt(f.slope)}, b={_fmt(f.intercept)} | {_fmt(f.r2)} | {f.finite_points} |"
-        )
-    lines += [
+        markdown_table(pd.DataFrame([{
+            "form": v, "bound's K*": f.k_star_bound if f.k_star_bound is not None else "none",
+            "Spearman ρ (bound, measured) over K": f"{_fmt(f.spearman)} (p={_fmt(f.spearman_p)})",
+            "affine calibration measured ≈ a·bound + b": f"a={_fmt(f.slope)}, b={_fmt(f.intercept)}",
+            "R²": _fmt(f.r2), "K with a finite bound": f.finite_points} for v, f in result.fits.items()])),
         "",
         "The affine fit is a calibration, not a validation: it says how well the bound's shape over K "
         "tracks the measurement once scale and offset are fitted.",
         "",
-        "| K | tau | measured gap (mean ± std) | " + " | ".join(f"bound {f} | ratio" for f in FORMS) + " |",
-        "|---|---|---|" + "---|---|" * len(FORMS),
+        markdown_table(pd.DataFrame(
+            [[k, _fmt(row["tau"], ".0f"), f"{row['measured_gap_mean']:.4f} ± {_fmt(row['measured_gap_std'], '.4f')}",
+              *(_fmt(row[f"{what}_{f}"]) for f in FORMS for what in ("bound", "ratio"))]
+             for k, row in result.table.iterrows()],
+            columns=["K", "tau", "measured gap (mean ± std)", *(c for f in FORMS for c in (f"bound {f}", "ratio"))])),
+        "",
+        "![gap](gap.png)",
+        "",
     ]
-    for k, row in result.table.iterrows():
-        cells = " | ".join(f"{_fmt(row[f'bound_{f}'])} | {_fmt(row[f'ratio_{f}'])}" for f in FORMS)
-        lines.append(
-            f"| {k} | {_fmt(row['tau'], '.0f')} | {row['measured_gap_mean']:.4f} "
-            f"± {_fmt(row['measured_gap_std'], '.4f')} | "
-            f"{cells} |"
-        )
-    lines += ["", "![gap](gap.png)", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+class GapStudy(RunStudy[GapResult]):
+    """The measured gap over every K of ``base`` (M and sigma2 as set) against the bound with ``profile``'s constants
+    (a Profile, a name or a path; default: the estimated profile of the data set and model, else ``default``)."""
+
+    command = "gap"
+
+    def __init__(self, base: RunConfig, seeds: Sequence[int], profile: Profile | str | None = None):
+        self.base, self.seeds = base.replace(K=1), list(seeds)
+        self.profile = profile if isinstance(profile, Profile) else (
+            load_profile(profile) if profile else profile_for(base.dataset, base.model))
+        self.params = self.base.theory_params(self.profile)
+        self.configs = sweep_configs(self.base, self.seeds)
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return GAP_FILES
+
+    def run_configs(self) -> list[RunConfig]:
+        return [*self.configs, *optimum_configs(self.base, self.seeds)]
+
+    def tasks(self) -> list[Tasks]:
+        return [Tasks(RUN, [c.as_dict() for c in self.configs], "sweep-k"), optimum_tasks(self.base, self.seeds)]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> GapResult:
+        sweep = sweep_result(self.base, self.seeds, self.configs, outcomes[0])
+        f_star = [r["f_star"] for r in outcomes[1].results]
+        return analyse_gap(sweep.per_k, sum(f_star) / len(f_star), self.params)
+
+    @property
+    def title(self) -> str:
+        b = self.base
+        return f"{b.dataset}, M={b.M}, sigma2={b.sigma2:g}, profile {self.profile.name}"
+
+    def report(self, result: GapResult, target: Path, command: str) -> None:
+        write_gap_report(result, target, self.title, command, self.seeds)
+
+    def summary(self, run: StudyRun[GapResult]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "profile": self.profile.name, "seeds": self.seeds, "f_star": r.f_star,
+                "k_star_measured": r.k_star_measured, "fits": {v: dataclasses.asdict(f) for v, f in r.fits.items()},
+                "table": r.table.reset_index()}
+
+    def text(self, run: StudyRun[GapResult]) -> str:
+        r = run.result
+        lines = [f"{run.out}: measured K* = {r.k_star_measured}, F(w*) = {fmt(r.f_star)} (profile {self.profile.name})",
+                 f"{'form':<14} {'bound K*':>8} {'Spearman':>9} {'R2 of the calibration':>22}"]
+        for v, f in r.fits.items():
+            lines.append(f"{v:<14} {fmt(f.k_star_bound, missing='—'):>8} {fmt(f.spearman, 3, missing='—'):>9} "
+                         f"{fmt(f.r2, 3, missing='—'):>22}")
+        lines.append("—: no K with a finite bound (K*), or fewer than 3 K with a finite, varying bound (Spearman, R2)")
+        return "\n".join(lines)

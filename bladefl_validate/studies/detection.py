@@ -1,4 +1,4 @@
-"""``bladefl-validate detection-report``: how well each lazy-client detector works, and what exclusion buys.
+"""How well each lazy-client detector works, and what exclusion buys (``bladefl-validate detection-report``).
 
 For every dataset, M, sigma2 and seed, each detector screens two runs of the same deployment: one
 that only reports (precision and recall over every round and client) and one that leaves flagged
@@ -6,16 +6,15 @@ clients out of aggregation (final loss and accuracy with exclusion). Screening a
 nothing in training, so the report-only runs of the two detectors must end in the same model; the
 report states how far apart they are. M = 0 runs give the honest baseline and the false-positive rate.
 
-The simulator (and with it torch) is imported only when runs happen or the report is written, so the
-command line can read the grid's defaults without it.
+A study (:class:`DetectionStudy`) that owns its report folder whole; each run is a stored task
+(:data:`bladefl_validate.tasks.DETECTION`). The simulator (and with it torch) is imported only when runs
+happen or the report is written, so the command line can read the grid's defaults without it.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,29 @@ from typing import Any
 import pandas as pd
 
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.report import fmt, markdown_table, new_figure, regenerate, save_figure
 from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 
-from .config import DETECTORS, RunConfig
+from ..config import DETECTORS, RunConfig
+from ..tasks import DETECTION
+from .base import RunStudy
 
 __all__ = [
     "SETTING",
     "DEFAULT_SIGMA2",
     "DEFAULT_M",
-    "DETECTION",
+    "DETECTION_FILES",
     "DetectionReport",
+    "DetectionStudy",
     "check_grid",
-    "detection_task",
     "run_detection_report",
     "write_detection_report",
 ]
+
+#: The files of a detection report's folder.
+DETECTION_FILES = ("README.md", "runs.csv", "cells.csv", "breakdown.csv", "detection.png", "accuracy.png")
 
 
 #: The reduced deployment: the paper's N, |D_i|, alpha, beta and eta, with t_sum = 24 so K = 2 gives tau = 2.
@@ -74,44 +80,6 @@ class DetectionReport:
         return pd.DataFrame(rows)
 
 
-def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """One run as a task for :func:`~bladefl_platform.execution.run_tasks`: detection counts and final metrics."""
-    from .simulation import simulate
-
-    rc = RunConfig.from_dict(dict(config))
-    start = time.perf_counter()
-    result = simulate(rc, None, context.get("data_dir"))
-    lazy = set(result.lazy)
-    return {
-        "flagged": sum(len(r.flagged) for r in result.rounds),
-        "true_positives": sum(len(lazy.intersection(r.flagged)) for r in result.rounds),
-        "lazy_screenings": len(lazy) * len(result.rounds),
-        "honest_screenings": (rc.N - len(lazy)) * len(result.rounds),
-        "final_global_train_loss": result.final.global_train_loss,
-        "final_test_accuracy": result.final.test_accuracy,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-@functools.cache
-def _detection_kind() -> TaskKind:
-    """One run of the detection report, as the result store knows it (keyed by the simulator's version)."""
-    from .simulation import SIMULATION_VERSION
-
-    return TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
-
-
-#: Declared for linters and type checkers only: module ``__getattr__`` below builds it on first use.
-DETECTION: TaskKind
-
-
-def __getattr__(name: str) -> Any:
-    # DETECTION is built on first use: its version comes from the simulator, which imports torch.
-    if name == "DETECTION":
-        return _detection_kind()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def check_grid(base: RunConfig, datasets: Sequence[str], Ms: Sequence[int], sigma2s: Sequence[float],
                seeds: Sequence[int]) -> None:
     """InputError unless every run of the grid has a valid config (checked before anything runs)."""
@@ -140,25 +108,61 @@ def run_detection_report(
 
     ``base`` is the deployment (default: :data:`SETTING`); dataset, M, sigma2, seed and detection vary.
     """
-    base = base if base is not None else RunConfig(**SETTING)
-    check_grid(base, datasets, Ms, sigma2s, seeds)
-    grid = [(0, 0.0)] + [(M, float(s2)) for M in Ms for s2 in sigma2s]
-    configs = [
-        base.replace(dataset=dataset, M=M, sigma2=s2, seed=seed, detect=detector, exclude_flagged=exclude)
-        for dataset in datasets for M, s2 in grid for seed in seeds for detector in DETECTORS
-        for exclude in (False, True)
-    ]
-    from .tasks import task_context
+    from ..tasks import task_context
 
-    context = task_context(data_dir)
-    outcome = run_tasks(_detection_kind(), [c.as_dict() for c in configs], store, context, execution,
-                        desc="detection-report")
-    runs = pd.DataFrame([
-        {"dataset": c.dataset, "M": c.M, "sigma2": c.sigma2, "seed": c.seed, "detector": c.detect,
-         "exclude_flagged": c.exclude_flagged, **r}
-        for c, r in zip(configs, outcome.results)
-    ])
-    return DetectionReport(base, list(seeds), runs, _cells(runs), float(runs["seconds"].sum()))
+    return DetectionStudy(datasets, Ms, sigma2s, seeds, base).compute(store, execution, task_context(data_dir))
+
+
+class DetectionStudy(RunStudy[DetectionReport]):
+    """Each detector on every dataset, M and sigma2 of the grid (and M = 0), each seed: report only, and excluding."""
+
+    command = "detection-report"
+    layout = Layout.FOLDER
+    unit = "runs"
+
+    def __init__(self, datasets: Sequence[str], Ms: Sequence[int], sigma2s: Sequence[float], seeds: Sequence[int],
+                 base: RunConfig | None = None):
+        self.base = base if base is not None else RunConfig(**SETTING)
+        self.datasets, self.seeds = list(datasets), list(seeds)
+        check_grid(self.base, self.datasets, Ms, sigma2s, self.seeds)
+        grid = [(0, 0.0)] + [(M, float(s2)) for M in Ms for s2 in sigma2s]
+        self.configs = [
+            self.base.replace(dataset=dataset, M=M, sigma2=s2, seed=seed, detect=detector, exclude_flagged=exclude)
+            for dataset in self.datasets for M, s2 in grid for seed in self.seeds for detector in DETECTORS
+            for exclude in (False, True)
+        ]
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return DETECTION_FILES
+
+    def run_configs(self) -> list[RunConfig]:
+        return [self.base.replace(dataset=d, seed=self.seeds[0]) for d in self.datasets]
+
+    def tasks(self) -> list[Tasks]:
+        return [Tasks(DETECTION, [c.as_dict() for c in self.configs], "detection-report")]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> DetectionReport:
+        runs = pd.DataFrame([
+            {"dataset": c.dataset, "M": c.M, "sigma2": c.sigma2, "seed": c.seed, "detector": c.detect,
+             "exclude_flagged": c.exclude_flagged, **r}
+            for c, r in zip(self.configs, outcomes[0].results)
+        ])
+        return DetectionReport(self.base, self.seeds, runs, _cells(runs), float(runs["seconds"].sum()))
+
+    def report(self, result: DetectionReport, target: Path, command: str) -> None:
+        write_detection_report(result, target, command)
+
+    def summary(self, run: StudyRun[DetectionReport]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "runs": len(r.runs), "breakdown": r.breakdown(), "cells": r.cells}
+
+    def text(self, run: StudyRun[DetectionReport]) -> str:
+        lines = [f"{run.out}: {len(run.result.runs)} runs"]
+        for _, row in run.result.breakdown().iterrows():
+            at = row["breaks_down_at"]
+            lines.append(f"{row['dataset']} {row['detector']} M={row['M']}: F1 < 0.5 from sigma2 = "
+                         f"{'none in the grid' if at != at else format(at, 'g')}")
+        return "\n".join(lines)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -187,22 +191,17 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: float, spec: str = ".2f") -> str:
-    return "–" if x != x else format(x, spec)
+    return fmt(x, spec=spec, missing="–")
 
 
 def _plot(report: DetectionReport, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cells = report.cells
     datasets = list(dict.fromkeys(cells["dataset"]))
     Ms = sorted(m for m in cells["M"].unique() if m > 0)
     styles = dict(zip(Ms, ("-", "--", ":", "-.")))
     colors = {"nn": "tab:blue", "noise": "tab:orange"}
 
-    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
+    fig, axes = new_figure(5.5 * len(datasets), 7, 2, len(datasets))
     for col, dataset in enumerate(datasets):
         for row, metric in enumerate(("precision", "recall")):
             ax = axes[row][col]
@@ -219,11 +218,9 @@ def _plot(report: DetectionReport, folder: Path) -> None:
             ax.set_title(f"{dataset}: {metric}")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "detection.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, folder / "detection.png")
 
-    fig, axes = plt.subplots(len(datasets), len(Ms), figsize=(4.5 * len(Ms), 3.6 * len(datasets)), squeeze=False)
+    fig, axes = new_figure(4.5 * len(Ms), 3.6 * len(datasets), len(datasets), len(Ms))
     for r, dataset in enumerate(datasets):
         honest = cells[(cells["dataset"] == dataset) & (cells["M"] == 0)]["accuracy_without_exclusion"].mean()
         for c, M in enumerate(Ms):
@@ -242,9 +239,7 @@ def _plot(report: DetectionReport, folder: Path) -> None:
             ax.set_title(f"{dataset}, M={M}")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "accuracy.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, folder / "accuracy.png")
 
 
 def _headline(report: DetectionReport) -> list[str]:
@@ -267,7 +262,7 @@ def _headline(report: DetectionReport) -> list[str]:
             f"{worst['accuracy_with_exclusion']:.4f}."
         )
         if detector == "nn" and bad:
-            from .model import make_spec
+            from ..model import make_spec
 
             d = make_spec(report.base.model, report.base.hidden).dim
             lines.append(
@@ -282,9 +277,24 @@ def _set(values: Sequence[float]) -> str:
     return "{" + ", ".join(f"{v:g}" for v in sorted(values)) + "}" if values else "{} (none)"
 
 
+def _exclusion_rows(cells: pd.DataFrame, datasets: Sequence[str], sigma2s: Sequence[float]) -> list[list[Any]]:
+    """Per dataset, M and sigma2: final loss / accuracy without exclusion, and excluding each detector's flagged."""
+    by = cells.set_index(["dataset", "M", "sigma2", "detector"])
+    rows = []
+    for dataset in datasets:
+        for M in sorted(m for m in cells["M"].unique() if m > 0):
+            for s in sigma2s:
+                none = by.loc[(dataset, M, s, DETECTORS[0])]
+                parts = [f"{none['loss_without_exclusion']:.4f} / {none['accuracy_without_exclusion']:.4f}"]
+                parts += [f"{by.loc[(dataset, M, s, d), 'loss_with_exclusion']:.4f} / "
+                          f"{by.loc[(dataset, M, s, d), 'accuracy_with_exclusion']:.4f}" for d in DETECTORS]
+                rows.append([dataset, M, f"{s:g}", *parts])
+    return rows
+
+
 def write_detection_report(report: DetectionReport, folder: Path, command: str) -> None:
     """Write runs.csv, cells.csv, breakdown.csv, detection.png, accuracy.png and README.md into ``folder``."""
-    from .detect import make_detector
+    from ..detect import make_detector
 
     folder = Path(folder)
     report.runs.to_csv(folder / "runs.csv", index=False)
@@ -299,14 +309,12 @@ def write_detection_report(report: DetectionReport, folder: Path, command: str) 
     passive_gap = float((loss.max(axis=1) - loss.min(axis=1)).max())
     sigma2s = sorted(s for s in cells["sigma2"].unique() if s > 0)
     datasets = list(dict.fromkeys(cells["dataset"]))
+    lazy_cells = cells[cells["M"] > 0].set_index(["dataset", "detector", "M", "sigma2"])
     thresholds = ", ".join(f"`{d}` {make_detector(d).threshold:g}" for d in DETECTORS)
     lines = [
         "# Detecting lazy clients: precision, recall and exclusion",
         "",
-        "Generated by `bladefl-validate detection-report`; regenerate with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command, "Generated by `bladefl-validate detection-report`; regenerate with:"),
         "## Setting",
         "",
         f"A reduced but real deployment: N={b.N} clients, |D_i|={b.samples_per_client}, K={b.K} blocks with "
@@ -339,57 +347,37 @@ def write_detection_report(report: DetectionReport, folder: Path, command: str) 
         f"The smallest sigma2 of the grid at which F1 falls below {_F1_BROKEN} (`none` if it never does), "
         "and the largest at which F1 is at least 0.9:",
         "",
-        "| dataset | detector | M | breaks down at sigma2 | F1 >= 0.9 up to sigma2 |",
-        "|---|---|---|---|---|",
-    ]
-    for _, r in breakdown.iterrows():
-        lines.append(f"| {r['dataset']} | {r['detector']} | {r['M']} | "
-                     f"{'none' if r['breaks_down_at'] != r['breaks_down_at'] else format(r['breaks_down_at'], 'g')} | "
-                     f"{_fmt(r['works_up_to'], 'g')} |")
-    lines += [
+        markdown_table(pd.DataFrame([{
+            "dataset": r["dataset"], "detector": r["detector"], "M": r["M"],
+            "breaks down at sigma2": fmt(r["breaks_down_at"], spec="g", missing="none"),
+            "F1 >= 0.9 up to sigma2": _fmt(r["works_up_to"], "g")} for _, r in breakdown.iterrows()],
+            columns=["dataset", "detector", "M", "breaks down at sigma2", "F1 >= 0.9 up to sigma2"])),
         "",
         "## Precision / recall",
         "",
-        "| dataset | detector | M | " + " | ".join(f"sigma2={s:g}" for s in sigma2s) + " |",
-        "|---|---|---|" + "---|" * len(sigma2s),
-    ]
-    lazy_cells = cells[cells["M"] > 0].set_index(["dataset", "detector", "M", "sigma2"])
-    for (dataset, detector, M), _ in lazy_cells.groupby(level=[0, 1, 2], sort=False):
-        entries = [f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'precision'])} / "
-                   f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'recall'])}" for s in sigma2s]
-        lines.append(f"| {dataset} | {detector} | {M} | " + " | ".join(entries) + " |")
-    lines += [
+        markdown_table(pd.DataFrame(
+            [[dataset, detector, M, *(f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'precision'])} / "
+                                      f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'recall'])}" for s in sigma2s)]
+             for (dataset, detector, M), _ in lazy_cells.groupby(level=[0, 1, 2], sort=False)],
+            columns=["dataset", "detector", "M", *(f"sigma2={s:g}" for s in sigma2s)])),
         "",
         "Honest baseline (M = 0): share of honest screenings flagged (false positives), and the final loss and "
         "accuracy without and with exclusion:",
         "",
-        "| dataset | detector | false positive rate | loss | accuracy | loss, excluding | accuracy, excluding |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for _, r in cells[cells["M"] == 0].iterrows():
-        lines.append(f"| {r['dataset']} | {r['detector']} | {_fmt(r['false_positive_rate'], '.3f')} | "
-                     f"{r['loss_without_exclusion']:.4f} | {r['accuracy_without_exclusion']:.4f} | "
-                     f"{r['loss_with_exclusion']:.4f} | {r['accuracy_with_exclusion']:.4f} |")
-    lines += [
+        markdown_table(pd.DataFrame(
+            [[r["dataset"], r["detector"], _fmt(r["false_positive_rate"], ".3f"),
+              *(f"{r[c]:.4f}" for c in ("loss_without_exclusion", "accuracy_without_exclusion", "loss_with_exclusion",
+                                        "accuracy_with_exclusion"))] for _, r in cells[cells["M"] == 0].iterrows()],
+            columns=["dataset", "detector", "false positive rate", "loss", "accuracy", "loss, excluding",
+                     "accuracy, excluding"])),
         "",
         "## Final loss and accuracy, with and without exclusion",
         "",
         "Final global training loss F(w^K) / test accuracy after the last block.",
         "",
-        "| dataset | M | sigma2 | no exclusion | excluding `nn`-flagged | excluding `noise`-flagged |",
-        "|---|---|---|---|---|---|",
-    ]
-    by = cells.set_index(["dataset", "M", "sigma2", "detector"])
-    for dataset in datasets:
-        for M in sorted(m for m in cells["M"].unique() if m > 0):
-            for s in sigma2s:
-                key = (dataset, M, s)
-                none = by.loc[(*key, DETECTORS[0])]
-                parts = [f"{none['loss_without_exclusion']:.4f} / {none['accuracy_without_exclusion']:.4f}"]
-                parts += [f"{by.loc[(*key, d), 'loss_with_exclusion']:.4f} / "
-                          f"{by.loc[(*key, d), 'accuracy_with_exclusion']:.4f}" for d in DETECTORS]
-                lines.append(f"| {dataset} | {M} | {s:g} | " + " | ".join(parts) + " |")
-    lines += [
+        markdown_table(pd.DataFrame(_exclusion_rows(cells, datasets, sigma2s),
+                                    columns=["dataset", "M", "sigma2", "no exclusion", "excluding `nn`-flagged",
+                                             "excluding `noise`-flagged"])),
         "",
         "## Figures",
         "",

@@ -1,37 +1,38 @@
 """The paper's experiments reproduced (Figs. 2–4 and its K* values), written to one report folder.
 
-All runs of all figures go through one dask.distributed execution and one result store, so the
-reproduction resumes where it stopped and shares runs between figures (the M=4, sigma2=0.01
-sweep serves Fig. 3 and Fig. 4).
+A study (:class:`ReproduceStudy`, the command ``bladefl-validate reproduce``): all runs of all figures go
+through one dask.distributed execution and one result store, so the reproduction resumes where it stopped
+and shares runs between figures (the M=4, sigma2=0.01 sweep serves Fig. 3 and Fig. 4).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bladefl_platform.execution import Execution, run_tasks
-from bladefl_theory.profiles import Profile, ProfileError, load_profile
-from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, save_figure
-from bladefl_theory.solvers import kstar
+from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.report import fmt, k_axis, legend, markdown_table, new_figure, regenerate, save_figure, text_table
 from bladefl_platform.store import ResultStore
-
-from .config import RunConfig
-from .data import DATASETS
+from bladefl_platform.study import Runner, StudyRun, Tasks
 from bladefl_theory.forms import bound_values
+from bladefl_theory.profiles import Profile
+from bladefl_theory.solvers import kstar
 
-from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap
-from .optimum import OPTIMUM, optima
-from .sweep import RUN, bootstrap_k_star, summarize, sweep_configs
-from .tasks import task_context
+from ..config import DATASETS, RunConfig
+from ..optimum import optimum_tasks
+from ..tasks import OPTIMUM, RUN
+from .base import RunStudy
+from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap, profile_for
+from .sweep_k import bootstrap_k_star, summarize, sweep_configs
 
-__all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "reproduce", "write_reproduction"]
+__all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "ReproduceStudy", "reproduce", "reproduce_files",
+           "write_reproduction"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ def settings(datasets: Sequence[str] = DATASETS) -> list[Setting]:
     return [Setting(d, M, s) for d in datasets for M, s in pairs]
 
 
+def reproduce_files(datasets: Sequence[str]) -> tuple[str, ...]:
+    """The report files a reproduction of these data sets writes."""
+    return ("README.md", "runs.csv", "per_k.csv", "f_star.csv", "kstar.csv", "fig2.png", "fig3.png", "fig4.png",
+            *(f"gap-{d}.csv" for d in datasets))
 
 
 @dataclass(frozen=True)
@@ -76,14 +81,6 @@ class Reproduction:
     elapsed_seconds: float
 
 
-def profile_for(dataset: str, model: str) -> Profile:
-    """The shipped estimated profile DATASET-MODEL, or the default profile if there is none."""
-    try:
-        return load_profile(f"{dataset}-{model}")
-    except ProfileError:
-        return load_profile("default")
-
-
 def reproduce(
     base: RunConfig,
     seeds: Sequence[int],
@@ -93,18 +90,58 @@ def reproduce(
     datasets: Sequence[str] = DATASETS,
 ) -> Reproduction:
     """Run (or take from ``store``) every sweep and every F(w*), then compare with theory and the paper."""
-    started = time.perf_counter()
-    context = task_context(data_dir)
-    grid = settings(datasets)
-    configs: list[RunConfig] = []
-    labels: list[Setting] = []
-    for s in grid:
-        for c in sweep_configs(base.replace(dataset=s.dataset, M=s.M, sigma2=s.sigma2, K=1), seeds):
-            configs.append(c)
-            labels.append(s)
-    runs_outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution, "runs")
-    # F(w*) depends on the union of the clients' data, so on the dataset and the seed (the partition).
-    found = {d: optima(base.replace(dataset=d), seeds, data_dir, store, execution) for d in datasets}
+    from ..tasks import task_context
+
+    return ReproduceStudy(base, seeds, datasets).compute(store, execution, task_context(data_dir))
+
+
+class ReproduceStudy(RunStudy[Reproduction]):
+    """The paper's Figs. 2 to 4 and its K* values at its settings (``base``), on ``datasets``."""
+
+    command = "reproduce"
+    unit = "runs"
+
+    def __init__(self, base: RunConfig, seeds: Sequence[int], datasets: Sequence[str] = DATASETS):
+        self.base, self.seeds, self.datasets = base, list(seeds), tuple(datasets)
+        self.grid = settings(self.datasets)
+        self.configs: list[RunConfig] = []
+        self.labels: list[Setting] = []  # the setting of each config
+        for s in self.grid:
+            for c in sweep_configs(base.replace(dataset=s.dataset, M=s.M, sigma2=s.sigma2, K=1), seeds):
+                self.configs.append(c)
+                self.labels.append(s)
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return reproduce_files(self.datasets)
+
+    def run_configs(self) -> list[RunConfig]:
+        return [self.base.replace(dataset=d, seed=s) for d in self.datasets for s in self.seeds]
+
+    def tasks(self) -> list[Tasks]:
+        # F(w*) depends on the union of the clients' data, so on the dataset and the seed (the partition).
+        return [Tasks(RUN, [c.as_dict() for c in self.configs], "runs"),
+                *(optimum_tasks(self.base.replace(dataset=d), self.seeds) for d in self.datasets)]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> Reproduction:
+        return _analyse(self, outcomes[0], dict(zip(self.datasets, outcomes[1:])), run.elapsed())
+
+    def report(self, result: Reproduction, target: Path, command: str) -> None:
+        write_reproduction(result, target, command)
+
+    def summary(self, run: StudyRun[Reproduction]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "datasets": list(self.datasets), "seeds": self.seeds, "profiles": r.profiles,
+                "ran": r.ran, "skipped": r.skipped, "kstar": r.kstar_table}
+
+    def text(self, run: StudyRun[Reproduction]) -> str:
+        return text_table(run.result.kstar_table)
+
+
+def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, TaskOutcome],
+             elapsed: float) -> Reproduction:
+    """Every sweep's summary, F(w*), the gaps at M = 0 and the K* table, from the study's outcomes."""
+    base, seeds, datasets, grid, configs, labels = (study.base, study.seeds, study.datasets, study.grid, study.configs,
+                                                    study.labels)
     f_star = pd.DataFrame([{"dataset": d, "seed": seed, **r} for d, o in found.items()
                            for seed, r in zip(seeds, o.results)])
 
@@ -161,7 +198,7 @@ def reproduce(
         base=base, seeds=list(seeds), runs=all_runs, per_k=all_per_k, f_star=f_star, gaps=gaps, kstar_table=table,
         profiles=profiles, ran=runs_outcome.ran + sum(o.ran for o in found.values()),
         skipped=runs_outcome.skipped + sum(o.skipped for o in found.values()),
-        elapsed_seconds=time.perf_counter() - started,
+        elapsed_seconds=elapsed,
     )
 
 
@@ -234,10 +271,8 @@ def _readme(rep: Reproduction, command: str) -> str:
     lines = [
         "# The paper's experiments, reproduced",
         "",
-        "Generated by `bladefl-validate reproduce`; regenerate (runs already in `results.sqlite` are reused) with:",
-        "",
-        f"    {command}",
-        "",
+        *regenerate(command, "Generated by `bladefl-validate reproduce`; regenerate (runs already in `results.sqlite` "
+                             "are reused) with:"),
         "## Set-up",
         "",
         f"- N={b.N} clients, |D_i|={b.samples_per_client}, partition `{b.partition}` (k={b.classes_per_client} classes "
@@ -407,4 +442,4 @@ def _movement(values: pd.Series, name: str) -> str:
 
 
 def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
+    return fmt(x, spec=".3g", missing="n/a")
