@@ -434,3 +434,17 @@ def test_importing_the_command_line_imports_no_torch():
     r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("pilots, fragment", [
+    (["t_sum=50"], "is a held-out setting of the K* prediction study"),  # the t_sum arm's near end
+    (["M=0", "M=0"], "must differ"),
+    (["M=1", "M=2", "M=3", "M=5", "M=7"], "1 to 4 pilot settings"),
+])
+def test_calibrate_refuses_held_out_or_too_many_pilots_before_anything_runs(tmp_path, monkeypatch, pilots, fragment):
+    forbid_computation(monkeypatch)
+    args = [a for p in pilots for a in ("--pilot", p)]
+    r = invoke(["calibrate", "--dataset", "mnist", *args, "--store", str(tmp_path / "s.sqlite"),
+                "--out", str(tmp_path / "p.json")])
+    assert_bad_input(r, fragment)
+    assert list(tmp_path.iterdir()) == []
