@@ -193,7 +193,11 @@ class FormKStar:
 
 def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, float],
                tolerance: float = 0.0) -> FormKStar:
-    """K* of a form: the argmin over K = 1..K_max, and the band of K within a relative ``tolerance`` of the minimum."""
+    """K* of a form: the argmin over K = 1..K_max, and the band of K within a relative ``tolerance`` of the minimum.
+
+    Every K is evaluated: unlike the paper's bound, a calibrated form need not be convex or unimodal in K
+    (whole local epochs make steps, and the drift term is concave in K where tau + beta/alpha > 2·tau0).
+    """
     km = k_max(system["t_sum"], system["alpha"], system["beta"])
     values = form_values(form, np.arange(1, km + 1), system, constants)
     if not np.isfinite(values).any():
