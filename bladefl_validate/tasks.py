@@ -93,7 +93,7 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     import torch
 
     from .data import load_dataset
-    from .estimate import find_optimum
+    from .optimum import find_optimum
     from .model import make_spec
     from .simulation import client_data
 

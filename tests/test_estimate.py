@@ -19,16 +19,15 @@ from bladefl_theory.solvers import kstar
 from bladefl_validate.cli import cli
 from bladefl_validate.estimate import (
     SAMPLE_COLUMNS,
-    OptimumOptions,
     client_estimates,
     estimate_constants,
-    find_optimum,
     lazy_theta,
     samples_path_for,
     spread,
     write_estimate,
 )
 from bladefl_validate.model import ModelSpec
+from bladefl_validate.optimum import OptimumOptions, find_optimum
 from bladefl_validate.simulation import simulate
 from bladefl_validate.training import train_clients
 
