@@ -433,7 +433,7 @@ def partition_cmd(out, data_dir, **options):
 def estimate_cmd(seeds, name, out, wstar_max_iter, wstar_loss_floor, store_path, scheduler, workers, quiet, data_dir,
                  as_json, **options):
     """Estimate L, xi, delta, phi (clean M=0 runs) and theta, epsilon (runs with --M lazy clients); write a profile."""
-    from .estimate import OptimumOptions
+    from .optimum import OptimumOptions
     from .studies.estimate import EstimateStudy
 
     given = {"max_iter": wstar_max_iter, "loss_floor": wstar_loss_floor}

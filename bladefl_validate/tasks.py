@@ -93,7 +93,7 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     import torch
 
     from .data import load_dataset
-    from .estimate import find_optimum
+    from .optimum import find_optimum
     from .model import make_spec
     from .simulation import client_data
 
@@ -125,10 +125,10 @@ def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
 
 
 def estimate_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-    """One seed of an estimate (:func:`bladefl_validate.estimate.estimate_seed`): its clean and lazy runs, observed
-    every round, and its w*. ``config`` holds ``run`` (a RunConfig dict), ``optimum`` (the w* search's options) and
-    ``dtype`` (the estimators' float type)."""
-    from .estimate import estimate_seed
+    """One seed of an estimate (:func:`bladefl_validate.studies.estimate.observer.estimate_seed`): its clean and
+    lazy runs, observed every round, and its w*. ``config`` holds ``run`` (a RunConfig dict), ``optimum`` (the w*
+    search's options) and ``dtype`` (the estimators' float type)."""
+    from .studies.estimate.observer import estimate_seed
 
     return estimate_seed(config, context)
 

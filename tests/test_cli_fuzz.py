@@ -1,8 +1,10 @@
 """Every bladefl-theory command driven with random bad (and valid but extreme) input.
 
 Whatever the input: status 2 exactly when the input is bad (decided here, by converting the
-values as click does and constructing Params), else 0 or 3; one line on stderr when the status
-is not 0 and none when it is; never a traceback; nothing written under --out unless it succeeded.
+values as click does and constructing Params), else 3 exactly when there is no finite bound (no
+integer K with one for kstar and bound, no real K with D(K) > 0 for convexity), else 0; one line on
+stderr when the status is not 0 and none when it is; never a traceback; nothing written under --out
+unless it succeeded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bladefl_theory.cli import cli
 from bladefl_theory.convexity import MAX_GRID_POINTS
 from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import load_profile
+from bladefl_theory.solvers import feasible_interval, finite_integers
 from bladefl_theory.timemodel import k_max
 
 def examples(n: int) -> int:
@@ -135,8 +138,11 @@ def as_args(options: dict[str, str]) -> list[str]:
     return [f"{flag}={text}" for flag, text in options.items()]
 
 
-def outcome(params, stray) -> set[int]:
-    return {2} if params is None or stray else {0, 3}
+def outcome(params, bad: bool, variant: str = "per-round", exists=finite_integers) -> set[int]:
+    """The one status to expect: 2 for bad input, else 0 where ``exists`` finds a finite bound, else 3."""
+    if params is None or bad:
+        return {2}
+    return {0 if exists(params, variant) is not None else 3}
 
 
 @settings(max_examples=examples(40))
@@ -151,7 +157,7 @@ def test_kstar(profiles, options, profile, variant, as_json, stray):
             *(["--json"] if as_json else []), *stray]
     params = expected_params(options, prof)
     result = run(args)
-    check(result, outcome(params, stray or variant == "x"))
+    check(result, outcome(params, bool(stray) or variant == "x", variant or "per-round"))
     if as_json and result.exit_code in (0, 3):
         text = result.stdout
         json.loads(text[: text.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
@@ -178,7 +184,7 @@ def test_bound(profiles, options, profile, k_list, fmt, stray):
             ks = []
         km = k_max(params.t_sum, params.alpha, params.beta)
         bad = not ks or any(not 1 <= k <= km for k in ks)
-    check(run(args), {2} if bad else {0, 3})
+    check(run(args), outcome(params, bad))
 
 
 @settings(max_examples=examples(25))
@@ -199,7 +205,7 @@ def test_convexity(profiles, options, profile, grid, as_json, stray):
         except ValueError:
             bad = True
     result = run(args)
-    check(result, {2} if bad else {0, 3})
+    check(result, outcome(params, bad, exists=feasible_interval))
     if as_json and result.exit_code in (0, 3):
         text = result.stdout
         json.loads(text[: text.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))

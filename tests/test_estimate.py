@@ -17,18 +17,17 @@ from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES, available_profiles, load_profile
 from bladefl_theory.solvers import kstar
 from bladefl_validate.cli import cli
-from bladefl_validate.estimate import (
+from bladefl_validate.studies.estimate import (
     SAMPLE_COLUMNS,
-    OptimumOptions,
     client_estimates,
     estimate_constants,
-    find_optimum,
     lazy_theta,
     samples_path_for,
     spread,
     write_estimate,
 )
 from bladefl_validate.model import ModelSpec
+from bladefl_validate.optimum import OptimumOptions, find_optimum
 from bladefl_validate.simulation import simulate
 from bladefl_validate.training import train_clients
 
@@ -218,6 +217,8 @@ def test_estimate_end_to_end_and_profile_round_trip(tmp_path, estimated):
     assert prov["F_w_star"] == pytest.approx(result.f_star, rel=1e-5)
     assert prov["lemma1_condition_eta_L_lt_1"] is (config.eta * result.constants["L"] < 1)
     assert set(prov["spread"]) >= set(CONSTANT_NAMES)
+    # The notes say what applies to this run only: the interpolation note exactly when every seed's w* interpolates.
+    assert any("interpolated" in n for n in prov["notes"]) is bool(result.per_seed["interpolates"].all())
     assert loaded.params(eta=config.eta).L == loaded.constants["L"]
     assert not list((tmp_path / "out").glob("*.tmp"))
     mask = os.umask(0)
@@ -304,3 +305,10 @@ def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
     }
     assert len(keys) == 4
     json.dumps(base)  # what the store records
+    # Existing stores are reused only while a seed's key stays the same: pinned as computed before the estimate
+    # moved into studies/estimate/ (a new RunConfig field or OptimumOptions option changes it, and stored seeds run
+    # again).
+    from bladefl_validate.studies.estimate import estimate_configs
+
+    (config,) = estimate_configs(small_config(model="logreg"), [0])
+    assert ESTIMATE.key(config) == "f2eb2b2c0e816d5afad1706ac465a0f19537d2f4527ab8ddfd900a07327505e1"

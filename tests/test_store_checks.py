@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import time
 
 import pytest
 
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import MAX_LOCAL_WORKERS, Execution, TaskKind, one_by_one, run_tasks
+from bladefl_platform.execution import (
+    CONNECT_TIMEOUT,
+    MAX_LOCAL_WORKERS,
+    Execution,
+    TaskKind,
+    one_by_one,
+    run_tasks,
+)
 from bladefl_platform.store import ResultStore, check_store, opened_store, task_key
 
 
@@ -102,16 +108,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_scheduler_is_said_at_once(tmp_path):
-    execution = Execution(scheduler=f"tcp://127.0.0.1:{_free_port()}", progress=False)
-    start = time.monotonic()
+def _dask_connect_timeout() -> float:
+    """Dask's own connect timeout (what a refused connection would cost without the pre-check), in seconds."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect")))
+
+
+def _spy_connections(monkeypatch) -> list[dict]:
+    """Record every connection attempt's address and timeout, then make it as usual."""
+    calls: list[dict] = []
+    connect = socket.create_connection
+
+    def spy(address, timeout=None, *args, **kwargs):
+        calls.append({"address": address, "timeout": timeout})
+        return connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", spy)
+    return calls
+
+
+def test_an_unreachable_scheduler_is_said_at_once(tmp_path, monkeypatch):
+    # "At once": the refusal comes from one connection attempt with the short timeout, never from Dask's Client,
+    # whose connect would wait out its own, longer timeout.
+    import distributed
+
+    port = _free_port()
+    execution = Execution(scheduler=f"tcp://127.0.0.1:{port}", progress=False)
+    calls = _spy_connections(monkeypatch)
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("Dask's Client tried to connect"))
     with pytest.raises(InputError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:.* refused"):
         execution.check_reachable()
     kind = TaskKind("t", "1", one_by_one(lambda c, ctx: {"v": 1}))
     with ResultStore(tmp_path / "s.sqlite") as store:
         with pytest.raises(InputError, match="cannot reach"):
             run_tasks(kind, [{"i": 1}], store, execution=execution)
-    assert time.monotonic() - start < 10
+    assert calls == [{"address": ("127.0.0.1", port), "timeout": CONNECT_TIMEOUT}] * 2
+    assert CONNECT_TIMEOUT < _dask_connect_timeout()
+
+
+def test_a_scheduler_that_accepts_but_does_not_answer_costs_a_short_timeout(tmp_path, monkeypatch):
+    # Past the pre-check, Dask's Client is given a timeout well below its default, and its failure is one line.
+    import distributed
+
+    given: list[dict] = []
+
+    def client(*args, **kwargs):
+        given.append({"args": args, **kwargs})
+        raise OSError("Timed out trying to connect")
+
+    monkeypatch.setattr(Execution, "check_reachable", lambda self, timeout=CONNECT_TIMEOUT: None)
+    monkeypatch.setattr(distributed, "Client", client)
+    execution = Execution(scheduler="tcp://127.0.0.1:8786", progress=False)
+    kind = TaskKind("t", "1", one_by_one(lambda c, ctx: {"v": 1}))
+    with pytest.raises(InputError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:8786 .*Timed out"):
+        run_tasks(kind, [{"i": 1}], None, execution=execution)
+    assert [(g["args"], g["timeout"]) for g in given] == [(("tcp://127.0.0.1:8786",), f"{CONNECT_TIMEOUT * 2}s")]
+    assert CONNECT_TIMEOUT * 2 < _dask_connect_timeout()
 
 
 @pytest.mark.parametrize("workers", [0, -1, MAX_LOCAL_WORKERS + 1, 10**9, 1.5, True])

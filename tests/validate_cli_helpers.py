@@ -43,7 +43,7 @@ def forbid_computation(monkeypatch) -> None:
     """Make any simulation or stored task fail the test: bad input must be refused before one starts."""
     import bladefl_platform.execution as execution
     import bladefl_platform.study as study
-    import bladefl_validate.estimate as estimate
+    import bladefl_validate.studies.estimate.constants as estimate
     import bladefl_validate.optimum as optimum
     import bladefl_validate.simulation as simulate
     import bladefl_validate.studies.kstar_design as kstar_design

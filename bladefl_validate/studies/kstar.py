@@ -148,7 +148,7 @@ class CalibrateStudy(RunStudy[Calibration]):
         return None
 
     def check(self, out: Path, store: Path | None) -> None:
-        from ..estimate import check_profile_path
+        from .estimate import check_profile_path
 
         check_profile_path(out)
 

@@ -1,7 +1,16 @@
-"""The bound's constants estimated from real runs, written as a profile (``bladefl-validate estimate``).
+"""The bound's constants estimated from real runs after Wang et al. (2019), written as a profile
+(``bladefl-validate estimate``).
 
-Each seed is one stored task (:data:`bladefl_validate.tasks.ESTIMATE`), so an estimate resumes; the
-estimators and the profile's content are :mod:`bladefl_validate.estimate`'s.
+Every seed runs twice from the same partition and initial model w0: once clean (M = 0), for Lemma 1's
+constants L, xi, delta and phi, and once as configured (M lazy clients at sigma2), for theta and
+epsilon; its w* is found once. Each seed is one stored task (:data:`bladefl_validate.tasks.ESTIMATE`),
+so an estimate resumes. The parts, one job each:
+
+- :mod:`.estimators`: L_i, xi_i, delta_i and theta on one round's models, batched over clients;
+- :mod:`.observer`: what a seed records, every round of its runs, and its w*
+  (:func:`bladefl_validate.optimum.find_optimum`);
+- :mod:`.constants`: the six constants and their spread from the seeds' records;
+- :mod:`.profile`: the profile JSON and its raw samples CSV.
 """
 
 from __future__ import annotations
@@ -16,20 +25,18 @@ from bladefl_platform.execution import TaskOutcome
 from bladefl_platform.report import fmt
 from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 
-from ..config import RunConfig
-from ..estimate import (
-    EstimateResult,
-    OptimumOptions,
-    check_profile_path,
-    estimate_configs,
-    estimate_result,
-    samples_path_for,
-    write_estimate,
-)
-from ..tasks import ESTIMATE
-from .base import RunStudy
+from ...config import RunConfig
+from ...optimum import OptimumOptions
+from ...tasks import ESTIMATE
+from ..base import RunStudy
+from .constants import EstimateResult, estimate_configs, estimate_constants, estimate_result, spread
+from .estimators import ClientEstimates, client_estimates, lazy_theta
+from .observer import SAMPLE_COLUMNS, estimate_seed
+from .profile import check_profile_path, profile_document, samples_path_for, write_estimate
 
-__all__ = ["EstimateStudy"]
+__all__ = ["EstimateStudy", "EstimateResult", "estimate_constants", "estimate_configs", "estimate_result",
+           "estimate_seed", "spread", "SAMPLE_COLUMNS", "ClientEstimates", "client_estimates", "lazy_theta",
+           "profile_document", "write_estimate", "check_profile_path", "samples_path_for"]
 
 log = logging.getLogger("bladefl_validate")
 
