@@ -319,7 +319,7 @@ def test_classes_fills_a_tight_request():
 
 def test_classes_fallback_keeps_tight_requests_feasible(monkeypatch):
     # With no random tries, every client takes the classes with the most blocks left; that must never dead-end.
-    monkeypatch.setattr("bladefl_validate.partition.partitioner._CLASS_PICK_TRIES", 0)
+    monkeypatch.setattr("bladefl_validate.partition.classes_partitioner._CLASS_PICK_TRIES", 0)
     skewed = np.r_[np.zeros(1100, dtype=int), np.arange(900) % 9 + 1]
     for clients, k, size in ((18, 2, 100), (9, 3, 150)):  # both use every one of the available blocks of 50
         parts = ClassesPartitioner(clients, size, seed=1, k=k).partition(skewed)
