@@ -36,7 +36,7 @@ from bladefl_platform.errors import InputError
 from bladefl_platform.study import STORE_NAME, StudyRun
 
 from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig
-from .encrypt import ENCRYPTIONS
+from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
 from .studies.detection import DEFAULT_M, DEFAULT_SIGMA2

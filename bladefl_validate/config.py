@@ -21,7 +21,7 @@ from bladefl_theory.params import SYSTEM_CONSTRAINTS, SYSTEM_DEFAULTS, SYSTEM_PA
 from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
-from .encrypt import ENCRYPTIONS, require_tenseal
+from .learning.encrypt import ENCRYPTIONS, require_tenseal
 from .mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
@@ -33,7 +33,7 @@ DATASETS = ("mnist", "fashion-mnist")
 #: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/test_config_rules.py checks
 #: that they agree.
 MODELS = ("mlp", "logreg", "cnn")
-#: Kinds added from Python by bladefl_validate.model.register_model.
+#: Kinds added from Python by bladefl_validate.learning.model.register_model.
 REGISTERED_MODELS: list[str] = []
 DETECTORS = ("nn", "noise")
 #: Where a run computes: ``auto`` is resolved to ``cuda`` when torch sees a GPU, else ``cpu``, as the config is made.

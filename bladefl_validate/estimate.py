@@ -60,10 +60,10 @@ from bladefl_platform.store import ResultStore
 from bladefl_theory.profiles import CONSTANT_NAMES
 
 from .config import RunConfig
-from .model import ModelSpec, ModuleSpec, make_spec
+from .learning.model import ModelSpec, ModuleSpec, make_spec
 from .simulation import RoundState, simulate
 from .tasks import ESTIMATE, task_context
-from .training import evaluate, train_clients
+from .learning.training import evaluate, train_clients
 
 __all__ = [
     "OptimumOptions",

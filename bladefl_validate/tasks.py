@@ -94,7 +94,7 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
 
     from .data import load_dataset
     from .estimate import find_optimum
-    from .model import make_spec
+    from .learning.model import make_spec
     from .simulation import client_data
 
     rc = RunConfig.from_dict(dict(config))

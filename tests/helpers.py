@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.model import ModelSpec
+    from bladefl_validate.learning.model import ModelSpec
 
 # The magic numbers of the IDX format, written here independently of the reader (bladefl_validate.data).
 IMAGE_MAGIC = 2051

@@ -14,7 +14,7 @@ import bladefl_validate.simulation as simulate_module
 from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.detect import (
+from bladefl_validate.learning.detect import (
     NearestNeighbourDetector,
     NoiseDetector,
     make_detector,

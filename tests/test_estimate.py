@@ -28,9 +28,9 @@ from bladefl_validate.estimate import (
     spread,
     write_estimate,
 )
-from bladefl_validate.model import ModelSpec
+from bladefl_validate.learning.model import ModelSpec
 from bladefl_validate.simulation import simulate
-from bladefl_validate.training import train_clients
+from bladefl_validate.learning.training import train_clients
 
 SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logreg")
 

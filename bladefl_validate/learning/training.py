@@ -1,7 +1,7 @@
 """Local training of all clients in one batched computation, evaluation and FedAvg.
 
 The MLP and logistic regression train through a hand-derived fused backward (the fast path); any other
-module (:class:`~bladefl_validate.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
+module (:class:`~bladefl_validate.learning.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
 the stacked clients. Both are plain mini-batch SGD on the mean cross-entropy of each client's batch.
 """
 
