@@ -23,7 +23,7 @@ Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
    ``--quick`` runs a reduced sweep, t_sum = 33).
 3. ``theory``: K* per call (closed form, integer search, cvxpy) and bound evaluations per second
    on a 10^6-point grid, through ``bench_theory``'s functions.
-4. ``pow``: hashes/s of ``bladefl_validate.mining.mine`` against a plain hashlib loop.
+4. ``pow``: hashes/s of ``bladefl_validate.chain.mining.mine`` against a plain hashlib loop.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 
 from bladefl_theory import Params  # noqa: E402
 from bladefl_platform.errors import InputError  # noqa: E402
-from bladefl_validate.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
+from bladefl_validate.chain.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
 from bladefl_validate.learning.model import ModelSpec, make_spec  # noqa: E402
 from bladefl_validate.learning import training  # noqa: E402
 from bladefl_validate.learning.training import train_clients  # noqa: E402

@@ -22,7 +22,7 @@ from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
 from .learning.encrypt import ENCRYPTIONS, require_tenseal
-from .mining import MAX_RUN_DIFFICULTY_BITS
+from .chain.mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
 __all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2", "machine_memory",

@@ -32,15 +32,15 @@ from .data import Dataset, load_dataset
 from .learning.detect import Detection, make_detector, run_precision_recall, write_detection_csv
 from .learning.encrypt import CKKSCodec
 from .learning.lazy import choose_lazy, lazy_copies
-from .ledger import LEDGER_NAME, Block, Ledger, verify_block
-from .merkle import merkle_root
-from .mining import mine
+from .chain.ledger import LEDGER_NAME, Block, Ledger, verify_block
+from .chain.merkle import merkle_root
+from .chain.mining import mine
 from .learning.model import ModelSpec, ModuleSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
-from .pool import CachePool, bytes_to_weights, weights_to_bytes
+from .chain.pool import CachePool, bytes_to_weights, weights_to_bytes
 from .tasks import SIMULATION_VERSION  # defined with the task kinds it versions; bump it there
 from .learning.training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
-from .verify import BLOB_DIR
+from .chain.verify import BLOB_DIR
 
 __all__ = [
     "RoundMetrics",
@@ -392,7 +392,7 @@ def _cell(value: object) -> object:
 
 
 def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None) -> None:
-    from .ledger import MANIFEST_NAME, Manifest
+    from .chain.ledger import MANIFEST_NAME, Manifest
 
     if result.partition_counts is not None:
         result.partition_counts.to_csv(folder / "partition.csv", index_label="client")

@@ -11,10 +11,10 @@ from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
 from bladefl_validate.learning.encrypt import KEY_NAME, require_tenseal
-from bladefl_validate.ledger import Ledger
-from bladefl_validate.pool import CachePool
+from bladefl_validate.chain.ledger import Ledger
+from bladefl_validate.chain.pool import CachePool
 from bladefl_validate.simulation import run_to_folder
-from bladefl_validate.verify import verify_run
+from bladefl_validate.chain.verify import verify_run
 
 try:
     import tenseal  # noqa: F401
