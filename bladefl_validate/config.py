@@ -30,7 +30,7 @@ __all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED"
 
 #: The data sets a run can use (data.py reads them).
 DATASETS = ("mnist", "fashion-mnist")
-#: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/test_config_rules.py checks
+#: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/validate/test_config_rules.py checks
 #: that they agree.
 MODELS = ("mlp", "logreg", "cnn")
 #: Kinds added from Python by bladefl_validate.learning.model.register_model.

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 
+#: The repository's root, whichever folder of tests/ a test lives in.
+REPO = Path(__file__).resolve().parents[1]
+
 #: A tiny deployment the test data (conftest.data_root) serves: K_max = 2 with tau(1) = 14 and tau(2) = 2.
 SMALL_RUN: dict[str, Any] = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,
                                  batch_size=32, difficulty_bits=8, eta=0.05)

@@ -158,7 +158,7 @@ def _sgd_step(layers: list[tuple[torch.Tensor, torch.Tensor]], Xb: torch.Tensor,
     ``layers`` are the ``(W [n, in, out], b [n, out])`` pairs of ModelSpec.forward, ReLU between them.
     Backpropagation by hand, with each weight update fused into the GEMM that computes its gradient
     (``W.baddbmm_(A^T, G, alpha=-lr)``): no gradient tensor is written and read back, and nothing is
-    recorded for autograd. Equal to autograd + SGD up to float rounding (tests/test_training.py).
+    recorded for autograd. Equal to autograd + SGD up to float rounding (tests/validate/learning/test_training.py).
     """
     n, b = Yb.shape
     acts = [Xb]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import snapshot
+from helpers import REPO, snapshot
 from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
@@ -21,8 +21,6 @@ from bladefl_platform import atomic
 from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_platform.cli import ListType, SeedsType, parse_seeds
 from bladefl_platform.store import ResultStore
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def foreign_folder(path: Path, *names: str) -> Path:
