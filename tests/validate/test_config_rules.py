@@ -73,7 +73,8 @@ def test_memory_a_run_needs():
 
 
 def test_the_vocabulary_matches_the_modules_that_implement_it():
-    from bladefl_validate import data, detect, model, partition
+    from bladefl_validate import data, partition
+    from bladefl_validate.learning import detect, model
 
     assert config_module.MODELS + tuple(config_module.REGISTERED_MODELS) == model.KINDS
     assert config_module.DETECTORS == detect.DETECTORS
