@@ -13,7 +13,7 @@ on a shared machine, numbers taken under load are not comparable with numbers ta
 
 Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
 
-1. ``train``: client-epochs/s and samples/s of ``bladefl_validate.training.train_clients``
+1. ``train``: client-epochs/s and samples/s of ``bladefl_validate.learning.training.train_clients``
    against a per-client loop written the way typical FL code is (a deep copy of an nn.Module,
    torch.optim.SGD and a torch DataLoader per client), MLP-256 on MNIST-shaped synthetic data;
    the achieved GFLOP/s against this machine's fp32 matmul peak (``torch.mm``, measured here).
@@ -23,7 +23,7 @@ Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
    ``--quick`` runs a reduced sweep, t_sum = 33).
 3. ``theory``: K* per call (closed form, integer search, cvxpy) and bound evaluations per second
    on a 10^6-point grid, through ``bench_theory``'s functions.
-4. ``pow``: hashes/s of ``bladefl_validate.mining.mine`` against a plain hashlib loop.
+4. ``pow``: hashes/s of ``bladefl_validate.chain.mining.mine`` against a plain hashlib loop.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 
 from bladefl_theory import Params  # noqa: E402
 from bladefl_platform.errors import InputError  # noqa: E402
-from bladefl_validate.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
-from bladefl_validate.model import ModelSpec, make_spec  # noqa: E402
-from bladefl_validate import training  # noqa: E402
-from bladefl_validate.training import train_clients  # noqa: E402
+from bladefl_validate.chain.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
+from bladefl_validate.learning.model import ModelSpec, make_spec  # noqa: E402
+from bladefl_validate.learning import training  # noqa: E402
+from bladefl_validate.learning.training import train_clients  # noqa: E402
 
 SECTIONS = ("train", "sweep", "theory", "pow", "encrypt")
 
@@ -408,8 +408,8 @@ def section_encrypt(sizes: dict) -> dict:
     MLP-256, N = 20 unless tiny.
     """
     try:
-        from bladefl_validate.encrypt import measure_overhead
-        from bladefl_validate.model import make_spec
+        from bladefl_validate.learning.encrypt import measure_overhead
+        from bladefl_validate.learning.model import make_spec
 
         o = measure_overhead(make_spec("mlp", sizes["ckks_hidden"]).dim, sizes["ckks_clients"])
     except (ImportError, InputError) as exc:  # tenseal is an optional extra

@@ -24,7 +24,7 @@ _API = {
     "sweep_k": "studies.sweep_k",
     "estimate_constants": "estimate",
     "measure_gap": "studies.gap",
-    "verify_run": "verify",
+    "verify_run": "chain.verify",
 }
 
 __all__ = ["__version__", *_API]

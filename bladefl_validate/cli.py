@@ -36,7 +36,7 @@ from bladefl_platform.errors import InputError
 from bladefl_platform.study import STORE_NAME, StudyRun
 
 from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig
-from .encrypt import ENCRYPTIONS
+from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
 from .studies.detection import DEFAULT_M, DEFAULT_SIGMA2
@@ -365,8 +365,8 @@ def chain_group():
 def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
     """Check the ledger against chain.json, config.json and metrics.csv, and recompute every hash, proof of
     work, Merkle root and blob digest; exit 1 naming the first mismatch."""
-    from .pool import is_digest
-    from .verify import verify_run
+    from .chain.pool import is_digest
+    from .chain.verify import verify_run
 
     if not run_dir.is_dir():
         raise click.BadParameter(f"{run_dir} is not a folder", param_hint="'RUN_DIR'")

@@ -21,8 +21,8 @@ from bladefl_theory.params import SYSTEM_CONSTRAINTS, SYSTEM_DEFAULTS, SYSTEM_PA
 from bladefl_theory.profiles import Profile, load_profile
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
-from .encrypt import ENCRYPTIONS, require_tenseal
-from .mining import MAX_RUN_DIFFICULTY_BITS
+from .learning.encrypt import ENCRYPTIONS, require_tenseal
+from .chain.mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
 __all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2", "machine_memory",
@@ -30,10 +30,10 @@ __all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED"
 
 #: The data sets a run can use (data.py reads them).
 DATASETS = ("mnist", "fashion-mnist")
-#: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/test_config_rules.py checks
+#: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/validate/test_config_rules.py checks
 #: that they agree.
 MODELS = ("mlp", "logreg", "cnn")
-#: Kinds added from Python by bladefl_validate.model.register_model.
+#: Kinds added from Python by bladefl_validate.learning.model.register_model.
 REGISTERED_MODELS: list[str] = []
 DETECTORS = ("nn", "noise")
 #: Where a run computes: ``auto`` is resolved to ``cuda`` when torch sees a GPU, else ``cpu``, as the config is made.

@@ -32,7 +32,7 @@ from .tasks import OPTIMUM, task_context
 if TYPE_CHECKING:
     import torch
 
-    from .model import ModelSpec, ModuleSpec
+    from .learning.model import ModelSpec, ModuleSpec
 
 __all__ = ["OptimumOptions", "Optimum", "find_optimum", "optimum_configs", "optimum_tasks", "optima"]
 
@@ -123,7 +123,7 @@ def find_optimum(
     import torch
     import torch.nn.functional as F
 
-    from .training import evaluate
+    from .learning.training import evaluate
 
     if w0.dim() != 1 or w0.shape[0] != spec.dim:
         raise InputError(f"w0 must have shape [{spec.dim}], got {list(w0.shape)}")

@@ -6,8 +6,8 @@ cache pool under its SHA-256; the clients race to mine a block over the round's 
 client verifies it against what it downloaded (the same download for all, so one check stands for
 all N: they all accept); the block is appended and the models it names are averaged into the next
 global model. Optionally the clients screen the pool
-for lazy clients before voting (``detect``, see detect.py) and upload CKKS ciphertexts instead of
-plain weights (``encrypt``, see encrypt.py).
+for lazy clients before voting (``detect``, see learning/detect.py) and upload CKKS ciphertexts instead of
+plain weights (``encrypt``, see learning/encrypt.py).
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from bladefl_platform.errors import InputError
 
 from .config import RunConfig
 from .data import Dataset, load_dataset
-from .detect import Detection, make_detector, run_precision_recall, write_detection_csv
-from .encrypt import CKKSCodec
-from .lazy import choose_lazy, lazy_copies
-from .ledger import LEDGER_NAME, Block, Ledger, verify_block
-from .merkle import merkle_root
-from .mining import mine
-from .model import ModelSpec, ModuleSpec, make_spec
+from .learning.detect import Detection, make_detector, run_precision_recall, write_detection_csv
+from .learning.encrypt import CKKSCodec
+from .learning.lazy import choose_lazy, lazy_copies
+from .chain.ledger import LEDGER_NAME, Block, Ledger, verify_block
+from .chain.merkle import merkle_root
+from .chain.mining import mine
+from .learning.model import ModelSpec, ModuleSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
-from .pool import CachePool, bytes_to_weights, weights_to_bytes
+from .chain.pool import CachePool, bytes_to_weights, weights_to_bytes
 from .tasks import SIMULATION_VERSION  # defined with the task kinds it versions; bump it there
-from .training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
-from .verify import BLOB_DIR
+from .learning.training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
+from .chain.verify import BLOB_DIR
 
 __all__ = [
     "RoundMetrics",
@@ -392,7 +392,7 @@ def _cell(value: object) -> object:
 
 
 def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None) -> None:
-    from .ledger import MANIFEST_NAME, Manifest
+    from .chain.ledger import MANIFEST_NAME, Manifest
 
     if result.partition_counts is not None:
         result.partition_counts.to_csv(folder / "partition.csv", index_label="client")
@@ -455,7 +455,7 @@ def run_to_folder(
 
     With ``keep_key`` (CKKS runs only) the clients' secret key is kept as ``out/ckks-secret.key``, mode 0600.
     """
-    from .encrypt import KEY_NAME
+    from .learning.encrypt import KEY_NAME
 
     if keep_key and config.encrypt != "ckks":
         raise InputError("--keep-key needs --encrypt ckks: a plaintext run has no key to keep")

@@ -32,7 +32,7 @@ __all__ = ["SIMULATION_VERSION", "BATCH_SIZE", "RUN", "OPTIMUM", "DETECTION", "E
            "optimum_task", "detection_task", "estimate_task", "task_context"]
 
 #: The semantics of a run's results. Bump it whenever a change to the simulator changes any result of
-#: the same config: stored results are reused only under the same version (tests/test_golden.py pins a
+#: the same config: stored results are reused only under the same version (tests/validate/test_golden.py pins a
 #: small run's numbers, so such a change fails there first). "2": the first version keyed this way.
 SIMULATION_VERSION = "2"
 #: Runs trained together in one task, at most (see :func:`bladefl_validate.simulation.simulate_many`).
@@ -93,8 +93,8 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     import torch
 
     from .data import load_dataset
+    from .learning.model import make_spec
     from .optimum import find_optimum
-    from .model import make_spec
     from .simulation import client_data
 
     rc = RunConfig.from_dict(dict(config))

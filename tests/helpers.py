@@ -13,11 +13,14 @@ if TYPE_CHECKING:
     import torch
 
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.model import ModelSpec
+    from bladefl_validate.learning.model import ModelSpec
 
 # The magic numbers of the IDX format, written here independently of the reader (bladefl_validate.data).
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
+
+#: The repository's root, whichever folder of tests/ a test lives in.
+REPO = Path(__file__).resolve().parents[1]
 
 #: A tiny deployment the test data (conftest.data_root) serves: K_max = 2 with tau(1) = 14 and tau(2) = 2.
 SMALL_RUN: dict[str, Any] = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+BENCH = REPO / "benchmarks" / "bench.py"
 
 REQUIRED = [
     "train_speedup_vs_loop_n20",

@@ -1,14 +1,14 @@
 """The example notebooks run from top to bottom, so they cannot rot."""
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = REPO / "examples"
 
 
 @pytest.mark.skipif(not os.environ.get("BLADEFL_DATA"), reason="set BLADEFL_DATA to the real datasets (CI does)")

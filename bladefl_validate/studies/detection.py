@@ -262,7 +262,7 @@ def _headline(report: DetectionReport) -> list[str]:
             f"{worst['accuracy_with_exclusion']:.4f}."
         )
         if detector == "nn" and bad:
-            from ..model import make_spec
+            from ..learning.model import make_spec
 
             d = make_spec(report.base.model, report.base.hidden).dim
             lines.append(
@@ -294,7 +294,7 @@ def _exclusion_rows(cells: pd.DataFrame, datasets: Sequence[str], sigma2s: Seque
 
 def write_detection_report(report: DetectionReport, folder: Path, command: str) -> None:
     """Write runs.csv, cells.csv, breakdown.csv, detection.png, accuracy.png and README.md into ``folder``."""
-    from ..detect import make_detector
+    from ..learning.detect import make_detector
 
     folder = Path(folder)
     report.runs.to_csv(folder / "runs.csv", index=False)
@@ -325,7 +325,7 @@ def write_detection_report(report: DetectionReport, folder: Path, command: str) 
         f"plus M=0; sigma2 in {{{', '.join(f'{s:g}' for s in sigma2s)}}}; seeds {', '.join(map(str, report.seeds))}. "
         f"{len(runs)} runs, {report.wall_seconds / 60:.1f} minutes of compute (summed over runs).",
         "",
-        f"Detectors (`bladefl_validate/detect.py`) with their default thresholds ({thresholds}): `nn` flags "
+        f"Detectors (`bladefl_validate/learning/detect.py`) with their default thresholds ({thresholds}): `nn` flags "
         "a client whose nearest neighbour is much closer than the round's typical distance; `noise` flags one "
         "whose difference to its nearest neighbour has the same variance in every 64-coordinate block "
         "(Bartlett's test), as i.i.d. noise does. Of a suspicious pair only the model farther from the "

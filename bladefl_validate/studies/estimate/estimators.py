@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from bladefl_platform.errors import InputError
 
-from ...model import ModelSpec, ModuleSpec
-from ...training import train_clients
+from ...learning.model import ModelSpec, ModuleSpec
+from ...learning.training import train_clients
 
 __all__ = ["ClientEstimates", "client_estimates", "lazy_theta"]
 

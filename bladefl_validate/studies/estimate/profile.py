@@ -20,7 +20,7 @@ from bladefl_platform.atomic import atomic_write_text, check_writable
 from bladefl_platform.errors import InputError
 from bladefl_theory.profiles import CONSTANT_NAMES
 
-from ...model import make_spec
+from ...learning.model import make_spec
 from .constants import EstimateResult, spread
 
 __all__ = ["ESTIMATORS", "profile_document", "samples_path_for", "check_profile_path", "write_estimate"]

@@ -14,7 +14,7 @@ import bladefl_validate.simulation as simulate_module
 from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.detect import (
+from bladefl_validate.learning.detect import (
     NearestNeighbourDetector,
     NoiseDetector,
     make_detector,
@@ -23,8 +23,8 @@ from bladefl_validate.detect import (
 )
 from bladefl_validate.studies.detection import DetectionReport, _cells, write_detection_report
 from bladefl_validate.tasks import detection_task
-from bladefl_validate.ledger import Ledger
-from bladefl_validate.pool import CachePool, bytes_to_weights
+from bladefl_validate.chain.ledger import Ledger
+from bladefl_validate.chain.pool import CachePool, bytes_to_weights
 from bladefl_validate.simulation import run_to_folder
 
 N, D, LAZY, SOURCES = 12, 16384, [2, 5, 9], [0, 0, 7]

@@ -2,11 +2,11 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO
 
 from bladefl_platform.execution import Execution
 from bladefl_theory.profiles import load_profile
@@ -124,15 +124,14 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
     assert f"1 not measured yet, left out of every score: {gone.label}" in text
 
 
-REPORT = Path(__file__).resolve().parents[1] / "reports" / "kstar-prediction"
+REPORT = REPO / "reports" / "kstar-prediction"
 
 
 def test_the_shipped_calibrated_profiles_are_the_reports():
     """bladefl_theory ships exactly the profiles reports/kstar-prediction wrote, validation included."""
-    repo = REPORT.parents[1]
     scores = pd.read_csv(REPORT / "scores.csv")
     for name in ("mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"):
-        shipped = json.loads((repo / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
+        shipped = json.loads((REPO / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
         report = json.loads((REPORT / f"{name}.json").read_text())
         assert shipped == report, name
         mine = scores[(scores.dataset == report["domain"]["dataset"])
@@ -165,6 +164,6 @@ def test_the_reports_numbers_come_from_its_store():
 
 def test_the_readme_quotes_the_reports_summary():
     """The README's K* results are the report's summary.md, word for word (regenerate, then copy it in)."""
-    readme = (REPORT.parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- kstar-summary -->\n", 1)[1].split("<!-- /kstar-summary -->", 1)[0]
     assert block == (REPORT / "summary.md").read_text()

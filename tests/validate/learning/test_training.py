@@ -11,9 +11,9 @@ from scipy import stats
 from torch import nn
 
 from bladefl_platform.errors import InputError
-from bladefl_validate.lazy import choose_lazy, lazy_copies
-from bladefl_validate.model import ModelSpec, make_spec
-from bladefl_validate.training import epoch_permutations, evaluate, fedavg, train_clients
+from bladefl_validate.learning.lazy import choose_lazy, lazy_copies
+from bladefl_validate.learning.model import ModelSpec, make_spec
+from bladefl_validate.learning.training import epoch_permutations, evaluate, fedavg, train_clients
 
 # Significance level for the statistical checks; every test is seeded, so they are deterministic anyway.
 ALPHA = 1e-6
@@ -90,7 +90,7 @@ def test_batched_training_matches_reference(kind: str) -> None:
 @pytest.mark.parametrize("chunk_bytes", [1, 2 * 4 * (784 * 8 + 8 + 8 * 10 + 10), 1 << 40])
 def test_chunked_training_matches_reference(monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
     # One client, two clients, or all five per chunk; the global model given as an expanded view.
-    import bladefl_validate.training as training
+    import bladefl_validate.learning.training as training
 
     monkeypatch.setattr(training, "_CHUNK_BYTES", chunk_bytes)
     spec = make_spec("mlp", 8)
@@ -269,7 +269,7 @@ class _SmallMLP(nn.Module):
 
 
 def test_generic_module_path_equals_the_fused_mlp():
-    from bladefl_validate.model import ModuleSpec
+    from bladefl_validate.learning.model import ModuleSpec
 
     fused, generic = make_spec("mlp", 16), ModuleSpec("mlp-module", _SmallMLP)
     assert generic.dim == fused.dim
@@ -292,7 +292,7 @@ def test_generic_module_path_equals_the_fused_mlp():
 @pytest.mark.usefixtures("private_cache")
 def test_cnn_and_a_registered_module_train_through_the_generic_path(data_root):
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.model import register_model
+    from bladefl_validate.learning.model import register_model
     from bladefl_validate.simulation import simulate
 
     cnn = make_spec("cnn")

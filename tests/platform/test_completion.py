@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MAINS = {"bladefl-theory": "bladefl_theory.cli", "bladefl-validate": "bladefl_validate.cli"}
 
 

@@ -59,7 +59,7 @@ RUN_OPTIONS = {
     "--batch-size": ["0", "-1"],
     "--difficulty-bits": ["-1", "29", "300"],
     "--dataset": ["cifar", "MNIST"],
-    "--device": ["gpu", "CUDA"],  # not cuda: bad only on a machine without a GPU (tests/test_device.py)
+    "--device": ["gpu", "CUDA"],  # not cuda: bad only on a machine without a GPU (tests/validate/test_device.py)
 }
 ONLY_RUN = {
     "--K": ["0", "-1", "3", "2.5"],

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import snapshot
+from helpers import REPO, snapshot
 from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
 
 import bladefl_validate.cli as cli_module
@@ -20,8 +20,6 @@ from bladefl_platform import atomic
 from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_platform.cli import ListType, SeedsType, parse_seeds
 from bladefl_platform.store import ResultStore
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def foreign_folder(path: Path, *names: str) -> Path:

@@ -26,10 +26,10 @@ from bladefl_validate.studies.estimate import (
     spread,
     write_estimate,
 )
-from bladefl_validate.model import ModelSpec
+from bladefl_validate.learning.model import ModelSpec
 from bladefl_validate.optimum import OptimumOptions, find_optimum
 from bladefl_validate.simulation import simulate
-from bladefl_validate.training import train_clients
+from bladefl_validate.learning.training import train_clients
 
 SHIPPED = ("mnist-mlp", "mnist-logreg", "fashion-mnist-mlp", "fashion-mnist-logreg")
 

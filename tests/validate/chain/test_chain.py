@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bladefl_validate.ledger import (
+from bladefl_validate.chain.ledger import (
     LEDGER_NAME,
     MANIFEST_NAME,
     Block,
@@ -23,8 +23,8 @@ from bladefl_validate.ledger import (
     block_to_json,
     verify_block,
 )
-from bladefl_validate.merkle import EMPTY_ROOT, merkle_root
-from bladefl_validate.mining import (
+from bladefl_validate.chain.merkle import EMPTY_ROOT, merkle_root
+from bladefl_validate.chain.mining import (
     GENESIS_PREV,
     BlockHeader,
     MiningError,
@@ -35,8 +35,8 @@ from bladefl_validate.mining import (
     meets_difficulty,
     mine,
 )
-from bladefl_validate.pool import BlobError, CachePool, bytes_to_weights, weights_to_bytes
-from bladefl_validate.verify import BLOB_DIR, verify_run
+from bladefl_validate.chain.pool import BlobError, CachePool, bytes_to_weights, weights_to_bytes
+from bladefl_validate.chain.verify import BLOB_DIR, verify_run
 
 BITS = 8
 
@@ -238,7 +238,7 @@ def test_mine_budget_and_validation() -> None:
 def test_run_difficulty_is_limited_to_what_can_be_mined() -> None:
     from bladefl_platform.errors import InputError
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.mining import MAX_RUN_DIFFICULTY_BITS
+    from bladefl_validate.chain.mining import MAX_RUN_DIFFICULTY_BITS
 
     assert MAX_RUN_DIFFICULTY_BITS == 28
     assert RunConfig(difficulty_bits=MAX_RUN_DIFFICULTY_BITS).difficulty_bits == 28

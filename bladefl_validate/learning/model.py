@@ -3,7 +3,7 @@
 Two kinds of specification, one interface (``dim``, ``forward``, ``init``, ``eval_chunk``):
 
 - :class:`ModelSpec`, the fast path: the MLP and logistic regression with hand-written batched matmuls
-  (and a hand-derived backward in :mod:`bladefl_validate.training`);
+  (and a hand-derived backward in :mod:`bladefl_validate.learning.training`);
 - :class:`ModuleSpec`, any ``torch.nn.Module`` taking ``[m, 784]`` inputs: batched over clients with
   ``torch.func`` (``functional_call`` under ``vmap``). ``--model cnn`` is McMahan et al.'s two-convolution
   CNN through this path, and :func:`register_model` adds a module of your own.
@@ -194,7 +194,7 @@ def register_model(kind: str, factory: Callable[[], nn.Module]) -> None:
     global KINDS
     if kind in _FUSED:
         raise InputError(f"{kind!r} is a built-in model kind")
-    from . import config
+    from .. import config
 
     ModuleSpec(kind, factory)  # checks the module now, not in the middle of a run
     _MODULES[kind] = factory

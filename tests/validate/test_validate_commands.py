@@ -24,9 +24,9 @@ import bladefl_validate.cli as cli_module
 from bladefl_platform.atomic import MARKER, read_marker
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.studies.detection import DETECTION_FILES, SETTING, DetectionStudy
-from bladefl_validate.studies.gap import GAP_FILES, GapStudy
-from bladefl_validate.studies.reproduce import ReproduceStudy, reproduce_files
+from bladefl_validate.studies.detection import DETECTION_FILES, SETTING
+from bladefl_validate.studies.gap import GAP_FILES
+from bladefl_validate.studies.reproduce import reproduce_files
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -116,7 +116,7 @@ def test_gap_reports_the_measured_gap_of_the_runs_in_its_store(tmp_path, data_ro
     out = tmp_path / "gap"
     answer = run_json(["gap", *SMALL, "--seeds", "1", "--scheduler", scheduler, "--data-dir", str(data_root),
                        "--out", str(out)])
-    owned(out, f"bladefl-validate {GapStudy.command}", list(GAP_FILES), "results.sqlite")
+    owned(out, "bladefl-validate gap", list(GAP_FILES), "results.sqlite")
     with ResultStore(out / "results.sqlite") as store:
         store_rows = [r["result"] for r in store.rows("bladefl-run")]
         runs = {r["config"]["K"]: r["result"]["final_global_train_loss"] for r in store.rows("bladefl-run")}
@@ -156,7 +156,7 @@ def test_reproduce_writes_every_figure_and_table(tmp_path, data_root, scheduler,
     answer = run_json(["reproduce", "--datasets", "mnist", "--seeds", "1", "--difficulty-bits", "2", "--quiet",
                        "--scheduler", scheduler, "--data-dir", str(data_root), "--out", str(out)])
     files = list(reproduce_files(["mnist"]))
-    owned(out, f"bladefl-validate {ReproduceStudy.command}", files, "results.sqlite")
+    owned(out, "bladefl-validate reproduce", files, "results.sqlite")
     # 7 settings (Figs. 2-4) x K = 1, 2, and F(w*) of the one seed's partition.
     assert (answer["ran"], answer["skipped"]) == (7 * 2 + 1, 0)
     with ResultStore(out / "results.sqlite") as store:
@@ -186,7 +186,7 @@ def test_detection_report_tabulates_the_runs_it_made(tmp_path, data_root, schedu
     out = tmp_path / "det"
     answer = run_json(["detection-report", "--datasets", "mnist", "--M", "1", "--sigma2", "0.1", "--seeds", "1",
                        "--quiet", "--scheduler", scheduler, "--data-dir", str(data_root), "--out", str(out)])
-    owned(out, f"bladefl-validate {DetectionStudy.command}", list(DETECTION_FILES))
+    owned(out, "bladefl-validate detection-report", list(DETECTION_FILES))
     runs = pd.read_csv(out / "runs.csv")
     # M = 0 and M = 1, each screened by both detectors, once reporting only and once excluding: 8 runs.
     assert answer["runs"] == len(runs) == 8

@@ -10,11 +10,11 @@ from helpers import cli_args, small_run
 from bladefl_platform.errors import InputError
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.encrypt import KEY_NAME, require_tenseal
-from bladefl_validate.ledger import Ledger
-from bladefl_validate.pool import CachePool
+from bladefl_validate.learning.encrypt import KEY_NAME, require_tenseal
+from bladefl_validate.chain.ledger import Ledger
+from bladefl_validate.chain.pool import CachePool
 from bladefl_validate.simulation import run_to_folder
-from bladefl_validate.verify import verify_run
+from bladefl_validate.chain.verify import verify_run
 
 try:
     import tenseal  # noqa: F401
@@ -34,7 +34,7 @@ SMALL = small_run(**CHANGES)
 def codec():
     if not HAVE_TENSEAL:
         pytest.skip("TenSEAL is not installed (pip install -e '.[encrypt]')")
-    from bladefl_validate.encrypt import CKKSCodec
+    from bladefl_validate.learning.encrypt import CKKSCodec
 
     return CKKSCodec()
 
@@ -70,7 +70,7 @@ def test_corrupt_blobs_are_refused(codec):
 
 @needs_tenseal
 def test_measure_overhead_reports_positive_times():
-    from bladefl_validate.encrypt import measure_overhead
+    from bladefl_validate.learning.encrypt import measure_overhead
 
     m = measure_overhead(5000, 3)
     assert (m.d, m.n_clients, m.ciphertexts_per_model) == (5000, 3, 2)
@@ -159,7 +159,7 @@ def test_diverging_encrypted_run_fails_in_one_line(tmp_path, data_root):
 
 @needs_tenseal
 def test_keep_key_writes_a_private_key_that_decrypts_the_blobs(tmp_path, data_root):
-    from bladefl_validate.encrypt import CKKSCodec
+    from bladefl_validate.learning.encrypt import CKKSCodec
 
     plain = tmp_path / "plain"
     run_to_folder(RunConfig(**SMALL), plain, data_root)

@@ -15,7 +15,7 @@ from bladefl_validate.config import RunConfig
 from bladefl_validate.simulation import METRIC_COLUMNS, run_to_folder
 from bladefl_platform.execution import Execution
 from bladefl_validate.studies.sweep_k import sweep_k
-from bladefl_validate.verify import verify_run
+from bladefl_validate.chain.verify import verify_run
 
 # data_root and private_cache come from conftest.py.
 pytestmark = pytest.mark.usefixtures("private_cache")

@@ -1,7 +1,7 @@
 """Local training of all clients in one batched computation, evaluation and FedAvg.
 
 The MLP and logistic regression train through a hand-derived fused backward (the fast path); any other
-module (:class:`~bladefl_validate.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
+module (:class:`~bladefl_validate.learning.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
 the stacked clients. Both are plain mini-batch SGD on the mean cross-entropy of each client's batch.
 """
 
@@ -158,7 +158,7 @@ def _sgd_step(layers: list[tuple[torch.Tensor, torch.Tensor]], Xb: torch.Tensor,
     ``layers`` are the ``(W [n, in, out], b [n, out])`` pairs of ModelSpec.forward, ReLU between them.
     Backpropagation by hand, with each weight update fused into the GEMM that computes its gradient
     (``W.baddbmm_(A^T, G, alpha=-lr)``): no gradient tensor is written and read back, and nothing is
-    recorded for autograd. Equal to autograd + SGD up to float rounding (tests/test_training.py).
+    recorded for autograd. Equal to autograd + SGD up to float rounding (tests/validate/learning/test_training.py).
     """
     n, b = Yb.shape
     acts = [Xb]

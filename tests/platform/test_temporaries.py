@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from bladefl_platform import atomic
 from bladefl_platform.atomic import (
@@ -111,7 +112,7 @@ cli.main(sys.argv[1:], prog_name="demo")
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_terminated_command_cleans_up_as_an_interrupted_one(tmp_path, sig, status):
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, "work", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
@@ -140,7 +141,7 @@ def test_a_killed_run_leaves_nothing_the_next_run_keeps(tmp_path, data_root):
     cmd = [sys.executable, "-m", "bladefl_validate.cli", "run", "--N", "3", "--M", "1", "--K", "2", "--t-sum", "24",
            "--samples-per-client", "32", "--hidden", "8", "--difficulty-bits", "22", "--quiet",
            "--data-dir", str(data_root), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "BLADEFL_CACHE": str(tmp_path / "c")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BLADEFL_CACHE": str(tmp_path / "c")}
 
     def start_and_wait_for_temporary():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -48,8 +48,8 @@ def test_every_allowed_seed_seeds_torch_and_numpy():
 def test_the_noise_at_the_largest_sigma2_stays_finite():
     import torch
 
-    from bladefl_validate.lazy import lazy_copies
-    from bladefl_validate.training import fedavg
+    from bladefl_validate.learning.lazy import lazy_copies
+    from bladefl_validate.learning.training import fedavg
 
     W = torch.zeros(3, 1000)
     W_lazy, _ = lazy_copies(W, 2, MAX_SIGMA2, torch.Generator().manual_seed(0))
@@ -57,7 +57,7 @@ def test_the_noise_at_the_largest_sigma2_stays_finite():
 
 
 def test_memory_a_run_needs():
-    from bladefl_validate.model import make_spec
+    from bladefl_validate.learning.model import make_spec
 
     for model, hidden in (("mlp", 256), ("mlp", 3_000_000), ("logreg", 77)):
         assert RunConfig(model=model, hidden=hidden).model_dim == make_spec(model, hidden).dim
@@ -73,7 +73,8 @@ def test_memory_a_run_needs():
 
 
 def test_the_vocabulary_matches_the_modules_that_implement_it():
-    from bladefl_validate import data, detect, model, partition
+    from bladefl_validate import data, partition
+    from bladefl_validate.learning import detect, model
 
     assert config_module.MODELS + tuple(config_module.REGISTERED_MODELS) == model.KINDS
     assert config_module.DETECTORS == detect.DETECTORS

@@ -82,7 +82,7 @@ def test_refusal_happens_before_the_sweep(tmp_path, monkeypatch):
 
 
 def test_the_report_gets_the_umask_permissions(tmp_path):
-    # Each writer of bladefl_platform.atomic is checked in tests/test_atomic.py; here the command's own files.
+    # Each writer of bladefl_platform.atomic is checked in tests/platform/test_atomic.py; here the command's own files.
     old = os.umask(0o022)
     try:
         assert sensitivity(tmp_path / "sens").exit_code == 0

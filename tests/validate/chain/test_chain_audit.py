@@ -12,8 +12,8 @@ from helpers import small_run
 
 from bladefl_validate.cli import cli
 from bladefl_validate.config import RunConfig
-from bladefl_validate.ledger import LEDGER_NAME, MANIFEST_NAME, Block, Ledger, Manifest, block_to_json
-from bladefl_validate.mining import GENESIS_PREV, mine
+from bladefl_validate.chain.ledger import LEDGER_NAME, MANIFEST_NAME, Block, Ledger, Manifest, block_to_json
+from bladefl_validate.chain.mining import GENESIS_PREV, mine
 from bladefl_validate.simulation import run_to_folder
 
 BITS = 6
