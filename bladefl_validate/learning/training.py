@@ -203,7 +203,8 @@ def evaluate_many(
     """Mean loss and accuracy of each of R models ``W [R, d]``, in one batched computation.
 
     Every model on the same data (``X [m, in]``, ``Y [m]``) or each on its own (``X [R, m, in]``,
-    ``Y [R, m]``). A model's numbers do not depend on the others it is evaluated with.
+    ``Y [R, m]``). A model's accuracy does not depend on the others it is evaluated with; its loss does, in
+    float32's last digits (the batched product rounds differently for different R).
     """
     chunk = spec.eval_chunk if chunk is None else chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
