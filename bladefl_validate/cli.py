@@ -222,7 +222,7 @@ def _detection_owns() -> str:
 
 
 def _kstar_owns() -> str:
-    return _files_note("README.md, held_out.csv, scores.csv, forms.csv, split_half.csv, calibration.csv, "
+    return _files_note("README.md, summary.md, held_out.csv, scores.csv, forms.csv, split_half.csv, calibration.csv, "
                        "residuals.csv, measured.csv, kstar.png, curves.png and one DATASET-MODEL-calibrated.json per "
                        "data set,")
 
@@ -514,6 +514,33 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
 
     study = KStarReportStudy(measured_only=measured_only)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
+
+
+def _confirm_owns() -> str:
+    from .studies.kstar_confirm import CONFIRM_FILES
+
+    return (f"In --out it owns the report files {_listing(CONFIRM_FILES)} and the marker {MARKER} listing them. A "
+            "report file it did not write is never replaced: the command stops before running anything (status 2).")
+
+
+@cli.command("kstar-confirm", cls=_Owning, owns=_confirm_owns)
+@_data_dir_option()
+@store_option("The K* study's result store (its runs choose the form; the fresh points' runs are added to it).",
+              required=True)
+@click.option("--measured-only", is_flag=True,
+              help="Run nothing: report on what the store holds, scoring only the fresh points measured so far.")
+@execution_options
+@quiet_option()
+@_report_folder("Report folder.", Path("reports/kstar-confirmation"))
+@json_option
+def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
+    """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
+    from .studies.kstar_confirm import ConfirmStudy
+
+    study = ConfirmStudy(measured_only=measured_only)
+    # The store is part of what to regenerate from here: it holds the first study's runs, which choose the form.
+    command = _command(study.command) + (f" --store {shlex.quote(str(store_path))}" if store_path else "")
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json, command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,3 +146,17 @@ def _as_module(spec: ModelSpec, w: torch.Tensor) -> tuple[torch.nn.Module, list[
             lin.bias.copy_(bias)
     return module, linears
 
+
+def tiny_kstar_design():
+    """A K* study design small enough for a test: 4 clients, one data set, 2 seeds, K up to 8."""
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.studies.kstar_design import Design
+
+    base = RunConfig(N=4, K=1, samples_per_client=32, hidden=8, batch_size=16, difficulty_bits=2, eta=0.05)
+    return Design(
+        base=base, datasets=("mnist",), centre={"t_sum": 12.0, "beta": 2.0, "M": 1, "sigma2": 0.05},
+        arms={"t_sum": (8.0, 16.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
+        box={"t_sum": (8.0, 16.0), "beta": (2.0, 3.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
+        off_grid=2, base_seeds=2, figure_seeds=2, seed_step=1, max_seeds=2, full_k_up_to=8,
+        pilots=(("centre", None, None), ("arm:t_sum", "t_sum", 16.0), ("arm:M", "M", 2), ("arm:sigma2", "sigma2", 0.5)),
+    )

@@ -206,16 +206,20 @@ class _State:
 
 
 def measured_runs(store: ResultStore, design: Design | None = None) -> pd.DataFrame:
-    """Every stored run of the design's base configuration, one row per run, for any setting."""
+    """Every stored run of the design's settings on its base configuration, one row per run.
+
+    A store may hold runs of other designs too (the confirmation's beside the first study's): they are left out."""
     design = design or DESIGN
     base = design.base.as_dict()
     fixed = {k: v for k, v in base.items() if k not in ("dataset", "t_sum", "beta", "M", "sigma2", "K", "seed")}
+    settings = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for s in design.settings()}
     rows = []
     for r in store.rows(RUN.name):
         if r["version"] != RUN.version:
             continue
         c = r["config"]
-        if any(c.get(k) != v for k, v in fixed.items()):
+        if any(c.get(k) != v for k, v in fixed.items()) or (
+                (c["dataset"], c["t_sum"], c["beta"], c["M"], c["sigma2"]) not in settings):
             continue
         res = r["result"]
         rows.append({"dataset": c["dataset"], "t_sum": c["t_sum"], "beta": c["beta"], "M": c["M"],

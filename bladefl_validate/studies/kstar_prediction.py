@@ -321,18 +321,23 @@ class FormChoice:
 
     form: str
     scores: pd.DataFrame
-    compared: int  # validation settings where every candidate's K* was measured (the mean regret's support)
+    compared: int  # settings chosen on where every candidate's K* was measured (the mean regret's support)
+    on: str = "the validation settings (the arms)"  # the settings the choice was made on, in words
 
-    #: The rule, in words, for the report.
-    RULE = ("the candidate with the lowest mean regret on the validation settings (the arms) of both data sets, "
-            "over the settings where every candidate's K* was measured; ties go to the higher hit rate")
+    @property
+    def rule(self) -> str:
+        """The rule, in words, for the report."""
+        return (f"the candidate with the lowest mean regret on {self.on} of both data sets, over the settings "
+                "where every candidate's K* was measured; ties go to the higher hit rate")
 
 
-def select_form(analyses: Sequence[DatasetAnalysis]) -> FormChoice:
-    """Choose the shipped form among :data:`CANDIDATES` by :attr:`FormChoice.RULE`; the test settings play no part."""
+def select_form(analyses: Sequence[DatasetAnalysis], parts: Collection[str] = (VALIDATION,),
+                on: str = FormChoice.on) -> FormChoice:
+    """Choose among :data:`CANDIDATES` by :attr:`FormChoice.rule` on the held-out settings of ``parts`` (by
+    default the validation settings alone: the test plays no part); ``on`` says which, in words."""
     f = pd.concat([a.frame() for a in analyses], ignore_index=True)
     names = [calibrated(c) for c in CANDIDATES]
-    val = f[(f.role.map(part_of) == VALIDATION) & f.predictor.isin(names)]
+    val = f[f.role.map(part_of).isin(list(parts)) & f.predictor.isin(names)]
     key = ["dataset", "t_sum", "beta", "M", "sigma2"]
     regrets = val.pivot_table(index=key, columns="predictor", values="regret", dropna=False).reindex(columns=names)
     common = regrets.dropna()
@@ -345,7 +350,7 @@ def select_form(analyses: Sequence[DatasetAnalysis]) -> FormChoice:
     scores = pd.DataFrame(rows)
     ranked = scores.assign(order=range(len(scores))).sort_values(["mean_regret", "hit_rate", "order"],
                                                                   ascending=[True, False, True], na_position="last")
-    return FormChoice(str(ranked.form.iloc[0]), scores, len(common))
+    return FormChoice(str(ranked.form.iloc[0]), scores, len(common), on)
 
 
 def split_half_scores(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, design: Design, form: str,

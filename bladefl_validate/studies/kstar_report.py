@@ -407,7 +407,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "## Choosing the form",
         "",
         f"Candidates: {', '.join(CANDIDATES)} (`bladefl_theory.forms`), each calibrated on the same pilots. The rule: "
-        f"{FormChoice.RULE}. Over {choice.compared} validation settings:",
+        f"{choice.rule}. Over {choice.compared} validation settings:",
         "",
         markdown_table(_forms_table(choice)),
         "",

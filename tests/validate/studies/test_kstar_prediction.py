@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO
+from helpers import REPO, tiny_kstar_design as tiny_design
 
 from bladefl_platform.execution import Execution
 from bladefl_theory.profiles import load_profile
 from bladefl_platform.store import ResultStore
-from bladefl_validate.config import RunConfig
-from bladefl_validate.studies.kstar_design import DESIGN, Design, measured_runs, progress
+from bladefl_validate.studies.kstar_design import DESIGN, measured_runs, progress
 from bladefl_validate.studies.kstar_prediction import (
     CANDIDATES,
     PREDICTORS,
@@ -27,17 +26,6 @@ from bladefl_validate.studies.kstar_prediction import (
 from bladefl_validate.studies.kstar_report import report_files, write_report
 
 pytestmark = pytest.mark.usefixtures("private_cache")
-
-
-def tiny_design() -> Design:
-    base = RunConfig(N=4, K=1, samples_per_client=32, hidden=8, batch_size=16, difficulty_bits=2, eta=0.05)
-    return Design(
-        base=base, datasets=("mnist",), centre={"t_sum": 12.0, "beta": 2.0, "M": 1, "sigma2": 0.05},
-        arms={"t_sum": (8.0, 16.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
-        box={"t_sum": (8.0, 16.0), "beta": (2.0, 3.0), "M": (0, 2), "sigma2": (0.0, 0.5)},
-        off_grid=2, base_seeds=2, figure_seeds=2, seed_step=1, max_seeds=2, full_k_up_to=8,
-        pilots=(("centre", None, None), ("arm:t_sum", "t_sum", 16.0), ("arm:M", "M", 2), ("arm:sigma2", "sigma2", 0.5)),
-    )
 
 
 def test_pilots_and_held_out_settings_are_disjoint_and_cover_the_design():

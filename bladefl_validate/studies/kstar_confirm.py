@@ -1,0 +1,192 @@
+"""The K* confirmation (``bladefl-validate kstar-confirm``): a form chosen on every held-out setting of the K* study,
+tested on fresh off-grid points that nothing was chosen on.
+
+On the first study's test the form its rule did not choose scored better than the one it did. Switching on that
+evidence would make the test a second validation set, so :data:`~.kstar_design.CONFIRMATION` (declared before any
+of its runs) draws twelve fresh off-grid points per data set from the same box; the choice is made again, by the
+same rule, on all of the first study's held-out settings (arms and off-grid points pooled), and scored on the fresh
+points alone. Pilots, seeds and measurement rules are the first study's; its runs are reused from the same store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bladefl_platform.errors import InputError
+from bladefl_platform.execution import TaskOutcome
+from bladefl_platform.report import fmt, markdown_table, regenerate
+from bladefl_platform.study import Runner, StudyRun
+
+from ..config import RunConfig
+from . import kstar_prediction as kp
+from .base import RunStudy
+from .kstar_design import CONFIRMATION, DESIGN, Design, Setting
+from .kstar_report import TARGETS
+
+__all__ = ["CONFIRM_FILES", "Confirmation", "ConfirmStudy"]
+
+#: The files the confirmation's report consists of.
+CONFIRM_FILES = ("README.md", "held_out.csv", "scores.csv", "choice.csv", "split_half.csv")
+
+
+@dataclass
+class Confirmation:
+    """The choice made on the first study's held-out settings, and every predictor's scores on the fresh points."""
+
+    choice: kp.FormChoice
+    analyses: list[kp.DatasetAnalysis]  # of the confirmation's design: its off-grid points are the fresh ones
+    frame: pd.DataFrame  # the confirmation design's runs
+    fresh: dict[str, list[Setting]]  # per data set, the fresh points scored (all of them, unless cut short)
+    split_half: pd.DataFrame
+    progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
+
+    def held_out(self) -> pd.DataFrame:
+        """One row per fresh point and predictor."""
+        f = pd.concat([a.frame() for a in self.analyses], ignore_index=True)
+        return f[f.role.map(kp.part_of) == kp.TEST].reset_index(drop=True)
+
+    def scores(self) -> pd.DataFrame:
+        """Per data set and predictor: hit rate, median and worst regret on the fresh points."""
+        return pd.concat([a.scores(kp.TEST) for a in self.analyses], ignore_index=True)
+
+
+class ConfirmStudy(RunStudy[Confirmation]):
+    """Measure :data:`CONFIRMATION`'s fresh points (reusing the K* study's runs in the same store), choose the form on
+    the first study's held-out settings, and score every predictor on the fresh points."""
+
+    command = "kstar-confirm"
+
+    def __init__(self, first: Design = DESIGN, confirmation: Design = CONFIRMATION, measured_only: bool = False,
+                 bootstrap: int = 100):
+        if first.off_grid_points() == confirmation.off_grid_points() or first.pilots != confirmation.pilots:
+            raise InputError("a confirmation needs the first study's pilots and off-grid points of its own")
+        self.first, self.confirmation, self.measured_only = first, confirmation, measured_only
+        self.bootstrap = bootstrap  # resamples of each calibration's spread
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return CONFIRM_FILES
+
+    def default_store(self, out: Path) -> Path | None:
+        return None
+
+    def check(self, out: Path, store: Path | None) -> None:
+        if store is None:
+            raise InputError("--store: the K* study's store is required (its runs choose the form)")
+        if self.measured_only and not store.is_file():
+            raise InputError(f"--measured-only reports on a store, and {store} does not exist")
+
+    def run_configs(self) -> list[RunConfig]:
+        return [] if self.measured_only else [self.first.base.replace(dataset=d) for d in self.first.datasets]
+
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> Confirmation:
+        # The first study is analysed as it stands (measured to completion unless measured_only); the choice
+        # pools its arms and off-grid points, which is all the confirmation's rule may see.
+        if self.measured_only:
+            first, _, _ = kp.analyse_measured(run.store, self.first, self.bootstrap)
+            analyses, frame, progress = kp.analyse_measured(run.store, self.confirmation, self.bootstrap)
+        else:
+            data_dir = run.context.get("data_dir")
+            first, _ = kp.run_study(run.store, self.first, data_dir, run.execution, self.bootstrap)
+            analyses, frame = kp.run_study(run.store, self.confirmation, data_dir, run.execution, self.bootstrap)
+            progress = None
+        choice = kp.select_form(first, parts=(kp.VALIDATION, kp.TEST),
+                                on="every held-out setting of the K* study (its arms and off-grid points)")
+        fresh = {a.dataset: [s for s in a.held_out if kp.part_of(s.role) == kp.TEST] for a in analyses}
+        halves = kp.split_half_scores(analyses, frame, self.confirmation, choice.form)
+        halves = halves[halves.part == kp.TEST].reset_index(drop=True) if len(halves) else halves
+        return Confirmation(choice, analyses, frame, fresh, halves, progress)
+
+    def report(self, result: Confirmation, target: Path, command: str) -> None:
+        result.held_out().to_csv(target / "held_out.csv", index=False)
+        result.scores().to_csv(target / "scores.csv", index=False)
+        result.choice.scores.to_csv(target / "choice.csv", index=False)
+        result.split_half.to_csv(target / "split_half.csv", index=False)
+        (target / "README.md").write_text(_readme(result, self.confirmation, command), encoding="utf-8")
+
+    def summary(self, run: StudyRun[Confirmation]) -> dict[str, Any]:
+        r = run.result
+        return {"out": run.out, "measured_only": self.measured_only, "form": r.choice.form,
+                "fresh": {d: len(s) for d, s in r.fresh.items()}, "scores": r.scores()}
+
+    def text(self, run: StudyRun[Confirmation]) -> str:
+        r = run.result
+        lines = [f"chosen form: {r.choice.form} (on every held-out setting of the K* study); on the fresh points:"]
+        for row in r.scores().itertuples():
+            lines.append(f"{row.dataset:14s} {row.predictor:28s} hit {_pct(row.hit_rate):>6}  median regret "
+                         f"{_pct(row.median_regret):>6}  worst {_pct(row.worst_regret):>6}  "
+                         f"({row.answered}/{row.settings})")
+        return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return fmt(x, spec=".1%", missing="—")
+
+
+def _readme(r: Confirmation, design: Design, command: str) -> str:
+    scores = r.scores()
+    chosen = kp.calibrated(r.choice.form)
+    lines = [
+        "# K* confirmed on fresh settings",
+        "",
+        *regenerate(command, "Generated by `bladefl-validate kstar-confirm`; regenerate with:"),
+        "It reads the K* study's result store and runs only what it lacks: the fresh points, and every K a "
+        "predictor chose there.",
+        "",
+        "## Verdict",
+        "",
+        f"Chosen form: **{r.choice.form}**. The rule, declared before the fresh points were drawn: {r.choice.rule} "
+        f"({r.choice.compared} settings):",
+        "",
+        markdown_table(r.choice.scores.assign(**{c: r.choice.scores[c].map(_pct) for c in
+                                                 ("hit_rate", "mean_regret", "median_regret", "worst_regret")})),
+        "",
+    ]
+    for dataset, points in r.fresh.items():
+        row = scores[(scores.dataset == dataset) & (scores.predictor == chosen)].iloc[0]
+        if not points:
+            lines.append(f"- **{dataset}**: no fresh point measured yet.")
+            continue
+        met = (row.hit_rate >= TARGETS["hit_rate"] and row.median_regret <= TARGETS["median_regret"]
+               and row.worst_regret <= TARGETS["worst_regret"])
+        lines.append(f"- **{dataset}**, {len(points)} fresh off-grid points: the calibrated {r.choice.form} form puts "
+                     f"K* in the measured plausible set at {_pct(row.hit_rate)}, median regret "
+                     f"{_pct(row.median_regret)}, worst {_pct(row.worst_regret)}: "
+                     + ("meets the targets." if met else "misses the targets (>= 90%, <= 1%, <= 5%)."))
+    if r.progress is not None:
+        states = list(r.progress.values())
+        lines += ["", "**A campaign cut short** (`--measured-only`): settings by state: "
+                  + ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
+                  + "; the fresh points not measured yet are not scored."]
+    lines += [
+        "",
+        "## Every predictor on the fresh points",
+        "",
+        "Hit: the predicted K* is in the measured plausible set; regret: measured mean loss at the predicted K* / "
+        "at the measured K* − 1 (as in the K* study's report).",
+        "",
+        markdown_table(scores.assign(**{c: scores[c].map(_pct) for c in ("hit_rate", "median_regret",
+                                                                           "worst_regret")})),
+        "",
+        "## The measurement's own noise",
+        "",
+        "Each fresh point's seeds split in halves, 20 times: the chosen form and a fresh measurement (the other "
+        "half's argmin), each held against one half.",
+        "",
+    ]
+    if len(r.split_half):
+        summary = kp.split_half_summary(r.split_half)
+        summary = summary[summary.settings == kp.TEST]
+        lines.append(markdown_table(summary.assign(**{c: summary[c].map(_pct) for c in
+                                                      ("hit_rate", "median_regret", "worst_regret")})))
+    else:
+        lines.append("No fresh point has the seeds for it yet.")
+    keys = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for points in r.fresh.values() for s in points}
+    runs = r.frame[[k in keys for k in zip(r.frame.dataset, r.frame.t_sum, r.frame.beta, r.frame.M, r.frame.sigma2)]]
+    lines += ["", f"Cost of the fresh points (drawn with seed {design.off_grid_seed}; the first study's runs are "
+              f"reused): {len(runs)} runs, {float(runs.cpu_seconds.sum()) / 3600:.1f} CPU hours.", ""]
+    return "\n".join(lines)
