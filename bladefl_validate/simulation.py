@@ -286,10 +286,9 @@ def simulate_many(
     """Simulate several runs together, round by round: the honest clients of every run train in one
     batched computation, and each run mines, verifies and aggregates on its own chain.
 
-    The configs must share :func:`batch_key`. Each run's models, blocks, lazy set and accuracies are those
-    :func:`simulate` gives it alone (bit for bit on the CPU): every run draws from its own seeded generator in
-    the same order. Its losses agree to about 1e-7, not bit for bit: they are evaluated for the whole batch in
-    one matrix product, whose float32 rounding depends on the batch's size.
+    The configs must share :func:`batch_key`. Each run's results are those :func:`simulate` gives it
+    alone (bit for bit on the CPU): every run draws from its own seeded generator in the same order, and
+    each model is evaluated on its own.
     ``folders[i]`` keeps run i's ledger and blobs (None: in memory). ``on_round(i, metrics)`` and
     ``observer(i, state)`` are called for run i after each round. ``wall_seconds`` of a round is the
     batch's round time shared evenly between its runs. With ``evaluate_rounds="final"`` the global

@@ -200,11 +200,10 @@ def evaluate(
 def evaluate_many(
     spec: ModelSpec | ModuleSpec, W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int | None = None
 ) -> list[tuple[float, float]]:
-    """Mean loss and accuracy of each of R models ``W [R, d]``, in one batched computation.
+    """Mean loss and accuracy of each of R models ``W [R, d]``.
 
     Every model on the same data (``X [m, in]``, ``Y [m]``) or each on its own (``X [R, m, in]``,
-    ``Y [R, m]``). A model's accuracy does not depend on the others it is evaluated with; its loss does, in
-    float32's last digits (the batched product rounds differently for different R).
+    ``Y [R, m]``). A model's numbers do not depend on the others it is evaluated with, bit for bit.
     """
     chunk = spec.eval_chunk if chunk is None else chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
@@ -227,7 +226,9 @@ def evaluate_many(
         Yc = Y[..., start : start + chunk].to(device=W.device, dtype=torch.int64)
         if shared:
             Xc, Yc = Xc.unsqueeze(0).expand(R, -1, -1), Yc.unsqueeze(0).expand(R, -1)
-        logits = spec.forward(W, Xc)
+        # One forward pass per model: a batched product over R models rounds its float32 sums differently for
+        # different R, which made a run's loss depend on the runs it was simulated with (in the 7th digit).
+        logits = torch.cat([spec.forward(W[r : r + 1], Xc[r : r + 1]) for r in range(R)])
         hits = (logits.argmax(dim=2) == Yc).sum(dim=1).tolist()
         for r in range(R):
             # Each model's chunk sum on its own, as for a single model; chunks accumulate in float64.

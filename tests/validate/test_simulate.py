@@ -194,24 +194,18 @@ def test_the_top_level_api_names_functions_whatever_was_imported_first():
 
 
 def test_a_batch_of_runs_gives_each_run_what_it_gets_alone(data_root):
-    """simulate_many trains the honest clients of several runs in one computation; each run's models (hence its
-    blocks and ledger), lazy set and accuracies are still those simulate gives it alone, bit for bit. Its losses
-    agree to about 1e-7, not bit for bit: they are evaluated in one batched matrix product for the whole batch,
-    whose float32 rounding depends on how many runs share it."""
+    """simulate_many trains the honest clients of several runs in one computation; each run's results are still
+    those simulate gives it alone, bit for bit (a sweep's numbers do not depend on how its runs were batched)."""
     from bladefl_validate.simulation import batch_key, simulate, simulate_many
 
     configs = [small_config(seed=0, M=1), small_config(seed=1, M=0), small_config(seed=2, M=2, sigma2=0.5)]
     assert len({batch_key(c) for c in configs}) == 1
-    losses = ("global_train_loss", "test_loss")
-    exact = lambda r: {k: v for k, v in r.__dict__.items() if k not in ("wall_seconds", *losses)}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.__dict__.items() if k != "wall_seconds"}  # noqa: E731
     for c, together in zip(configs, simulate_many(configs, data_dir=data_root)):
         alone = simulate(c, data_dir=data_root)
-        assert [exact(r) for r in together.rounds] == [exact(r) for r in alone.rounds]
-        for name in losses:
-            assert [getattr(r, name) for r in together.rounds] == pytest.approx(
-                [getattr(r, name) for r in alone.rounds], rel=1e-6)
-        assert together.lazy == alone.lazy
-        assert together.initial_train_loss == pytest.approx(alone.initial_train_loss, rel=1e-6)
+        assert [strip(r) for r in together.rounds] == [strip(r) for r in alone.rounds]
+        assert (together.lazy, together.initial_train_loss, together.initial_test_accuracy) == (
+            alone.lazy, alone.initial_train_loss, alone.initial_test_accuracy)
         assert together.ledger_lines == alone.ledger_lines
     finals = [r.final.global_train_loss for r in simulate_many(configs, data_dir=data_root)]
     assert len(set(finals)) == 3  # three different runs, not one repeated
