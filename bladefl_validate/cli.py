@@ -498,16 +498,29 @@ def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, sche
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
+def _campaign_options(store: str, measured_only: str, out: str, default_out: Path, store_required: bool = False):
+    """The options of a command that measures a campaign through its store and reports on it: --data-dir,
+    --store, --measured-only (report on a campaign cut short), --scheduler/--workers, --quiet, --out and --json."""
+    def decorate(func):
+        for option in reversed((
+            _data_dir_option(),
+            store_option(store, required=store_required),
+            click.option("--measured-only", is_flag=True,
+                         help=f"Run nothing: report on what the store holds, {measured_only}."),
+            execution_options,
+            quiet_option(),
+            _report_folder(out, default_out),
+            json_option,
+        )):
+            func = option(func)
+        return func
+    return decorate
+
+
 @cli.command("kstar-report", cls=_Owning, owns=_kstar_owns)
-@_data_dir_option()
-@store_option(f"Result store [default: OUT/{STORE_NAME}].")
-@click.option("--measured-only", is_flag=True,
-              help="Run nothing: report on what the store holds (a campaign cut short), leaving out the held-out "
-                   "settings not measured yet and saying so.")
-@execution_options
-@quiet_option()
-@_report_folder("Report folder; running again resumes from its store.", Path("reports/kstar-prediction"))
-@json_option
+@_campaign_options(f"Result store [default: OUT/{STORE_NAME}].",
+                   "leaving out the held-out settings not measured yet and saying so",
+                   "Report folder; running again resumes from its store.", Path("reports/kstar-prediction"))
 def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
     from .studies.kstar import KStarReportStudy
@@ -524,15 +537,9 @@ def _confirm_owns() -> str:
 
 
 @cli.command("kstar-confirm", cls=_Owning, owns=_confirm_owns)
-@_data_dir_option()
-@store_option("The K* study's result store (its runs choose the form; the fresh points' runs are added to it).",
-              required=True)
-@click.option("--measured-only", is_flag=True,
-              help="Run nothing: report on what the store holds, scoring only the fresh points measured so far.")
-@execution_options
-@quiet_option()
-@_report_folder("Report folder.", Path("reports/kstar-confirmation"))
-@json_option
+@_campaign_options("The K* study's result store (its runs choose the form; the fresh points' runs are added to it).",
+                   "scoring only the fresh points measured so far", "Report folder.",
+                   Path("reports/kstar-confirmation"), store_required=True)
 def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
     from .studies.kstar_confirm import ConfirmStudy
