@@ -226,14 +226,13 @@ def evaluate_many(
         Yc = Y[..., start : start + chunk].to(device=W.device, dtype=torch.int64)
         if shared:
             Xc, Yc = Xc.unsqueeze(0).expand(R, -1, -1), Yc.unsqueeze(0).expand(R, -1)
-        # One forward pass per model: a batched product over R models rounds its float32 sums differently for
-        # different R, which made a run's loss depend on the runs it was simulated with (in the 7th digit).
-        logits = torch.cat([spec.forward(W[r : r + 1], Xc[r : r + 1]) for r in range(R)])
-        hits = (logits.argmax(dim=2) == Yc).sum(dim=1).tolist()
         for r in range(R):
-            # Each model's chunk sum on its own, as for a single model; chunks accumulate in float64.
-            total_loss[r] += F.cross_entropy(logits[r], Yc[r], reduction="sum").double().item()
-            correct[r] += int(hits[r])
+            # One forward pass per model: a batched product over R models rounds its float32 sums differently for
+            # different R, which made a run's loss depend on the runs it was simulated with (in the 7th digit).
+            logits = spec.forward(W[r : r + 1], Xc[r : r + 1])[0]
+            # The chunk's sum as for a single model; chunks accumulate in float64.
+            total_loss[r] += F.cross_entropy(logits, Yc[r], reduction="sum").double().item()
+            correct[r] += int((logits.argmax(dim=1) == Yc[r]).sum())
     return [(total_loss[r] / m, correct[r] / m) for r in range(R)]
 
 

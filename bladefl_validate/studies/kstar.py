@@ -95,15 +95,8 @@ class KStarReportStudy(RunStudy[KStarReport]):
 
     def text(self, run: StudyRun[KStarReport]) -> str:
         lines = [f"shipped form: {run.result.choice.form} (chosen on the arms; the off-grid points are the test)"]
-        for row in run.result.scores():
-            lines.append(f"{row['dataset']:14s} {row['part']:8s} {row['predictor']:28s} hit {_percent(row['hit_rate'])}"
-                         f"  median regret {_percent(row['median_regret'])}  worst {_percent(row['worst_regret'])}  "
-                         f"({row['answered']}/{row['settings']})")
+        lines += [kstar_report.score_line(row) for row in run.result.scores()]
         return "\n".join(lines)
-
-
-def _percent(x: float) -> str:
-    return f"{fmt(x, spec='.1%', missing='—'):>6}"
 
 
 @dataclass

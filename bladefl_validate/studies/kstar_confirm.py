@@ -19,14 +19,15 @@ import pandas as pd
 
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import TaskOutcome
-from bladefl_platform.report import fmt, markdown_table, regenerate
+from bladefl_platform.report import markdown_table, regenerate
 from bladefl_platform.study import Runner, StudyRun
 
 from ..config import RunConfig
 from . import kstar_prediction as kp
 from .base import RunStudy
 from .kstar_design import CONFIRMATION, DESIGN, Design, Setting
-from .kstar_report import TARGETS
+from .kstar_report import (TARGETS_TEXT, forms_table, meets_targets, pct, score_line, score_table,
+                           split_table)
 
 __all__ = ["CONFIRM_FILES", "Confirmation", "ConfirmStudy"]
 
@@ -41,9 +42,13 @@ class Confirmation:
     choice: kp.FormChoice
     analyses: list[kp.DatasetAnalysis]  # of the confirmation's design: its off-grid points are the fresh ones
     frame: pd.DataFrame  # the confirmation design's runs
-    fresh: dict[str, list[Setting]]  # per data set, the fresh points scored (all of them, unless cut short)
     split_half: pd.DataFrame
     progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
+
+    @property
+    def fresh(self) -> dict[str, list[Setting]]:
+        """Per data set, the fresh points scored (all of them, unless the campaign was cut short)."""
+        return {a.dataset: [s for s in a.held_out if kp.part_of(s.role) == kp.TEST] for a in self.analyses}
 
     def held_out(self) -> pd.DataFrame:
         """One row per fresh point and predictor."""
@@ -96,10 +101,9 @@ class ConfirmStudy(RunStudy[Confirmation]):
             progress = None
         choice = kp.select_form(first, parts=(kp.VALIDATION, kp.TEST),
                                 on="every held-out setting of the K* study (its arms and off-grid points)")
-        fresh = {a.dataset: [s for s in a.held_out if kp.part_of(s.role) == kp.TEST] for a in analyses}
         halves = kp.split_half_scores(analyses, frame, self.confirmation, choice.form)
         halves = halves[halves.part == kp.TEST].reset_index(drop=True) if len(halves) else halves
-        return Confirmation(choice, analyses, frame, fresh, halves, progress)
+        return Confirmation(choice, analyses, frame, halves, progress)
 
     def report(self, result: Confirmation, target: Path, command: str) -> None:
         result.held_out().to_csv(target / "held_out.csv", index=False)
@@ -116,15 +120,8 @@ class ConfirmStudy(RunStudy[Confirmation]):
     def text(self, run: StudyRun[Confirmation]) -> str:
         r = run.result
         lines = [f"chosen form: {r.choice.form} (on every held-out setting of the K* study); on the fresh points:"]
-        for row in r.scores().itertuples():
-            lines.append(f"{row.dataset:14s} {row.predictor:28s} hit {_pct(row.hit_rate):>6}  median regret "
-                         f"{_pct(row.median_regret):>6}  worst {_pct(row.worst_regret):>6}  "
-                         f"({row.answered}/{row.settings})")
+        lines += [score_line(row) for row in r.scores().to_dict(orient="records")]
         return "\n".join(lines)
-
-
-def _pct(x: float) -> str:
-    return fmt(x, spec=".1%", missing="—")
 
 
 def _readme(r: Confirmation, design: Design, command: str) -> str:
@@ -142,8 +139,7 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
         f"Chosen form: **{r.choice.form}**. The rule, declared before the fresh points were drawn: {r.choice.rule} "
         f"({r.choice.compared} settings):",
         "",
-        markdown_table(r.choice.scores.assign(**{c: r.choice.scores[c].map(_pct) for c in
-                                                 ("hit_rate", "mean_regret", "median_regret", "worst_regret")})),
+        markdown_table(forms_table(r.choice, "settings")),
         "",
     ]
     for dataset, points in r.fresh.items():
@@ -151,12 +147,11 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
         if not points:
             lines.append(f"- **{dataset}**: no fresh point measured yet.")
             continue
-        met = (row.hit_rate >= TARGETS["hit_rate"] and row.median_regret <= TARGETS["median_regret"]
-               and row.worst_regret <= TARGETS["worst_regret"])
+        met = meets_targets(row)
         lines.append(f"- **{dataset}**, {len(points)} fresh off-grid points: the calibrated {r.choice.form} form puts "
-                     f"K* in the measured plausible set at {_pct(row.hit_rate)}, median regret "
-                     f"{_pct(row.median_regret)}, worst {_pct(row.worst_regret)}: "
-                     + ("meets the targets." if met else "misses the targets (>= 90%, <= 1%, <= 5%)."))
+                     f"K* in the measured plausible set at {pct(row.hit_rate)}, median regret "
+                     f"{pct(row.median_regret)}, worst {pct(row.worst_regret)}: "
+                     + ("meets the targets." if met else f"misses the targets ({TARGETS_TEXT})."))
     if r.progress is not None:
         states = list(r.progress.values())
         lines += ["", "**A campaign cut short** (`--measured-only`): settings by state: "
@@ -169,8 +164,7 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
         "Hit: the predicted K* is in the measured plausible set; regret: measured mean loss at the predicted K* / "
         "at the measured K* − 1 (as in the K* study's report).",
         "",
-        markdown_table(scores.assign(**{c: scores[c].map(_pct) for c in ("hit_rate", "median_regret",
-                                                                           "worst_regret")})),
+        markdown_table(score_table(r.analyses, kp.TEST)),
         "",
         "## The measurement's own noise",
         "",
@@ -180,9 +174,7 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
     ]
     if len(r.split_half):
         summary = kp.split_half_summary(r.split_half)
-        summary = summary[summary.settings == kp.TEST]
-        lines.append(markdown_table(summary.assign(**{c: summary[c].map(_pct) for c in
-                                                      ("hit_rate", "median_regret", "worst_regret")})))
+        lines.append(markdown_table(split_table(summary[summary.settings == kp.TEST])))
     else:
         lines.append("No fresh point has the seeds for it yet.")
     keys = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for points in r.fresh.values() for s in points}

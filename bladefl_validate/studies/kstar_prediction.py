@@ -533,19 +533,6 @@ def check_pilots(design: Design, dataset: str, base, pilots: Sequence[dict]) -> 
                     "data; choose another pilot")
 
 
-def calibrate_pilots(store, base, dataset: str, pilots: Sequence[dict], seeds: Sequence[int], form: str = "drift",
-                     data_dir: str | None = None, execution=None, bootstrap: int = 100, fixed: dict | None = None):
-    """Sweep every K at each pilot (through ``store``), then fit ``form`` to those curves alone."""
-    from bladefl_platform.execution import Execution, run_tasks
-
-    from ..tasks import RUN
-
-    settings, configs = pilot_configs(base, dataset, pilots, seeds)
-    context = task_context(data_dir)
-    outcome = run_tasks(RUN, [c.as_dict() for c in configs], store, context, execution or Execution(), desc="pilots")
-    return fit_pilots(configs, outcome.results, form, fixed, bootstrap), settings
-
-
 def pilot_configs(base, dataset: str, pilots: Sequence[dict], seeds: Sequence[int]):
     """The pilot settings, and the runs that sweep every K of each for every seed."""
     settings = [Setting(dataset, float(p["t_sum"]), float(p["beta"]), int(p["M"]), float(p["sigma2"]), "pilot")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,10 +44,14 @@ from .kstar_prediction import (
     split_half_summary,
 )
 
-__all__ = ["write_report", "calibrated_profile", "profile_name", "report_files", "summary_text", "TARGETS"]
+__all__ = ["write_report", "calibrated_profile", "profile_name", "report_files", "summary_text", "TARGETS",
+           "TARGETS_TEXT", "meets_targets", "pct", "score_line", "score_table", "forms_table", "split_table"]
 
 #: The issue's targets: hit rate, median regret and worst regret on held-out settings.
 TARGETS = {"hit_rate": 0.9, "median_regret": 0.01, "worst_regret": 0.05}
+#: The targets as the reports quote them.
+TARGETS_TEXT = (f">= {TARGETS['hit_rate']:.0%}, <= {TARGETS['median_regret']:.0%}, "
+                f"<= {TARGETS['worst_regret']:.0%}")
 
 
 def report_files(design: Design) -> list[str]:
@@ -60,8 +65,18 @@ def profile_name(dataset: str, model: str) -> str:
     return f"{dataset}-{model}-calibrated"
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A hit rate or regret as the K* reports print it (a missing one as —)."""
     return fmt(x, spec=".1%", missing="—")
+
+
+def score_line(row: Mapping[str, Any]) -> str:
+    """One predictor's scores (a row of :meth:`DatasetAnalysis.scores`, with its ``part`` if it has one), as a line
+    of a command's output."""
+    part = f"{row['part']:8s} " if "part" in row else ""
+    return (f"{row['dataset']:14s} {part}{row['predictor']:28s} hit {pct(row['hit_rate']):>6}  median regret "
+            f"{pct(row['median_regret']):>6}  worst {pct(row['worst_regret']):>6}  "
+            f"({row['answered']}/{row['settings']})")
 
 
 def _figures_of(g: pd.DataFrame) -> dict:
@@ -95,18 +110,19 @@ def calibrated_profile(a: DatasetAnalysis, frame: pd.DataFrame, design: Design, 
                             design.base, seeds, command, validation=validation, box=box)
 
 
-def _score_table(analyses: Sequence[DatasetAnalysis], part: str | None = None) -> pd.DataFrame:
-    """The scores of every predictor as the README shows them, over all held-out settings or one ``part``."""
+def score_table(analyses: Sequence[DatasetAnalysis], part: str | None = None) -> pd.DataFrame:
+    """The scores of every predictor as the reports show them, over all held-out settings or one ``part``."""
     rows = []
     for a in analyses:
         for r in a.scores(part).itertuples():
             rows.append({"data set": a.dataset, "predictor": r.predictor, "held-out": r.settings,
-                         "answered": r.answered, "hit rate": _pct(r.hit_rate), "median regret": _pct(r.median_regret),
-                         "worst regret": _pct(r.worst_regret)})
+                         "answered": r.answered, "hit rate": pct(r.hit_rate), "median regret": pct(r.median_regret),
+                         "worst regret": pct(r.worst_regret)})
     return pd.DataFrame(rows)
 
 
-def _meets(row: pd.Series) -> bool:
+def meets_targets(row: Mapping[str, float]) -> bool:
+    """Whether a predictor's scores (hit rate, median and worst regret) meet the issue's :data:`TARGETS`."""
     return bool(row["hit_rate"] >= TARGETS["hit_rate"] and row["median_regret"] <= TARGETS["median_regret"]
                 and row["worst_regret"] <= TARGETS["worst_regret"])
 
@@ -129,9 +145,9 @@ def _verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: p
                 shipped["hit_rate"] > s.loc[c, "hit_rate"] or shipped["median_regret"] < s.loc[c, "median_regret"]
                 or shipped["worst_regret"] < s.loc[c, "worst_regret"] for c in constants)
             line = (f"- **{a.dataset}**, {int(shipped['settings'])} {what}: the calibrated {choice.form} form puts K* "
-                    f"in the measured plausible set in {_pct(shipped['hit_rate'])}, median regret "
-                    f"{_pct(shipped['median_regret'])}, worst {_pct(shipped['worst_regret'])}: "
-                    f"{'meets' if _meets(shipped) else 'misses'} the targets (>= 90%, <= 1%, <= 5%). "
+                    f"in the measured plausible set in {pct(shipped['hit_rate'])}, median regret "
+                    f"{pct(shipped['median_regret'])}, worst {pct(shipped['worst_regret'])}: "
+                    f"{'meets' if meets_targets(shipped) else 'misses'} the targets ({TARGETS_TEXT}). "
                     + ("At least as good as every baseline on all three figures" if not beaten else
                        f"Behind on at least one figure: {', '.join(beaten)}")
                     + ("; better than both constant baselines on at least one figure." if better_than_constants else
@@ -144,8 +160,8 @@ def _verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: p
                 if len(fresh):
                     r, q = fresh.iloc[0], form.iloc[0]
                     line += (f" Against half of the seeds, a fresh measurement at the setting itself scores "
-                             f"{_pct(r.hit_rate)}, {_pct(r.median_regret)}, {_pct(r.worst_regret)}, the form "
-                             f"{_pct(q.hit_rate)}, {_pct(q.median_regret)}, {_pct(q.worst_regret)}.")
+                             f"{pct(r.hit_rate)}, {pct(r.median_regret)}, {pct(r.worst_regret)}, the form "
+                             f"{pct(q.hit_rate)}, {pct(q.median_regret)}, {pct(q.worst_regret)}.")
             lines.append(line)
     return lines
 
@@ -316,8 +332,8 @@ def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summar
     rows = []
 
     def row(dataset: str, what: str, n: int, r) -> None:
-        rows.append({"data set": dataset, "settings": what, "n": n, "K* in the plausible set": _pct(r.hit_rate),
-                     "median regret": _pct(r.median_regret), "worst regret": _pct(r.worst_regret)})
+        rows.append({"data set": dataset, "settings": what, "n": n, "K* in the plausible set": pct(r.hit_rate),
+                     "median regret": pct(r.median_regret), "worst regret": pct(r.worst_regret)})
 
     for a in analyses:
         for part, what in ((TEST, "off-grid (test)"), (VALIDATION, "arms (validation)"), (None, "all held-out")):
@@ -336,19 +352,21 @@ def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summar
             "names another:\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
 
 
-def _forms_table(choice: FormChoice) -> pd.DataFrame:
+def forms_table(choice: FormChoice, settings: str = "validation settings") -> pd.DataFrame:
+    """The candidates' scores on the settings ``choice`` was made on (``settings``: their column's name)."""
     return pd.DataFrame([{"form": r.form + (" (chosen)" if r.form == choice.form else ""),
-                          "validation settings": r.settings, "hit rate": _pct(r.hit_rate),
-                          "mean regret": _pct(r.mean_regret), "median regret": _pct(r.median_regret),
-                          "worst regret": _pct(r.worst_regret)} for r in choice.scores.itertuples()])
+                          settings: r.settings, "hit rate": pct(r.hit_rate),
+                          "mean regret": pct(r.mean_regret), "median regret": pct(r.median_regret),
+                          "worst regret": pct(r.worst_regret)} for r in choice.scores.itertuples()])
 
 
-def _split_table(summary: pd.DataFrame) -> pd.DataFrame:
+def split_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Split-half scores (:func:`~.kstar_prediction.split_half_summary`) as the reports show them."""
     if summary.empty:
         return summary
     return pd.DataFrame([{"data set": r.dataset, "settings": r.settings, "held-out": r._3, "K* from": r.who,
-                          "hit rate": _pct(r.hit_rate), "median regret": _pct(r.median_regret),
-                          "worst regret": _pct(r.worst_regret)} for r in summary.itertuples()])
+                          "hit rate": pct(r.hit_rate), "median regret": pct(r.median_regret),
+                          "worst regret": pct(r.worst_regret)} for r in summary.itertuples()])
 
 
 def _seeds_text(design: Design) -> str:
@@ -389,16 +407,16 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "Test: the off-grid points, drawn at random over the box, which neither the design of the forms nor the "
         "choice between them looked at:",
         "",
-        markdown_table(_score_table(analyses, TEST)),
+        markdown_table(score_table(analyses, TEST)),
         "",
         "Validation: the one-at-a-time arms, on which the shipped form was chosen (not out of sample for that "
         "choice):",
         "",
-        markdown_table(_score_table(analyses, VALIDATION)),
+        markdown_table(score_table(analyses, VALIDATION)),
         "",
         "All held-out settings:",
         "",
-        markdown_table(_score_table(analyses)),
+        markdown_table(score_table(analyses)),
         "",
         "![predicted against measured K*](kstar.png)",
         "",
@@ -409,7 +427,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         f"Candidates: {', '.join(CANDIDATES)} (`bladefl_theory.forms`), each calibrated on the same pilots. The rule: "
         f"{choice.rule}. Over {choice.compared} validation settings:",
         "",
-        markdown_table(_forms_table(choice)),
+        markdown_table(forms_table(choice)),
         "",
         "## How good can a K* look against this measurement? (split halves)",
         "",
@@ -420,7 +438,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "mean: what running the setting itself, with as many seeds, would have chosen). Per setting the hits and "
         "regrets are averaged over the splits.",
         "",
-        markdown_table(_split_table(summary)),
+        markdown_table(split_table(summary)),
         "",
         "## Does the best tau stay put? (the time model)",
         "",
