@@ -389,7 +389,9 @@ def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
         names = [p.name for p in tmp.iterdir()]
         check_files_replaceable(target, owner, names)
         marker = read_marker(target)
-        owned = set(marker["files"]) if marker else set()
+        # A file claimed before and still there stays claimed (a later run may write it again); a claimed file
+        # that is gone is claimed no more.
+        owned = {n for n in marker["files"] if (target / n).exists()} if marker else set()
         _write_marker(tmp, owner, owned | set(names))
         # The marker goes first: an interruption then leaves files claimed, never owned files unclaimed.
         for path in sorted(tmp.iterdir(), key=lambda p: p.name != MARKER):

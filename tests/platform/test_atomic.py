@@ -171,6 +171,14 @@ def test_owned_files_replaces_only_its_own_files(tmp_path):
     assert json.loads((out / MARKER).read_text())["owner"] == "me"
     assert snapshot(out) == {MARKER: (out / MARKER).read_bytes(), "README.md": b"v2", "per_k.csv": b"",
                              "results.sqlite": b"store"}
+    # A file it no longer writes stays claimed while it is there, and is claimed no more once it is gone.
+    with owned_files(out, "me") as tmp:
+        (tmp / "README.md").write_text("v3")
+    assert read_marker(out)["files"] == ["README.md", "per_k.csv"]
+    (out / "per_k.csv").unlink()
+    with owned_files(out, "me") as tmp:
+        (tmp / "README.md").write_text("v4")
+    assert read_marker(out)["files"] == ["README.md"]
 
 
 def test_atomic_files_replaces_each_namesake_and_nothing_else(tmp_path):
