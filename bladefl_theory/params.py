@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from bladefl_platform.checks import FINITE, ConstraintError, Interval, Rule, shown, validate
 
-from .profiles import load_profile
+from .profiles import VARIANTS, load_profile
 from .timemodel import k_max
 
 __all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
@@ -34,9 +34,6 @@ MAX_K = 100_000
 MAX_GRID_POINTS = 1_000_000
 
 Variant = Literal["per-round", "printed"]
-#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`): the lazy term in each of the K rounds,
-#: or once, as eq. (6) prints it.
-VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 #: The paper's Section 5.1 settings, the defaults of both packages.
 SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0,

@@ -19,12 +19,12 @@ from typing import Any
 from bladefl_platform.errors import InputError
 
 __all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "form_constants",
-           "SYSTEM_KEYS"]
+           "VARIANTS", "SYSTEM_KEYS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
-
-
-BOUND_PROFILE_FORMS = ("per-round", "printed")
+#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
+#: in each of the K rounds, or once, as eq. (6) prints it. Defined here, the lightest module that needs them.
+VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 
 def form_constants() -> dict[str, tuple[str, ...]]:
@@ -32,7 +32,7 @@ def form_constants() -> dict[str, tuple[str, ...]]:
     # forms needs Params, whose defaults are a profile: a bound profile is read without it.
     from .forms import CALIBRATED_FORMS
 
-    return {**{name: CONSTANT_NAMES for name in BOUND_PROFILE_FORMS},
+    return {**{name: CONSTANT_NAMES for name in VARIANTS},
             **{name: form.constants for name, form in CALIBRATED_FORMS.items()}}
 
 
@@ -65,7 +65,7 @@ class Profile:
     @property
     def is_bound(self) -> bool:
         """True for a profile of the paper's bound (its constants make :class:`Params`)."""
-        return self.form in BOUND_PROFILE_FORMS
+        return self.form in VARIANTS
 
     @property
     def tolerance(self) -> float:
@@ -146,7 +146,7 @@ def _parse(data: Any, label: str, source: str) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise ProfileError(f"profile {_short(label)} must be a JSON object with a 'constants' object")
     form = data.get("form", "per-round")
-    known = {form: CONSTANT_NAMES} if form in BOUND_PROFILE_FORMS else form_constants()
+    known = {form: CONSTANT_NAMES} if form in VARIANTS else form_constants()
     if not isinstance(form, str) or form not in known:
         raise ProfileError(f"profile {_short(label)}: form must be one of {', '.join(known)} "
                            f"(got {_short(form)})")
