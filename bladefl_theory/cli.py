@@ -150,7 +150,7 @@ def validation_line(profile) -> str | None:
     if fresh:
         line += (f"; a fresh measurement of each, held against half its seeds: {fresh['hit_rate']:.0%}, "
                  f"{_pct(fresh['median_regret'])}, {_pct(fresh['worst_regret'])}")
-    return line + f" ({v.get('report', 'reports/kstar-prediction')})"
+    return line + (f" ({v['report']})" if v.get("report") else "")
 
 
 def _pct(x) -> str:

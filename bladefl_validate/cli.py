@@ -223,8 +223,7 @@ def _detection_owns() -> str:
 
 def _kstar_owns() -> str:
     return _files_note("README.md, summary.md, held_out.csv, scores.csv, forms.csv, split_half.csv, calibration.csv, "
-                       "residuals.csv, measured.csv, kstar.png, curves.png and one DATASET-MODEL-calibrated.json per "
-                       "data set,")
+                       "residuals.csv, measured.csv, kstar.png and curves.png,")
 
 
 def _resumable(store_help: str):
@@ -530,10 +529,10 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
 
 
 def _confirm_owns() -> str:
-    from .studies.kstar_confirm import CONFIRM_FILES
-
-    return (f"In --out it owns the report files {_listing(CONFIRM_FILES)} and the marker {MARKER} listing them. A "
-            "report file it did not write is never replaced: the command stops before running anything (status 2).")
+    return ("In --out it owns the report files README.md, summary.md, held_out.csv, scores.csv, choice.csv, "
+            "split_half.csv and one DATASET-MODEL-calibrated.json per data set (the profiles the package ships), and "
+            f"the marker {MARKER} listing them. A report file it did not write is never replaced: the command stops "
+            "before running anything (status 2).")
 
 
 @cli.command("kstar-confirm", cls=_Owning, owns=_confirm_owns)
@@ -544,7 +543,7 @@ def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, q
     """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
     from .studies.kstar_confirm import ConfirmStudy
 
-    study = ConfirmStudy(measured_only=measured_only)
+    study = ConfirmStudy(measured_only=measured_only, report=str(out))
     # The store is part of what to regenerate from here: it holds the first study's runs, which choose the form.
     command = _command(study.command) + (f" --store {shlex.quote(str(store_path))}" if store_path else "")
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json, command)

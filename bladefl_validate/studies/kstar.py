@@ -41,7 +41,7 @@ class KStarReport:
     analyses: list
     frame: pd.DataFrame
     progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
-    choice: Any = None  # the shipped form (kstar_prediction.FormChoice), set by the report
+    choice: Any = None  # the form chosen on the arms (kstar_prediction.FormChoice), set by the report
 
     @property
     def campaign(self) -> dict[str, Any]:
@@ -94,7 +94,7 @@ class KStarReportStudy(RunStudy[KStarReport]):
                 "scores": r.scores()}
 
     def text(self, run: StudyRun[KStarReport]) -> str:
-        lines = [f"shipped form: {run.result.choice.form} (chosen on the arms; the off-grid points are the test)"]
+        lines = [f"chosen form: {run.result.choice.form} (on the arms; the off-grid points are the test)"]
         lines += [kstar_report.score_line(row) for row in run.result.scores()]
         return "\n".join(lines)
 
@@ -119,7 +119,7 @@ class CalibrateStudy(RunStudy[Calibration]):
     def __init__(self, dataset: str, pilots: Sequence[str], form: str | None, seeds: Sequence[int],
                  name: str | None = None, design: Design = DESIGN):
         self.base = design.base.replace(dataset=dataset)
-        # By default the form the K* study chose, which the shipped calibrated profile holds.
+        # By default the form of the shipped calibrated profile (the K* confirmation's choice).
         form = form or load_profile(f"{dataset}-{self.base.model}-calibrated").form
         self.design, self.dataset, self.form, self.seeds, self.name = design, dataset, form, list(seeds), name
         points = ([kstar_prediction.parse_pilot(p, dict(design.centre)) for p in pilots]

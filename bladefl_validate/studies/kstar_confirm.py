@@ -6,6 +6,9 @@ evidence would make the test a second validation set, so :data:`~.kstar_design.C
 of its runs) draws twelve fresh off-grid points per data set from the same box; the choice is made again, by the
 same rule, on all of the first study's held-out settings (arms and off-grid points pooled), and scored on the fresh
 points alone. Pilots, seeds and measurement rules are the first study's; its runs are reused from the same store.
+
+The confirmation is the procedure's last word, so the calibrated profiles the package ships are written here: the
+chosen form fitted on the pilots, with the fresh points' scores as their validation record.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import json
+import math
 
 import pandas as pd
 
@@ -26,13 +32,25 @@ from ..config import RunConfig
 from . import kstar_prediction as kp
 from .base import RunStudy
 from .kstar_design import CONFIRMATION, DESIGN, Design, Setting
-from .kstar_report import (TARGETS_TEXT, forms_table, meets_targets, pct, score_line, score_table,
-                           split_table)
+from .kstar_report import forms_table, score_line, score_table, split_table, summary_text, verdict
 
-__all__ = ["CONFIRM_FILES", "Confirmation", "ConfirmStudy"]
+__all__ = ["confirm_files", "calibrated_profile", "profile_name", "Confirmation", "ConfirmStudy", "REPORT"]
 
-#: The files the confirmation's report consists of.
-CONFIRM_FILES = ("README.md", "held_out.csv", "scores.csv", "choice.csv", "split_half.csv")
+#: Where the project keeps the confirmation's report (the shipped profiles' validation record points there).
+REPORT = "reports/kstar-confirmation"
+#: The part of the confirmation's held-out settings that is its test, as its tables and profiles call it.
+FRESH = "fresh off-grid (test)"
+
+
+def profile_name(dataset: str, model: str) -> str:
+    """The name of the calibrated profile of ``dataset`` and ``model`` (``mnist-mlp-calibrated``)."""
+    return f"{dataset}-{model}-calibrated"
+
+
+def confirm_files(design: Design) -> list[str]:
+    """The files the confirmation's report consists of, for the data sets of ``design``."""
+    return ["README.md", "summary.md", "held_out.csv", "scores.csv", "choice.csv", "split_half.csv",
+            *(f"{profile_name(d, design.base.model)}.json" for d in design.datasets)]
 
 
 @dataclass
@@ -67,14 +85,15 @@ class ConfirmStudy(RunStudy[Confirmation]):
     command = "kstar-confirm"
 
     def __init__(self, first: Design = DESIGN, confirmation: Design = CONFIRMATION, measured_only: bool = False,
-                 bootstrap: int = 100):
+                 bootstrap: int = 100, report: str = REPORT):
         if first.off_grid_points() == confirmation.off_grid_points() or first.pilots != confirmation.pilots:
             raise InputError("a confirmation needs the first study's pilots and off-grid points of its own")
         self.first, self.confirmation, self.measured_only = first, confirmation, measured_only
         self.bootstrap = bootstrap  # resamples of each calibration's spread
+        self.report_path = report  # where the profiles say their validation record is
 
     def outputs(self, out: Path) -> Sequence[str]:
-        return CONFIRM_FILES
+        return confirm_files(self.confirmation)
 
     def default_store(self, out: Path) -> Path | None:
         return None
@@ -110,7 +129,15 @@ class ConfirmStudy(RunStudy[Confirmation]):
         result.scores().to_csv(target / "scores.csv", index=False)
         result.choice.scores.to_csv(target / "choice.csv", index=False)
         result.split_half.to_csv(target / "split_half.csv", index=False)
-        (target / "README.md").write_text(_readme(result, self.confirmation, command), encoding="utf-8")
+        summary = _summary(result)
+        for a in result.analyses:
+            profile = calibrated_profile(a, result, self.confirmation, command, self.report_path)
+            name = profile_name(a.dataset, self.confirmation.base.model)
+            (target / f"{name}.json").write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+        (target / "summary.md").write_text(
+            summary_text(result.analyses, result.choice, summary, parts=((kp.TEST, FRESH),),
+                         chosen_on="every held-out setting of the K* study"), encoding="utf-8")
+        (target / "README.md").write_text(_readme(result, self.confirmation, command, summary), encoding="utf-8")
 
     def summary(self, run: StudyRun[Confirmation]) -> dict[str, Any]:
         r = run.result
@@ -124,9 +151,49 @@ class ConfirmStudy(RunStudy[Confirmation]):
         return "\n".join(lines)
 
 
-def _readme(r: Confirmation, design: Design, command: str) -> str:
-    scores = r.scores()
-    chosen = kp.calibrated(r.choice.form)
+def _summary(r: Confirmation) -> pd.DataFrame:
+    """The split-half scores of the fresh points, summarised (empty while no fresh point has the seeds)."""
+    return kp.split_half_summary(r.split_half)
+
+
+def _figures_of(g: pd.DataFrame) -> dict:
+    """Hit rate, median and worst regret of one predictor's rows."""
+    r = g.regret.dropna()
+    return {"held_out": len(g), "hits": int(g.hit.sum()), "hit_rate": round(float(g.hit.mean()), 4),
+            "median_regret": round(float(r.median()), 5) if len(r) else None,
+            "worst_regret": round(float(r.max()), 5) if len(r) else None}
+
+
+def calibrated_profile(a: kp.DatasetAnalysis, r: Confirmation, design: Design, command: str,
+                       report: str = REPORT) -> dict:
+    """The shipped profile of one data set: the chosen form calibrated on the pilots, with its scores on the fresh
+    points (``validation``), on the settings it was chosen on, and a fresh measurement's against the same noise."""
+    f = a.frame()
+    mine = f[f.predictor == kp.calibrated(r.choice.form)]
+    box = {name: [min(float(s.system()[name]) for s in a.pilots + a.held_out),
+                  max(float(s.system()[name]) for s in a.pilots + a.held_out)]
+           for name in ("t_sum", "beta", "M", "sigma2")}
+    halves = r.split_half[r.split_half.dataset == a.dataset] if len(r.split_half) else r.split_half
+    chosen_on = r.choice.scores.set_index("form").loc[r.choice.form]
+    mean_regret = float(chosen_on.mean_regret)
+    validation = {
+        **_figures_of(mine[mine.role.map(kp.part_of) == kp.TEST]), "settings": "fresh off-grid points",
+        "all_held_out": _figures_of(mine),
+        "fresh_measurement": None if halves.empty else {
+            "held_out": len(halves), "hit_rate": round(float(halves.replicate_hit.mean()), 4),
+            "median_regret": round(float(halves.replicate_regret.median()), 5),
+            "worst_regret": round(float(halves.replicate_regret.max()), 5)},
+        "chosen_on": {"settings": r.choice.on, "held_out": int(chosen_on.settings),
+                      "mean_regret": None if math.isnan(mean_regret) else round(mean_regret, 5),
+                      "rule": r.choice.rule},
+        "report": report,
+    }
+    seeds = {s.label: int(kp._runs_of(r.frame, s).seed.nunique()) for s in a.pilots}
+    return kp.profile_document(a.calibrations[r.choice.form], profile_name(a.dataset, design.base.model), a.dataset,
+                               design.base, seeds, command, validation=validation, box=box)
+
+
+def _readme(r: Confirmation, design: Design, command: str, summary: pd.DataFrame) -> str:
     lines = [
         "# K* confirmed on fresh settings",
         "",
@@ -141,23 +208,19 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
         "",
         markdown_table(forms_table(r.choice, "settings")),
         "",
+        *(verdict(r.analyses, r.choice, summary, parts=((kp.TEST, "fresh off-grid points"),))
+          or ["No fresh point measured yet."]),
     ]
-    for dataset, points in r.fresh.items():
-        row = scores[(scores.dataset == dataset) & (scores.predictor == chosen)].iloc[0]
-        if not points:
-            lines.append(f"- **{dataset}**: no fresh point measured yet.")
-            continue
-        met = meets_targets(row)
-        lines.append(f"- **{dataset}**, {len(points)} fresh off-grid points: the calibrated {r.choice.form} form puts "
-                     f"K* in the measured plausible set at {pct(row.hit_rate)}, median regret "
-                     f"{pct(row.median_regret)}, worst {pct(row.worst_regret)}: "
-                     + ("meets the targets." if met else f"misses the targets ({TARGETS_TEXT})."))
     if r.progress is not None:
         states = list(r.progress.values())
         lines += ["", "**A campaign cut short** (`--measured-only`): settings by state: "
                   + ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
                   + "; the fresh points not measured yet are not scored."]
     lines += [
+        "",
+        f"The profiles `{profile_name(design.datasets[0], design.base.model)}.json` and the like here are the "
+        "chosen form fitted on the pilots, with these scores as their validation record; the package ships them "
+        "(`bladefl_theory/profile_data/`).",
         "",
         "## Every predictor on the fresh points",
         "",
@@ -171,12 +234,8 @@ def _readme(r: Confirmation, design: Design, command: str) -> str:
         "Each fresh point's seeds split in halves, 20 times: the chosen form and a fresh measurement (the other "
         "half's argmin), each held against one half.",
         "",
+        markdown_table(split_table(summary)) if len(summary) else "No fresh point has the seeds for it yet.",
     ]
-    if len(r.split_half):
-        summary = kp.split_half_summary(r.split_half)
-        lines.append(markdown_table(split_table(summary[summary.settings == kp.TEST])))
-    else:
-        lines.append("No fresh point has the seeds for it yet.")
     keys = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for points in r.fresh.values() for s in points}
     runs = r.frame[[k in keys for k in zip(r.frame.dataset, r.frame.t_sum, r.frame.beta, r.frame.M, r.frame.sigma2)]]
     lines += ["", f"Cost of the fresh points (drawn with seed {design.off_grid_seed}; the first study's runs are "

@@ -16,8 +16,10 @@ and printed bounds with the estimated profile and their self-consistent forms, t
 (a constant) and the pilot's tau (the K whose tau is closest to the best tau of the centre pilot).
 
 The held-out settings play two parts. The arms are the validation: the candidate form with the
-lowest mean regret there (:func:`select_form`) is the one the profiles ship. The off-grid points
-are the test: nothing is chosen on them. :func:`split_half_scores` holds the shipped form and a
+lowest mean regret there (:func:`select_form`) is the study's choice. The off-grid points
+are the test: nothing is chosen on them. (The profiles the package ships are the confirmation's,
+:mod:`.kstar_confirm`, which chooses on both parts and tests on fresh points.)
+:func:`split_half_scores` holds the chosen form and a
 fresh measurement (half the seeds) against the other half of the seeds, which says how good any
 K* can look against a measurement this noisy.
 """
@@ -306,7 +308,7 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
     return out
 
 
-#: The held-out settings that choose the shipped form (the arms), and those that only test it.
+#: The held-out settings that choose the K* study's form (the arms), and those that only test it.
 VALIDATION, TEST = "arms", "off-grid"
 
 
@@ -317,7 +319,7 @@ def part_of(role: str) -> str:
 
 @dataclass(frozen=True)
 class FormChoice:
-    """The candidate form the profiles ship, and every candidate's scores on the validation settings."""
+    """The candidate form a rule chose, and every candidate's scores on the settings it chose on."""
 
     form: str
     scores: pd.DataFrame

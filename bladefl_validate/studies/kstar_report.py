@@ -1,8 +1,8 @@
-"""The K* prediction report: README, CSVs, figures and the calibrated profiles, from a finished analysis."""
+"""The K* prediction report: README, CSVs and figures, from a finished analysis (the profiles the package ships are
+the confirmation's, :mod:`.kstar_confirm`)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,15 +36,13 @@ from .kstar_prediction import (
     _runs_of,
     _system,
     calibrated,
-    part_of,
-    profile_document,
     seed_table,
     select_form,
     split_half_scores,
     split_half_summary,
 )
 
-__all__ = ["write_report", "calibrated_profile", "profile_name", "report_files", "summary_text", "TARGETS",
+__all__ = ["write_report", "report_files", "summary_text", "verdict", "STUDY_PARTS", "TARGETS",
            "TARGETS_TEXT", "meets_targets", "pct", "score_line", "score_table", "forms_table", "split_table"]
 
 #: The issue's targets: hit rate, median regret and worst regret on held-out settings.
@@ -57,12 +55,7 @@ TARGETS_TEXT = (f">= {TARGETS['hit_rate']:.0%}, <= {TARGETS['median_regret']:.0%
 def report_files(design: Design) -> list[str]:
     """The files :func:`write_report` writes for ``design``."""
     return ["README.md", "summary.md", "held_out.csv", "scores.csv", "forms.csv", "split_half.csv", "calibration.csv",
-            "residuals.csv", "measured.csv", "kstar.png", "curves.png",
-            *(f"{profile_name(d, design.base.model)}.json" for d in design.datasets)]
-
-
-def profile_name(dataset: str, model: str) -> str:
-    return f"{dataset}-{model}-calibrated"
+            "residuals.csv", "measured.csv", "kstar.png", "curves.png"]
 
 
 def pct(x: float) -> str:
@@ -77,37 +70,6 @@ def score_line(row: Mapping[str, Any]) -> str:
     return (f"{row['dataset']:14s} {part}{row['predictor']:28s} hit {pct(row['hit_rate']):>6}  median regret "
             f"{pct(row['median_regret']):>6}  worst {pct(row['worst_regret']):>6}  "
             f"({row['answered']}/{row['settings']})")
-
-
-def _figures_of(g: pd.DataFrame) -> dict:
-    """Hit rate, median and worst regret of one predictor's rows."""
-    r = g.regret.dropna()
-    return {"held_out": len(g), "hits": int(g.hit.sum()), "hit_rate": round(float(g.hit.mean()), 4),
-            "median_regret": round(float(r.median()), 5) if len(r) else None,
-            "worst_regret": round(float(r.max()), 5) if len(r) else None}
-
-
-def calibrated_profile(a: DatasetAnalysis, frame: pd.DataFrame, design: Design, command: str, choice: FormChoice,
-                       split: pd.DataFrame) -> dict:
-    """The shipped profile of one data set: the chosen form calibrated on the pilots, tested on the off-grid points."""
-    f = a.frame()
-    mine = f[f.predictor == calibrated(choice.form)]
-    box = {name: [min(float(s.system()[name]) for s in a.pilots + a.held_out),
-                  max(float(s.system()[name]) for s in a.pilots + a.held_out)]
-           for name in ("t_sum", "beta", "M", "sigma2")}
-    test = split[(split.dataset == a.dataset) & (split.part == TEST)] if len(split) else split
-    validation = {
-        **_figures_of(mine[mine.role.map(part_of) == TEST]), "settings": "off-grid test points",
-        "all_held_out": _figures_of(mine),
-        "fresh_measurement": None if test.empty else {
-            "held_out": len(test), "hit_rate": round(float(test.replicate_hit.mean()), 4),
-            "median_regret": round(float(test.replicate_regret.median()), 5),
-            "worst_regret": round(float(test.replicate_regret.max()), 5)},
-        "report": "reports/kstar-prediction",
-    }
-    seeds = {s.label: int(_runs_of(frame, s).seed.nunique()) for s in a.pilots}
-    return profile_document(a.calibrations[choice.form], profile_name(a.dataset, design.base.model), a.dataset,
-                            design.base, seeds, command, validation=validation, box=box)
 
 
 def score_table(analyses: Sequence[DatasetAnalysis], part: str | None = None) -> pd.DataFrame:
@@ -127,27 +89,31 @@ def meets_targets(row: Mapping[str, float]) -> bool:
                 and row["worst_regret"] <= TARGETS["worst_regret"])
 
 
-def _verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame) -> list[str]:
-    shipped_name = calibrated(choice.form)
+def verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame,
+            parts: Sequence[tuple[str | None, str]] = ((TEST, "off-grid test settings"),
+                                                       (None, "held-out settings (arms and off-grid)"))) -> list[str]:
+    """Per data set and part: the chosen form's scores against the targets and every baseline, and on the test
+    against a fresh measurement (``summary``, the split-half scores)."""
+    chosen_name = calibrated(choice.form)
     lines = []
     for a in analyses:
-        for part, what in ((TEST, "off-grid test settings"), (None, "held-out settings (arms and off-grid)")):
+        for part, what in parts:
             s = a.scores(part).set_index("predictor")
-            shipped = s.loc[shipped_name]
-            if not shipped["settings"]:
+            chosen = s.loc[chosen_name]
+            if not chosen["settings"]:
                 continue
-            beaten = [name for name in PREDICTORS if name != shipped_name and s.loc[name, "answered"]
-                      and (shipped["hit_rate"] < s.loc[name, "hit_rate"]
-                           or shipped["median_regret"] > s.loc[name, "median_regret"]
-                           or shipped["worst_regret"] > s.loc[name, "worst_regret"])]
+            beaten = [name for name in PREDICTORS if name != chosen_name and s.loc[name, "answered"]
+                      and (chosen["hit_rate"] < s.loc[name, "hit_rate"]
+                           or chosen["median_regret"] > s.loc[name, "median_regret"]
+                           or chosen["worst_regret"] > s.loc[name, "worst_regret"])]
             constants = ("pilot's K*", "pilot's tau")
             better_than_constants = all(
-                shipped["hit_rate"] > s.loc[c, "hit_rate"] or shipped["median_regret"] < s.loc[c, "median_regret"]
-                or shipped["worst_regret"] < s.loc[c, "worst_regret"] for c in constants)
-            line = (f"- **{a.dataset}**, {int(shipped['settings'])} {what}: the calibrated {choice.form} form puts K* "
-                    f"in the measured plausible set in {pct(shipped['hit_rate'])}, median regret "
-                    f"{pct(shipped['median_regret'])}, worst {pct(shipped['worst_regret'])}: "
-                    f"{'meets' if meets_targets(shipped) else 'misses'} the targets ({TARGETS_TEXT}). "
+                chosen["hit_rate"] > s.loc[c, "hit_rate"] or chosen["median_regret"] < s.loc[c, "median_regret"]
+                or chosen["worst_regret"] < s.loc[c, "worst_regret"] for c in constants)
+            line = (f"- **{a.dataset}**, {int(chosen['settings'])} {what}: the calibrated {choice.form} form puts K* "
+                    f"in the measured plausible set in {pct(chosen['hit_rate'])}, median regret "
+                    f"{pct(chosen['median_regret'])}, worst {pct(chosen['worst_regret'])}: "
+                    f"{'meets' if meets_targets(chosen) else 'misses'} the targets ({TARGETS_TEXT}). "
                     + ("At least as good as every baseline on all three figures" if not beaten else
                        f"Behind on at least one figure: {', '.join(beaten)}")
                     + ("; better than both constant baselines on at least one figure." if better_than_constants else
@@ -318,37 +284,42 @@ def write_report(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, desig
               ignore_index=True).to_csv(folder / "residuals.csv", index=False)
     _measured_table(frame, design).to_csv(folder / "measured.csv", index=False)
     _figures(analyses, frame, design, folder, choice.form)
-    for a in analyses:
-        text = json.dumps(calibrated_profile(a, frame, design, command, choice, split), indent=2) + "\n"
-        (folder / f"{profile_name(a.dataset, design.base.model)}.json").write_text(text, encoding="utf-8")
     (folder / "README.md").write_text(_readme(analyses, frame, design, command, campaign, choice, summary),
                                       encoding="utf-8")
     (folder / "summary.md").write_text(summary_text(analyses, choice, summary), encoding="utf-8")
     return choice
 
 
-def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame) -> str:
-    """The results in one table, as the project's README quotes them (a test holds the two equal)."""
+#: The parts of the K* study's held-out settings its summary and verdict show, and what they call them.
+STUDY_PARTS = ((TEST, "off-grid (test)"), (VALIDATION, "arms (validation)"), (None, "all held-out"))
+
+
+def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame,
+                 parts: Sequence[tuple[str | None, str]] = STUDY_PARTS, chosen_on: str = "the arms") -> str:
+    """The results in one table, as the project's README quotes them (a test holds the two equal): the chosen form
+    on each of ``parts`` (the test first), the forms not chosen and a fresh measurement (``summary``, the split-half
+    scores) on the test."""
     rows = []
+    test = dict(parts)[TEST]
 
     def row(dataset: str, what: str, n: int, r) -> None:
         rows.append({"data set": dataset, "settings": what, "n": n, "K* in the plausible set": pct(r.hit_rate),
                      "median regret": pct(r.median_regret), "worst regret": pct(r.worst_regret)})
 
     for a in analyses:
-        for part, what in ((TEST, "off-grid (test)"), (VALIDATION, "arms (validation)"), (None, "all held-out")):
+        for part, what in parts:
             r = a.scores(part).set_index("predictor").loc[calibrated(choice.form)]
             row(a.dataset, what, int(r.settings), r)
-        # The candidates the rule did not choose, on the same test: whether the choice on the arms held up there.
+        # The candidates the rule did not choose, on the same test: whether the choice held up there.
         for form in (f for f in CANDIDATES if f != choice.form):
             r = a.scores(TEST).set_index("predictor").loc[calibrated(form)]
-            row(a.dataset, f"off-grid (test), the {form} form (not chosen)", int(r.settings), r)
+            row(a.dataset, f"{test}, the {form} form (not chosen)", int(r.settings), r)
         fresh = summary[(summary.dataset == a.dataset) & (summary.settings == TEST)
                         & (summary.who == "fresh measurement")] if len(summary) else summary
         if len(fresh):
             f = fresh.iloc[0]
-            row(a.dataset, "off-grid, a fresh measurement vs half the seeds", int(f["held-out"]), f)
-    return (f"Shipped form: **{choice.form}** (chosen on the arms). Calibrated {choice.form} form, unless a row "
+            row(a.dataset, f"{test}, a fresh measurement vs half the seeds", int(f["held-out"]), f)
+    return (f"Chosen form: **{choice.form}** (on {chosen_on}). Calibrated {choice.form} form, unless a row "
             "names another:\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
 
 
@@ -391,10 +362,12 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "",
         "## Verdict",
         "",
-        f"The profiles ship the **{choice.form}** form, chosen on the validation settings (the arms); the off-grid "
-        "points are the test, which nothing was chosen on.",
+        f"Chosen form: **{choice.form}**, on the validation settings (the arms); the off-grid points are the test, "
+        "which nothing was chosen on. The profiles the package ships are the confirmation's "
+        "(`bladefl-validate kstar-confirm`): it chooses again on every held-out setting here and tests that choice on "
+        "fresh off-grid points.",
         "",
-        *_verdict(analyses, choice, summary),
+        *verdict(analyses, choice, summary),
         "",
         "## Held-out scores",
         "",
@@ -409,8 +382,7 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "",
         markdown_table(score_table(analyses, TEST)),
         "",
-        "Validation: the one-at-a-time arms, on which the shipped form was chosen (not out of sample for that "
-        "choice):",
+        "Validation: the one-at-a-time arms, on which the form was chosen (not out of sample for that choice):",
         "",
         markdown_table(score_table(analyses, VALIDATION)),
         "",
@@ -511,13 +483,12 @@ def _readme(analyses, frame, design: Design, command: str, campaign: dict, choic
         "",
         "- `held_out.csv`: every held-out setting and predictor: predicted K*, measured K*, plausible set, hit, regret "
         "and its bootstrap standard deviation",
-        "- `summary.md`: the shipped form's scores in one table, as the project's README quotes them",
+        "- `summary.md`: the chosen form's scores in one table, as the project's README quotes them",
         "- `scores.csv`: hit rate, median and worst regret per data set, predictor and part (all, arms, off-grid)",
-        "- `forms.csv`: the candidate forms' scores on the validation settings, by which the shipped one was chosen",
+        "- `forms.csv`: the candidate forms' scores on the validation settings, by which the form was chosen",
         "- `split_half.csv`: per held-out setting, the calibrated form and a fresh measurement against half the seeds",
         "- `calibration.csv`, `residuals.csv`: fitted constants with their spread; the pilots' fit per K",
         "- `measured.csv`: mean, std and seeds of the final training loss per setting and K",
-        "- `*-calibrated.json`: the calibrated profiles, shipped as `bladefl_theory/profile_data/*-calibrated.json`",
         "",
     ]
     return "\n".join(lines)

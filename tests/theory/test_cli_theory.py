@@ -432,9 +432,10 @@ def test_kstar_defaults_to_the_calibrated_profile_with_its_band_and_validation()
     assert out["profile"] == "mnist-mlp-calibrated" and out["form"] == profile.form in CALIBRATED_FORMS
     assert out["k_star"] in out["k_star_band"] and 1 <= out["k_star"] <= out["k_max"]
     v = out["validation"]
-    assert v["settings"] == "off-grid test points" and v["held_out"] >= 9 and v["report"] == "reports/kstar-prediction"
+    assert v["settings"] == "fresh off-grid points" and v["held_out"] >= 9
+    assert v["report"] == "reports/kstar-confirmation"
     human = CliRunner().invoke(cli, ["kstar", "--M", "4", "--sigma2", "0.1"], catch_exceptions=False)
     assert human.output.startswith(f"profile mnist-mlp-calibrated ({profile.form}): K* inside the measured plausible "
-                                   f"set at {v['hits']} of {v['held_out']} off-grid test points it never saw")
+                                   f"set at {v['hits']} of {v['held_out']} fresh off-grid points it never saw")
     assert "a fresh measurement of each, held against half its seeds" in human.output.splitlines()[0]
     assert f"K*                 {out['k_star']}\n" in human.output

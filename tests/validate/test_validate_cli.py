@@ -80,7 +80,7 @@ def test_help_names_the_files_each_command_owns(name):
     files = {"run": ["ledger.jsonl", "chain.json", "blobs/"], "partition": ["partition.csv", "partition.png"],
              "detection-report": ["cells.csv", "detection.png"], "sweep-k": ["per_k.csv", "loss.png", "results.sqlite"],
              "gap": ["gap.csv", "gap.png", "results.sqlite"], "reproduce": ["fig2.png", "kstar.csv", "results.sqlite"],
-             "kstar-report": ["held_out.csv", "DATASET-MODEL-calibrated.json", "results.sqlite"]}
+             "kstar-report": ["held_out.csv", "curves.png", "results.sqlite"]}
     for f in files[name]:
         assert f in text, (name, f)
 

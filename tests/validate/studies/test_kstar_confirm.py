@@ -1,19 +1,23 @@
 """The K* confirmation on a tiny design: a form chosen on the first study's held-out settings, scored on fresh ones."""
 
 import dataclasses
+import json
 
+import numpy as np
 import pandas as pd
 import pytest
-from helpers import tiny_kstar_design
+from helpers import REPO, tiny_kstar_design
 from validate_cli_helpers import assert_bad_input, forbid_computation, invoke
 
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
 from bladefl_validate.studies.base import run
-from bladefl_validate.studies.kstar_confirm import CONFIRM_FILES, ConfirmStudy
+from bladefl_theory.profiles import load_profile
+from bladefl_validate.studies.kstar_confirm import ConfirmStudy, confirm_files
 from bladefl_validate.studies.kstar_design import CONFIRMATION, DESIGN
-from bladefl_validate.studies.kstar_prediction import PREDICTORS, TEST, VALIDATION, run_study, select_form
+from bladefl_validate.studies.kstar_prediction import (PREDICTORS, TEST, VALIDATION, analyse_measured, run_study,
+                                                       select_form)
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -35,7 +39,7 @@ def test_the_confirmation_chooses_on_the_first_study_and_scores_only_the_fresh_p
     done = run(ConfirmStudy(first, confirmation, bootstrap=5), out, store=store, execution=execution,
                data_dir=data_root, command="bladefl-validate kstar-confirm --store S")
     r = done.result
-    assert {p.name for p in out.iterdir()} >= set(CONFIRM_FILES)
+    assert {p.name for p in out.iterdir()} >= set(confirm_files(confirmation))
     key = lambda s: (s.t_sum, s.beta, s.M, s.sigma2)  # noqa: E731
     fresh = {key(s) for s in r.fresh["mnist"]}
     assert fresh == {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in confirmation.off_grid_points()}
@@ -57,6 +61,18 @@ def test_the_confirmation_chooses_on_the_first_study_and_scores_only_the_fresh_p
     assert scores.loc[hits.index, "hit_rate"].to_numpy() == pytest.approx(hits.to_numpy())
     readme = (out / "README.md").read_text()
     assert "bladefl-validate kstar-confirm --store S" in readme and f"**{r.choice.form}**" in readme
+    # The profile is the chosen form, fitted on the pilots, and its validation record is the fresh points'.
+    profile = load_profile(str(out / "mnist-mlp-calibrated.json"))
+    assert profile.form == r.choice.form and profile.domain["N"] == first.base.N
+    assert {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in profile.calibration["pilots"]} \
+        == {key(s) for s in r.analyses[0].pilots}
+    v = profile.validation
+    mine = scores.loc[f"{r.choice.form} (calibrated)"]
+    assert (v["held_out"], v["settings"]) == (len(fresh), "fresh off-grid points")
+    assert v["hit_rate"] == pytest.approx(mine.hit_rate, abs=1e-4) and v["hits"] == round(mine.hit_rate * len(fresh))
+    assert v["chosen_on"]["held_out"] == int(pooled.scores.set_index("form").loc[r.choice.form].settings)
+    assert v["report"] == "reports/kstar-confirmation"
+    assert f"Chosen form: **{r.choice.form}** (on every held-out setting" in (out / "summary.md").read_text()
 
 
 def test_kstar_confirm_needs_the_first_studys_store(tmp_path, monkeypatch):
@@ -67,3 +83,46 @@ def test_kstar_confirm_needs_the_first_studys_store(tmp_path, monkeypatch):
                 str(tmp_path / "c")])
     assert_bad_input(r, "does not exist")
     assert list(tmp_path.iterdir()) == []
+
+
+CONFIRMATION_REPORT = REPO / "reports" / "kstar-confirmation"
+
+
+def test_the_shipped_calibrated_profiles_are_the_confirmations():
+    """bladefl_theory ships exactly the profiles reports/kstar-confirmation wrote, and the README quotes its
+    summary word for word (regenerate, then copy it in)."""
+    scores = pd.read_csv(CONFIRMATION_REPORT / "scores.csv")
+    for name in ("mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"):
+        shipped = json.loads((REPO / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
+        report = json.loads((CONFIRMATION_REPORT / f"{name}.json").read_text())
+        assert shipped == report, name
+        mine = scores[(scores.dataset == report["domain"]["dataset"])
+                      & (scores.predictor == f"{report['form']} (calibrated)")]
+        assert report["validation"]["held_out"] == int(mine.settings.iloc[0])
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- kstar-confirmation -->\n", 1)[1].split("<!-- /kstar-confirmation -->", 1)[0]
+    assert block == (CONFIRMATION_REPORT / "summary.md").read_text()
+
+
+def test_the_confirmations_numbers_come_from_the_store():
+    """What reports/kstar-confirmation says of every fresh point, and the choice it reports, is what the K* study's
+    store gives, recomputed here (without the bootstrap spread of the constants, which no score depends on)."""
+    with ResultStore(REPO / "reports" / "kstar-prediction" / "results.sqlite") as store:
+        first, _, _ = analyse_measured(store, DESIGN, bootstrap=0)
+        analyses, _, progress = analyse_measured(store, CONFIRMATION, bootstrap=0)
+    assert set(progress.values()) == {"complete"}
+    choice = select_form(first, parts=(VALIDATION, TEST))
+    reported = pd.read_csv(CONFIRMATION_REPORT / "choice.csv")
+    assert list(reported.form) == list(choice.scores.form)
+    np.testing.assert_allclose(reported.mean_regret, choice.scores.mean_regret, rtol=1e-9)
+    assert json.loads((CONFIRMATION_REPORT / "mnist-mlp-calibrated.json").read_text())["form"] == choice.form
+    held = pd.concat([a.frame() for a in analyses], ignore_index=True)
+    held = held[held.role == "off-grid"].reset_index(drop=True)
+    stored = pd.read_csv(CONFIRMATION_REPORT / "held_out.csv")
+    assert len(held) == len(stored) == len(PREDICTORS) * 2 * CONFIRMATION.off_grid
+    for col in ("k_pred", "k_measured", "regret"):
+        np.testing.assert_allclose(held[col].astype(float), stored[col].astype(float), rtol=1e-9, equal_nan=True)
+    assert (held.plausible.astype(str) == stored.plausible.astype(str)).all()
+    fresh = {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in CONFIRMATION.off_grid_points()}
+    assert set(zip(stored.t_sum, stored.beta, stored.M, stored.sigma2)) == fresh
+    assert not fresh & {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in DESIGN.off_grid_points()}
