@@ -478,8 +478,8 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
               help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre) "
                    "[default: the K* study's four pilots].")
 @click.option("--form", type=click.Choice(("saturating", "drift", "per-round", "printed")), default=None,
-              help="The form to fit (see bladefl_theory.forms) [default: the one the K* study chose, which the "
-                   "shipped DATASET-mlp-calibrated profile holds].")
+              help="The form to fit (see bladefl_theory.forms) [default: the form of the shipped "
+                   "DATASET-mlp-calibrated profile, the K* confirmation's choice].")
 @seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
 @_data_dir_option()
@@ -529,10 +529,12 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
 
 
 def _confirm_owns() -> str:
-    return ("In --out it owns the report files README.md, summary.md, held_out.csv, scores.csv, choice.csv, "
-            "split_half.csv and one DATASET-MODEL-calibrated.json per data set (the profiles the package ships), and "
-            f"the marker {MARKER} listing them. A report file it did not write is never replaced: the command stops "
-            "before running anything (status 2).")
+    from .studies.kstar_confirm import confirm_files
+
+    files = [f for f in confirm_files(None) if f.endswith(".json")]
+    return (f"In --out it owns the report files {_listing([f for f in confirm_files(None) if f not in files])}, one "
+            f"{files[0]} per data set (the profiles the package ships) and the marker {MARKER} listing them. A "
+            "report file it did not write is never replaced: the command stops before running anything (status 2).")
 
 
 @cli.command("kstar-confirm", cls=_Owning, owns=_confirm_owns)
@@ -543,7 +545,10 @@ def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, q
     """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
     from .studies.kstar_confirm import ConfirmStudy
 
-    study = ConfirmStudy(measured_only=measured_only, report=str(out))
+    # The profiles name their report folder as given, relative to here when it lies below (as in the repository).
+    here = Path.cwd().resolve()
+    report = out.resolve().relative_to(here) if out.resolve().is_relative_to(here) else out
+    study = ConfirmStudy(measured_only=measured_only, report=report.as_posix())
     # The store is part of what to regenerate from here: it holds the first study's runs, which choose the form.
     command = _command(study.command) + (f" --store {shlex.quote(str(store_path))}" if store_path else "")
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json, command)

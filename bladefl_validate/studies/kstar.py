@@ -25,7 +25,7 @@ from bladefl_theory.profiles import load_profile
 
 from ..config import RunConfig
 from ..tasks import RUN
-from . import kstar_prediction, kstar_report
+from . import kstar_confirm, kstar_prediction, kstar_report
 from .base import RunStudy
 from .kstar_design import DESIGN, Design, Setting
 
@@ -120,7 +120,7 @@ class CalibrateStudy(RunStudy[Calibration]):
                  name: str | None = None, design: Design = DESIGN):
         self.base = design.base.replace(dataset=dataset)
         # By default the form of the shipped calibrated profile (the K* confirmation's choice).
-        form = form or load_profile(f"{dataset}-{self.base.model}-calibrated").form
+        form = form or load_profile(kstar_confirm.profile_name(dataset, self.base.model)).form
         self.design, self.dataset, self.form, self.seeds, self.name = design, dataset, form, list(seeds), name
         points = ([kstar_prediction.parse_pilot(p, dict(design.centre)) for p in pilots]
                   or [s.system() for s in kstar_prediction.pilot_settings(design, dataset)])

@@ -13,13 +13,12 @@ chosen form fitted on the pilots, with the fresh points' scores as their validat
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import json
-import math
 
 import pandas as pd
 
@@ -38,8 +37,10 @@ __all__ = ["confirm_files", "calibrated_profile", "profile_name", "Confirmation"
 
 #: Where the project keeps the confirmation's report (the shipped profiles' validation record points there).
 REPORT = "reports/kstar-confirmation"
-#: The part of the confirmation's held-out settings that is its test, as its tables and profiles call it.
-FRESH = "fresh off-grid (test)"
+#: The confirmation's test, as its tables and profiles call it.
+FRESH = "fresh off-grid points"
+#: The settings the confirmation chooses the form on, in words.
+CHOSEN_ON = "every held-out setting of the K* study"
 
 
 def profile_name(dataset: str, model: str) -> str:
@@ -47,10 +48,13 @@ def profile_name(dataset: str, model: str) -> str:
     return f"{dataset}-{model}-calibrated"
 
 
-def confirm_files(design: Design) -> list[str]:
-    """The files the confirmation's report consists of, for the data sets of ``design``."""
+def confirm_files(design: Design | None) -> list[str]:
+    """The files the confirmation's report consists of, for the data sets of ``design`` (None: the profiles'
+    names in general, ``DATASET-MODEL-calibrated.json``)."""
+    profiles = ([profile_name(d, design.base.model) for d in design.datasets] if design is not None
+                else [profile_name("DATASET", "MODEL")])
     return ["README.md", "summary.md", "held_out.csv", "scores.csv", "choice.csv", "split_half.csv",
-            *(f"{profile_name(d, design.base.model)}.json" for d in design.datasets)]
+            *(f"{name}.json" for name in profiles)]
 
 
 @dataclass
@@ -119,7 +123,7 @@ class ConfirmStudy(RunStudy[Confirmation]):
             analyses, frame = kp.run_study(run.store, self.confirmation, data_dir, run.execution, self.bootstrap)
             progress = None
         choice = kp.select_form(first, parts=(kp.VALIDATION, kp.TEST),
-                                on="every held-out setting of the K* study (its arms and off-grid points)")
+                                on=f"{CHOSEN_ON} (its arms and off-grid points)")
         halves = kp.split_half_scores(analyses, frame, self.confirmation, choice.form)
         halves = halves[halves.part == kp.TEST].reset_index(drop=True) if len(halves) else halves
         return Confirmation(choice, analyses, frame, halves, progress)
@@ -129,14 +133,14 @@ class ConfirmStudy(RunStudy[Confirmation]):
         result.scores().to_csv(target / "scores.csv", index=False)
         result.choice.scores.to_csv(target / "choice.csv", index=False)
         result.split_half.to_csv(target / "split_half.csv", index=False)
-        summary = _summary(result)
+        summary = kp.split_half_summary(result.split_half)
         for a in result.analyses:
             profile = calibrated_profile(a, result, self.confirmation, command, self.report_path)
             name = profile_name(a.dataset, self.confirmation.base.model)
             (target / f"{name}.json").write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
         (target / "summary.md").write_text(
             summary_text(result.analyses, result.choice, summary, parts=((kp.TEST, FRESH),),
-                         chosen_on="every held-out setting of the K* study"), encoding="utf-8")
+                         chosen_on=CHOSEN_ON), encoding="utf-8")
         (target / "README.md").write_text(_readme(result, self.confirmation, command, summary), encoding="utf-8")
 
     def summary(self, run: StudyRun[Confirmation]) -> dict[str, Any]:
@@ -146,14 +150,9 @@ class ConfirmStudy(RunStudy[Confirmation]):
 
     def text(self, run: StudyRun[Confirmation]) -> str:
         r = run.result
-        lines = [f"chosen form: {r.choice.form} (on every held-out setting of the K* study); on the fresh points:"]
+        lines = [f"chosen form: {r.choice.form} (on {CHOSEN_ON}); on the fresh points:"]
         lines += [score_line(row) for row in r.scores().to_dict(orient="records")]
         return "\n".join(lines)
-
-
-def _summary(r: Confirmation) -> pd.DataFrame:
-    """The split-half scores of the fresh points, summarised (empty while no fresh point has the seeds)."""
-    return kp.split_half_summary(r.split_half)
 
 
 def _figures_of(g: pd.DataFrame) -> dict:
@@ -177,8 +176,7 @@ def calibrated_profile(a: kp.DatasetAnalysis, r: Confirmation, design: Design, c
     chosen_on = r.choice.scores.set_index("form").loc[r.choice.form]
     mean_regret = float(chosen_on.mean_regret)
     validation = {
-        **_figures_of(mine[mine.role.map(kp.part_of) == kp.TEST]), "settings": "fresh off-grid points",
-        "all_held_out": _figures_of(mine),
+        **_figures_of(mine[mine.role.map(kp.part_of) == kp.TEST]), "settings": FRESH,
         "fresh_measurement": None if halves.empty else {
             "held_out": len(halves), "hit_rate": round(float(halves.replicate_hit.mean()), 4),
             "median_regret": round(float(halves.replicate_regret.median()), 5),
@@ -208,7 +206,7 @@ def _readme(r: Confirmation, design: Design, command: str, summary: pd.DataFrame
         "",
         markdown_table(forms_table(r.choice, "settings")),
         "",
-        *(verdict(r.analyses, r.choice, summary, parts=((kp.TEST, "fresh off-grid points"),))
+        *(verdict(r.analyses, r.choice, summary, parts=((kp.TEST, FRESH),))
           or ["No fresh point measured yet."]),
     ]
     if r.progress is not None:
@@ -234,7 +232,8 @@ def _readme(r: Confirmation, design: Design, command: str, summary: pd.DataFrame
         "Each fresh point's seeds split in halves, 20 times: the chosen form and a fresh measurement (the other "
         "half's argmin), each held against one half.",
         "",
-        markdown_table(split_table(summary)) if len(summary) else "No fresh point has the seeds for it yet.",
+        markdown_table(split_table(summary[summary.settings == kp.TEST])) if len(summary)
+        else "No fresh point has the seeds for it yet.",
     ]
     keys = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for points in r.fresh.values() for s in points}
     runs = r.frame[[k in keys for k in zip(r.frame.dataset, r.frame.t_sum, r.frame.beta, r.frame.M, r.frame.sigma2)]]

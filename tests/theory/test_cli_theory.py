@@ -380,7 +380,7 @@ DRIFT_PROFILE = {
     "domain": {"N": 20, "alpha": 1.0, "eta": 0.01, "model": "mlp", "samples_per_client": 512,
                "box": {"t_sum": [50, 200], "beta": [2.5, 20], "M": [0, 8], "sigma2": [0, 0.3]}},
     "validation": {"held_out": 23, "hits": 21, "hit_rate": 0.913, "median_regret": 0.004, "worst_regret": 0.031,
-                   "report": "reports/kstar-prediction"},
+                   "report": "reports/kstar-confirmation"},
     "provenance": {"method": "calibrated on measured sweeps"},
 }
 

@@ -75,6 +75,12 @@ def test_the_confirmation_chooses_on_the_first_study_and_scores_only_the_fresh_p
     assert f"Chosen form: **{r.choice.form}** (on every held-out setting" in (out / "summary.md").read_text()
 
 
+def test_kstar_confirm_help_names_the_files_it_owns():
+    text = " ".join(invoke(["kstar-confirm", "--help"]).output.split())
+    for name in [*confirm_files(None), ".bladefl-owner.json"]:
+        assert name in text.replace("- ", "-"), name
+
+
 def test_kstar_confirm_needs_the_first_studys_store(tmp_path, monkeypatch):
     forbid_computation(monkeypatch)
     r = invoke(["kstar-confirm", "--out", str(tmp_path / "c")])
@@ -92,13 +98,25 @@ def test_the_shipped_calibrated_profiles_are_the_confirmations():
     """bladefl_theory ships exactly the profiles reports/kstar-confirmation wrote, and the README quotes its
     summary word for word (regenerate, then copy it in)."""
     scores = pd.read_csv(CONFIRMATION_REPORT / "scores.csv")
+    halves = pd.read_csv(CONFIRMATION_REPORT / "split_half.csv")
+    choice = pd.read_csv(CONFIRMATION_REPORT / "choice.csv").set_index("form")
     for name in ("mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"):
         shipped = json.loads((REPO / "bladefl_theory" / "profile_data" / f"{name}.json").read_text())
         report = json.loads((CONFIRMATION_REPORT / f"{name}.json").read_text())
         assert shipped == report, name
-        mine = scores[(scores.dataset == report["domain"]["dataset"])
-                      & (scores.predictor == f"{report['form']} (calibrated)")]
-        assert report["validation"]["held_out"] == int(mine.settings.iloc[0])
+        dataset, v = report["domain"]["dataset"], report["validation"]
+        [mine] = scores[(scores.dataset == dataset)
+                        & (scores.predictor == f"{report['form']} (calibrated)")].itertuples()
+        assert (v["held_out"], v["hits"]) == (mine.settings, round(mine.hit_rate * mine.settings))
+        for figure in ("hit_rate", "median_regret", "worst_regret"):
+            assert v[figure] == pytest.approx(getattr(mine, figure), abs=1e-4), (name, figure)
+        mine_halves = halves[halves.dataset == dataset]
+        fresh = v["fresh_measurement"]
+        assert fresh["held_out"] == len(mine_halves) == mine.settings
+        assert fresh["hit_rate"] == pytest.approx(mine_halves.replicate_hit.mean(), abs=1e-4)
+        assert fresh["worst_regret"] == pytest.approx(mine_halves.replicate_regret.max(), abs=1e-5)
+        assert v["chosen_on"]["mean_regret"] == pytest.approx(choice.loc[report["form"], "mean_regret"], abs=1e-5)
+        assert choice.mean_regret.idxmin() == report["form"]
     readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- kstar-confirmation -->\n", 1)[1].split("<!-- /kstar-confirmation -->", 1)[0]
     assert block == (CONFIRMATION_REPORT / "summary.md").read_text()
@@ -126,3 +144,5 @@ def test_the_confirmations_numbers_come_from_the_store():
     fresh = {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in CONFIRMATION.off_grid_points()}
     assert set(zip(stored.t_sum, stored.beta, stored.M, stored.sigma2)) == fresh
     assert not fresh & {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in DESIGN.off_grid_points()}
+    # The split-half table holds the fresh points alone, once per data set and predictor of K*.
+    assert " | all | " not in (CONFIRMATION_REPORT / "README.md").read_text()
