@@ -22,7 +22,7 @@ _API = {
     "run_to_folder": "simulation",
     "SweepResult": "studies.sweep_k",
     "sweep_k": "studies.sweep_k",
-    "estimate_constants": "estimate",
+    "estimate_constants": "studies.estimate",
     "measure_gap": "studies.gap",
     "verify_run": "chain.verify",
 }
