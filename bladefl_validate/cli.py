@@ -531,9 +531,9 @@ def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, qu
 def _confirm_owns() -> str:
     from .studies.kstar_confirm import confirm_files
 
-    files = [f for f in confirm_files(None) if f.endswith(".json")]
-    return (f"In --out it owns the report files {_listing([f for f in confirm_files(None) if f not in files])}, one "
-            f"{files[0]} per data set (the profiles the package ships) and the marker {MARKER} listing them. A "
+    *files, profile = confirm_files(None)  # the profiles' names come last
+    return (f"In --out it owns the report files {_listing(files)}, one {profile} per data set (the profiles the "
+            f"package ships) and the marker {MARKER} listing them. A "
             "report file it did not write is never replaced: the command stops before running anything (status 2).")
 
 

@@ -13,14 +13,17 @@ Importing this module needs no torch: the search imports it when it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bladefl_platform.checks import FINITE, Interval, Options, validate
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskOutcome, run_tasks
 from bladefl_platform.store import ResultStore
@@ -35,6 +38,14 @@ if TYPE_CHECKING:
     from .learning.model import ModelSpec, ModuleSpec
 
 __all__ = ["OptimumOptions", "Optimum", "find_optimum", "optimum_configs", "optimum_tasks", "optima"]
+
+
+#: What each option of :class:`OptimumOptions` must be.
+_OPTION_CONSTRAINTS: dict[str, list] = {
+    **{name: [Real, FINITE, Interval(Real, 0, None)] for name in ("rtol", "loss_floor", "gtol")},
+    **{name: [Integral, Interval(Integral, 1, None)] for name in ("window", "max_iter", "history_size")},
+    "dtype": [Options(options=("auto", "float32", "float64"))],
+}
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,9 @@ class OptimumOptions:
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("rtol", "loss_floor", "gtol"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
-                raise InputError(f"w* option {name} must be a finite number >= 0 (got {v!r})")
-        for name in ("window", "max_iter", "history_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"w* option {name} must be a positive integer (got {v!r})")
-        if self.dtype not in ("auto", "float32", "float64"):
-            raise InputError(f"w* option dtype must be auto, float32 or float64 (got {self.dtype!r})")
+        # Named as the messages say them: "w* option window must be ...".
+        validate({f"w* option {k}": v for k, v in dataclasses.asdict(self).items()},
+                 {f"w* option {k}": c for k, c in _OPTION_CONSTRAINTS.items()})
 
     def dtype_for(self, spec: ModelSpec | ModuleSpec) -> str:
         if self.dtype != "auto":

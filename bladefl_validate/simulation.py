@@ -264,14 +264,12 @@ class _Run:
 
 def _evaluate_runs(spec: ModelSpec | ModuleSpec, runs: list[_Run], test: Dataset,
                    device: torch.device) -> list[tuple[float, ...]]:
-    """(train loss, train accuracy, test loss, test accuracy) of every run's global model, batched."""
-    W = torch.stack([r.w for r in runs])
-    unions = [r.union() for r in runs]
-    if len({tuple(x.shape) for x, _ in unions}) == 1:
-        train = evaluate_many(spec, W, torch.stack([x for x, _ in unions]), torch.stack([y for _, y in unions]))
-    else:  # clients or samples differ between runs: their unions cannot be stacked
-        train = [evaluate(spec, r.w, x, y) for r, (x, y) in zip(runs, unions)]
-    tested = evaluate_many(spec, W, test.images.to(device), test.labels.to(device))
+    """(train loss, train accuracy, test loss, test accuracy) of every run's global model.
+
+    Each model is evaluated on its own training union (stacking the unions would only copy them: evaluation is one
+    forward pass per model either way); the shared test set is moved to the device once for all of them."""
+    train = [evaluate(spec, r.w, *r.union()) for r in runs]
+    tested = evaluate_many(spec, torch.stack([r.w for r in runs]), test.images.to(device), test.labels.to(device))
     return [(*a, *b) for a, b in zip(train, tested)]
 
 

@@ -113,13 +113,14 @@ class ConfirmStudy(RunStudy[Confirmation]):
 
     def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> Confirmation:
         # The first study is analysed as it stands (measured to completion unless measured_only); the choice
-        # pools its arms and off-grid points, which is all the confirmation's rule may see.
+        # pools its arms and off-grid points, which is all the confirmation's rule may see. It depends on the
+        # predictions alone, not on the constants' bootstrap spread, so the first study's fits skip the bootstrap.
         if self.measured_only:
-            first, _, _ = kp.analyse_measured(run.store, self.first, self.bootstrap)
+            first, _, _ = kp.analyse_measured(run.store, self.first, bootstrap=0)
             analyses, frame, progress = kp.analyse_measured(run.store, self.confirmation, self.bootstrap)
         else:
             data_dir = run.context.get("data_dir")
-            first, _ = kp.run_study(run.store, self.first, data_dir, run.execution, self.bootstrap)
+            first, _ = kp.run_study(run.store, self.first, data_dir, run.execution, bootstrap=0)
             analyses, frame = kp.run_study(run.store, self.confirmation, data_dir, run.execution, self.bootstrap)
             progress = None
         choice = kp.select_form(first, parts=(kp.VALIDATION, kp.TEST),
@@ -235,8 +236,8 @@ def _readme(r: Confirmation, design: Design, command: str, summary: pd.DataFrame
         markdown_table(split_table(summary[summary.settings == kp.TEST])) if len(summary)
         else "No fresh point has the seeds for it yet.",
     ]
-    keys = {(s.dataset, s.t_sum, s.beta, s.M, s.sigma2) for points in r.fresh.values() for s in points}
-    runs = r.frame[[k in keys for k in zip(r.frame.dataset, r.frame.t_sum, r.frame.beta, r.frame.M, r.frame.sigma2)]]
+    runs = [kp._runs_of(r.frame, s) for points in r.fresh.values() for s in points]
+    cpu_hours = sum(float(x.cpu_seconds.sum()) for x in runs) / 3600
     lines += ["", f"Cost of the fresh points (drawn with seed {design.off_grid_seed}; the first study's runs are "
-              f"reused): {len(runs)} runs, {float(runs.cpu_seconds.sum()) / 3600:.1f} CPU hours.", ""]
+              f"reused): {sum(len(x) for x in runs)} runs, {cpu_hours:.1f} CPU hours.", ""]
     return "\n".join(lines)

@@ -89,6 +89,14 @@ def meets_targets(row: Mapping[str, float]) -> bool:
                 and row["worst_regret"] <= TARGETS["worst_regret"])
 
 
+def _split_row(summary: pd.DataFrame, dataset: str, who: str) -> pd.Series | None:
+    """The split-half scores on the test of ``dataset`` for ``who`` (the calibrated form, or a fresh measurement)."""
+    if summary.empty:
+        return None
+    rows = summary[(summary.dataset == dataset) & (summary.settings == TEST) & (summary.who == who)]
+    return rows.iloc[0] if len(rows) else None
+
+
 def verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd.DataFrame,
             parts: Sequence[tuple[str | None, str]] = ((TEST, "off-grid test settings"),
                                                        (None, "held-out settings (arms and off-grid)"))) -> list[str]:
@@ -118,13 +126,10 @@ def verdict(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summary: pd
                        f"Behind on at least one figure: {', '.join(beaten)}")
                     + ("; better than both constant baselines on at least one figure." if better_than_constants else
                        "; not better than the constant baselines on any figure."))
-            if part == TEST and len(summary):
-                fresh = summary[(summary.dataset == a.dataset) & (summary.settings == TEST)
-                                & (summary.who == "fresh measurement")]
-                form = summary[(summary.dataset == a.dataset) & (summary.settings == TEST)
-                               & (summary.who == "calibrated form")]
-                if len(fresh):
-                    r, q = fresh.iloc[0], form.iloc[0]
+            fresh = _split_row(summary, a.dataset, "fresh measurement")
+            if part == TEST and fresh is not None:
+                r, q = fresh, _split_row(summary, a.dataset, "calibrated form")
+                if q is not None:
                     line += (f" Against half of the seeds, a fresh measurement at the setting itself scores "
                              f"{pct(r.hit_rate)}, {pct(r.median_regret)}, {pct(r.worst_regret)}, the form "
                              f"{pct(q.hit_rate)}, {pct(q.median_regret)}, {pct(q.worst_regret)}.")
@@ -314,11 +319,9 @@ def summary_text(analyses: Sequence[DatasetAnalysis], choice: FormChoice, summar
         for form in (f for f in CANDIDATES if f != choice.form):
             r = a.scores(TEST).set_index("predictor").loc[calibrated(form)]
             row(a.dataset, f"{test}, the {form} form (not chosen)", int(r.settings), r)
-        fresh = summary[(summary.dataset == a.dataset) & (summary.settings == TEST)
-                        & (summary.who == "fresh measurement")] if len(summary) else summary
-        if len(fresh):
-            f = fresh.iloc[0]
-            row(a.dataset, f"{test}, a fresh measurement vs half the seeds", int(f["held-out"]), f)
+        fresh = _split_row(summary, a.dataset, "fresh measurement")
+        if fresh is not None:
+            row(a.dataset, f"{test}, a fresh measurement vs half the seeds", int(fresh["held-out"]), fresh)
     return (f"Chosen form: **{choice.form}** (on {chosen_on}). Calibrated {choice.form} form, unless a row "
             "names another:\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
 

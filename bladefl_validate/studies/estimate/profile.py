@@ -8,6 +8,7 @@ seed by seed, one line per estimator, and notes on what went wrong or depends on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -106,7 +107,6 @@ def _optimum(result: EstimateResult) -> dict[str, Any]:
     """How w* was searched, and what each seed's search reached."""
     opt, c = result.optimum_options, result.config
     spec = make_spec(c.model, c.hidden)
-    names = ("rtol", "window", "loss_floor", "gtol", "max_iter", "history_size")
     per_seed = [{
         "seed": int(r["seed"]), "F_w_star": _num(r["F_w_star"]), "distance_w0_w_star": _num(r["distance"]),
         "grad_norm": _num(r["grad_norm"]), "iterations": int(r["iterations"]), "evaluations": int(r["evaluations"]),
@@ -114,8 +114,7 @@ def _optimum(result: EstimateResult) -> dict[str, Any]:
         "epsilon": _num(r["epsilon"]), "epsilon_clean": _num(r["epsilon_clean"]), "phi": _num(r["phi"]),
         "path": [[int(i), _num(f), _num(d)] for i, f, d in r["path"]],
     } for _, r in result.per_seed.iterrows()]
-    return {"method": opt.describe(spec), "options": {**{k: getattr(opt, k) for k in names},
-                                                       "dtype": opt.dtype_for(spec)},
+    return {"method": opt.describe(spec), "options": {**dataclasses.asdict(opt), "dtype": opt.dtype_for(spec)},
             "F_w_star_median": _num(result.f_star), "interpolates": _interpolates(result), "per_seed": per_seed}
 
 
