@@ -7,10 +7,15 @@ same command and it holds nothing but the files listed there; a file is replaced
 marker lists it. Otherwise the command refuses with :class:`InputError` (exit status 2) and
 writes nothing. New folders get the user's normal permissions (the umask applies).
 
-Work in progress lives in hidden temporaries beside its target, named
-``.NAME.HOST-PID-XXXXXXXX.tmp`` after the machine and process that made them: a process killed
-before it could clean up leaves one behind, and the next command writing to the same folder
-removes it once that process is gone (:func:`remove_stale_temporaries`).
+Every path is made canonical once, by :func:`canonical` (symbolic links and ``..`` resolved as the
+file system resolves them, not lexically), and that one path is both checked and written: a check
+can never pass on one folder while another is replaced.
+
+Work in progress lives in hidden temporary folders beside its target, named
+``.NAME.HOST-PID-XXXXXXXX.tmp`` after the machine and process that made them, each holding the file
+:data:`TEMPORARY_MARKER` that says so. A process killed before it could clean up leaves one behind,
+and the next command writing to the same folder removes it once that process is gone
+(:func:`remove_stale_temporaries`), but only if its marker proves this toolkit made it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "atomic_files",
     "atomic_write_bytes",
     "atomic_write_text",
+    "canonical",
     "check_replaceable",
     "check_files_replaceable",
     "check_writable",
@@ -41,12 +47,52 @@ __all__ = [
     "owned_files",
     "read_marker",
     "remove_stale_temporaries",
+    "TEMPORARY_MARKER",
     "temporary_name",
 ]
 
 #: The file, inside an output folder, that names the command that wrote it and the files it owns.
 MARKER = ".bladefl-owner.json"
 _MARKER_MAX_BYTES = 1 << 20
+#: The file inside a temporary folder that proves this toolkit made it (and so may remove it once stale).
+TEMPORARY_MARKER = ".bladefl-temporary.json"
+
+
+def canonical(path: str | os.PathLike) -> Path:
+    """The one absolute path that ``path`` names, as the file system resolves it, for checking and writing alike.
+
+    Folders up to the last component are resolved physically (``link/..`` is the link's target's parent, as the
+    kernel has it; ``missing/..`` is the folder holding ``missing``); the last component is kept as it is, so a
+    symbolic link there is seen as one. A name too long for the file system is refused here, with one line.
+    """
+    raw = os.fspath(path)
+    if not raw:
+        raise InputError("an empty path: give a folder or file name")
+    if "\0" in raw:
+        raise InputError(f"{raw!r}: a path cannot hold a NUL character")
+    absolute = os.path.join(os.getcwd(), raw)
+    head, name = os.path.split(absolute.rstrip(os.sep) or os.sep)
+    if name in ("", ".", ".."):
+        resolved = Path(os.path.realpath(absolute))
+    else:
+        resolved = Path(os.path.realpath(head)) / name
+    _check_lengths(raw, resolved)
+    return resolved
+
+
+def _check_lengths(raw: str, resolved: Path) -> None:
+    name_max, path_max = 255, 4096
+    with contextlib.suppress(OSError, ValueError):
+        existing = _nearest_existing(resolved)
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    room = len(f"..old.{_HOST}-4194304-01234567.tmp")  # the longest temporary made beside the last name
+    names = [(part, 0) for part in resolved.parts[1:-1]] + [(resolved.name, room)]
+    for part, extra in names:
+        if len(os.fsencode(part)) + extra > name_max:
+            raise InputError(f"{raw}: the name {part[:40]}... is too long (at most {name_max - extra} bytes here)")
+    if len(os.fsencode(resolved)) + room > path_max:
+        raise InputError(f"{raw}: the path is too long (at most {path_max - room} bytes here)")
 
 
 def read_marker(folder: str | os.PathLike) -> dict | None:
@@ -117,13 +163,34 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
+def _mark_temporary(folder: Path) -> None:
+    """Write into ``folder`` the proof that this process made it as a temporary."""
+    text = json.dumps({"made_by": "bladefl", "name": folder.name})
+    (folder / TEMPORARY_MARKER).write_text(text + "\n", encoding="utf-8")
+
+
+def _proven_temporary(path: Path) -> bool:
+    """True if ``path`` is a real folder whose marker says this toolkit made it, under this very name."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    marker = path / TEMPORARY_MARKER
+    try:
+        if marker.is_symlink() or marker.stat().st_size > _MARKER_MAX_BYTES:
+            return False
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("made_by") == "bladefl" and data.get("name") == path.name
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
     """Remove the temporaries in ``folder`` left by processes of this machine that are gone; return their names.
 
-    Only names made by :func:`temporary_name` count; those of another machine (a Dask worker writing to a
-    shared file system) or of a live process are left alone.
+    Only folders named by :func:`temporary_name` whose :data:`TEMPORARY_MARKER` proves this toolkit made them
+    count; those of another machine (a Dask worker writing to a shared file system) or of a live process, and
+    anything without that proof (a user's file or folder of the same shape of name), are left alone.
     """
-    folder = Path(folder)
+    folder = canonical(folder)
     try:
         names = [p.name for p in folder.iterdir()]
     except OSError:
@@ -134,11 +201,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
         if m is None or m["host"] != _HOST or not _process_gone(int(m["pid"])):
             continue
         path = folder / name
+        if not _proven_temporary(path):
+            continue
         try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            shutil.rmtree(path)
         except OSError:
             continue
         removed.append(name)
@@ -158,8 +224,8 @@ def check_writable(folder: str | os.PathLike, what: str | os.PathLike | None = N
     ``os.access`` is not enough: it says yes to root on a read-only file system and under /proc or /sys.
     ``what`` names the output in the message (default: the folder).
     """
-    folder = Path(folder)
     label = what if what is not None else folder
+    folder = canonical(folder)
     if not folder.is_dir():
         raise InputError(f"{label}: cannot write there ({folder} is not a folder)")
     probe = folder / temporary_name("probe")
@@ -173,7 +239,7 @@ def check_writable(folder: str | os.PathLike, what: str | os.PathLike | None = N
 
 def _check_creatable(target: Path) -> None:
     """InputError unless ``target`` can be created: its nearest existing parent is a folder this process may write."""
-    parent = _nearest_existing(Path(os.path.abspath(target)).parent)
+    parent = _nearest_existing(target.parent)
     if not parent.is_dir():
         raise InputError(f"{target}: cannot create the folder ({parent} is not a folder)")
     check_writable(parent, target)
@@ -185,13 +251,13 @@ def check_replaceable(target: str | os.PathLike, owner: str) -> None:
     Allowed: ``target`` does not exist, is empty, or carries a marker naming ``owner`` and holds
     only the files that marker lists.
     """
-    target = Path(target)
+    target = canonical(target)
     if not _check_folder(target):
         _check_creatable(target)
         return
     entries = _entries(target)
-    if Path(os.path.abspath(target)).parent != Path(os.path.abspath(target)):
-        check_writable(Path(os.path.abspath(target)).parent, target)  # the new folder is built beside it
+    if target.parent != target:
+        check_writable(target.parent, target)  # the new folder is built beside it
     if not entries:
         return
     marker = read_marker(target)
@@ -215,7 +281,7 @@ def check_files_replaceable(target: str | os.PathLike, owner: str, names: Iterab
     Allowed: each file is absent, or listed in a marker naming ``owner``. A marker naming another
     command makes the whole folder off limits. The folder must be writable, or creatable if absent.
     """
-    target = Path(target)
+    target = canonical(target)
     if not _check_folder(target):
         _check_creatable(target)
         return
@@ -261,7 +327,7 @@ def _remove_created(created: list[Path]) -> None:
 def created_folder(folder: str | os.PathLike) -> Iterator[Path]:
     """Create ``folder`` and its missing parents for the block; if the block fails, remove those of them
     it created that are empty again (never anything else)."""
-    folder = Path(folder)
+    folder = canonical(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} exists and is not a folder")
     created = _make_parents(folder)
@@ -273,7 +339,8 @@ def created_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def _new_hidden_dir(parent: Path, stem: str) -> Path:
-    """A new empty folder ``parent/.stem.HOST-PID-XXXX.tmp`` with the umask's permissions (not mkdtemp's 0700).
+    """A new folder ``parent/.stem.HOST-PID-XXXX.tmp`` with the umask's permissions (not mkdtemp's 0700), holding
+    only its :data:`TEMPORARY_MARKER`.
 
     Stale temporaries of processes that are gone are removed from ``parent`` first.
     """
@@ -282,29 +349,40 @@ def _new_hidden_dir(parent: Path, stem: str) -> Path:
         path = parent / temporary_name(stem)
         try:
             os.mkdir(path)
-            return path
         except FileExistsError:
             continue
         except OSError as exc:
             raise InputError(f"{parent}: cannot write there ({exc.strerror or exc})") from None
+        try:
+            _mark_temporary(path)
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise InputError(f"{parent}: cannot write there ({exc.strerror or exc})") from None
+        return path
     raise InputError(f"{parent}: cannot create a temporary folder there")
 
 
 @contextlib.contextmanager
 def _swap_in(target: Path, before_commit=None) -> Iterator[Path]:
-    """Yield a new folder beside ``target`` that replaces it on success; on failure leave no trace."""
-    target = Path(os.path.abspath(target))
+    """Yield a new folder beside the canonical ``target`` that replaces it on success; on failure leave no trace.
+
+    The folder replaced is first renamed to a temporary and marked as one, so that a kill before it is removed
+    leaves it for the next command to remove; anything at ``target`` that is not a real folder is refused.
+    """
     if target.parent == target:
         raise InputError(f"{target}: cannot replace a file system's root")
+    _check_folder(target)
     created = _make_parents(target.parent)
     tmp = _new_hidden_dir(target.parent, target.name)
     try:
         yield tmp
         if before_commit is not None:
             before_commit(tmp)
+        (tmp / TEMPORARY_MARKER).unlink(missing_ok=True)
         if target.exists():
             old = target.with_name(temporary_name(f"{target.name}.old"))
             os.replace(target, old)
+            _mark_temporary(old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -322,7 +400,7 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     With ``overwrite``, an existing ``target`` is replaced whatever it holds: report-writing
     commands use :func:`owned_directory` instead, which never replaces a folder they did not write.
     """
-    target = Path(target)
+    target = canonical(target)
     if target.exists() and not overwrite:
         raise InputError(f"{target} exists already: choose another folder or remove it")
     with _swap_in(target) as tmp:
@@ -336,12 +414,12 @@ def owned_directory(target: str | os.PathLike, owner: str) -> Iterator[Path]:
     :func:`check_replaceable` runs on entry and again just before the swap; a failed block or
     check leaves ``target`` as it was and nothing else behind.
     """
-    target = Path(target)
+    target = canonical(target)
     check_replaceable(target, owner)
 
     def commit(tmp: Path) -> None:
         check_replaceable(target, owner)
-        _write_marker(tmp, owner, _entries(tmp))
+        _write_marker(tmp, owner, [e for e in _entries(tmp) if e != TEMPORARY_MARKER])
 
     with _swap_in(target, commit) as tmp:
         yield tmp
@@ -355,17 +433,23 @@ def atomic_files(target: str | os.PathLike) -> Iterator[Path]:
     For a folder that lives on (a resumable sweep's output with its store) whose report files
     must each appear whole or not at all. :func:`owned_files` adds the ownership check.
     """
-    target = Path(target)
+    target = canonical(target)
+    _check_folder(target)
     created = _make_parents(target)
     tmp = _new_hidden_dir(target, "report")
     try:
         yield tmp
-        for path in sorted(tmp.iterdir()):
+        for path in _made_in(tmp):
             os.replace(path, target / path.name)
     except BaseException:
         _remove_tmp_and_created(tmp, created)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _made_in(tmp: Path) -> list[Path]:
+    """What a block wrote into the temporary ``tmp`` (its marker aside), sorted by name."""
+    return sorted(p for p in tmp.iterdir() if p.name != TEMPORARY_MARKER)
 
 
 def _remove_tmp_and_created(tmp: Path, created: list[Path]) -> None:
@@ -380,13 +464,13 @@ def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
     The files the block writes are checked with :func:`check_files_replaceable` before any is
     moved into ``target``; other files in ``target`` are left alone.
     """
-    target = Path(target)
+    target = canonical(target)
     _check_folder(target)
     created = _make_parents(target)
     tmp = _new_hidden_dir(target, "report")
     try:
         yield tmp
-        names = [p.name for p in tmp.iterdir()]
+        names = [p.name for p in _made_in(tmp)]
         check_files_replaceable(target, owner, names)
         marker = read_marker(target)
         # A file claimed before and still there stays claimed (a later run may write it again); a claimed file
@@ -394,7 +478,7 @@ def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
         owned = {n for n in marker["files"] if (target / n).exists()} if marker else set()
         _write_marker(tmp, owner, owned | set(names))
         # The marker goes first: an interruption then leaves files claimed, never owned files unclaimed.
-        for path in sorted(tmp.iterdir(), key=lambda p: p.name != MARKER):
+        for path in sorted(_made_in(tmp), key=lambda p: p.name != MARKER):
             os.replace(path, target / path.name)
     except BaseException:
         _remove_tmp_and_created(tmp, created)
@@ -408,22 +492,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o666, 
     ``mode`` is the new file's permissions before the umask (0o600: its owner's alone); with ``sync`` the data
     reach the disk before the rename, so that a crash never leaves ``path`` naming an empty file.
     """
-    path = Path(path)
+    path = canonical(path)
+    if path.is_dir() and not path.is_symlink():
+        raise InputError(f"{path} is a folder: give a file path")
     created = _make_parents(path.parent)
-    remove_stale_temporaries(path.parent)
-    tmp = path.parent / temporary_name(path.name)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        tmp = _new_hidden_dir(path.parent, path.name)
+    except BaseException:
+        _remove_created(created)
+        raise
+    try:
+        fd = os.open(tmp / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if sync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp / "data", path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
-        _remove_created(created)
+        _remove_tmp_and_created(tmp, created)
         raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

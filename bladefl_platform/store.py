@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .atomic import _make_parents, _nearest_existing, _remove_created, check_writable
+from .atomic import _make_parents, _nearest_existing, _remove_created, canonical, check_writable
 from .errors import InputError
 
 __all__ = ["ResultStore", "check_store", "opened_store", "task_key"]
@@ -72,7 +72,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 def check_store(path: str | os.PathLike) -> None:
     """InputError unless a result store can be opened or created at ``path``; changes nothing."""
-    path = Path(path)
+    path = canonical(path)
     if path.is_dir():
         raise InputError(f"{path}: the result store is a folder; give a file path")
     if not path.exists():
@@ -179,7 +179,7 @@ def opened_store(path: str | os.PathLike) -> Iterator[ResultStore]:
     """The store at ``path`` for one command; if the block fails before the store this call created holds any
     result, the store and the folders created for it are removed again (a store with results is kept: the
     next run resumes from it)."""
-    path = Path(path)
+    path = canonical(path)
     check_store(path)
     created_dirs = _make_parents(path.parent)
     created = not path.exists()

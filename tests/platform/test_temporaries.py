@@ -34,9 +34,11 @@ def dead_pid() -> int:
 
 
 def plant(folder: Path, stem: str, host: str, pid: int, as_dir: bool = True) -> Path:
+    """A temporary as a killed command of the toolkit leaves it: a folder holding its marker (or a bare file)."""
     path = folder / f".{stem}.{host}-{pid}-0123abcd.tmp"
     if as_dir:
         path.mkdir()
+        atomic._mark_temporary(path)
         (path / "partial-ledger.jsonl").write_text("{")
     else:
         path.write_text("partial")
@@ -53,15 +55,15 @@ def test_the_next_writer_removes_temporaries_of_processes_that_are_gone(tmp_path
     gone = dead_pid()
     stale_run = plant(tmp_path, "run", HOST, gone)
     stale_other = plant(tmp_path, "K01-seed2", HOST, gone)
-    stale_file = plant(tmp_path, "tiny.json", HOST, gone, as_dir=False)
+    stale_file = plant(tmp_path, "tiny.json", HOST, gone, as_dir=False)  # no marker can prove a file is ours
     live = plant(tmp_path, "run", HOST, os.getpid())
     elsewhere = plant(tmp_path, "run", "another-machine", gone)  # a worker on a shared file system
     foreign = tmp_path / ".run.mine.tmp"
     foreign.mkdir()
     with atomic_directory(tmp_path / "run") as tmp:
         (tmp / "f").write_text("")
-    assert not stale_run.exists() and not stale_other.exists() and not stale_file.exists()
-    assert live.exists() and elsewhere.exists() and foreign.exists()
+    assert not stale_run.exists() and not stale_other.exists()
+    assert live.exists() and elsewhere.exists() and foreign.exists() and stale_file.exists()
     assert (tmp_path / "run" / "f").is_file()
 
 
@@ -74,7 +76,7 @@ def test_remove_stale_temporaries_names_what_it_removed(tmp_path):
 
 def test_atomic_write_text_and_owned_files_clean_up_too(tmp_path):
     gone = dead_pid()
-    stale = plant(tmp_path, "p.json", HOST, gone, as_dir=False)
+    stale = plant(tmp_path, "p.json", HOST, gone)
     atomic_write_text(tmp_path / "p.json", "{}")
     assert not stale.exists()
     stale = plant(tmp_path, "report", HOST, gone)
