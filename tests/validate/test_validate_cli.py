@@ -96,6 +96,21 @@ def test_partition_writes_its_marker_and_replaces_only_its_own_folder(tmp_path, 
     assert (out / "mine.txt").read_text() == "x"
 
 
+@pytest.mark.parametrize("name", FOLDER_COMMANDS)
+@pytest.mark.parametrize("spelling", ["nothere/../mine", "link/../../mine"])
+def test_a_folder_reached_through_dot_dot_is_left_alone(tmp_path, data_root, monkeypatch, name, spelling):
+    # link -> sub/deeper, so link/../.. is tmp_path as the file system resolves it (lexically it would be its parent).
+    forbid_computation(monkeypatch)
+    foreign_folder(tmp_path / "mine", "README.md", "thesis.tex")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "sub" / "deeper", target_is_directory=True)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = invoke(command(name, data_root, spelling))
+    assert_bad_input(r)
+    assert snapshot(tmp_path) == before
+
+
 def test_run_marks_its_folder_and_a_second_run_replaces_it(tmp_path, data_root):
     out = tmp_path / "run"
     assert invoke(command("run", data_root, out)).exit_code == 0
