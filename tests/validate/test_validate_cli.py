@@ -373,12 +373,15 @@ def test_a_sweep_removes_the_run_folders_a_killed_sweep_left(tmp_path, data_root
     runs.mkdir(parents=True)
     stale = runs / f".K01-seed2.{atomic._HOST}-{proc.pid}-0123abcd.tmp"
     stale.mkdir()
+    atomic._mark_temporary(stale)  # as a killed worker's run leaves it
     (stale / "ledger.jsonl").write_text('{"index": 1')
+    unproven = runs / f".K03-seed2.{atomic._HOST}-{proc.pid}-0123abcd.tmp"  # no marker: not the toolkit's
+    unproven.mkdir()
     live = runs / f".K02-seed2.{atomic._HOST}-{os.getpid()}-0123abcd.tmp"
     live.mkdir()
     r = invoke(command("sweep-k", data_root, tmp_path / "out", "--keep-runs"))
     assert r.exit_code == 0, r.stderr
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and unproven.exists()
     assert calls[0]["context"]["runs_dir"] == str(runs.resolve())
 
 
