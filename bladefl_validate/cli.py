@@ -258,9 +258,9 @@ def cli():
 
     \b
     Exit statuses:
-      0  success (chain verify: the ledger holds)
-      1  chain verify: the ledger does not hold; any command: the output could not be
-         written, or an internal error (a bug)
+      0  success (chain verify: the ledger and every file the run reports hold)
+      1  chain verify: something does not hold, or (a format 1 folder) cannot be proven; any
+         command: the output could not be written, or an internal error (a bug)
       2  bad input, or a missing dependency: one line; nothing run, nothing written
       130, 143  interrupted (Ctrl-C, SIGTERM); temporaries removed
 

@@ -184,9 +184,9 @@ def verify_run(run_dir: str | os.PathLike[str], difficulty_bits: int | None = No
         held = " and end at the tip you kept" if tip else ""
         return ChainReport(ok=False, blocks=len(good), blobs=len(seen), tip=manifest.tip, format=1,
                            unproven=UNANCHORED_FORMAT_1,
-                           error=f"a format 1 run folder: its ledger and blobs check out{held}, but format 1 does "
-                                 f"not anchor {', '.join(UNANCHORED_FORMAT_1)}: they cannot be proven (runs of "
-                                 "this version write format 2)")
+                           error=f"a format 1 run folder: its ledger and blobs check out{held}, but format 1 "
+                                 f"anchors none of {', '.join(UNANCHORED_FORMAT_1)}: they cannot be proven (runs "
+                                 "of this version write format 2)")
     return ChainReport(ok=True, blocks=len(good), blobs=len(seen), error=None, tip=manifest.tip, format=2)
 
 

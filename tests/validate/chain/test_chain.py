@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bladefl_validate.chain.anchor import genesis_commits, report_commits, round_commits
+from bladefl_validate.chain.anchor import (genesis_commits, json_digest, read_table, report_commits, round_commits,
+                                          table_digest)
 from bladefl_validate.chain.ledger import (
     LEDGER_NAME,
     MANIFEST_NAME,
@@ -287,9 +288,10 @@ def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Bl
 METRICS = ("round", "miner", "nonce", "block_hash", "wall_seconds")
 
 
-def commit(run_dir: Path, blocks: list[Block], n: int, bits: int) -> list[Block]:
+def commit(run_dir: Path, blocks: list[Block], n: int, bits: int, detection: str | None = None) -> list[Block]:
     """Write what a run writes for the mined ``blocks`` (only what an audit reads): config.json, partition.csv,
-    metrics.csv, the ledger recording each block's commitments, summary.json and the manifest."""
+    metrics.csv, the ledger recording each block's commitments, summary.json, detection.csv if given, and the
+    manifest."""
     config = json.dumps({"K": len(blocks), "N": n, "difficulty_bits": bits})
     partition = "client,0,1\n" + "".join(f"{i},{i},1\n" for i in range(n))
     rows = [[str(b.header.index), str(b.header.miner), str(b.header.nonce), b.hash, f"0.{i}"]
@@ -304,10 +306,11 @@ def commit(run_dir: Path, blocks: list[Block], n: int, bits: int) -> list[Block]
     metrics = "".join(",".join(row) + "\n" for row in [METRICS, *rows])
     summary = json.dumps({"rounds": len(blocks)})
     for name, text in (("config.json", config), ("partition.csv", partition), ("metrics.csv", metrics),
-                       ("summary.json", summary)):
-        (run_dir / name).write_text(text)
+                       ("summary.json", summary), ("detection.csv", detection)):
+        if text is not None:
+            (run_dir / name).write_text(text)
     last = blocks[-1].hash if blocks else GENESIS_PREV
-    manifest = Manifest(len(blocks), bits, last, ledger.tip_record(), report_commits(summary, metrics, None))
+    manifest = Manifest(len(blocks), bits, last, ledger.tip_record(), report_commits(summary, metrics, detection))
     (run_dir / MANIFEST_NAME).write_text(manifest.to_json())
     return ledger.blocks()
 
@@ -753,3 +756,37 @@ def test_audit_refuses_a_run_of_no_blocks(run: tuple[Path, list[Block]]) -> None
     (run_dir / LEDGER_NAME).write_bytes(b"")
     commit(run_dir, [], 4, BITS)
     assert_caught(run_dir, "config.json", "K is 0")
+
+
+def test_detection_csv_is_anchored_when_the_run_screened(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    detection = run_dir / "detection.csv"
+    detection.write_text("round,client,flagged\n1,0,1\n")
+    assert_caught(run_dir, "detection.csv is not among what chain.json committed to")
+    commit(run_dir, blocks, 4, BITS, detection="round,client,flagged\n1,0,1\n")
+    assert verify_run(run_dir).ok
+    detection.write_text("round,client,flagged\n1,0,0\n")
+    assert_caught(run_dir, "detection.csv does not match what chain.json committed to")
+    detection.unlink()
+    assert_caught(run_dir, "detection.csv is missing, yet chain.json committed to it")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("round,a,a\n1,2,3\n", "'a' appears more than once"),
+    ("round,a\n1,2,3\n", "line 2 has 3 cells, the header 2"),
+    ("", "no header row"),
+    (b"round,\xff\n", "utf-8"),
+])
+def test_the_table_reader_refuses_what_it_cannot_read_one_way(text: str | bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as exc:
+        read_table(text)
+    assert "\n" not in str(exc.value)
+
+
+def test_commitments_depend_on_content_not_layout() -> None:
+    assert json_digest('{"a": 1, "b": [1, 2]}') == json_digest('{"b":[1,2],\n "a":1}')
+    assert json_digest('{"a": 1}') != json_digest('{"a": 2}')
+    assert table_digest("a,b\r\n1,2\r\n") == table_digest('"a",b\n1,"2"\n') != table_digest("a,b\n1,3\n")
+    row = round_commits(("round", "loss", "wall_seconds"), ("1", "0.5", "3.2"))
+    assert row == round_commits(("round", "loss", "wall_seconds"), ("1", "0.5", "9.9"))  # the clock is not a block's
+    assert row != round_commits(("round", "loss", "wall_seconds"), ("1", "0.6", "3.2"))
