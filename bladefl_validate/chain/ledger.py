@@ -75,6 +75,9 @@ class Block:
         """The ledger format the block is in: 2 with commitments, 1 without."""
         return 1 if self.record is None else 2
 
+    def __hash__(self) -> int:  # commits is a dict; equal blocks still hash equal without it
+        return hash((self.header, self.digests, self.hash, self.record))
+
     def __post_init__(self) -> None:
         if not isinstance(self.header, BlockHeader):
             raise TypeError(f"header must be a BlockHeader, got {type(self.header).__name__}")

@@ -220,5 +220,7 @@ def test_an_old_format_folder_says_what_it_cannot_prove(run_dir: Path) -> None:
     assert len(as_json["unproven"]) == 4
     # What format 1 does anchor is still checked: its ledger against the kept tip.
     assert_invalid(run_dir, "tip", extra=("--tip", "0" * 64))
+    # A format 2 folder rewritten as format 1 (to shed its commitments) does not end at the tip kept from it.
+    assert_invalid(run_dir, "not the tip", kept_tip(run_dir), extra=("--tip", kept_tip(run_dir)))
     edit_cell(run_dir / "metrics.csv", 1, "nonce", "7")
     assert_invalid(run_dir, "block 1", "nonce")
