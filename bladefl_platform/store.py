@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import _make_parents, _nearest_existing, _remove_created, check_writable
-from .canonical import canonical_digest
 from .errors import InputError
+from .canonical import canonical_digest
 
 __all__ = ["ResultStore", "check_store", "opened_store", "task_key"]
 
