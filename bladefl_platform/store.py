@@ -16,7 +16,6 @@ without changing it: :func:`check_store` tells before a command computes anythin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from typing import Any
 
 from .atomic import _make_parents, _nearest_existing, _remove_created, canonical, check_writable
 from .errors import InputError
+from .canonical import canonical_digest
 
 __all__ = ["ResultStore", "check_store", "opened_store", "task_key"]
 
@@ -48,8 +48,7 @@ CREATE TABLE IF NOT EXISTS results (
 
 def task_key(kind: str, config: Mapping[str, Any], version: str) -> str:
     """SHA-256 of the task kind, its complete configuration (canonical JSON) and the code's version."""
-    payload = json.dumps({"kind": kind, "config": config, "version": version}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return canonical_digest({"kind": kind, "config": config, "version": version})
 
 
 def _one_line(exc: BaseException) -> str:

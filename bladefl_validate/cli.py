@@ -258,9 +258,9 @@ def cli():
 
     \b
     Exit statuses:
-      0  success (chain verify: the ledger holds)
-      1  chain verify: the ledger does not hold; any command: the output could not be
-         written, or an internal error (a bug)
+      0  success (chain verify: the ledger and every file the run reports hold)
+      1  chain verify: something does not hold, or (a format 1 folder) cannot be proven; any
+         command: the output could not be written, or an internal error (a bug)
       2  bad input, or a missing dependency: one line; nothing run, nothing written
       130, 143  interrupted (Ctrl-C, SIGTERM); temporaries removed
 
@@ -305,7 +305,7 @@ def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
         result = run_to_folder(config, tmp, data_dir, show, overwrite=True, keep_key=keep_key)
     s = result.summary()
     if as_json:
-        return emit_json({"out": out, "config": config.as_dict(), "summary": s, "tip_hash": result.final.block_hash})
+        return emit_json({"out": out, "config": config.as_dict(), "summary": s, "tip_hash": result.tip})
     click.echo(
         f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
         f"test accuracy {s['final_test_accuracy']:.4f}"
@@ -358,12 +358,14 @@ def chain_group():
 @click.option("--difficulty-bits", type=click.IntRange(0, 256), default=None,
               help="Also require every block to declare this difficulty.")
 @click.option("--tip", default=None, metavar="HASH",
-              help="The tip hash recorded when the run finished (chain.json, summary.md), kept elsewhere: the only "
-                   "check a consistently rewritten run folder cannot pass.")
+              help="The run's tip recorded when it finished (chain.json, summary.md), kept elsewhere: it anchors the "
+                   "configuration, the partition, every reported number and the ledger, the only check a "
+                   "consistently rewritten run folder cannot pass.")
 @json_option(help="Print the verdict as one JSON object on stdout, its status the exit status (0 or 1).")
 def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
-    """Check the ledger against chain.json, config.json and metrics.csv, and recompute every hash, proof of
-    work, Merkle root and blob digest; exit 1 naming the first mismatch."""
+    """Check the ledger and every file the run reports against what the chain committed to, and recompute every
+    hash, proof of work, Merkle root and blob digest; exit 1 naming the first mismatch, or what a format 1
+    folder cannot prove."""
     from .chain.pool import is_digest
     from .chain.verify import verify_run
 
@@ -372,16 +374,18 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
     if tip is not None:
         tip = tip.strip().lower()
         if not is_digest(tip):
-            raise click.BadParameter("a block hash is 64 hexadecimal characters", param_hint="'--tip'")
+            raise click.BadParameter("a tip is 64 hexadecimal characters", param_hint="'--tip'")
     report = verify_run(run_dir, difficulty_bits=difficulty_bits, tip=tip)
     if as_json:
         return emit_json({"ok": report.ok, "blocks": report.blocks, "blobs": report.blobs, "error": report.error,
-                          "tip": report.tip}, 0 if report.ok else 1)
+                          "tip": report.tip, "format": report.format, "unproven": list(report.unproven)},
+                         0 if report.ok else 1)
     if report.ok:
         anchor = "matches --tip" if tip else "not anchored: pass the tip you kept as --tip"
-        click.echo(f"{run_dir}: ok, {report.blocks} blocks, {report.blobs} blobs verified, tip {report.tip} ({anchor})")
+        click.echo(f"{run_dir}: ok, {report.blocks} blocks, {report.blobs} blobs and every reported file verified, "
+                   f"tip {report.tip} ({anchor})")
     else:
-        click.echo(f"{run_dir}: INVALID: {report.error}", err=True)
+        click.echo(f"{run_dir}: {'NOT PROVEN' if report.unproven else 'INVALID'}: {report.error}", err=True)
     return 0 if report.ok else 1
 
 

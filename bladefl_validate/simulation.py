@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,9 @@ from .data import Dataset, load_dataset
 from .learning.detect import Detection, make_detector, run_precision_recall, write_detection_csv
 from .learning.encrypt import CKKSCodec
 from .learning.lazy import choose_lazy, lazy_copies
-from .chain.ledger import LEDGER_NAME, Block, Ledger, verify_block
+from .chain.anchor import (CONFIG_NAME, DETECTION_NAME, METRICS_NAME, PARTITION_NAME, SUMMARY_NAME, genesis_commits,
+                           report_commits, round_commits)
+from .chain.ledger import LEDGER_NAME, MANIFEST_NAME, Block, Ledger, Manifest, verify_block
 from .chain.merkle import merkle_root
 from .chain.mining import mine
 from .learning.model import ModelSpec, ModuleSpec, make_spec
@@ -129,6 +131,7 @@ class RunResult:
     partition_counts: pd.DataFrame | None = None  # per-client label counts of the partition
     ledger_lines: list[bytes] | None = None  # the ledger, when it was kept in memory
     codec: CKKSCodec | None = None  # the clients' shared CKKS context (secret key included), if encrypted
+    tip: str | None = None  # the run's tip (the digest of chain.json), once written to a run folder
 
     @property
     def final(self) -> RoundMetrics:
@@ -209,6 +212,18 @@ class _Run:
         self.detections: list[Detection] = []
         self.rounds: list[RoundMetrics] = []
         self.sources = self.lazy
+        self.mined: Block | None = None  # the round's accepted block, recorded once its metrics are known
+        # Block 1 commits to the configuration and the partition, as the run folder will hold them.
+        self.genesis = genesis_commits(config.to_json(), partition_csv(self.counts))
+
+    def record(self, metrics: RoundMetrics) -> None:
+        """Append the round's block to the ledger, committing to its metrics row (block 1: and to the genesis)."""
+        assert self.mined is not None and self.mined.header.index == metrics.round
+        commits = round_commits(METRIC_COLUMNS, metric_cells(metrics))
+        if metrics.round == 1:
+            commits.update(self.genesis)
+        self.ledger.append(self.mined, commits)
+        self.mined = None
 
     def union(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The union of the clients' training data, [N·m, in] and [N·m]."""
@@ -245,7 +260,7 @@ class _Run:
         # broken: a bug to assert against, not a vote that could go either way. All N clients accept it.
         ok, why = verify_block(block, self.ledger.tip_hash(), downloaded)
         assert ok, f"round {k}: the block mined over this round's digests fails its own check: {why}"
-        self.ledger.append(block)
+        self.mined = block
         # Aggregate exactly the models the accepted block names, read back from the pool; with
         # exclude_flagged, minus the flagged ones (all of them if every model was flagged).
         kept = [d for i, d in enumerate(block.digests) if not (c.exclude_flagged and i in flagged)]
@@ -343,6 +358,7 @@ def simulate_many(
             metrics = RoundMetrics(round=k, tau=tau_, global_train_loss=train_loss, global_train_accuracy=train_acc,
                                    test_loss=test_loss, test_accuracy=test_acc, wall_seconds=wall, **facts)
             r.rounds.append(metrics)
+            r.record(metrics)
             if on_round is not None:
                 on_round(i, metrics)
             if observer is not None:
@@ -385,32 +401,55 @@ def _download(blob: bytes, cipher: CKKSCodec | None) -> np.ndarray:
     return bytes_to_weights(blob) if cipher is None else cipher.decrypt(blob)
 
 
-def _cell(value: object) -> object:
-    """A metrics.csv cell: lists of clients as ``3;7``."""
-    return ";".join(map(str, value)) if isinstance(value, tuple) else value
+def metric_cells(metrics: RoundMetrics) -> list[str]:
+    """A round's row of metrics.csv, as the text of its cells (lists of clients as ``3;7``)."""
+    return [";".join(map(str, v)) if isinstance(v, tuple) else str(v)
+            for v in (getattr(metrics, c) for c in METRIC_COLUMNS)]
 
 
-def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None) -> None:
-    from .chain.ledger import MANIFEST_NAME, Manifest
+def partition_csv(counts: pd.DataFrame) -> str:
+    """partition.csv's text: the per-client label counts."""
+    return counts.to_csv(index_label="client")
 
+
+def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None) -> str:
+    """Write the run's reports and chain.json into ``folder`` (the ledger and blobs are there); return the tip."""
+    _write_reports(result, folder)
+    tip = _write_manifest(result, folder)
+    _write_summary_md(result, folder, tip, key_file)
+    return tip
+
+
+def _write_reports(result: RunResult, folder: Path) -> None:
+    """config.json, partition.csv/.png, metrics.csv, summary.json and detection.csv: what the chain commits to."""
     if result.partition_counts is not None:
-        result.partition_counts.to_csv(folder / "partition.csv", index_label="client")
+        (folder / PARTITION_NAME).write_text(partition_csv(result.partition_counts), encoding="utf-8", newline="")
         plot_partition(result.partition_counts, folder / "partition.png")
-    (folder / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
-    with open(folder / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
+    (folder / CONFIG_NAME).write_text(result.config.to_json() + "\n", encoding="utf-8")
+    with open(folder / METRICS_NAME, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(METRIC_COLUMNS)
-        for r in result.rounds:
-            writer.writerow([_cell(getattr(r, c)) for c in METRIC_COLUMNS])
-    # What the run committed to outside the ledger, for `chain verify` to hold the ledger to.
-    tip = result.final.block_hash
-    manifest = Manifest(blocks=len(result.rounds), difficulty_bits=result.config.difficulty_bits, tip_hash=tip)
-    (folder / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-    summary = result.summary()
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        writer.writerows(metric_cells(r) for r in result.rounds)
+    (folder / SUMMARY_NAME).write_text(json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8")
     if result.detections:
-        write_detection_csv(folder / "detection.csv", result.detections, result.lazy)
+        write_detection_csv(folder / DETECTION_NAME, result.detections, result.lazy)
+
+
+def _write_manifest(result: RunResult, folder: Path) -> str:
+    """chain.json: the ledger's end and the commitments of the closing reports, as written; return its tip."""
+    detection = folder / DETECTION_NAME
+    commits = report_commits((folder / SUMMARY_NAME).read_bytes(), (folder / METRICS_NAME).read_bytes(),
+                             detection.read_bytes() if detection.exists() else None)
+    manifest = Manifest(blocks=len(result.rounds), difficulty_bits=result.config.difficulty_bits,
+                        last_block=result.final.block_hash, record=Ledger(folder / LEDGER_NAME).tip_record(),
+                        commits=commits)
+    (folder / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest.tip
+
+
+def _write_summary_md(result: RunResult, folder: Path, tip: str, key_file: str | None) -> None:
     c = result.config
+    summary = result.summary()
     lines = [
         f"# BLADE-FL run: {c.dataset}, N={c.N}, M={c.M}, K={c.K}, sigma2={c.sigma2:g}, seed={c.seed}",
         "",
@@ -420,11 +459,12 @@ def _write_outputs(result: RunResult, folder: Path, key_file: str | None = None)
         f"- test accuracy: {summary['initial_test_accuracy']:.4f} -> {summary['final_test_accuracy']:.4f}",
         f"- {summary['rounds']} blocks mined at {c.difficulty_bits} bits, {summary['hashes']} hashes, "
         f"{summary['wall_seconds']:.1f} s wall",
-        f"- chain tip `{tip}`: keep a copy outside this folder, and audit the run with "
-        f"`bladefl-validate chain verify RUN_DIR --tip {tip}`",
+        f"- the run's tip `{tip}` anchors the configuration, the partition, every reported number and the ledger: "
+        f"keep a copy outside this folder, and audit the run with `bladefl-validate chain verify RUN_DIR --tip {tip}`",
         "",
-        "Files: config.json, metrics.csv (a row per round), ledger.jsonl, chain.json (what the ledger must hold) and "
-        "blobs/ (check them with `bladefl-validate chain verify`), partition.csv and partition.png.",
+        "Files: config.json, metrics.csv (a row per round), ledger.jsonl, chain.json (what the ledger must hold; its "
+        "digest is the tip) and blobs/ (check them with `bladefl-validate chain verify`), partition.csv and "
+        "partition.png.",
     ]
     if c.detect != "none":
         p, r = summary["detection_precision"], summary["detection_recall"]
@@ -463,5 +503,5 @@ def run_to_folder(
         if keep_key:
             assert result.codec is not None  # a CKKS run, checked above
             result.codec.write_key(tmp / KEY_NAME)
-        _write_outputs(result, tmp, KEY_NAME if keep_key else None)
-    return result
+        tip = _write_outputs(result, tmp, KEY_NAME if keep_key else None)
+    return replace(result, tip=tip)

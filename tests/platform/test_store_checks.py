@@ -172,3 +172,15 @@ def test_a_scheduler_that_accepts_but_does_not_answer_costs_a_short_timeout(tmp_
 def test_worker_counts_a_local_cluster_cannot_have(workers):
     with pytest.raises(InputError, match="--workers"):
         Execution(workers=workers)
+
+
+def test_task_keys_hash_canonical_json() -> None:
+    """Task keys are the SHA-256 of canonical JSON (bladefl_platform.canonical): the stored stores' keys stay valid."""
+    import hashlib
+
+    from bladefl_platform.canonical import canonical_json
+    from bladefl_platform.store import task_key
+
+    assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"\\u00e9"],"b":1}'
+    payload = '{"config":{"K":3,"N":20},"kind":"bladefl-run","version":"2"}'
+    assert task_key("bladefl-run", {"N": 20, "K": 3}, "2") == hashlib.sha256(payload.encode()).hexdigest()

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bladefl_validate.chain.anchor import (genesis_commits, json_digest, read_table, report_commits, round_commits,
+                                          table_digest)
 from bladefl_validate.chain.ledger import (
     LEDGER_NAME,
     MANIFEST_NAME,
@@ -21,6 +23,7 @@ from bladefl_validate.chain.ledger import (
     Manifest,
     block_from_json,
     block_to_json,
+    record_hash,
     verify_block,
 )
 from bladefl_validate.chain.merkle import EMPTY_ROOT, merkle_root
@@ -269,7 +272,7 @@ def test_cli_refuses_an_unmineable_difficulty(tmp_path: Path) -> None:
 def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Block]:
     """Simulate k rounds of n clients (upload models, mine, verify, append) and write what a run commits to."""
     pool = CachePool(run_dir / BLOB_DIR)
-    ledger = Ledger(run_dir / LEDGER_NAME)
+    ledger = Ledger(None)
     rng = np.random.default_rng(0)
     t = 0.0
     for index in range(1, k + 1):
@@ -279,18 +282,42 @@ def make_run(run_dir: Path, k: int = 3, n: int = 4, bits: int = BITS) -> list[Bl
         block = Block(res.header, tuple(digests), res.hash)
         assert verify_block(block, ledger.tip_hash(), digests) == (True, "ok")
         ledger.append(block)
-    commit(run_dir, ledger.blocks(), n, bits)
+    return commit(run_dir, ledger.blocks(), n, bits)
+
+
+METRICS = ("round", "miner", "nonce", "block_hash", "wall_seconds")
+
+
+def commit(run_dir: Path, blocks: list[Block], n: int, bits: int, detection: str | None = None) -> list[Block]:
+    """Write what a run writes for the mined ``blocks`` (only what an audit reads): config.json, partition.csv,
+    metrics.csv, the ledger recording each block's commitments, summary.json, detection.csv if given, and the
+    manifest."""
+    config = json.dumps({"K": len(blocks), "N": n, "difficulty_bits": bits})
+    partition = "client,0,1\n" + "".join(f"{i},{i},1\n" for i in range(n))
+    rows = [[str(b.header.index), str(b.header.miner), str(b.header.nonce), b.hash, f"0.{i}"]
+            for i, b in enumerate(blocks)]
+    (run_dir / LEDGER_NAME).unlink(missing_ok=True)
+    ledger = Ledger(run_dir / LEDGER_NAME)
+    for b, row in zip(blocks, rows):
+        commits = round_commits(METRICS, row)
+        if b.header.index == 1:
+            commits.update(genesis_commits(config, partition))
+        ledger.append(Block(b.header, b.digests, b.hash), commits)
+    metrics = "".join(",".join(row) + "\n" for row in [METRICS, *rows])
+    summary = json.dumps({"rounds": len(blocks)})
+    for name, text in (("config.json", config), ("partition.csv", partition), ("metrics.csv", metrics),
+                       ("summary.json", summary), ("detection.csv", detection)):
+        if text is not None:
+            (run_dir / name).write_text(text)
+    last = blocks[-1].hash if blocks else GENESIS_PREV
+    manifest = Manifest(len(blocks), bits, last, ledger.tip_record(), report_commits(summary, metrics, detection))
+    (run_dir / MANIFEST_NAME).write_text(manifest.to_json())
     return ledger.blocks()
 
 
-def commit(run_dir: Path, blocks: list[Block], n: int, bits: int) -> None:
-    """Write config.json, metrics.csv and the manifest for ``blocks`` as a run does (only what an audit reads)."""
-    (run_dir / "config.json").write_text(json.dumps({"K": len(blocks), "N": n, "difficulty_bits": bits}))
-    rows = ["round,miner,nonce,block_hash"]
-    rows += [f"{b.header.index},{b.header.miner},{b.header.nonce},{b.hash}" for b in blocks]
-    (run_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
-    tip = blocks[-1].hash if blocks else GENESIS_PREV
-    (run_dir / MANIFEST_NAME).write_text(Manifest(len(blocks), bits, tip).to_json())
+def tip_of(run_dir: Path) -> str:
+    """The run's tip, as its owner would have kept it."""
+    return Manifest.from_json((run_dir / MANIFEST_NAME).read_text()).tip
 
 
 def test_run_of_three_blocks_verifies(tmp_path: Path) -> None:
@@ -459,6 +486,11 @@ def test_tamper_change_digest_and_remine(run: tuple[Path, list[Block]]) -> None:
     path = run_dir / "metrics.csv"
     path.write_text(path.read_text().replace(blocks[1].hash, forged.hash).replace(
         f"2,{blocks[1].header.miner},{blocks[1].header.nonce},", f"2,{forged.header.miner},{forged.header.nonce},"))
+    assert_caught(run_dir, "block 2 (line 2)", "record")
+    # With block 2's record rewritten too (its commitment to the new row), the next block's link still tells.
+    commits = round_commits(METRICS, [r.split(",") for r in path.read_text().splitlines()][2])
+    edit_line(run_dir, 2, lambda r: r.update(commits=commits, record=record_hash(blocks[0].record, forged.hash,
+                                                                                 commits)))
     assert_caught(run_dir, "block 3 (line 3)", "prev_hash")
 
 
@@ -573,17 +605,26 @@ def remine_chain(run_dir: Path, bits: int, first: int = 1, recommit: bool = Fals
 
 
 def test_manifest_round_trip_and_validation() -> None:
-    m = Manifest(blocks=3, difficulty_bits=BITS, tip_hash=digest_of(1))
-    assert Manifest.from_json(m.to_json()) == m
-    assert json.loads(m.to_json()) == {"format": 1, "blocks": 3, "difficulty_bits": BITS, "tip_hash": digest_of(1)}
+    m = Manifest(blocks=3, difficulty_bits=BITS, last_block=digest_of(1), record=digest_of(2),
+                 commits={"summary": digest_of(3)})
+    assert Manifest.from_json(m.to_json()) == m and m.format == 2
+    written = json.loads(m.to_json())
+    assert written == {"format": 2, "blocks": 3, "difficulty_bits": BITS, "last_block": digest_of(1),
+                       "record": digest_of(2), "commits": {"summary": digest_of(3)}, "tip": m.tip}
+    old = '{"format": 1, "blocks": 3, "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}'
+    assert Manifest.from_json(old) == Manifest(3, 8, digest_of(1)) and Manifest(3, 8, digest_of(1)).tip == digest_of(1)
+    edited = json.dumps({**written, "blocks": 4})
     for bad, why in [
         ("{", "not valid JSON"),
         ("[" * 100_000 + "]" * 100_000, "nested"),
         ("[]", "not a JSON object"),
         ('{"format": 1, "blocks": 3, "difficulty_bits": 8}', "tip_hash"),
-        ('{"format": 2, "blocks": 3, "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}', "format"),
-        ('{"format": 1, "blocks": "3", "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}', "blocks"),
-        ('{"format": 1, "blocks": 3, "difficulty_bits": 8, "tip_hash": "XYZ"}', "tip_hash"),
+        ('{"format": 3, "blocks": 3, "difficulty_bits": 8, "tip_hash": "' + digest_of(1) + '"}', "format"),
+        (old.replace('"format": 1', '"format": 2'), "missing field"),
+        (old.replace('"blocks": 3', '"blocks": "3"'), "blocks"),
+        (old.replace(digest_of(1), "XYZ"), "last_block"),
+        (edited, "edited"),
+        (json.dumps({**written, "commits": {"summary": "x"}}), "summary"),
     ]:
         with pytest.raises(ValueError, match=why):
             Manifest.from_json(bad)
@@ -605,7 +646,7 @@ def test_audit_ledger_emptied(run: tuple[Path, list[Block]]) -> None:
 def test_audit_extra_block_beyond_the_manifest(run: tuple[Path, list[Block]]) -> None:
     run_dir, blocks = run
     res = mine(4, blocks[-1].hash, merkle_root(blocks[-1].digests), 40.0, n_miners=4, difficulty_bits=BITS)
-    Ledger(run_dir / LEDGER_NAME).append(Block(res.header, blocks[-1].digests, res.hash))
+    Ledger(run_dir / LEDGER_NAME).append(Block(res.header, blocks[-1].digests, res.hash), {})
     assert_caught(run_dir, "block 4 (line 4)", "beyond the 3 blocks")
 
 
@@ -650,7 +691,7 @@ def test_audit_config_and_manifest_must_agree(run: tuple[Path, list[Block]]) -> 
     (run_dir / "config.json").write_text(json.dumps({"K": 3, "N": 4, "difficulty_bits": BITS}))
     report = verify_run(run_dir, difficulty_bits=BITS + 2)
     assert not report.ok and f"{BITS + 2}" in str(report.error)
-    assert verify_run(run_dir).tip == blocks[-1].hash
+    assert verify_run(run_dir).tip == tip_of(run_dir)
 
 
 @pytest.mark.parametrize("column, value", [("block_hash", digest_of(5)), ("miner", "3"), ("nonce", "12345678")])
@@ -692,17 +733,19 @@ def test_rewritten_run_passes_only_without_its_tip(run: tuple[Path, list[Block]]
     run_dir, blocks = run
     # A forger who rewrites every file consistently (here: the whole chain at 0 bits) cannot be caught
     # from the folder alone; only a tip hash kept elsewhere tells.
+    kept = tip_of(run_dir)
     remine_chain(run_dir, bits=0, recommit=True)
     assert verify_run(run_dir).ok
-    report = verify_run(run_dir, tip=blocks[-1].hash)
-    assert not report.ok and blocks[-1].hash in str(report.error) and "tip" in str(report.error)
+    report = verify_run(run_dir, tip=kept)
+    assert not report.ok and kept in str(report.error) and "tip" in str(report.error)
     assert "\n" not in str(report.error)
 
 
 def test_tip_anchor_accepts_the_true_tip(run: tuple[Path, list[Block]]) -> None:
     run_dir, blocks = run
-    report = verify_run(run_dir, tip=blocks[-1].hash)
-    assert report.ok and report.tip == blocks[-1].hash
+    report = verify_run(run_dir, tip=tip_of(run_dir))
+    assert report.ok and report.tip == tip_of(run_dir) and report.format == 2
+    assert not verify_run(run_dir, tip=blocks[-1].hash).ok  # the last block's hash anchors less: not the tip
     with pytest.raises(ValueError, match="tip"):
         verify_run(run_dir, tip="abc")
 
@@ -713,3 +756,37 @@ def test_audit_refuses_a_run_of_no_blocks(run: tuple[Path, list[Block]]) -> None
     (run_dir / LEDGER_NAME).write_bytes(b"")
     commit(run_dir, [], 4, BITS)
     assert_caught(run_dir, "config.json", "K is 0")
+
+
+def test_detection_csv_is_anchored_when_the_run_screened(run: tuple[Path, list[Block]]) -> None:
+    run_dir, blocks = run
+    detection = run_dir / "detection.csv"
+    detection.write_text("round,client,flagged\n1,0,1\n")
+    assert_caught(run_dir, "detection.csv is not among what chain.json committed to")
+    commit(run_dir, blocks, 4, BITS, detection="round,client,flagged\n1,0,1\n")
+    assert verify_run(run_dir).ok
+    detection.write_text("round,client,flagged\n1,0,0\n")
+    assert_caught(run_dir, "detection.csv does not match what chain.json committed to")
+    detection.unlink()
+    assert_caught(run_dir, "detection.csv is missing, yet chain.json committed to it")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("round,a,a\n1,2,3\n", "'a' appears more than once"),
+    ("round,a\n1,2,3\n", "line 2 has 3 cells, the header 2"),
+    ("", "no header row"),
+    (b"round,\xff\n", "utf-8"),
+])
+def test_the_table_reader_refuses_what_it_cannot_read_one_way(text: str | bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as exc:
+        read_table(text)
+    assert "\n" not in str(exc.value)
+
+
+def test_commitments_depend_on_content_not_layout() -> None:
+    assert json_digest('{"a": 1, "b": [1, 2]}') == json_digest('{"b":[1,2],\n "a":1}')
+    assert json_digest('{"a": 1}') != json_digest('{"a": 2}')
+    assert table_digest("a,b\r\n1,2\r\n") == table_digest('"a",b\n1,"2"\n') != table_digest("a,b\n1,3\n")
+    row = round_commits(("round", "loss", "wall_seconds"), ("1", "0.5", "3.2"))
+    assert row == round_commits(("round", "loss", "wall_seconds"), ("1", "0.5", "9.9"))  # the clock is not a block's
+    assert row != round_commits(("round", "loss", "wall_seconds"), ("1", "0.6", "3.2"))
