@@ -306,37 +306,47 @@ def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dic
             log.warning(line)
     at_end = r.k_star in (1, r.k_max)
     message = "K* at an end of the K range" if at_end else "K* inside the K range"
+    status = 0 if r.k_star is not None else EXIT_NO_FINITE_BOUND
+    if status:
+        message = (f"no K in 1..{r.k_max} gives a finite predicted loss ({profile.form}, profile {profile.name}): "
+                   "the parameters or constants put it beyond float range (1.8e308)")
     if as_json:
         emit_json({
             "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
             "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
-            "constants": profile.constants, "success": True, "at_end": at_end, "message": message,
+            "constants": profile.constants, "success": not status, "at_end": at_end, "message": message,
             "validation": profile.validation, "warnings": warnings, "profile_system": profile.system,
-            "from_profile": taken, "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
-        })
+            "from_profile": taken, "table": [{**row, "tau": int(t)} for row, t in zip(r.table(), _taus(r, system))],
+        }, status)
+        if status:
+            raise CommandFailed(message, status)
         return
     validated = validation_line(profile)
     if validated:
         click.echo(validated)
     _echo_note(profile, taken)
     click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
-    click.echo(f"K*                 {r.k_star}")
-    click.echo(f"tau at K*          {r.tau} local epochs per block")
+    click.echo(f"K*                 {_fmt(r.k_star)}")
+    click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
     click.echo(f"predicted loss     {_fmt(r.value)}")
     click.echo(f"K* band            {' '.join(map(str, r.band))}  (predicted loss within {r.tolerance:.1%} of its "
                "minimum, the calibration's error)")
     click.echo(f"K_max              {r.k_max}")
     click.echo("")
     click.echo(f"{'K':>4} {'tau':>5} {'predicted loss':>15}")
-    for row in r.table():
+    for row, t in zip(r.table(), _taus(r, system)):
         mark = "  <- K*" if row["K"] == r.k_star else ("  (band)" if row["in_band"] else "")
-        click.echo(f"{row['K']:>4} {_tau(row['K'], system):>5} {_fmt(row['value']):>15}{mark}")
+        click.echo(f"{row['K']:>4} {int(t):>5} {_fmt(row['value']):>15}{mark}")
+    if status:
+        raise CommandFailed(message, status)
 
 
-def _tau(k: int, system: dict) -> int:
-    from .timemodel import tau
+def _taus(r, system: dict):
+    import numpy as np
 
-    return tau(k, system["t_sum"], system["alpha"], system["beta"])
+    from .timemodel import taus
+
+    return taus(np.arange(1, r.k_max + 1), system["t_sum"], system["alpha"], system["beta"])
 
 
 def _parse_k_list(text: str | None, k_max: int) -> list[int]:
