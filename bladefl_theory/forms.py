@@ -58,6 +58,8 @@ __all__ = [
     "bound_values",
     "form_kstar",
     "FormKStar",
+    "band_of",
+    "QUESTION_RULES",
 ]
 
 
@@ -229,7 +231,15 @@ def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, f
     if not np.isfinite(values).any():
         return FormKStar(form, None, None, None, km, values, (), tolerance)
     i = int(np.argmin(values))
-    best = float(values[i])
-    band = tuple(int(k) for k in np.flatnonzero(values <= best * (1 + tolerance)) + 1)
-    return FormKStar(form, i + 1, tau(i + 1, system["t_sum"], system["alpha"], system["beta"]), best, km, values,
-                     band, tolerance)
+    return FormKStar(form, i + 1, tau(i + 1, system["t_sum"], system["alpha"], system["beta"]), float(values[i]), km,
+                     values, band_of(values, tolerance), tolerance)
+
+
+def band_of(values: np.ndarray, tolerance: float) -> tuple[int, ...]:
+    """Every K (values at K = 1, 2, ...) whose value is finite and within a relative ``tolerance`` of the smallest."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return ()
+    best = float(values[finite].min())
+    return tuple(int(k) for k in np.flatnonzero(finite & (values <= best * (1 + tolerance))) + 1)

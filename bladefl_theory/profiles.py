@@ -10,6 +10,7 @@ calibrated one in ``domain``, an estimated one in the runs of its ``provenance``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from bladefl_platform.errors import InputError
 from .profile_schema import check_sections
 
 __all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES",
-           "VARIANTS", "SYSTEM_KEYS", "form_constraints"]
+           "VARIANTS", "SYSTEM_KEYS", "form_constraints", "PROFILE_DEFAULTS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
 #: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
@@ -34,6 +35,12 @@ VARIANTS: tuple[str, ...] = ("per-round", "printed")
 #: What a profile may record of the system it was estimated or calibrated for, and the type of each.
 SYSTEM_KEYS: dict[str, type] = {"dataset": str, "model": str, "N": int, "samples_per_client": int, "t_sum": float,
                                 "alpha": float, "beta": float, "eta": float}
+
+
+#: The parameters a profile's system gives their defaults (M and sigma2, the question asked, never come from it).
+PROFILE_DEFAULTS = ("N", "alpha", "beta", "t_sum", "eta")
+#: What a question is compared with the profile's record on, for a warning (besides its validated box).
+_COMPARED = ("N", "alpha", "eta", "model", "samples_per_client")
 
 
 class ProfileError(InputError):
@@ -67,6 +74,52 @@ class Profile:
         """The calibration's relative error (0 for a profile that was not fitted to measurements)."""
         return float((self.calibration or {}).get("tolerance", 0.0))
 
+    def defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of the profile's system that stand where ``given`` sets nothing (or None)."""
+        return {k: self.system[k] for k in PROFILE_DEFAULTS if k in self.system and given.get(k) is None}
+
+    def system_note(self, taken: Mapping[str, Any]) -> str | None:
+        """One line saying which defaults came from the profile, if any differs from the paper's (None otherwise)."""
+        from .params import SYSTEM_DEFAULTS
+
+        differ = {k: v for k, v in taken.items() if v != SYSTEM_DEFAULTS[k]}
+        if not differ:
+            return None
+        labels = {"samples_per_client": "|D_i|"}
+        record = ", ".join(str(v) if k in ("dataset", "model") else f"{labels.get(k, k)}={v:g}"
+                           for k, v in self.system.items())
+        used = ", ".join(f"{k}={v:g}" for k, v in differ.items())
+        return f"{used} from profile {self.name}, which was measured on {record} (flags override)"
+
+    def domain_warnings(self, question: Mapping[str, Any]) -> list[str]:
+        """One line per parameter of ``question`` outside the region the profile was calibrated and validated on."""
+        out = []
+        for name in _COMPARED:
+            value = question.get(name)
+            if value is not None and name in self.system and value != self.system[name]:
+                out.append(f"{name}={value}, but profile {self.name} was measured at {name}={self.system[name]}: "
+                           "the prediction extrapolates")
+        for name, (lo, hi) in ((self.domain or {}).get("box") or {}).items():
+            if name in question and not lo <= question[name] <= hi:
+                out.append(f"{name}={question[name]:g} lies outside the range profile {self.name} was validated on "
+                           f"({lo:g}..{hi:g}): the prediction extrapolates")
+        return out
+
+    def validation_line(self) -> str | None:
+        """How well the profile predicted settings it never saw, in one line (None if it was never validated)."""
+        v = self.validation
+        if not v:
+            return None
+        where = v.get("settings", "held-out settings")
+        line = (f"profile {self.name} ({self.form}): K* inside the measured plausible set at {v['hits']} of "
+                f"{v['held_out']} {where} it never saw ({v['hit_rate']:.0%}), regret median "
+                f"{_pct(v.get('median_regret'))}, worst {_pct(v.get('worst_regret'))}")
+        fresh = v.get("fresh_measurement")
+        if fresh:
+            line += (f"; a fresh measurement of each, held against half its seeds: {fresh['hit_rate']:.0%}, "
+                     f"{_pct(fresh.get('median_regret'))}, {_pct(fresh.get('worst_regret'))}")
+        return line + (f" ({v['report']})" if v.get("report") else "")
+
     def params(self, **overrides: Any):
         """Build :class:`~bladefl_theory.params.Params` from this profile, ``overrides`` winning."""
         from .params import Params
@@ -74,6 +127,10 @@ class Profile:
         if not self.is_bound:
             raise ProfileError(f"profile {self.name!r} holds the {self.form} form's constants, not the bound's")
         return Params(**{**self.constants, **overrides})
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def _builtin_dir():

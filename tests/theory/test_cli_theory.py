@@ -35,7 +35,7 @@ def test_kstar_json_has_the_documented_keys():
     r = run("kstar", "--M", "4", "--sigma2", "0.1", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params",
+    for key in ("k_star", "k_star_continuous", "tau", "value", "k_max", "feasible", "variant", "params",
                 "solvers_agree"):
         assert key in out
     assert out["k_star"] == 7 and out["tau"] == 4 and out["k_max"] == 9
@@ -102,11 +102,11 @@ def test_kstar_human_output_lists_every_k():
 
 def test_flags_override_the_profile(tmp_path):
     r = run("kstar", "--L", "20", "--json")
-    assert json.loads(r.output)["params"]["L"] == 20.0
+    assert json.loads(r.output)["constants"]["L"] == 20.0
     prof = tmp_path / "p.json"
     prof.write_text(json.dumps({"constants": {"L": 5, "xi": 1, "delta": 10, "epsilon": 1, "phi": 5, "theta": 0.1}}))
     out = json.loads(run("kstar", "--profile", str(prof), "--phi", "4", "--json").output)
-    assert out["params"]["L"] == 5.0 and out["params"]["phi"] == 4.0
+    assert out["constants"]["L"] == 5.0 and out["constants"]["phi"] == 4.0
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,10 @@ def test_no_finite_bound_exits_3_with_the_reason():
 
 def test_bound_formats():
     table = run("bound", "--M", "2", "--K", "6,7")
-    assert table.exit_code == 0 and len(table.output.splitlines()) == 4 and "self-consistent" in table.output
+    assert table.exit_code == 0 and len(table.output.splitlines()) == 5 and "self-consistent" in table.output
+    # bound and kstar default to different profiles: bound says which one it used.
+    assert table.output.splitlines()[-1].startswith("profile: default (the paper's bound; kstar's default profile")
+    assert json.loads(run("bound", "--json").output)["profile"] == "default"
     csv = run("bound", "--csv")
     assert csv.output.splitlines()[0] == "K,tau,bound,bound_self_consistent"
     assert len(csv.output.splitlines()) == 10
