@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from .errors import InputError
 
-__all__ = ["ConstraintError", "Constraint", "Interval", "Options", "Finite", "FINITE", "Rule", "validate", "shown"]
+__all__ = ["ConstraintError", "Constraint", "Interval", "Options", "Finite", "FINITE", "Text", "TEXT", "Rule",
+           "validate", "shown"]
 
 
 class ConstraintError(InputError):
@@ -84,7 +85,10 @@ class Finite(Constraint):
     """A number that is not infinite or NaN."""
 
     def holds(self, value: Any) -> bool:
-        return _is_type(value, numbers.Real) and math.isfinite(value)
+        try:
+            return _is_type(value, numbers.Real) and math.isfinite(value)
+        except OverflowError:  # an integer beyond float range
+            return False
 
     def describe(self) -> str:
         return "finite"
@@ -92,6 +96,23 @@ class Finite(Constraint):
 
 #: The usual :class:`Finite` constraint.
 FINITE = Finite()
+
+
+@dataclass(frozen=True)
+class Text(Constraint):
+    """A string fit to print on one line: no control characters (newlines, ANSI escapes), at most ``longest``."""
+
+    longest: int = 1000
+
+    def holds(self, value: Any) -> bool:
+        return isinstance(value, str) and len(value) <= self.longest and value.isprintable()
+
+    def describe(self) -> str:
+        return f"one line of printable text of at most {self.longest} characters"
+
+
+#: The usual :class:`Text` constraint.
+TEXT = Text()
 
 
 def _bound(x: float) -> str:

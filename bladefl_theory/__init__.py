@@ -2,8 +2,11 @@
 
 from .params import LEARNING_CONSTANTS, SYSTEM_PARAMETERS, ParameterError, Params
 from .profiles import Profile, ProfileError, available_profiles, load_profile
+from .question import KStar, kstar
 
 __all__ = [
+    "kstar",
+    "KStar",
     "Params",
     "ParameterError",
     "SYSTEM_PARAMETERS",

@@ -20,7 +20,8 @@ from bladefl_platform.execution import MAX_LOCAL_WORKERS
 from bladefl_platform.study import run_study
 
 from .params import LEARNING_CONSTANTS, MAX_GRID_POINTS, VARIANTS, Params
-from .profiles import load_profile
+from .profiles import PROFILE_DEFAULTS, Profile, load_profile
+from .question import DEFAULT_PROFILE, EXIT_NO_FINITE, KStar, kstar
 from .sensitivity import REPORT_FILES
 
 __all__ = ["cli", "main", "param_options", "params_from_options"]
@@ -28,7 +29,7 @@ __all__ = ["cli", "main", "param_options", "params_from_options"]
 log = logging.getLogger("bladefl_theory")
 
 #: Exit status when no K has a finite bound.
-EXIT_NO_FINITE_BOUND = 3
+EXIT_NO_FINITE_BOUND = EXIT_NO_FINITE
 #: Most local Dask workers sensitivity starts: more would only compete for the cores.
 MAX_WORKERS = MAX_LOCAL_WORKERS
 
@@ -47,8 +48,8 @@ _FLOAT_HELP = {
 }
 
 
-#: The profile ``kstar`` uses unless told otherwise: calibrated on measured sweeps, validated on held-out settings.
-KSTAR_PROFILE = "mnist-mlp-calibrated"
+#: The profile ``kstar`` uses unless told otherwise (the one :func:`bladefl_theory.kstar` uses).
+KSTAR_PROFILE = DEFAULT_PROFILE
 
 
 def param_options(func=None, *, profile: str = "default"):
@@ -73,88 +74,16 @@ def param_options(func=None, *, profile: str = "default"):
     return func
 
 
-def params_from_options(options: dict) -> Params:
-    """Params from the profile and any flag given (flags win)."""
-    profile = load_profile(options.pop("profile"))
+def params_from_options(options: dict, profile: Profile | None = None) -> Params:
+    """Params from the profile (``profile``, else the one --profile names) and any flag given (flags win)."""
+    named = options.pop("profile", None)
+    profile = profile or load_profile(named)
     given = {k: options.pop(k) for k in Params.names() if options.get(k) is not None}
     for k in Params.names():
         options.pop(k, None)
-    params = profile.params(**{**_profile_system(profile), **given})
+    params = profile.params(**{**profile.defaults(given), **given})
     log.debug("profile %s; parameters %s", profile.name, params.as_dict())
     return params
-
-
-#: The parameters a profile's system gives their defaults (M and sigma2, the question asked, never come from it).
-PROFILE_DEFAULTS = ("N", "alpha", "beta", "t_sum", "eta")
-
-
-def _profile_system(profile) -> dict:
-    """The system a profile was estimated or calibrated for (N, alpha, beta, t_sum, eta, as far as it records
-    them): the defaults where flags are silent."""
-    return {k: profile.system[k] for k in PROFILE_DEFAULTS if k in profile.system}
-
-
-def _echo_note(profile, taken: dict) -> None:
-    note = system_note(profile, taken)
-    if note:
-        click.echo(f"note: {note}")
-
-
-def profile_defaults(profile, options: dict) -> dict:
-    """The values of the profile's system that stand where ``options`` give no flag."""
-    return {k: v for k, v in _profile_system(profile).items() if options.get(k) is None}
-
-
-def system_note(profile, taken: dict) -> str | None:
-    """One line saying which defaults came from the profile, if any differs from the paper's (None otherwise)."""
-    from .params import SYSTEM_DEFAULTS
-
-    differ = {k: v for k, v in taken.items() if v != SYSTEM_DEFAULTS[k]}
-    if not differ:
-        return None
-    labels = {"samples_per_client": "|D_i|"}
-    record = ", ".join(str(v) if k in ("dataset", "model") else f"{labels.get(k, k)}={v:g}"
-                       for k, v in profile.system.items())
-    used = ", ".join(f"{k}={v:g}" for k, v in differ.items())
-    return f"{used} from profile {profile.name}, which was measured on {record} (flags override)"
-
-
-def domain_warnings(profile, system: dict) -> list[str]:
-    """One line per parameter outside the region the profile was calibrated and validated on."""
-    domain = profile.domain or {}
-    recorded = profile.system
-    out = []
-    for name, value in system.items():
-        if value is None or name not in ("N", "alpha", "eta", "model", "samples_per_client") or name not in recorded:
-            continue
-        if value != recorded[name]:
-            out.append(f"{name}={value}, but profile {profile.name} was measured at {name}={recorded[name]}: "
-                       "the prediction extrapolates")
-    for name, (lo, hi) in (domain.get("box") or {}).items():
-        if name in system and not lo <= system[name] <= hi:
-            out.append(f"{name}={system[name]:g} lies outside the range profile {profile.name} was validated on "
-                       f"({lo:g}..{hi:g}): the prediction extrapolates")
-    return out
-
-
-def validation_line(profile) -> str | None:
-    """How well the profile predicted settings it never saw, in one line (None if it was never validated)."""
-    v = profile.validation
-    if not v:
-        return None
-    where = v.get("settings", "held-out settings")
-    line = (f"profile {profile.name} ({profile.form}): K* inside the measured plausible set at {v['hits']} of "
-            f"{v['held_out']} {where} it never saw ({v['hit_rate']:.0%}), regret median {_pct(v['median_regret'])}, "
-            f"worst {_pct(v['worst_regret'])}")
-    fresh = v.get("fresh_measurement")
-    if fresh:
-        line += (f"; a fresh measurement of each, held against half its seeds: {fresh['hit_rate']:.0%}, "
-                 f"{_pct(fresh['median_regret'])}, {_pct(fresh['worst_regret'])}")
-    return line + (f" ({v['report']})" if v.get("report") else "")
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{x:.1%}"
 
 
 def _variant_option(default: str | None = "per-round"):
@@ -213,130 +142,49 @@ def kstar_cmd(variant, model, samples_per_client, check, as_json, **options):
 
     By default with the calibrated profile mnist-mlp-calibrated: a prediction of the final loss fitted to
     measured sweeps and validated on settings it never saw. With a bound profile (default, mnist-mlp, ...):
-    the paper's bound.
+    the paper's bound. The same answer as bladefl_theory.kstar(...) in Python.
     """
-    profile = load_profile(options["profile"])
-    yours = {"model": model, "samples_per_client": samples_per_client}
-    if not profile.is_bound:
-        if check:
-            raise InputError(f"--check cross-checks the solvers of the paper's bound; profile {profile.name} holds "
-                             f"the {profile.form} form (use --profile default for the bound)")
-        return _kstar_calibrated(profile, variant, as_json, options, yours)
-    from .solvers import solve_kstar
-
-    variant = variant or profile.form
-    taken = profile_defaults(profile, options)
-    params = params_from_options(options)
-    r = solve_kstar(params, variant, check=check)
-    band = _band(r.bounds, profile.tolerance)
-    system = {n: getattr(params, n) for n in ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")}
-    notes = domain_warnings(profile, {**system, **yours})
-    if profile.provenance.get("method") == "calibrated":
-        notes.append(f"profile {profile.name} is hand-calibrated (its constants were set, not measured); "
-                     f"{KSTAR_PROFILE} was calibrated on measured sweeps and validated on held-out settings")
-    if not as_json:  # with --json the warnings are in the object
-        for line in notes:
-            log.warning(line)
-    status = 0 if r.success else EXIT_NO_FINITE_BOUND
-    if as_json:
-        result = r.as_dict()
-        result["solver_status"] = result.pop("status")
-        emit_json({**result, "form": variant, "profile": profile.name, "k_star_band": band, "warnings": notes,
-                   "validation": profile.validation, "profile_system": profile.system, "from_profile": taken}, status)
+    profile = options.pop("profile")
+    answer = kstar(profile, variant=variant, check=check, model=model, samples_per_client=samples_per_client,
+                   **options)
+    log.debug("profile %s; parameters %s", answer.profile, {**answer.system, **answer.constants})
+    if as_json:  # the warnings are in the object
+        emit_json(answer.as_dict(), answer.status)
     else:
-        if validation_line(profile):
-            click.echo(validation_line(profile))
-        _echo_note(profile, taken)
-        click.echo(f"variant            {variant}")
-        click.echo(f"K*                 {_fmt(r.k_star)}")
-        click.echo(f"tau at K*          {_fmt(r.tau)} local epochs per block")
-        click.echo(f"continuous K*      {_fmt(r.k_star_continuous)}")
-        click.echo(f"bound at K*        {_fmt(r.bound)}")
-        if profile.tolerance:
-            click.echo(f"K* band            {' '.join(map(str, band))}  (bound within {profile.tolerance:.1%} of its "
-                       "minimum, the calibration's error)")
-        feas = f"[{r.feasible[0]:.4g}, {r.feasible[1]:.4g}]" if r.feasible else "empty"
-        click.echo(f"feasible K         {feas}  (D(K) > 0)")
-        click.echo(f"K_max              {r.k_max}")
-        ran = ", ".join({"closed-form": "closed form", "cvxpy": "cvxpy", "integer": "integer search"}[m]
-                        for m in r.solvers)
-        click.echo(f"solvers agree      {'yes' if r.solvers_agree else 'NO'} ({ran})")
-        for note in r.notes:
-            click.echo(f"note: {note}")
-        click.echo("")
-        click.echo(f"{'K':>4} {'tau':>5} {'bound':>12}  feasible")
-        for row in r.table():
-            mark = "  <- K*" if row["K"] == r.k_star else ""
-            feasible = "yes" if row["feasible"] else "no"
-            click.echo(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['bound']):>12}  {feasible}{mark}")
-    if status:
-        hint = " (`bladefl-theory bound` also prints the self-consistent bound, which needs no epsilon)"
-        raise CommandFailed(r.message + (hint if r.k_star is None else ""), EXIT_NO_FINITE_BOUND)
-
-
-def _band(values, tolerance: float) -> list[int]:
-    """Every K whose value is within a relative ``tolerance`` of the smallest finite one."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return []
-    best = min(finite)
-    return [k for k, v in enumerate(values, start=1) if math.isfinite(v) and v <= best * (1 + tolerance)]
-
-
-def _kstar_calibrated(profile, variant, as_json: bool, options: dict, yours: dict) -> None:
-    """kstar with a profile of a calibrated form (drift, saturating) rather than the bound."""
-    from .forms import form_kstar
-    from .params import SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, check_system
-
-    if variant is not None:
-        raise InputError(f"--variant chooses a form of the paper's bound; profile {profile.name} holds the "
-                         f"{profile.form} form (use --profile default for the bound)")
-    bound_flags = [n for n in LEARNING_CONSTANTS if options.get(n) is not None]
-    if bound_flags:
-        raise InputError(f"--{bound_flags[0]} is a constant of the paper's bound; profile {profile.name} holds the "
-                         f"{profile.form} form's constants ({', '.join(profile.constants)})")
-    taken = profile_defaults(profile, options)
-    system = {**SYSTEM_DEFAULTS, **taken, **{n: options[n] for n in SYSTEM_PARAMETERS if options.get(n) is not None}}
-    check_system(*(system[n] for n in SYSTEM_PARAMETERS))
-    system = {n: system[n] for n in SYSTEM_PARAMETERS}
-    r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
-    warnings = domain_warnings(profile, {**system, **yours})
-    if not as_json:  # with --json the warnings are in the object
-        for line in warnings:
+        for line in answer.warnings:
             log.warning(line)
-    at_end = r.k_star in (1, r.k_max)
-    message = "K* at an end of the K range" if at_end else "K* inside the K range"
-    if as_json:
-        emit_json({
-            "form": profile.form, "profile": profile.name, "k_star": r.k_star, "tau": r.tau, "predicted_loss": r.value,
-            "k_star_band": list(r.band), "tolerance": r.tolerance, "k_max": r.k_max, "params": system,
-            "constants": profile.constants, "success": True, "at_end": at_end, "message": message,
-            "validation": profile.validation, "warnings": warnings, "profile_system": profile.system,
-            "from_profile": taken, "table": [{**row, "tau": _tau(row["K"], system)} for row in r.table()],
-        })
-        return
-    validated = validation_line(profile)
-    if validated:
-        click.echo(validated)
-    _echo_note(profile, taken)
-    click.echo(f"form               {profile.form} (profile {profile.name}; predicted final loss F(w^K))")
-    click.echo(f"K*                 {r.k_star}")
-    click.echo(f"tau at K*          {r.tau} local epochs per block")
-    click.echo(f"predicted loss     {_fmt(r.value)}")
-    click.echo(f"K* band            {' '.join(map(str, r.band))}  (predicted loss within {r.tolerance:.1%} of its "
-               "minimum, the calibration's error)")
-    click.echo(f"K_max              {r.k_max}")
-    click.echo("")
-    click.echo(f"{'K':>4} {'tau':>5} {'predicted loss':>15}")
-    for row in r.table():
-        mark = "  <- K*" if row["K"] == r.k_star else ("  (band)" if row["in_band"] else "")
-        click.echo(f"{row['K']:>4} {_tau(row['K'], system):>5} {_fmt(row['value']):>15}{mark}")
+        _echo_kstar(answer)
+    if answer.status:
+        raise CommandFailed(answer.message, answer.status)
 
 
-def _tau(k: int, system: dict) -> int:
-    from .timemodel import tau
+_SOLVER_NAMES = {"closed-form": "closed form", "cvxpy": "cvxpy", "integer": "integer search"}
 
-    return tau(k, system["t_sum"], system["alpha"], system["beta"])
+
+def _echo_kstar(a: KStar) -> None:
+    """The answer as text: the profile's record, K* and its band, the bound's solvers if any, and every K."""
+    what, label = ("the paper's bound", "bound at K*") if a.solver else ("predicted final loss F(w^K)",
+                                                                         "predicted loss")
+    lines = [a.record_line, a.system_note and f"note: {a.system_note}",
+             f"form               {a.form} (profile {a.profile}; {what})", f"K*                 {_fmt(a.k_star)}",
+             f"tau at K*          {_fmt(a.tau)} local epochs per block", f"{label:<18} {_fmt(a.value)}"]
+    if a.tolerance:
+        lines.append(f"K* band            {' '.join(map(str, a.band))}  ({'bound' if a.solver else 'predicted loss'} "
+                     f"within {a.tolerance:.1%} of its minimum, the calibration's error)")
+    lines.append(f"K_max              {a.k_max}")
+    if a.solver:
+        r = a.solver
+        feasible = f"[{r.feasible[0]:.4g}, {r.feasible[1]:.4g}]" if r.feasible else "empty"
+        ran = ", ".join(_SOLVER_NAMES[m] for m in r.solvers)
+        lines += [f"continuous K*      {_fmt(r.k_star_continuous)}", f"feasible K         {feasible}  (D(K) > 0)",
+                  f"solvers agree      {'yes' if r.solvers_agree else 'NO'} ({ran})",
+                  *(f"note: {note}" for note in r.notes)]
+    heading = "bound" if a.solver else "predicted loss"
+    lines += ["", f"{'K':>4} {'tau':>5} {heading:>15}"]
+    for row in a.table():
+        mark = "  <- K*" if row["K"] == a.k_star else ("  (band)" if row["in_band"] and a.tolerance else "")
+        lines.append(f"{row['K']:>4} {row['tau']:>5} {_fmt(row['value']):>15}{mark}")
+    click.echo("\n".join(line for line in lines if line is not None))
 
 
 def _parse_k_list(text: str | None, k_max: int) -> list[int]:
@@ -366,7 +214,8 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
     """
     if as_csv and as_json:
         raise InputError("--csv and --json exclude each other")
-    params = params_from_options(options)
+    profile = load_profile(options.pop("profile"))
+    params = params_from_options(options, profile)
     from . import bound as _bound
     from .solvers import explain_no_integer, finite_integers
     from .timemodel import k_max, tau
@@ -383,7 +232,7 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
     finite = None if any_finite else finite_integers(params, variant)
     status = EXIT_NO_FINITE_BOUND if not any_finite and finite is None else 0
     if as_json:
-        emit_json({"variant": variant, "params": params.as_dict(), "rows": rows}, status)
+        emit_json({"variant": variant, "profile": profile.name, "params": params.as_dict(), "rows": rows}, status)
     elif as_csv:
         click.echo("K,tau,bound,bound_self_consistent")
         for r in rows:
@@ -394,6 +243,8 @@ def bound_cmd(variant, k_list, as_csv, as_json, **options):
         for r in rows:
             click.echo(f"{r['K']:>4} {r['tau']:>5} {_fmt(r['bound']):>12} {_fmt(r['bound_self_consistent']):>16}")
         click.echo("self-consistent: epsilon set to the bound itself (epsilon drops out)")
+        click.echo(f"profile: {profile.name} (the paper's bound; kstar's default profile, {KSTAR_PROFILE}, is a "
+                   "calibrated form)")
         if finite is not None:
             click.echo(f"no finite bound at the K asked for; the bound is finite only for K = {finite[0]}..{finite[1]}")
     if status:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from numbers import Real
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -40,9 +41,10 @@ import numpy as np
 import sympy as sp
 
 from . import bound as _bound
+from bladefl_platform.checks import FINITE, Interval, Rule, shown, validate
 from bladefl_platform.errors import InputError
-from .params import Params
-from .timemodel import k_max, tau
+from .params import K_MAX_RULE, Params
+from .timemodel import k_max, tau, taus
 
 __all__ = [
     "FORMS",
@@ -56,6 +58,8 @@ __all__ = [
     "bound_values",
     "form_kstar",
     "FormKStar",
+    "band_of",
+    "QUESTION_RULES",
 ]
 
 
@@ -71,7 +75,14 @@ class CalibratedForm:
     def constants(self) -> tuple[str, ...]:
         return tuple(self.starts)
 
+    @property
+    def constraints(self) -> dict[str, list]:
+        """Each constant's rules: finite and >= 0; F0 and tau0 divide, so > 0."""
+        return {n: _POSITIVE if n in ("F0", "tau0") else _NONNEG for n in self.constants}
 
+
+_NONNEG = [Real, FINITE, Interval(Real, 0, None, closed="left")]
+_POSITIVE = [Real, FINITE, Interval(Real, 0, None, closed="neither")]
 #: The drift and saturating forms' constants, in the order of the module docstring.
 DRIFT_CONSTANTS = ("F0", "phi", "drift", "tau0", "kappa", "c0", "c1")
 _STARTS = {"F0": (-0.5, 1.0), "phi": (-3.0, 1.0), "drift": (-2.0, 0.5), "tau0": (-0.5, 2.0), "kappa": (-3.0, 1.0),
@@ -123,10 +134,23 @@ def _check_constants(form: str, constants: Mapping[str, float]) -> None:
     missing = [n for n in names if n not in constants]
     if missing:
         raise InputError(f"form {form!r} needs constants {', '.join(missing)}")
-    for n in names:
-        v = constants[n]
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise InputError(f"constant {n} of form {form!r} must be finite and >= 0 (got {v!r})")
+    validate(constants, CALIBRATED_FORMS[form].constraints)
+
+
+#: Most whole local epochs per block a calibrated form takes: a float holds whole numbers exactly up to 2**53.
+MAX_EPOCHS = 2**53
+
+
+def _epochs_exact(v: Mapping[str, Any]) -> str | None:
+    most = tau(1, v["t_sum"], v["alpha"], v["beta"])
+    if most <= MAX_EPOCHS:
+        return None
+    return (f"alpha must leave at most 2**53 = {MAX_EPOCHS} local epochs per block, the whole numbers a float holds "
+            f"exactly (got alpha={shown(v['alpha'])}: {len(str(most))} digits of epochs at K = 1)")
+
+
+#: The rules of a calibrated form's question beyond the deployment's: K_max searchable, tau exact.
+QUESTION_RULES = (K_MAX_RULE, Rule("alpha", _epochs_exact))
 
 
 def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[str, float]) -> np.ndarray:
@@ -138,8 +162,10 @@ def form_values(form: str, K, system: Mapping[str, float], constants: Mapping[st
     if form in BOUND_FORMS:
         merged: dict[str, Any] = {**system, **constants}  # N and M are integers: Params checks every type
         Params(**merged)  # the rules of the bound's parameters
-    taus = np.array([tau(int(k), system["t_sum"], system["alpha"], system["beta"]) for k in ks], dtype=float)
-    return form_values_at(form, ks, taus, {n: np.full(len(ks), float(v)) for n, v in system.items()}, constants)
+    else:
+        validate(system, {}, QUESTION_RULES)
+    at = taus(ks, system["t_sum"], system["alpha"], system["beta"])
+    return form_values_at(form, ks, at, {n: np.full(len(ks), float(v)) for n, v in system.items()}, constants)
 
 
 def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[str, np.ndarray],
@@ -155,7 +181,7 @@ def form_values_at(form: str, K: np.ndarray, taus: np.ndarray, system: Mapping[s
         raise InputError(f"form must be one of {', '.join(FORMS)} (got {form!r})")
     _check_constants(form, constants)
     args = [np.asarray(K, dtype=float), np.asarray(taus, dtype=float), *(system[n] for n in _SYSTEM),
-            *(float(constants[n]) for n in CALIBRATED_FORMS[form].constants)]
+            *(np.float64(constants[n]) for n in CALIBRATED_FORMS[form].constants)]  # numpy's inf, never an error
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         out = np.asarray(_compiled(form)(*args), dtype=float)
     return np.where(np.isfinite(out) & (out > 0), out, np.inf)
@@ -187,7 +213,8 @@ class FormKStar:
     tolerance: float
 
     def table(self) -> list[dict]:
-        return [{"K": k, "value": float(v) if math.isfinite(v) else None, "in_band": k in self.band}
+        band = set(self.band)
+        return [{"K": k, "value": float(v) if math.isfinite(v) else None, "in_band": k in band}
                 for k, v in enumerate(self.values, start=1)]
 
 
@@ -198,12 +225,21 @@ def form_kstar(form: str, system: Mapping[str, float], constants: Mapping[str, f
     Every K is evaluated: unlike the paper's bound, a calibrated form need not be convex or unimodal in K
     (whole local epochs make steps, and the drift term is concave in K where tau + beta/alpha > 2·tau0).
     """
+    validate(system, {}, QUESTION_RULES if form in CALIBRATED_FORMS else (K_MAX_RULE,))  # before K_max arrays
     km = k_max(system["t_sum"], system["alpha"], system["beta"])
     values = form_values(form, np.arange(1, km + 1), system, constants)
     if not np.isfinite(values).any():
         return FormKStar(form, None, None, None, km, values, (), tolerance)
     i = int(np.argmin(values))
-    best = float(values[i])
-    band = tuple(int(k) for k in np.flatnonzero(values <= best * (1 + tolerance)) + 1)
-    return FormKStar(form, i + 1, tau(i + 1, system["t_sum"], system["alpha"], system["beta"]), best, km, values,
-                     band, tolerance)
+    return FormKStar(form, i + 1, tau(i + 1, system["t_sum"], system["alpha"], system["beta"]), float(values[i]), km,
+                     values, band_of(values, tolerance), tolerance)
+
+
+def band_of(values: np.ndarray, tolerance: float) -> tuple[int, ...]:
+    """Every K (values at K = 1, 2, ...) whose value is finite and within a relative ``tolerance`` of the smallest."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return ()
+    best = float(values[finite].min())
+    return tuple(int(k) for k in np.flatnonzero(finite & (values <= best * (1 + tolerance))) + 1)

@@ -18,7 +18,7 @@ from .timemodel import k_max
 
 __all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
            "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS", "SYSTEM_RULES",
-           "check_system"]
+           "K_MAX_RULE", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
@@ -78,7 +78,7 @@ def _k_max_searchable(v: Mapping[str, Any]) -> str | None:
     if km <= MAX_K:
         return None
     return (f"t_sum/(alpha+beta) must be at most {MAX_K}: it is K_max, the number of K the integer search "
-            f"and the per-K table cover (got K_max={km})")
+            f"and the per-K table cover (got K_max={km if km < 10**15 else f'a {len(str(km))}-digit number'})")
 
 
 def _lemma1(v: Mapping[str, Any]) -> str | None:
@@ -90,8 +90,10 @@ def _lemma1(v: Mapping[str, Any]) -> str | None:
 
 #: The rules between the deployment's parameters.
 SYSTEM_RULES = (Rule("M", _lazy_below_n), Rule("t_sum", _one_block))
+#: K_max within the integer search's and the per-K table's reach.
+K_MAX_RULE = Rule("t_sum", _k_max_searchable)
 #: The rules of the theory's parameters beyond the deployment's.
-PARAMS_RULES = (Rule("t_sum", _k_max_searchable), Rule("eta", _lemma1))
+PARAMS_RULES = (K_MAX_RULE, Rule("eta", _lemma1))
 
 
 def _default(name: str) -> Any:

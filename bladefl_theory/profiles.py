@@ -10,16 +10,21 @@ calibrated one in ``domain``, an estimated one in the runs of its ``provenance``
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from numbers import Real
+
+from bladefl_platform.checks import FINITE, ConstraintError, validate
 from bladefl_platform.errors import InputError
 
-__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "form_constants",
-           "VARIANTS", "SYSTEM_KEYS"]
+from .profile_schema import check_sections
+
+__all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES",
+           "VARIANTS", "SYSTEM_KEYS", "form_constraints", "PROFILE_DEFAULTS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
 #: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
@@ -27,18 +32,15 @@ CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
 VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 
-def form_constants() -> dict[str, tuple[str, ...]]:
-    """The constants each form a profile may hold needs: the bound's, and each calibrated form's."""
-    # forms needs Params, whose defaults are a profile: a bound profile is read without it.
-    from .forms import CALIBRATED_FORMS
-
-    return {**{name: CONSTANT_NAMES for name in VARIANTS},
-            **{name: form.constants for name, form in CALIBRATED_FORMS.items()}}
-
-
 #: What a profile may record of the system it was estimated or calibrated for, and the type of each.
 SYSTEM_KEYS: dict[str, type] = {"dataset": str, "model": str, "N": int, "samples_per_client": int, "t_sum": float,
                                 "alpha": float, "beta": float, "eta": float}
+
+
+#: The parameters a profile's system gives their defaults (M and sigma2, the question asked, never come from it).
+PROFILE_DEFAULTS = ("N", "alpha", "beta", "t_sum", "eta")
+#: What a question is compared with the profile's record on, for a warning (besides its validated box).
+_COMPARED = ("N", "alpha", "eta", "model", "samples_per_client")
 
 
 class ProfileError(InputError):
@@ -72,6 +74,52 @@ class Profile:
         """The calibration's relative error (0 for a profile that was not fitted to measurements)."""
         return float((self.calibration or {}).get("tolerance", 0.0))
 
+    def defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of the profile's system that stand where ``given`` sets nothing (or None)."""
+        return {k: self.system[k] for k in PROFILE_DEFAULTS if k in self.system and given.get(k) is None}
+
+    def system_note(self, taken: Mapping[str, Any]) -> str | None:
+        """One line saying which defaults came from the profile, if any differs from the paper's (None otherwise)."""
+        from .params import SYSTEM_DEFAULTS
+
+        differ = {k: v for k, v in taken.items() if v != SYSTEM_DEFAULTS[k]}
+        if not differ:
+            return None
+        labels = {"samples_per_client": "|D_i|"}
+        record = ", ".join(str(v) if k in ("dataset", "model") else f"{labels.get(k, k)}={v:g}"
+                           for k, v in self.system.items())
+        used = ", ".join(f"{k}={v:g}" for k, v in differ.items())
+        return f"{used} from profile {self.name}, which was measured on {record} (flags override)"
+
+    def domain_warnings(self, question: Mapping[str, Any]) -> list[str]:
+        """One line per parameter of ``question`` outside the region the profile was calibrated and validated on."""
+        out = []
+        for name in _COMPARED:
+            value = question.get(name)
+            if value is not None and name in self.system and value != self.system[name]:
+                out.append(f"{name}={value}, but profile {self.name} was measured at {name}={self.system[name]}: "
+                           "the prediction extrapolates")
+        for name, (lo, hi) in ((self.domain or {}).get("box") or {}).items():
+            if name in question and not lo <= question[name] <= hi:
+                out.append(f"{name}={question[name]:g} lies outside the range profile {self.name} was validated on "
+                           f"({lo:g}..{hi:g}): the prediction extrapolates")
+        return out
+
+    def validation_line(self) -> str | None:
+        """How well the profile predicted settings it never saw, in one line (None if it was never validated)."""
+        v = self.validation
+        if not v:
+            return None
+        where = v.get("settings", "held-out settings")
+        line = (f"profile {self.name} ({self.form}): K* inside the measured plausible set at {v['hits']} of "
+                f"{v['held_out']} {where} it never saw ({v['hit_rate']:.0%}), regret median "
+                f"{_pct(v.get('median_regret'))}, worst {_pct(v.get('worst_regret'))}")
+        fresh = v.get("fresh_measurement")
+        if fresh:
+            line += (f"; a fresh measurement of each, held against half its seeds: {fresh['hit_rate']:.0%}, "
+                     f"{_pct(fresh.get('median_regret'))}, {_pct(fresh.get('worst_regret'))}")
+        return line + (f" ({v['report']})" if v.get("report") else "")
+
     def params(self, **overrides: Any):
         """Build :class:`~bladefl_theory.params.Params` from this profile, ``overrides`` winning."""
         from .params import Params
@@ -79,6 +127,10 @@ class Profile:
         if not self.is_bound:
             raise ProfileError(f"profile {self.name!r} holds the {self.form} form's constants, not the bound's")
         return Params(**{**self.constants, **overrides})
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
 
 
 def _builtin_dir():
@@ -146,72 +198,65 @@ def _parse(data: Any, label: str, source: str) -> Profile:
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise ProfileError(f"profile {_short(label)} must be a JSON object with a 'constants' object")
     form = data.get("form", "per-round")
-    known = {form: CONSTANT_NAMES} if form in VARIANTS else form_constants()
+    known = {form: _bound_constraints()} if form in VARIANTS else form_constraints()
     if not isinstance(form, str) or form not in known:
         raise ProfileError(f"profile {_short(label)}: form must be one of {', '.join(known)} "
                            f"(got {_short(form)})")
-    names = known[form]
-    constants = data["constants"]
-    missing = [n for n in names if n not in constants]
-    if missing:
-        raise ProfileError(f"profile {_short(label)} lacks constants: {', '.join(missing)}")
-    unknown = sorted(set(constants) - set(names))
-    if unknown:
-        shown = ", ".join(_short(u, quote=False) for u in unknown[:5])
-        shown += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise ProfileError(f"profile {_short(label)} has unknown constants: {shown}")
-    values: dict[str, float] = {}
-    for n in names:
-        v = constants[n]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ProfileError(f"profile {_short(label)}: constant {n} must be a number (got {_short(v)})")
-        try:
-            values[n] = float(v)
-        except OverflowError:
-            raise ProfileError(f"profile {_short(label)}: constant {n} must be a finite number "
-                               f"(got {_short(v)})") from None
-    sections: dict[str, Any] = {}
-    for key in ("provenance", "calibration", "domain", "validation"):
-        value = data.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise ProfileError(f"profile {_short(label)}: {key!r} must be an object")
-        sections[key] = value
-    provenance = sections.pop("provenance") or {}  # absent or null: none recorded
+    constants = _constants(data["constants"], known[form], label)
+    try:
+        check_sections(data)
+    except ConstraintError as exc:
+        raise ProfileError(f"profile {_short(label)}: {exc}") from None
+    sections = {key: data.get(key) for key in ("calibration", "domain", "validation")}
+    provenance = data.get("provenance") or {}  # absent or null: none recorded
     return Profile(
-        name=data["name"] if isinstance(data.get("name"), str) else label,
-        constants=values,
+        name=data.get("name") or label,
+        constants=constants,
         provenance=provenance,
-        description=data["description"] if isinstance(data.get("description"), str) else "",
+        description=data.get("description") or "",
         source=source,
         form=form,
         **sections,
-        system=_system(provenance, sections["domain"], label),
+        system=_system(provenance, sections["domain"]),
     )
 
 
-def _system(provenance: dict[str, Any], domain: dict[str, Any] | None, label: str) -> dict[str, Any]:
-    """The system a profile records (see Profile.system); ProfileError for a recorded value of the wrong type."""
-    run = provenance.get("run", {})
-    if not isinstance(run, dict):
-        raise ProfileError(f"profile {_short(label)}: provenance 'run' must be an object")
-    system: dict[str, Any] = {}
-    for where, record in (("provenance.run", run), ("domain", domain or {})):
-        for key, kind in SYSTEM_KEYS.items():
-            if key not in record:
-                continue
-            v = record[key]
-            ok = isinstance(v, str) if kind is str else _finite_number(v) and (kind is float or float(v).is_integer())
-            if not ok:
-                what = {str: "a name", int: "an integer", float: "a finite number"}[kind]
-                raise ProfileError(f"profile {_short(label)}: {where} {key} must be {what} (got {_short(v)})")
-            system[key] = kind(v)
-    return system
+def _bound_constraints() -> dict[str, list]:
+    """A bound profile's constants as the file holds them: finite numbers (:class:`Params` holds the bound's rules)."""
+    return {n: [Real, FINITE] for n in CONSTANT_NAMES}
 
 
-def _finite_number(v: Any) -> bool:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
+def form_constraints() -> dict[str, dict[str, list]]:
+    """The constants each form a profile may hold needs, with their constraints: the bound's, each calibrated form's."""
+    # forms needs Params, whose defaults are a profile: a bound profile is read without it.
+    from .forms import CALIBRATED_FORMS
+
+    return {**{name: _bound_constraints() for name in VARIANTS},
+            **{name: form.constraints for name, form in CALIBRATED_FORMS.items()}}
+
+
+def _constants(constants: dict[str, Any], constraints: dict[str, list], label: str) -> dict[str, float]:
+    """The constants a form needs, each held to its constraints, as floats."""
+    missing = [n for n in constraints if n not in constants]
+    if missing:
+        raise ProfileError(f"profile {_short(label)} lacks constants: {', '.join(missing)}")
+    unknown = sorted(set(constants) - set(constraints))
+    if unknown:
+        shown_ = ", ".join(_short(u, quote=False) for u in unknown[:5])
+        shown_ += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ProfileError(f"profile {_short(label)} has unknown constants: {shown_}")
     try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an integer beyond float range
-        return False
+        validate({n: constants[n] for n in constraints}, constraints)
+    except ConstraintError as exc:
+        raise ProfileError(f"profile {_short(label)}: constant {exc}") from None
+    return {n: float(constants[n]) for n in constraints}
+
+
+def _system(provenance: dict[str, Any], domain: dict[str, Any] | None) -> dict[str, Any]:
+    """The system a profile records (see Profile.system), from its checked ``provenance.run`` and ``domain``."""
+    system: dict[str, Any] = {}
+    for record in (provenance.get("run") or {}, domain or {}):
+        for key, kind in SYSTEM_KEYS.items():
+            if record.get(key) is not None:
+                system[key] = kind(record[key])
+    return system

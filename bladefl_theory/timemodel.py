@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-__all__ = ["k_max", "k_max_continuous", "tau", "gamma", "lam", "virtual_round_time"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["k_max", "k_max_continuous", "tau", "taus", "gamma", "lam", "virtual_round_time"]
 
 
 def _exact(x: float) -> Fraction:
@@ -37,6 +41,24 @@ def tau(K: int, t_sum: float, alpha: float, beta: float) -> int:
     if K < 1:
         raise ValueError(f"K must be at least 1 (got {K})")
     return _floor_div(_exact(t_sum) - K * _exact(beta), K * _exact(alpha))
+
+
+def taus(ks: "np.ndarray", t_sum: float, alpha: float, beta: float) -> "np.ndarray":
+    """:func:`tau` at many K at once, as floats (exact: K whose quotient lies near a whole number are redone exactly).
+
+    A quotient beyond float range is ``inf``.
+    """
+    import numpy as np  # light to import otherwise: the command line reads K_max before it needs numpy
+
+    ks = np.asarray(ks, dtype=float)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        q = (float(t_sum) - ks * float(beta)) / (ks * float(alpha))
+        near = np.flatnonzero(~np.isfinite(q) | (np.abs(q - np.round(q)) <= 1e-9 * np.maximum(1.0, np.abs(q))))
+    out = np.floor(q)
+    for i in near:
+        exact = tau(int(ks[i]), t_sum, alpha, beta)
+        out[i] = float(exact) if exact.bit_length() <= 1023 else math.inf
+    return out
 
 
 def gamma(K, t_sum, alpha, beta):

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import pytest
 
-from bladefl_platform.checks import FINITE, ConstraintError, Finite, Interval, Options, Rule, shown, validate
+from bladefl_platform.checks import FINITE, ConstraintError, Finite, Interval, Options, Rule, Text, shown, validate
 from bladefl_platform.errors import InputError
 
 
@@ -18,8 +18,9 @@ from bladefl_platform.errors import InputError
     (Interval(Real, 0, None, closed="left"), [0, 0.0], [-1e-300]),
     (Interval(Real, None, 1.0, closed="right"), [1.0, -math.inf], [1.0000001]),
     (Interval(Real, 0, 1, closed="right"), [1], [0]),
-    (FINITE, [0, -1.5, 2**70], [math.inf, -math.inf, math.nan, "1", None]),
+    (FINITE, [0, -1.5, 2**70], [math.inf, -math.inf, math.nan, "1", None, 10**400]),
     (Options(options=("a", "b")), ["a", "b"], ["c", "A", 1, None]),
+    (Text(longest=5), ["", "mnist", "é ü"], ["a\nb", "\x1b[31mred", "a\tb", "toolong", 1, None]),
 ])
 def test_each_constraint_holds_exactly_where_it_should(constraint, good, bad):
     for value in good:
@@ -37,6 +38,7 @@ def test_each_constraint_holds_exactly_where_it_should(constraint, good, bad):
     (Interval(Real, None, 1e60), "at most 1e+60"),
     (Options(options=("none", "ckks")), "one of none, ckks"),
     (FINITE, "finite"),
+    (Text(longest=80), "one line of printable text of at most 80 characters"),
 ])
 def test_constraints_describe_themselves(constraint, text):
     assert constraint.describe() == text

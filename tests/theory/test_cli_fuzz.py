@@ -9,10 +9,15 @@ unless it succeeded.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
 import os
+import re
+import signal
+from contextlib import contextmanager
+from importlib import resources
 
 import pytest
 from click.testing import CliRunner
@@ -113,19 +118,55 @@ def param_options():
 profile_index = st.one_of(st.just(99), st.integers(0, 20))
 
 
+#: Longest one call may take before it counts as a hang (a limit per call, not a timing assertion: far above any
+#: call's real time, even on a loaded machine).
+HANG_SECONDS = 60
+
+
+class Hang(Exception):
+    pass
+
+
+@contextmanager
+def call_limit(seconds: int = HANG_SECONDS):
+    """Fail the call, rather than the whole suite, if it runs past ``seconds`` (SIGALRM; the main thread)."""
+    def hang(signum, frame):
+        raise Hang(f"the call ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run(args):
     try:
         runner = CliRunner(mix_stderr=False)  # click < 8.2
     except TypeError:
         runner = CliRunner()
-    return runner.invoke(cli, args, catch_exceptions=False)
+    with call_limit():
+        return runner.invoke(cli, args, catch_exceptions=False)
+
+
+#: A number that is not one, as a word of the output.
+NOT_A_NUMBER = re.compile(r"(?<![\w.])-?(nan|inf|infinity)(?![\w])", re.IGNORECASE)
 
 
 def check(result, expected: set[int]):
     stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
     event(f"status {result.exit_code}")
     assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr, result.stderr
     assert result.exit_code in expected, (result.exit_code, expected, result.stderr)
+    if result.stdout.startswith("{"):  # --json: one strict object whose status is the exit status
+        text = result.stdout
+        obj = json.loads(text[: text.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        assert obj["status"] == result.exit_code
+    if result.exit_code == 0:
+        assert not NOT_A_NUMBER.search(result.stdout), result.stdout
     if result.exit_code == 0:  # success may warn (outside the profile's domain, a hand-calibrated profile) and say
         # what it wrote (sensitivity)
         assert all(line.startswith(("warning: ", "wrote ")) for line in stderr_lines), result.stderr
@@ -270,3 +311,118 @@ def test_the_oracle_sees_valid_input():
     assert expected_params({"--alpha": "0.001", "--M": "3"}, None) is not None
     assert expected_params({"--alpha": "nan"}, None) is None
     assert not math.isnan(expected_params({}, "default").L)
+
+
+# --------------------------------------------------------------------------- kstar with a calibrated profile
+
+SYSTEM_OPTIONS = {"--N": "N", "--M": "M", "--sigma2": "sigma2", "--alpha": "alpha", "--beta": "beta",
+                  "--t-sum": "t_sum", "--eta": "eta"}
+CALIBRATED_GOOD = {**GOOD, "--sigma2": ["0", "0.01", "0.3", "1e306", "5e-324"], "--alpha": ["1", "0.5", "5e-324"],
+                   "--t-sum": ["100", "150", "1e6", "1e9", "1e15", "1e300"], "--M": ["0", "4", "19"]}
+
+
+def calibrated_expected(options: dict[str, str], profile: str, extra_bad: bool) -> set[int]:
+    """The status kstar should end with on a calibrated profile: 2 for bad input, else 0 or 3 (no finite K)."""
+    from bladefl_theory.forms import form_kstar
+    from bladefl_theory.params import SYSTEM_DEFAULTS, check_system
+
+    if extra_bad or set(options) - set(SYSTEM_OPTIONS):
+        return {2}
+    try:
+        prof = load_profile(profile)
+        given = {SYSTEM_OPTIONS[f]: int(t) if f in INT_OPTIONS else float(t) for f, t in options.items()}
+        system = {**SYSTEM_DEFAULTS, **{k: v for k, v in prof.system.items() if k in ("N", "alpha", "beta", "t_sum",
+                                                                                      "eta")}, **given}
+        check_system(**system)
+        r = form_kstar(prof.form, system, prof.constants, prof.tolerance)
+    except (InputError, ValueError):
+        return {2}
+    return {0 if r.k_star is not None else 3}
+
+
+def calibrated_options():
+    flags = list(INT_OPTIONS) + list(FLOAT_OPTIONS)
+    return st.lists(st.sampled_from(flags), max_size=3, unique=True).flatmap(
+        lambda chosen: st.fixed_dictionaries({f: st.one_of(st.sampled_from(CALIBRATED_GOOD[f]), option_text(f))
+                                              for f in chosen}))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(options=calibrated_options(), profile=st.sampled_from(["mnist-mlp-calibrated", "fashion-mnist-mlp-calibrated"]),
+       variant=st.sampled_from([None, None, "printed"]), check_flag=st.sampled_from([False, False, True]),
+       yours=st.sampled_from([[], ["--model", "cnn"], ["--samples-per-client", "64"], ["--samples-per-client", "x"]]),
+       as_json=st.booleans(), stray=st.sampled_from(STRAY))
+def test_kstar_calibrated(options, profile, variant, check_flag, yours, as_json, stray):
+    args = ["kstar", *as_args(options), "--profile", profile, *(["--variant", variant] if variant else []),
+            *(["--check"] if check_flag else []), *yours, *(["--json"] if as_json else []), *stray]
+    bad = bool(stray) or bool(variant) or check_flag or "x" in yours
+    check(run(args), calibrated_expected(options, profile, bad))
+
+
+# --------------------------------------------------------------------------- hand-edited profiles
+
+SHIPPED = json.loads((resources.files("bladefl_theory") / "profile_data" / "mnist-mlp-calibrated.json").read_text())
+
+
+def fields(data, path=()):
+    """Every field of a profile, as a path of keys: each object's keys, and each list as a whole."""
+    for key, value in data.items():
+        yield (*path, key)
+        if isinstance(value, dict):
+            yield from fields(value, (*path, key))
+
+
+FIELDS = sorted(fields(SHIPPED))
+#: A wrong type, NaN, inf, negative, zero, huge, and text no terminal should receive.
+EDITS = ["x", None, [], {}, True, float("nan"), float("inf"), -float("inf"), -1, -1e-300, 0, 0.0, 1e308, 10**400,
+         5e-324, "line\nbreak\x1b[31m"]
+
+
+def edit(where: tuple[str, ...], value):
+    data = copy.deepcopy(SHIPPED)
+    here = data
+    for key in where[:-1]:
+        here = here[key]
+    here[where[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("where", FIELDS, ids="/".join)
+def test_every_field_of_a_profile_edited_every_way_loads_or_is_refused_in_one_line(tmp_path, where):
+    # Every field and edit through the loader (milliseconds each); the fuzz below takes a sample through the CLI.
+    for i, value in enumerate(EDITS):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(edit(where, value)))
+        try:
+            load_profile(str(path))
+        except InputError as exc:
+            assert "\n" not in str(exc) and "\x1b" not in str(exc)
+
+
+@settings(max_examples=examples(120), deadline=None)
+@given(where=st.sampled_from(FIELDS), value=st.sampled_from(EDITS), as_json=st.booleans(),
+       M=st.sampled_from(["0", "4", "19"]))
+def test_hand_edited_profiles(tmp_path_factory, where, value, as_json, M):
+    path = tmp_path_factory.mktemp("edited") / "p.json"
+    path.write_text(json.dumps(edit(where, value)))  # NaN and Infinity as Python's json writes them
+    event("/".join(where))
+    try:
+        load_profile(str(path))
+        expected = calibrated_expected({"--M": M}, str(path), False)
+    except InputError:
+        expected = {2}
+    result = run(["kstar", "--profile", str(path), "--M", M, *(["--json"] if as_json else [])])
+    check(result, expected)
+    assert "\x1b" not in result.output + result.stderr
+
+
+# --------------------------------------------------------------------------- the group's own options
+
+@pytest.mark.parametrize("args, status", [
+    (["--version"], 0), (["--help"], 0), (["-h"], 0), (["-q", "kstar", "--M", "4"], 0), (["-v", "formula"], 0),
+    (["--nope"], 2), (["nope"], 2), ([], 2), (["kstar", "--help"], 0), (["bound", "--help"], 0),
+    (["convexity", "--help"], 0), (["sensitivity", "--help"], 0), (["formula", "--help"], 0),
+])
+def test_group_options(args, status):
+    result = run(args)
+    assert result.exit_code == status and "Traceback" not in result.output + result.stderr

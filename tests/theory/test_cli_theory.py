@@ -35,7 +35,7 @@ def test_kstar_json_has_the_documented_keys():
     r = run("kstar", "--M", "4", "--sigma2", "0.1", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    for key in ("k_star", "k_star_continuous", "tau", "bound", "k_max", "feasible", "variant", "params",
+    for key in ("k_star", "k_star_continuous", "tau", "value", "k_max", "feasible", "variant", "params",
                 "solvers_agree"):
         assert key in out
     assert out["k_star"] == 7 and out["tau"] == 4 and out["k_max"] == 9
@@ -102,11 +102,11 @@ def test_kstar_human_output_lists_every_k():
 
 def test_flags_override_the_profile(tmp_path):
     r = run("kstar", "--L", "20", "--json")
-    assert json.loads(r.output)["params"]["L"] == 20.0
+    assert json.loads(r.output)["constants"]["L"] == 20.0
     prof = tmp_path / "p.json"
     prof.write_text(json.dumps({"constants": {"L": 5, "xi": 1, "delta": 10, "epsilon": 1, "phi": 5, "theta": 0.1}}))
     out = json.loads(run("kstar", "--profile", str(prof), "--phi", "4", "--json").output)
-    assert out["params"]["L"] == 5.0 and out["params"]["phi"] == 4.0
+    assert out["constants"]["L"] == 5.0 and out["constants"]["phi"] == 4.0
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,10 @@ def test_no_finite_bound_exits_3_with_the_reason():
 
 def test_bound_formats():
     table = run("bound", "--M", "2", "--K", "6,7")
-    assert table.exit_code == 0 and len(table.output.splitlines()) == 4 and "self-consistent" in table.output
+    assert table.exit_code == 0 and len(table.output.splitlines()) == 5 and "self-consistent" in table.output
+    # bound and kstar default to different profiles: bound says which one it used.
+    assert table.output.splitlines()[-1].startswith("profile: default (the paper's bound; kstar's default profile")
+    assert json.loads(run("bound", "--json").output)["profile"] == "default"
     csv = run("bound", "--csv")
     assert csv.output.splitlines()[0] == "K,tau,bound,bound_self_consistent"
     assert len(csv.output.splitlines()) == 10
@@ -340,7 +343,7 @@ def test_a_profile_records_the_system_it_was_estimated_or_calibrated_for(tmp_pat
     assert calibrated["N"] == 20 and calibrated["samples_per_client"] == 512 and "t_sum" not in calibrated
     assert load_profile("default").system == {}
     for bad in ({"N": "six"}, {"N": 6.5}, {"t_sum": True}, {"N": 10**400}, {"model": 3}):
-        with pytest.raises(ProfileError, match=f"provenance.run {next(iter(bad))} must be"):
+        with pytest.raises(ProfileError, match=f"provenance.run.{next(iter(bad))} must be"):
             load_profile(estimated_profile(tmp_path, **bad))
 
 
@@ -439,3 +442,40 @@ def test_kstar_defaults_to_the_calibrated_profile_with_its_band_and_validation()
                                    f"set at {v['hits']} of {v['held_out']} fresh off-grid points it never saw")
     assert "a fresh measurement of each, held against half its seeds" in human.output.splitlines()[0]
     assert f"K*                 {out['k_star']}\n" in human.output
+
+
+def _runner():
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()
+
+
+@pytest.mark.parametrize("t_sum", ["1e9", "1e15", "1e300"])
+def test_kstar_refuses_a_k_max_beyond_the_search_with_the_calibrated_profile(t_sum):
+    r = _runner().invoke(cli, ["kstar", "--t-sum", t_sum], catch_exceptions=False)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "must be at most 100000: it is K_max" in r.stderr
+
+
+def test_kstar_refuses_more_local_epochs_than_a_float_holds():
+    r = _runner().invoke(cli, ["kstar", "--alpha", "5e-324", "--json"], catch_exceptions=False)
+    assert r.exit_code == 2 and r.stdout == "" and "alpha must leave at most 2**53" in r.stderr
+
+
+@pytest.mark.parametrize("args, edit", [
+    (["--M", "19", "--sigma2", "1e306"], None),
+    (["--M", "19"], {"kappa": 1e308}),
+])
+def test_kstar_with_no_finite_prediction_exits_3_and_says_so(tmp_path, args, edit):
+    if edit:
+        data = json.loads(json.dumps(DRIFT_PROFILE))
+        data["constants"].update(edit)
+        (tmp_path / "p.json").write_text(json.dumps(data))
+        args = [*args, "--profile", str(tmp_path / "p.json")]
+    r = _runner().invoke(cli, ["kstar", *args, "--json"], catch_exceptions=False)
+    out = json.loads(r.stdout)
+    assert r.exit_code == 3 and out["status"] == 3 and out["success"] is False and out["k_star"] is None
+    assert "gives a finite predicted loss" in out["message"] and "finite predicted loss" in r.stderr
+    text = _runner().invoke(cli, ["kstar", *args], catch_exceptions=False)
+    assert text.exit_code == 3 and "None" not in text.stdout

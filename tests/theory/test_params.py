@@ -118,7 +118,8 @@ _GOOD = '"L": 1, "xi": 1, "delta": 1, "epsilon": 1, "phi": 1, "theta": 0'
         (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8 text"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'{"constants": {' + _GOOD.encode() + b', "x": ' + b"9" * 5000 + b"}}", "not valid JSON"),
-        (b'{"constants": {' + _GOOD.replace('"L": 1', '"L": 1' + "0" * 400).encode() + b"}}", "finite number"),
+        (b'{"constants": {' + _GOOD.replace('"L": 1', '"L": 1' + "0" * 400).encode() + b"}}",
+         "constant L must be finite"),
         (b" " * (2 << 20), "larger than"),
     ],
 )
