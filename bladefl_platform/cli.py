@@ -33,7 +33,7 @@ from typing import Any
 
 import click
 
-from .errors import CommandFailed, InputError
+from .errors import CommandFailed, InputError, missing_extra
 from .execution import MAX_LOCAL_WORKERS, Execution
 
 __all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "MAX_SEED", "MAX_SEEDS", "CLIGroup", "ListType", "Parsed",
@@ -424,9 +424,7 @@ class CLIGroup(click.Group):
             if isinstance(exc, self._input_error_types()):
                 code = fail(prog, str(exc), 2)
             elif isinstance(exc, ModuleNotFoundError) and self._extra_for(exc) is not None:
-                extra_name = self._extra_for(exc)
-                code = fail(prog, f"{exc.name} is not installed, and this command needs it: install the "
-                                  f"'{extra_name}' extra (pip install -e \".[{extra_name}]\")", 2)
+                code = fail(prog, str(missing_extra(exc.name or "", self._extra_for(exc) or "")), 2)
             elif not self.catch_all or os.environ.get(TRACEBACK_VARIABLE) == "1":
                 raise
             else:

@@ -175,6 +175,7 @@ def _fmt(x) -> str:
     "bladefl-theory",
     cls=CLIGroup,
     catch_all=True,
+    extras={**dict.fromkeys(("pandas", "matplotlib", "dask", "distributed", "tqdm"), "reports"), "cvxpy": "cvxpy"},
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="bladefl", prog_name="bladefl-theory")

@@ -248,7 +248,8 @@ def _report_folder(help: str = "Report folder; running again with the same folde
     "bladefl-validate",
     cls=CLIGroup,
     input_errors=("bladefl_validate.data:DataError", "bladefl_validate.partition:PartitionError"),
-    extras={"torch": "validate", "torchvision": "validate", "tenseal": "encrypt"},
+    extras={**dict.fromkeys(("torch", "torchvision", "pandas", "matplotlib", "dask", "distributed", "tqdm"),
+                            "validate"), "tenseal": "encrypt"},
     catch_all=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
