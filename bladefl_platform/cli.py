@@ -33,7 +33,7 @@ from typing import Any
 
 import click
 
-from .errors import CommandFailed, InputError
+from .errors import CommandFailed, InputError, missing_extra
 from .execution import MAX_LOCAL_WORKERS, Execution
 
 __all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "MAX_SEED", "MAX_SEEDS", "CLIGroup", "ListType", "Parsed",
@@ -304,6 +304,43 @@ def _version() -> str:
 def _remember_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value:
         ctx.meta.setdefault("bladefl.verbosity_flags", []).append(param.name)
+        if ctx.parent is not None:  # after the subcommand: the group has set the level already
+            _apply_verbosity(ctx)
+
+
+def _apply_verbosity(ctx: click.Context) -> None:
+    """Set the packages' log level from every -q/-v given so far, before or after the subcommand."""
+    flags = set(ctx.meta.get("bladefl.verbosity_flags", []))
+    if len(flags) > 1:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    v = {"log_verbose": 1, "log_quiet": -1}[flags.pop()] if flags else 0
+    ctx.meta[_VERBOSITY_KEY] = v
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(_level(v))
+    if v > 0 and not ctx.meta.get("bladefl.header_logged"):
+        ctx.meta["bladefl.header_logged"] = True
+        root = ctx.find_root()
+        log.debug("%s %s, Python %s", root.command_path, _version(), sys.version.split()[0])
+
+
+def _verbosity_options(taken: set[str]) -> list[click.Option]:
+    """-v/--verbose and -q/--quiet, leaving out any of these names a command already uses for itself."""
+    # Named apart from a command's own --quiet (no progress bars), which would otherwise share their value.
+    specs = ((["-v", "--verbose"], "log_verbose", "Log what the command does in detail (debug messages) on stderr."),
+             (["-q", "--quiet"], "log_quiet",
+              "Only warnings and errors on stderr: no info messages, no progress bars."))
+    return [click.Option([*free, name], is_flag=True, expose_value=False, callback=_remember_verbosity, help=help_text)
+            for decls, name, help_text in specs if (free := [d for d in decls if d not in taken])]
+
+
+def _accept_verbosity_after(command: click.Command) -> None:
+    """Let every subcommand of ``command`` take -q/-v too (``bladefl-theory kstar -q``), once."""
+    for sub in getattr(command, "commands", {}).values():
+        if not getattr(sub, "_bladefl_verbosity", False):
+            taken = {opt for p in sub.params for opt in getattr(p, "opts", [])}
+            sub.params += _verbosity_options(taken)
+            sub._bladefl_verbosity = True  # type: ignore[attr-defined]
+        _accept_verbosity_after(sub)
 
 
 class Terminated(BaseException):
@@ -348,12 +385,7 @@ class CLIGroup(click.Group):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self.params += [
-            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_remember_verbosity,
-                         help="Log what the command does in detail (debug messages) on stderr."),
-            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_remember_verbosity,
-                         help="Only warnings and errors on stderr: no info messages, no progress bars."),
-        ]
+        self.params += _verbosity_options(set())
         self.input_errors = (InputError, *input_errors)
         self.catch_all = catch_all
         self.extras = dict(extras or {})
@@ -370,18 +402,12 @@ class CLIGroup(click.Group):
         return tuple(types)
 
     def invoke(self, ctx: click.Context) -> Any:
-        flags = ctx.meta.get("bladefl.verbosity_flags", [])
-        if len(flags) > 1:
-            raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
-        v = {"verbose": 1, "quiet": -1}[flags[0]] if flags else 0
-        ctx.meta[_VERBOSITY_KEY] = v
-        for name in LOGGERS:
-            logging.getLogger(name).setLevel(_level(v))
-        log.debug("%s %s, Python %s", ctx.command_path, _version(), sys.version.split()[0])
+        _apply_verbosity(ctx)
         return super().invoke(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         prog = prog_name or self.name or "bladefl"
+        _accept_verbosity_after(self)
         try:
             with _terminate_as_interrupt(), _logging_to_stderr():
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -398,9 +424,7 @@ class CLIGroup(click.Group):
             if isinstance(exc, self._input_error_types()):
                 code = fail(prog, str(exc), 2)
             elif isinstance(exc, ModuleNotFoundError) and self._extra_for(exc) is not None:
-                extra_name = self._extra_for(exc)
-                code = fail(prog, f"{exc.name} is not installed, and this command needs it: install the "
-                                  f"'{extra_name}' extra (pip install -e \".[{extra_name}]\")", 2)
+                code = fail(prog, str(missing_extra(exc.name or "", self._extra_for(exc) or "")), 2)
             elif not self.catch_all or os.environ.get(TRACEBACK_VARIABLE) == "1":
                 raise
             else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["InputError", "CommandFailed"]
+import importlib
+from types import ModuleType
+
+__all__ = ["InputError", "CommandFailed", "missing_extra", "require"]
 
 
 class InputError(ValueError):
@@ -15,3 +18,19 @@ class CommandFailed(Exception):
     def __init__(self, message: str, code: int):
         super().__init__(message)
         self.code = code
+
+
+def missing_extra(module: str, extra: str) -> InputError:
+    """The one-line error for a module that the optional dependency set ``extra`` provides and is not installed."""
+    return InputError(f"{module} is not installed, and this needs it: install the '{extra}' extra "
+                      f"(pip install \"bladefl[{extra}]\", or pip install -e \".[{extra}]\" in a clone)")
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module``, which the extra ``extra`` provides; :func:`missing_extra` when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != module.partition(".")[0]:
+            raise  # the module is there but something it imports is not: that is not ours to explain
+        raise missing_extra(module, extra) from None

@@ -2,7 +2,7 @@
 
 The bound is written 1/D(K). ``printed`` is eq. (6) verbatim: the lazy term enters once.
 ``per-round`` multiplies the lazy term by K, as if the lazy perturbation entered each of the
-K aggregations (the README's "The mathematics in brief"); only this variant lets K* move with M and sigma2.
+K aggregations (docs/mathematics.md); only this variant lets K* move with M and sigma2.
 
 The sympy expressions are the definition; the numeric functions evaluate them in a form free of
 cancellation and overflow (tests hold the two against 700-digit arithmetic).

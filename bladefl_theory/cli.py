@@ -104,6 +104,7 @@ def _fmt(x) -> str:
     "bladefl-theory",
     cls=CLIGroup,
     catch_all=True,
+    extras={**dict.fromkeys(("pandas", "matplotlib", "dask", "distributed", "tqdm"), "reports"), "cvxpy": "cvxpy"},
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="bladefl", prog_name="bladefl-theory")
@@ -298,22 +299,30 @@ def convexity_cmd(variant, grid, as_json, **options):
 @cli.command("formula")
 @click.option("--format", "fmt", type=click.Choice(["latex", "pretty"]), default="pretty", show_default=True)
 @click.option("--expand/--no-expand", default=False, help="Substitute gamma and lambda by their definitions.")
-def formula_cmd(fmt, expand):
+@json_option(help="Print the formulas as one JSON object on stdout: each one's name, title, text in --format "
+                  "and LaTeX.")
+def formula_cmd(fmt, expand, as_json):
     """Lemma 1, Theorem 1 (printed) and the per-round variant."""
     from . import bound as _bound
 
     render = _bound.to_latex if fmt == "latex" else _bound.to_pretty
     items = [
-        ("Lemma 1 (eq. 5), no lazy clients", _bound.lemma1(expand)),
-        ("Theorem 1 (eq. 6), printed", _bound.theorem1("printed", expand)),
-        ("Theorem 1, per-round variant (lazy term times K)", _bound.theorem1("per-round", expand)),
+        ("lemma1", "Lemma 1 (eq. 5), no lazy clients", _bound.lemma1(expand)),
+        ("printed", "Theorem 1 (eq. 6), printed", _bound.theorem1("printed", expand)),
+        ("per-round", "Theorem 1, per-round variant (lazy term times K)", _bound.theorem1("per-round", expand)),
     ]
-    for title, expr in items:
+    where = None if expand else "gamma = (t_sum - K*beta)/alpha and lambda = eta*L + 1"
+    if as_json:
+        emit_json({"format": fmt, "expand": expand, "where": where,
+                   "formulas": [{"name": n, "title": t, "text": render(e), "latex": _bound.to_latex(e)}
+                                for n, t, e in items]})
+        return
+    for _, title, expr in items:
         click.echo(f"{title}:")
         click.echo(render(expr))
         click.echo("")
-    if not expand:
-        click.echo("where gamma = (t_sum - K*beta)/alpha and lambda = eta*L + 1")
+    if where:
+        click.echo(f"where {where}")
 
 
 @cli.command("sensitivity")

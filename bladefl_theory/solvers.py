@@ -322,7 +322,9 @@ def _cvxpy(problem: _Problem, solver: str | None) -> KStarResult:
     Maximize p0 + p1·K − t subject to q·K·exp(a/K) <= t and lo <= K <= hi; restricting K to
     the feasible interval keeps exp(a/K) within what a conic solver handles well.
     """
-    import cvxpy as cp  # about a second to import: only the cross-check needs it
+    from bladefl_platform.errors import require
+
+    cp = require("cvxpy", "cvxpy")  # about a second to import: only the cross-check needs it
 
     def failed(message: str) -> KStarResult:
         return _result(problem, "cvxpy", 3, message)

@@ -248,7 +248,8 @@ def _report_folder(help: str = "Report folder; running again with the same folde
     "bladefl-validate",
     cls=CLIGroup,
     input_errors=("bladefl_validate.data:DataError", "bladefl_validate.partition:PartitionError"),
-    extras={"torch": "validate", "torchvision": "validate", "tenseal": "encrypt"},
+    extras={**dict.fromkeys(("torch", "torchvision", "pandas", "matplotlib", "dask", "distributed", "tqdm"),
+                            "validate"), "tenseal": "encrypt"},
     catch_all=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -400,7 +401,8 @@ def chain_verify_cmd(run_dir, difficulty_bits, tip, as_json):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the partition, 0..2**64-1.")
 @data_dir_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def partition_cmd(out, data_dir, **options):
+@json_option
+def partition_cmd(out, data_dir, as_json, **options):
     """Per-client label counts of a partition, as CSV and a PNG heat map."""
     from .partition import label_counts, make_partitioner, plot_partition
 
@@ -416,6 +418,9 @@ def partition_cmd(out, data_dir, **options):
     with owned_directory(out, PARTITION_OWNER) as tmp:
         counts.to_csv(tmp / "partition.csv", index_label="client")
         plot_partition(counts, tmp / "partition.png")
+    if as_json:
+        return emit_json({"out": out, "config": config.as_dict(), "files": list(PARTITION_FILES),
+                          "counts": counts.to_numpy().tolist()})
     click.echo(counts.to_string())
 
 

@@ -22,3 +22,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     errors = [o for cell in nb.cells if cell.cell_type == "code"
               for o in cell.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    plots = [cell for cell in nb.cells if cell.cell_type == "code" and "matplotlib" in cell.source]
+    assert plots, "the notebook draws no figure"
+    for cell in plots:
+        # A figure shown is a PNG in the output; a bare Figure object is only its text repr.
+        assert any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])), cell.source[:80]

@@ -109,6 +109,18 @@ def test_theory_logs_are_levelled():
     assert both.exit_code == 2 and "exclude each other" in both.stderr
 
 
+def test_verbosity_is_accepted_after_the_subcommand_too():
+    verbose = theory(["kstar", "--profile", "default", "-v"])
+    assert verbose.exit_code == 0 and "debug: bladefl-theory" in verbose.stderr and "parameters" in verbose.stderr
+    assert "warning: " in theory(["kstar", "--N", "10", "--quiet"]).stderr
+    assert theory(["kstar", "--N", "10", "-q"]).stdout == theory(["kstar", "--N", "10"]).stdout
+    both = theory(["-v", "kstar", "-q"])
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+    # A command's own --quiet (no progress bars) keeps its meaning; -q after it is the group's.
+    sensitivity = theory(["sensitivity", "--help"]).stdout
+    assert "--quiet                        No progress bar." in sensitivity and "-q  " in sensitivity
+
+
 def test_verbosity_does_not_outlive_an_invocation():
     import logging
 
@@ -261,3 +273,10 @@ def test_validate_logs_are_levelled(tmp_path, data_root, fakes, monkeypatch):
     verbose = invoke(["-v", *args, "--json"])
     assert "debug: bladefl-validate" in verbose.stderr and "already in the store" in verbose.stderr
     one_object(verbose)
+    after = invoke([*args, "-q"])
+    assert after.exit_code == 0 and after.stderr.strip() == "" and "empirical K*" in after.stdout
+    verbose = invoke([*args, "--json", "--verbose"])
+    assert "debug: bladefl-validate" in verbose.stderr
+    one_object(verbose)
+    chain = invoke(["chain", "verify", str(tmp_path / "nowhere"), "-q"])
+    assert chain.exit_code == 2 and "is not a folder" in chain.stderr

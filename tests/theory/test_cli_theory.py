@@ -182,6 +182,21 @@ def test_convexity_and_formula_commands():
     assert "γ" in run("formula").output
 
 
+def test_formula_json_holds_each_formula_as_text_and_latex():
+    from bladefl_theory import bound
+
+    out = json.loads(run("formula", "--format", "latex", "--json").output)
+    assert out["status"] == 0 and out["format"] == "latex" and "gamma" in out["where"]
+    assert [f["name"] for f in out["formulas"]] == ["lemma1", "printed", "per-round"]
+    per_round = out["formulas"][2]
+    assert per_round["text"] == per_round["latex"] and r"\frac" in per_round["latex"]
+    assert per_round["latex"] == bound.to_latex(bound.theorem1("per-round", False))
+    pretty = json.loads(run("formula", "--json").output)["formulas"][0]
+    assert pretty["text"] == bound.to_pretty(bound.lemma1(False)) and pretty["latex"].startswith(r"\frac")
+    expanded = json.loads(run("formula", "--expand", "--json").output)
+    assert expanded["where"] is None and "γ" not in expanded["formulas"][0]["text"]
+
+
 def test_sensitivity_writes_report_and_states_remark_3(tmp_path):
     out = tmp_path / "sens"
     r = run("sensitivity", "--vary", "M=0:6", "--vary", "sigma2=0.01,0.3", "--out", str(out))

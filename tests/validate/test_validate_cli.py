@@ -111,6 +111,17 @@ def test_a_folder_reached_through_dot_dot_is_left_alone(tmp_path, data_root, mon
     assert snapshot(tmp_path) == before
 
 
+def test_partition_json_gives_the_counts_it_wrote(tmp_path, data_root):
+    out = tmp_path / "part"
+    r = invoke(command("partition", data_root, out, "--json"))
+    assert r.exit_code == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["status"] == 0 and obj["out"] == str(out) and obj["files"] == ["partition.csv", "partition.png"]
+    csv = [[int(x) for x in line.split(",")[1:]] for line in (out / "partition.csv").read_text().splitlines()[1:]]
+    assert obj["counts"] == csv and len(csv) == 4 and all(sum(row) == 64 for row in csv)
+    assert obj["config"]["N"] == 4
+
+
 def test_run_marks_its_folder_and_a_second_run_replaces_it(tmp_path, data_root):
     out = tmp_path / "run"
     assert invoke(command("run", data_root, out)).exit_code == 0
