@@ -1,7 +1,8 @@
 """Sequential paired verification of K*: which K in play is best, at a stated confidence, for as few seeds as it takes.
 
-Pure statistics (no torch, no I/O): a :class:`VerifyDesign` declares the test, and :func:`verify` drives it through a
-``measure`` callback that returns each run's final loss and CPU seconds.
+Pure statistics (no torch, no I/O; scipy on first use, so that the command line reads the defaults cheaply): a
+:class:`VerifyDesign` declares the test, and :func:`verify` drives it through a ``measure`` callback that returns
+each run's final loss and CPU seconds.
 
 The test. A seed fixes the partition, w0 and the lazy set at every K, so K are compared on the paired differences
 x_j - x_k over the seeds measured at both. Each comparison is a Student t interval on the mean paired difference at
@@ -36,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from bladefl_platform.checks import FINITE, Interval, validate
 
@@ -145,6 +145,8 @@ class _Pairs:
 
     def half(self, alpha: float) -> np.ndarray:
         """Half-widths of the two-sided intervals at level ``alpha`` (inf below two seeds)."""
+        from scipy import stats
+
         df = np.maximum(self.n - 1, 1)
         with np.errstate(invalid="ignore"):
             q = stats.t.ppf(1.0 - alpha / 2.0, df)
@@ -202,6 +204,8 @@ def _seeds_wanted(pairs: _Pairs, best: int, active: Sequence[int], ref: float, d
                   alpha: float, seeds: int) -> int:
     """The next look's seeds: what every comparison of the best still open needs to settle at its measured spread
     (normal quantile), at least ``growth`` times and at most :data:`MAX_STEP` times the seeds measured."""
+    from scipy import stats
+
     q = float(stats.norm.ppf(1.0 - alpha / 2.0))
     wanted = seeds
     for k in active:
