@@ -97,14 +97,20 @@ class VerifyResult:
 def summary_line(r: VerifyResult) -> str:
     """The verification in one line, in the style of ``bladefl-theory kstar``'s record line."""
     v, off = r.verdict, r.offset
-    how = (f"confirmed at {r.design.confidence:.0%}" if v.confirmed else f"not confirmed: stopped by the {v.reason}")
+    cost = f"{v.seeds} seeds, {v.runs} runs, {v.cpu_seconds / 3600:.2g} CPU h"
+    predicted = f"profile {r.profile} ({r.form}) predicted K* = {r.predicted}"
+    if not v.seeds:
+        ks = ", ".join(map(str, r.measured))
+        return (f"nothing verified: {r.design.max_cpu_hours:g} CPU h does not pay for one seed at each of K = {ks} "
+                f"(the first run cost {v.cpu_seconds:.0f} CPU s); {predicted}; {cost}")
+    how = f"confirmed at {r.design.confidence:.0%}, {v.reason}" if v.confirmed else \
+        f"not confirmed: stopped by the {v.reason}, best so far"
     others = ", ".join(map(str, v.indistinguishable)) or "none"
-    loss = "—" if off["relative_loss"] is None else f"{off['relative_loss']:+.1%} loss"
+    loss = "loss not measured" if off["relative_loss"] is None else f"{off['relative_loss']:+.1%} loss"
     edge = "; K* at the edge of the K measured" if v.at_edge else ""
-    return (f"verified K* = {v.k_star} ({how}, {v.reason if v.confirmed else 'best so far'}, tolerance "
-            f"{r.design.tolerance:.1%}; confidence reached {v.confidence:.0%}); indistinguishable: {others}; "
-            f"profile {r.profile} ({r.form}) predicted K* = {r.predicted}: off by {off['blocks']:+d} blocks, {loss}; "
-            f"{v.seeds} seeds, {v.runs} runs, {v.cpu_seconds / 3600:.2g} CPU h{edge}")
+    return (f"verified K* = {v.k_star} ({how}, tolerance {r.design.tolerance:.1%}; confidence reached "
+            f"{v.confidence:.0%}); indistinguishable: {others}; {predicted}: off by {off['blocks']:+d} blocks, {loss}; "
+            f"{cost}{edge}")
 
 
 class KStarVerifyStudy(RunStudy[VerifyResult]):
@@ -147,14 +153,14 @@ class KStarVerifyStudy(RunStudy[VerifyResult]):
     def summary(self, run: StudyRun[VerifyResult]) -> dict[str, Any]:
         r, v = run.result, run.result.verdict
         return {
-            "out": run.out, "summary": summary_line(r), "k_star": v.k_star,
+            "out": run.out, "summary": summary_line(r), "k_star": v.k_star if v.seeds else None,
             "indistinguishable": list(v.indistinguishable), "confirmed": v.confirmed, "reason": v.reason,
             "confidence_reached": v.confidence, "at_edge": v.at_edge,
             "confidence": r.design.confidence, "tolerance": r.design.tolerance, "max_cpu_hours": r.design.max_cpu_hours,
             "seeds": v.seeds, "seed_range": [r.seeds[0], r.seeds[-1]] if r.seeds else [], "runs": v.runs,
             "cpu_hours": v.cpu_seconds / 3600, "ran": run.ran, "skipped": run.skipped,
             "prediction": {"profile": r.profile, "form": r.form, "k_star": r.predicted, "band": list(r.band),
-                           "measured_first": r.measured, "off": r.offset},
+                           "measured_first": r.measured, "off": r.offset if v.seeds else None},
             "eliminated": {str(k): by for k, by in v.eliminated.items()}, "paired": v.table,
             "looks": [vars(look) for look in v.looks], "warnings": r.warnings,
         }

@@ -67,6 +67,19 @@ def test_end_to_end_resumes_from_the_store_and_reports_in_json(tmp_path, data_ro
         {k: v for k, v in r.items() if k not in ("ran", "skipped")}
 
 
+def test_a_budget_that_pays_for_no_seed_verifies_nothing():
+    from bladefl_validate.config import RunConfig
+    from bladefl_validate.studies.sequential import VerifyDesign, verify
+
+    design = VerifyDesign(max_cpu_hours=20 / 3600)
+    v = verify(lambda runs: [(1.0, 10.0)] * len(runs), [1, 2, 3], 3, design)
+    assert (v.seeds, v.runs, v.reason, v.confidence) == (0, 1, "budget", 0.0)
+    result = kstar_verify.VerifyResult(RunConfig(), "p", "drift", 2, (2,), [1, 2, 3], v, design)
+    line = kstar_verify.summary_line(result)
+    assert line.startswith("nothing verified: 0.00555556 CPU h does not pay for one seed at each of K = 1, 2, 3 (the "
+                           "first run cost 10 CPU s)")
+
+
 @pytest.mark.parametrize("extra, fragment", [
     (["--tolerance", "-0.1"], "tolerance must be >= 0 and < 1"),
     (["--tolerance", "nan"], "tolerance must be finite"),
