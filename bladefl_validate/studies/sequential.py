@@ -178,8 +178,8 @@ def _best(values: np.ndarray, active: Sequence[int]) -> int:
 
 
 def confidence_reached(values: np.ndarray, best: int, design: VerifyDesign, ks_declared: int) -> float:
-    """The highest confidence at which the final table supports the verdict ``best`` (column): every other K is beaten
-    by some K or within the tolerance of ``best``, with the same split over looks and pairs as the test; 0 if none."""
+    """The highest confidence at which the final table supports the verdict ``best`` (column): no K beats it, and every
+    other K is beaten by some K or within the tolerance of it, with the test's split over looks and pairs; 0 if none."""
     pairs = _Pairs(values)
     cols = list(range(values.shape[1]))
     ref = float(np.nanmean(values[:, best]))
@@ -187,7 +187,8 @@ def confidence_reached(values: np.ndarray, best: int, design: VerifyDesign, ks_d
     def holds(alpha: float) -> bool:
         half = pairs.half(design.pair_alpha(ks_declared, 1.0 - alpha))
         beaten = _eliminate(pairs, half, cols)
-        return _within(pairs, half, best, [k for k in cols if k != best and k not in beaten], ref, design.tolerance)
+        others = [k for k in cols if k != best and k not in beaten]
+        return best not in beaten and _within(pairs, half, best, others, ref, design.tolerance)
 
     if not holds(1.0 - 1e-12):
         return 0.0

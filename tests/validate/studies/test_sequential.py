@@ -143,3 +143,14 @@ def test_the_offset_of_the_prediction_is_paired():
     v = verify(Oracle(mu, 0.0, 0.0, 1.0, np.random.default_rng(0)), [1, 2, 3], 3, VerifyDesign())
     off = sequential.prediction_offset(v, 1)
     assert v.k_star == 2 and off["blocks"] == -1 and off["relative_loss"] == pytest.approx(0.1)
+
+
+def test_no_confidence_in_a_k_star_that_a_k_measured_on_fewer_seeds_beats():
+    """Columns K*, j (measured on the first four seeds only, where it beats K*), k (beats j, and K* is within the
+    tolerance of it over all seeds): the table does not support K* at any confidence."""
+    nan = float("nan")
+    best = [1.2] * 4 + [0.5] * 6
+    j = [1.0] * 4 + [nan] * 6
+    k = [0.9] * 4 + [0.85] * 6
+    values = np.array([best, j, k]).T
+    assert sequential.confidence_reached(values, 0, VerifyDesign(tolerance=0.5), 3) == 0.0
