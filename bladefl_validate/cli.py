@@ -40,10 +40,12 @@ from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
 from .studies.detection import DEFAULT_M, DEFAULT_SIGMA2
+from .studies.sequential import VerifyDesign
 
 __all__ = ["cli", "main"]
 
 _DEFAULTS = RunConfig()
+_VERIFY = VerifyDesign()
 
 # Owners named in the marker of the output folder of each command that is not a study, and the files each writes.
 RUN_OWNER = "bladefl-validate run"
@@ -561,6 +563,35 @@ def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, q
     # The store is part of what to regenerate from here: it holds the first study's runs, which choose the form.
     command = _command(study.command) + (f" --store {shlex.quote(str(store_path))}" if store_path else "")
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json, command)
+
+
+def _verify_owns() -> str:
+    from .studies.kstar_verify import VERIFY_FILES
+
+    return _files_note(_listing(VERIFY_FILES))
+
+
+@cli.command("kstar-verify", cls=_Owning, owns=_verify_owns)
+@_run_options(with_k=False)
+@click.option("--profile", default=None,
+              help="Profile whose K* band to verify [default: the shipped DATASET-MODEL-calibrated].")
+@click.option("--tolerance", type=float, default=_VERIFY.tolerance, show_default=True,
+              help="Practical tolerance: K within this share of the best K's loss count as equally good.")
+@click.option("--confidence", type=float, default=_VERIFY.confidence, show_default=True,
+              help="Confidence of the verdict, over all looks and comparisons.")
+@click.option("--max-cpu-hours", type=float, default=_VERIFY.max_cpu_hours, show_default=True,
+              help="CPU budget (runs in the store count): no batch starts that it cannot pay for.")
+@click.option("--strict", is_flag=True, help="Refuse a setting outside the profile's domain (status 2).")
+@_resumable(f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
+def kstar_verify_cmd(profile, tolerance, confidence, max_cpu_hours, strict, store_path, scheduler, workers, out, quiet,
+                     data_dir, as_json, **options):
+    """Verify a profile's K* on this system: measure its band, widened by one K, on paired seeds added until the
+    best K is settled at --confidence within --tolerance (or the budget ends); see docs/verify.md."""
+    from .studies.kstar_verify import KStarVerifyStudy
+
+    design = VerifyDesign(tolerance=tolerance, confidence=confidence, max_cpu_hours=max_cpu_hours)
+    study = KStarVerifyStudy(_config(options, K=1), profile, design, strict)
+    return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:
