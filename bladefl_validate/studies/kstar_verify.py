@@ -26,6 +26,7 @@ from bladefl_platform.report import markdown_table, regenerate
 from bladefl_platform.study import Runner, StudyRun, Tasks
 from bladefl_theory.params import SYSTEM_PARAMETERS
 from bladefl_theory.profiles import Profile, available_profiles, load_profile
+from bladefl_theory.question import KStar, kstar
 
 from ..config import RunConfig
 from ..tasks import RUN
@@ -56,14 +57,15 @@ def _check_seeds(design: VerifyDesign) -> None:
         raise RuntimeError("the verification's seeds overlap the calibration's or the studies'")  # a bug, not input
 
 
-def predicted_band(profile: Profile, system: dict[str, float]) -> tuple[int, tuple[int, ...]]:
-    """The profile's K* and its band at ``system``: the one call into bladefl_theory's K* answer."""
-    from bladefl_theory.forms import form_kstar
-
-    r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
-    if r.k_star is None:
+def predicted_band(profile: Profile, system: dict[str, float], base: RunConfig | None = None) -> KStar:
+    """The profile's answer at ``system`` (K*, band, domain warnings): the one call into bladefl_theory's K* entry,
+    the same as ``bladefl-theory kstar`` gives."""
+    yours: dict[str, Any] = {"model": base.model, "samples_per_client": base.samples_per_client} if base else {}
+    question: dict[str, Any] = {**system, **yours}
+    answer = kstar(profile, **question)
+    if answer.k_star is None:
         raise InputError(f"profile {profile.name} predicts no finite loss at any K of this setting: nothing to verify")
-    return r.k_star, r.band
+    return answer
 
 
 def measured_band(band: Sequence[int], k_max: int) -> list[int]:
@@ -126,8 +128,10 @@ class KStarVerifyStudy(RunStudy[VerifyResult]):
         name = profile or _default_profile(base)
         self.profile = load_profile(name)
         system = {n: getattr(base, n) for n in SYSTEM_PARAMETERS}
-        self.warnings = _domain(self.profile, system, base, strict)
-        self.predicted, self.band = predicted_band(self.profile, system)
+        answer = predicted_band(self.profile, system, base)
+        self.warnings = _domain(answer, strict)
+        assert answer.k_star is not None  # predicted_band refuses an answer without one
+        self.predicted, self.band = answer.k_star, answer.band
         self.measured = measured_band(self.band, base.k_max)
 
     def outputs(self, out: Path) -> Sequence[str]:
@@ -179,11 +183,9 @@ def _default_profile(base: RunConfig) -> str:
     return name
 
 
-def _domain(profile: Profile, system: dict[str, float], base: RunConfig, strict: bool) -> list[str]:
+def _domain(answer: KStar, strict: bool) -> list[str]:
     """Where the target lies outside the profile's domain, one line each: an error with ``strict``, else warnings."""
-    from bladefl_theory.cli import domain_warnings
-
-    notes = domain_warnings(profile, {**system, "model": base.model, "samples_per_client": base.samples_per_client})
+    notes = list(answer.warnings)
     if notes and strict:
         raise InputError(f"{notes[0]} (--strict)")
     for line in notes:
