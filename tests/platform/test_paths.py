@@ -62,7 +62,8 @@ def sensitivity(out: str):
     return CliRunner().invoke(theory_cli, ["sensitivity", "--vary", "M=0,4", "--variant", "per-round", "--out", out])
 
 
-@pytest.mark.parametrize("spelling", ["nothere/../mine", "./nothere/.././mine", "link/../../mine", "deep/er/../../mine"])
+@pytest.mark.parametrize("spelling", ["nothere/../mine", "./nothere/.././mine", "link/../../mine",
+                                      "deep/er/../../mine"])
 def test_a_path_through_dot_dot_never_replaces_a_users_folder(tmp_path, monkeypatch, spelling):
     before = user_tree(tmp_path)
     monkeypatch.chdir(tmp_path)
