@@ -13,19 +13,24 @@ from typing import Any, Literal
 
 from bladefl_platform.checks import FINITE, ConstraintError, Interval, Rule, shown, validate
 
-from .profiles import VARIANTS, load_profile
 from .timemodel import k_max
 
 __all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
-           "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS", "SYSTEM_RULES",
-           "check_system"]
+           "SYSTEM_DEFAULTS", "DEFAULT_CONSTANTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS",
+           "SYSTEM_RULES", "check_system"]
 
 #: Parameters that describe the deployment (paper, Section 5.1 defaults).
 SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
 #: Constants of the learning problem (Assumption 1, Definition 1, Theorem 1), given by a profile.
 LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
 
-_DEFAULT_CONSTANTS = load_profile("default").constants
+#: The shipped ``default`` profile's constants (profile_data/default.json), written out so that the defaults need
+#: no profile to be read; tests/theory/test_params.py holds the two equal.
+DEFAULT_CONSTANTS: dict[str, float] = {"L": 10.0, "xi": 1.0, "delta": 10.0, "epsilon": 1.0, "phi": 5.43994,
+                                       "theta": 0.1}
+#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
+#: in each of the K rounds, or once, as eq. (6) prints it.
+VARIANTS: tuple[str, ...] = ("per-round", "printed")
 #: Largest N: the bound is computed in floating point, which holds integers exactly up to 2**53.
 MAX_N = 2**53
 #: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
@@ -95,7 +100,7 @@ PARAMS_RULES = (Rule("t_sum", _k_max_searchable), Rule("eta", _lemma1))
 
 
 def _default(name: str) -> Any:
-    return field(default=_DEFAULT_CONSTANTS[name])
+    return field(default=DEFAULT_CONSTANTS[name])
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,17 @@ from typing import Any
 
 from bladefl_platform.errors import InputError
 
+from .params import VARIANTS, Params
+
 __all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES", "form_constants",
            "VARIANTS", "SYSTEM_KEYS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
-#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
-#: in each of the K rounds, or once, as eq. (6) prints it. Defined here, the lightest module that needs them.
-VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 
 def form_constants() -> dict[str, tuple[str, ...]]:
     """The constants each form a profile may hold needs: the bound's, and each calibrated form's."""
-    # forms needs Params, whose defaults are a profile: a bound profile is read without it.
-    from .forms import CALIBRATED_FORMS
+    from .forms import CALIBRATED_FORMS  # needs sympy: imported only when a profile names a calibrated form
 
     return {**{name: CONSTANT_NAMES for name in VARIANTS},
             **{name: form.constants for name, form in CALIBRATED_FORMS.items()}}
@@ -72,10 +70,8 @@ class Profile:
         """The calibration's relative error (0 for a profile that was not fitted to measurements)."""
         return float((self.calibration or {}).get("tolerance", 0.0))
 
-    def params(self, **overrides: Any):
+    def params(self, **overrides: Any) -> Params:
         """Build :class:`~bladefl_theory.params.Params` from this profile, ``overrides`` winning."""
-        from .params import Params
-
         if not self.is_bound:
             raise ProfileError(f"profile {self.name!r} holds the {self.form} form's constants, not the bound's")
         return Params(**{**self.constants, **overrides})

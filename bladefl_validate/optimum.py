@@ -1,10 +1,10 @@
-"""w*, the centralized optimum on the union of a run's clients' data, and F(w*) as stored tasks.
+"""w*, the centralized optimum on the union of a run's clients' data: the one search for it.
 
 :func:`find_optimum` is the one search for w*: full-batch L-BFGS (strong Wolfe line search) from the
 run's initial model w0, stopped by :class:`OptimumOptions`' rule. Started from w0 so that, where the
 minimizers form a set (softmax's shift invariance, the MLP's symmetries), the one reached is the one
 the quasi-Newton path from w0 finds. The estimates (:mod:`bladefl_validate.studies.estimate`) use it
-per seed, and the F(w*) tasks below (:func:`bladefl_validate.tasks.optimum_task`) on each seed's
+per seed, and the F(w*) tasks (:func:`bladefl_validate.tasks.optimum_task`) on each seed's
 partition: the same data set, N, |D_i|, scheme and seed as the run, so the union is the data F(w^k)
 is measured on.
 
@@ -15,29 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bladefl_platform.checks import FINITE, Interval, Options, validate
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskOutcome, run_tasks
-from bladefl_platform.store import ResultStore
-from bladefl_platform.study import Tasks
-
-from .config import RunConfig
-from .tasks import OPTIMUM, task_context
 
 if TYPE_CHECKING:
     import torch
 
     from .learning.model import ModelSpec, ModuleSpec
 
-__all__ = ["OptimumOptions", "Optimum", "find_optimum", "optimum_configs", "optimum_tasks", "optima"]
+__all__ = ["OptimumOptions", "Optimum", "find_optimum"]
 
 
 #: What each option of :class:`OptimumOptions` must be.
@@ -217,20 +209,3 @@ def _thin(path: list, k: int) -> list:
         return list(path)
     idx = sorted({0, len(path) - 1, *np.unique(np.geomspace(1, len(path) - 1, k - 1).astype(int)).tolist()})
     return [path[i] for i in idx]
-
-
-def optimum_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
-    """The configs whose partitions F(w*) is found on, one per seed (M, sigma2 and K do not matter: M=0, K=1)."""
-    return [base.replace(M=0, K=1, seed=s) for s in seeds]
-
-
-def optimum_tasks(base: RunConfig, seeds: Sequence[int]) -> Tasks:
-    """F(w*) of each seed's partition of ``base``, as a batch of a study's tasks."""
-    return Tasks(OPTIMUM, [c.as_dict() for c in optimum_configs(base, seeds)], "w*")
-
-
-def optima(base: RunConfig, seeds: Sequence[int], data_dir: str | Path | None = None,
-           store: ResultStore | None = None, execution: Execution = Execution()) -> TaskOutcome:
-    """F(w*) and its search's facts for each seed's partition of ``base``, in seed order."""
-    tasks = optimum_tasks(base, seeds)
-    return run_tasks(tasks.kind, tasks.configs, store, task_context(data_dir), execution, tasks.desc)

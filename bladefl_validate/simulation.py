@@ -27,7 +27,7 @@ import torch
 from bladefl_platform.atomic import atomic_directory
 from bladefl_platform.errors import InputError
 
-from .config import RunConfig
+from .config import SIMULATION_VERSION, RunConfig
 from .data import Dataset, load_dataset
 from .learning.detect import Detection, make_detector, run_precision_recall, write_detection_csv
 from .learning.encrypt import CKKSCodec
@@ -38,7 +38,6 @@ from .chain.mining import mine
 from .learning.model import ModelSpec, ModuleSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
 from .chain.pool import CachePool, bytes_to_weights, weights_to_bytes
-from .tasks import SIMULATION_VERSION  # defined with the task kinds it versions; bump it there
 from .learning.training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
 from .chain.verify import BLOB_DIR
 

@@ -7,14 +7,15 @@ nothing in training, so the report-only runs of the two detectors must end in th
 report states how far apart they are. M = 0 runs give the honest baseline and the false-positive rate.
 
 A study (:class:`DetectionStudy`) that owns its report folder whole; each run is a stored task
-(:data:`bladefl_validate.tasks.DETECTION`). The simulator (and with it torch) is imported only when runs
+(:data:`DETECTION`, defined here). The simulator (and with it torch) is imported only when runs
 happen or the report is written, so the command line can read the grid's defaults without it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ from typing import Any
 import pandas as pd
 
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.execution import Execution, TaskKind, TaskOutcome, one_by_one
 from bladefl_platform.report import fmt, markdown_table, new_figure, regenerate, save_figure
 from bladefl_platform.store import ResultStore
 from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 
-from ..config import DETECTORS, RunConfig
-from ..tasks import DETECTION
+from ..config import DETECTORS, SIMULATION_VERSION, RunConfig
+from ..tasks import torch_threads
 from .base import RunStudy
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "DEFAULT_SIGMA2",
     "DEFAULT_M",
     "DETECTION_FILES",
+    "DETECTION",
+    "detection_task",
     "DetectionReport",
     "DetectionStudy",
     "check_grid",
@@ -54,6 +57,30 @@ DEFAULT_SIGMA2 = (1e-8, 1e-7, 1e-6, 1e-4, 1e-2, 0.3)
 DEFAULT_M = (2, 4, 6)
 
 _F1_BROKEN = 0.5
+
+
+def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    """One run screened by its detector: how many screenings flagged whom, and the final loss and accuracy."""
+    from ..simulation import simulate
+
+    rc = RunConfig.from_dict(dict(config))
+    start = time.perf_counter()
+    result = simulate(rc, None, context.get("data_dir"))
+    lazy = set(result.lazy)
+    return {
+        "flagged": sum(len(r.flagged) for r in result.rounds),
+        "true_positives": sum(len(lazy.intersection(r.flagged)) for r in result.rounds),
+        "lazy_screenings": len(lazy) * len(result.rounds),
+        "honest_screenings": (rc.N - len(lazy)) * len(result.rounds),
+        "final_global_train_loss": result.final.global_train_loss,
+        "final_test_accuracy": result.final.test_accuracy,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+#: A run of the detection report (its results are a run's, so the simulator's version).
+DETECTION = TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task),
+                     worker_setup=torch_threads)
 
 
 @dataclass(frozen=True)

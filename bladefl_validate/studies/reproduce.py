@@ -25,8 +25,7 @@ from bladefl_theory.profiles import Profile
 from bladefl_theory.solvers import kstar
 
 from ..config import DATASETS, RunConfig
-from ..optimum import optimum_tasks
-from ..tasks import OPTIMUM, RUN
+from ..tasks import OPTIMUM, RUN, optimum_tasks
 from .base import RunStudy
 from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap, profile_for
 from .sweep_k import bootstrap_k_star, summarize, sweep_configs
