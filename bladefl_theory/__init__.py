@@ -2,9 +2,11 @@
 
 from .params import LEARNING_CONSTANTS, SYSTEM_PARAMETERS, ParameterError, Params
 from .profiles import Profile, ProfileError, available_profiles, load_profile
+from .system import System
 
 __all__ = [
     "Params",
+    "System",
     "ParameterError",
     "SYSTEM_PARAMETERS",
     "LEARNING_CONSTANTS",
