@@ -178,6 +178,20 @@ def _batches(kind: TaskKind, configs: Sequence[Mapping[str, Any]], todo: list[in
     return [g[j : j + kind.batch_size] for g in groups.values() for j in range(0, len(g), kind.batch_size)]
 
 
+def _stored(store: ResultStore | None, keys: list[str]) -> dict[int, dict]:
+    """The results ``store`` already holds, by the index of their key in ``keys``."""
+    if store is None:
+        return {}
+    done = store.done(keys)
+    results = {}
+    for i, k in enumerate(keys):
+        if k in done:
+            result = store.get(k)
+            assert result is not None  # done() has just found it
+            results[i] = result
+    return results
+
+
 def run_tasks(
     kind: TaskKind,
     configs: Sequence[Mapping[str, Any]],
@@ -194,15 +208,8 @@ def run_tasks(
     """
     context = dict(context or {})
     keys = [kind.key(c) for c in configs]
-    done = store.done(keys) if store is not None else set()
-    todo = [i for i, k in enumerate(keys) if k not in done]
-    results: dict[int, dict] = {}
-    for i, k in enumerate(keys):
-        if k in done:
-            assert store is not None  # done is empty without a store
-            result = store.get(k)
-            assert result is not None  # done() has just found it
-            results[i] = result
+    results = _stored(store, keys)
+    todo = [i for i in range(len(keys)) if i not in results]
     log.debug("%s: %d task(s), %d already in the store, %d to run%s", desc or kind.name, len(keys),
               len(keys) - len(todo), len(todo), f" on {execution.scheduler}" if execution.scheduler and todo else "")
     if todo:

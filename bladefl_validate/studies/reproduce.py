@@ -163,33 +163,13 @@ def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, 
     all_runs = pd.concat(run_frames, ignore_index=True)
     all_per_k = pd.concat(per_k_frames, ignore_index=True)
 
-    gaps, profiles, rows = {}, {}, []
+    gaps, profiles = {}, {}
     for d in datasets:
         profile = profile_for(d, base.model)
         profiles[d] = profile.name
         sub = all_per_k[(all_per_k.dataset == d) & (all_per_k.M == 0)].set_index("K")
         gaps[d] = analyse_gap(sub, float(f_star[f_star.dataset == d].f_star.mean()), _theory(base, d, 0, 0.01, profile))
-    for s in grid:
-        runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
-        mean = runs.groupby("K")["final_global_train_loss"].mean()
-        shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
-        params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
-        rows.append(
-            {
-                "dataset": s.dataset,
-                "M": s.M,
-                "sigma2": s.sigma2,
-                "k_star_measured": int(mean.idxmin()),
-                "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
-                "k_star_measured_plausible": " ".join(
-                    str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
-                ),
-                "k_star_per_round": _k(params, "per-round"),
-                "k_star_printed": _k(params, "printed"),
-                "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
-                **{_column(f): _k_sc(params, f, base.k_max) for f in FORMS if "+" in f},
-            }
-        )
+    rows = [_kstar_row(base, s, all_runs) for s in grid]
     table = pd.DataFrame(rows)
     for col in ("k_star_paper", *(_column(f) for f in FORMS)):
         table[col] = table[col].astype("Int64")
@@ -199,6 +179,29 @@ def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, 
         skipped=runs_outcome.skipped + sum(o.skipped for o in found.values()),
         elapsed_seconds=elapsed,
     )
+
+
+def _kstar_row(base: RunConfig, s: Setting, all_runs: pd.DataFrame) -> dict[str, Any]:
+    """One setting's row of the K* table: the measured K* with its bootstrap share and plausible K, the paper's,
+    and each form's."""
+    runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
+    mean = runs.groupby("K")["final_global_train_loss"].mean()
+    shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
+    params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
+    return {
+        "dataset": s.dataset,
+        "M": s.M,
+        "sigma2": s.sigma2,
+        "k_star_measured": int(mean.idxmin()),
+        "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
+        "k_star_measured_plausible": " ".join(
+            str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
+        ),
+        "k_star_per_round": _k(params, "per-round"),
+        "k_star_printed": _k(params, "printed"),
+        "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
+        **{_column(f): _k_sc(params, f, base.k_max) for f in FORMS if "+" in f},
+    }
 
 
 #: The bootstrap share of the measured K* from which the report calls it settled.
