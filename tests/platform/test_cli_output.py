@@ -121,19 +121,27 @@ def test_verbosity_does_not_outlive_an_invocation():
 # bladefl-validate: fakes of the heavy parts.
 
 
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Both data sets, large enough for the paper's deployment (N=20, |D_i|=512, 4 classes per client) that
+    reproduce, detection-report, kstar-report and calibrate check their runs at."""
+    from helpers import write_data_root
+
+    sizes = {"mnist": (12000, 300, 0), "fashion-mnist": (12000, 300, 1)}
+    return write_data_root(tmp_path_factory.mktemp("data"), sizes)
+
+
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
     """Every command's stored tasks answered at once with plausible numbers (validate_cli_helpers.fake_tasks), which
     the studies analyse and report on as they would real ones; the K* study's analysis and report replaced by fakes
     that write where the command expects its report."""
-    from bladefl_validate.studies import base, kstar_prediction, kstar_report
+    from bladefl_validate.studies import kstar_prediction, kstar_report
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
 
     fake_tasks(monkeypatch)
-    # reproduce, detection-report, kstar-report and calibrate run at settings the tiny test data cannot serve.
-    monkeypatch.setattr(base, "check_runs", lambda *a, **k: None)
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
