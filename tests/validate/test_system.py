@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,11 @@ def test_a_configs_dict_and_keys_are_unchanged():
 
 @pytest.mark.parametrize("store", sorted(REPORTS.glob("*/results.sqlite")), ids=lambda p: p.parent.name)
 def test_every_committed_run_keeps_its_key(store):
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
+    before = sorted(p.name for p in store.parent.iterdir())
+    # immutable: read the committed file as it is, leaving no -wal or -shm file beside it.
+    with closing(sqlite3.connect(f"file:{store}?mode=ro&immutable=1", uri=True)) as conn:
         rows = conn.execute("SELECT key, config, version FROM results WHERE kind = ?", (RUN.name,)).fetchall()
+    assert sorted(p.name for p in store.parent.iterdir()) == before
     assert rows
     for key, config, version in rows:
         assert RUN.key(RunConfig.from_dict(json.loads(config)).as_dict()) == key
