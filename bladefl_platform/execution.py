@@ -1,8 +1,8 @@
 """Run many independent tasks through dask.distributed, recording each in a :class:`ResultStore`.
 
 By default a LocalCluster of worker processes on this machine, one thread each, every worker given
-its share of the cores (``cores // workers``) through the worker plugins a package registers with
-:func:`register_local_worker_plugin` (the validator's sets torch's threads; this module knows no
+its share of the cores (``cores // workers``) through the worker setup of the kind it runs
+(:attr:`TaskKind.worker_setup`: the validator's sets torch's threads; this module knows no
 torch); ``scheduler="tcp://HOST:PORT"`` sends the same tasks to an existing Dask cluster. Finished
 tasks are recorded as they complete, by this process alone, so an interrupted sweep resumes where it
 stopped.
@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 from .errors import InputError
 from .store import ResultStore, task_key
 
-__all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "register_local_worker_plugin", "run_tasks",
-           "TaskOutcome"]
+__all__ = ["Execution", "MAX_LOCAL_WORKERS", "TaskKind", "one_by_one", "run_tasks", "TaskOutcome"]
 
 #: Most worker processes of a local cluster: more would only compete for the cores (and each holds its own
 #: copy of the libraries).
@@ -48,6 +47,10 @@ class TaskKind:
     ``batch_key`` may run together, up to ``batch_size`` per task (the simulator trains such runs in
     one batched computation). ``version`` names the semantics of the code that computes a result: a
     stored result is reused only under the same version, so it changes whenever results would.
+    ``worker_setup(threads)``, if given, makes the ``distributed.WorkerPlugin`` every worker of a local cluster
+    made for this kind gets, ``threads`` its share of this machine's cores (``cores // workers``, at least 1): a
+    kind whose tasks use a threaded library (the validator's: torch) sets its threads, so that workers × threads =
+    cores. Workers of a cluster given by ``--scheduler`` are set up by whoever started them.
     """
 
     name: str
@@ -55,6 +58,7 @@ class TaskKind:
     run: BatchFn
     batch_key: Callable[[Mapping[str, Any]], Hashable] | None = None
     batch_size: int = 1
+    worker_setup: Callable[[int], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -134,24 +138,8 @@ class TaskOutcome:
     keys: list[str] = field(default_factory=list)
 
 
-#: Factories of Dask worker plugins that every worker of a local cluster gets, called with the worker's share of the
-#: cores (its threads for compute libraries); see :func:`register_local_worker_plugin`.
-_LOCAL_WORKER_PLUGINS: list[Callable[[int], Any]] = []
-
-
-def register_local_worker_plugin(factory: Callable[[int], Any]) -> None:
-    """Have every worker of a local cluster set up by ``factory(threads)``, a ``distributed.WorkerPlugin``.
-
-    ``threads`` is the worker's share of this machine's cores (``cores // workers``, at least 1): a package
-    whose tasks use a threaded library (the validator: torch) registers a plugin that sets its threads, so that
-    workers × threads = cores. Registering the same factory twice has no further effect. Workers of a cluster
-    given by ``--scheduler`` are set up by whoever started them.
-    """
-    if factory not in _LOCAL_WORKER_PLUGINS:
-        _LOCAL_WORKER_PLUGINS.append(factory)
-
-
-def _local_client(workers: int | None):
+def _local_client(workers: int | None, worker_setup: Callable[[int], Any] | None = None):
+    """A local cluster of ``workers`` processes (default: one per core), each set up by ``worker_setup``."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -175,8 +163,8 @@ def _local_client(workers: int | None):
             silence_logs=logging.CRITICAL,
         )
     client = Client(cluster)
-    for factory in _LOCAL_WORKER_PLUGINS:
-        client.register_plugin(factory(threads))
+    if worker_setup is not None:
+        client.register_plugin(worker_setup(threads))
     return client, cluster
 
 
@@ -188,6 +176,20 @@ def _batches(kind: TaskKind, configs: Sequence[Mapping[str, Any]], todo: list[in
     for i in todo:
         groups.setdefault(kind.batch_key(configs[i]), []).append(i)
     return [g[j : j + kind.batch_size] for g in groups.values() for j in range(0, len(g), kind.batch_size)]
+
+
+def _stored(store: ResultStore | None, keys: list[str]) -> dict[int, dict]:
+    """The results ``store`` already holds, by the index of their key in ``keys``."""
+    if store is None:
+        return {}
+    done = store.done(keys)
+    results = {}
+    for i, k in enumerate(keys):
+        if k in done:
+            result = store.get(k)
+            assert result is not None  # done() has just found it
+            results[i] = result
+    return results
 
 
 def run_tasks(
@@ -206,15 +208,8 @@ def run_tasks(
     """
     context = dict(context or {})
     keys = [kind.key(c) for c in configs]
-    done = store.done(keys) if store is not None else set()
-    todo = [i for i, k in enumerate(keys) if k not in done]
-    results: dict[int, dict] = {}
-    for i, k in enumerate(keys):
-        if k in done:
-            assert store is not None  # done is empty without a store
-            result = store.get(k)
-            assert result is not None  # done() has just found it
-            results[i] = result
+    results = _stored(store, keys)
+    todo = [i for i in range(len(keys)) if i not in results]
     log.debug("%s: %d task(s), %d already in the store, %d to run%s", desc or kind.name, len(keys),
               len(keys) - len(todo), len(todo), f" on {execution.scheduler}" if execution.scheduler and todo else "")
     if todo:
@@ -231,7 +226,7 @@ def run_tasks(
                 raise InputError(f"cannot connect to the Dask scheduler at {execution.scheduler} "
                                  f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
         else:
-            client, cluster = _local_client(execution.workers)
+            client, cluster = _local_client(execution.workers, kind.worker_setup)
         bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc or kind.name, unit="run",
                    disable=not execution.show_progress(), file=sys.stderr)
         try:

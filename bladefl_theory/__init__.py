@@ -3,11 +3,13 @@
 from .params import LEARNING_CONSTANTS, SYSTEM_PARAMETERS, ParameterError, Params
 from .profiles import Profile, ProfileError, available_profiles, load_profile
 from .question import KStar, kstar
+from .system import System
 
 __all__ = [
     "kstar",
     "KStar",
     "Params",
+    "System",
     "ParameterError",
     "SYSTEM_PARAMETERS",
     "LEARNING_CONSTANTS",

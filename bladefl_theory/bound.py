@@ -471,30 +471,32 @@ def canonical(params: Params, variant: str = "per-round") -> Canonical:
             + np.logaddexp(2 * np.log(eps) + np.log(slope_phi), np.log(lazy_slope))
         )
         log_neg_R = np.log(-R) if R < 0 and np.isfinite(R) and R > -1e300 else log_S
-        lb = b * ln_lam
-        log_neg_ratio = math.nan
-        if lb <= 700.0:
-            lam_b = np.exp(lb)
-            ratio = R * lam_b
-            if abs(1.0 - ratio) < 0.5:
-                # 1 − (1 − h·b − S)·lambda^b = (1 − lambda^b + h·b·lambda^b) + S·lambda^b, the first part as
-                # h·b·(lambda^b − 1) − (lambda^b − 1 − h·b): both O(h²), neither cancels the other.
-                gap = h * b * np.expm1(lb) - _bernoulli_gap_scalar(float(b), float(h)) + S * lam_b
-            else:
-                gap = 1.0 - ratio
-            if ratio < 0:
-                log_neg_ratio = float(log_neg_R + lb)
-        elif R > 0:
-            gap = -math.inf
-        elif R < 0:
-            gap, log_neg_ratio = math.inf, float(log_neg_R + lb)
-        else:
-            gap = 1.0
+        gap, log_neg_ratio = _gap(R, S, h, b, b * ln_lam, log_neg_R)
         q = np.exp(log_q)
     return Canonical(
         p0=float(p0), p1=float(p1), q=float(q), a=float(a), log_q=float(log_q), gap=float(gap),
         log_neg_ratio=log_neg_ratio,
     )
+
+
+def _gap(R, S, h, b, lb, log_neg_R) -> tuple[float, float]:
+    """1 − p1/q = 1 − R·lambda^b (lb = b·ln lambda) without cancellation or overflow, and ln(p1/q − 1) where
+    p1/q < 0 (NaN elsewhere); called under :func:`_quiet` by :func:`canonical`."""
+    if lb > 700.0:  # lambda^b beyond float range: only R's sign counts
+        if R > 0:
+            return -math.inf, math.nan
+        if R < 0:
+            return math.inf, float(log_neg_R + lb)
+        return 1.0, math.nan
+    lam_b = np.exp(lb)
+    ratio = R * lam_b
+    if abs(1.0 - ratio) < 0.5:
+        # 1 − (1 − h·b − S)·lambda^b = (1 − lambda^b + h·b·lambda^b) + S·lambda^b, the first part as
+        # h·b·(lambda^b − 1) − (lambda^b − 1 − h·b): both O(h²), neither cancels the other.
+        gap = h * b * np.expm1(lb) - _bernoulli_gap_scalar(float(b), float(h)) + S * lam_b
+    else:
+        gap = 1.0 - ratio
+    return gap, float(log_neg_R + lb) if ratio < 0 else math.nan
 
 
 def to_latex(expr: sp.Expr) -> str:

@@ -115,25 +115,8 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
     if feasible is None:
         failures.append(f"D(K) <= 0 for every K in [{lo:g}, {hi:.4g}]: no finite bound, Remark 1 is vacuous")
     else:
-        inner = np.linspace(feasible[0], feasible[1], grid_points)
-        b = np.asarray(_bound.bound_value(inner, params, variant), dtype=float)
-        b2, scale_b, where_b = _second_differences(inner, b)
-        if b2.size:
-            min_b2 = float(np.min(b2)) * scale_b
-            if np.min(b2) < -1e-9:
-                convex_b = False
-                bad = where_b[b2 < -1e-9]
-                failures.append(f"the bound is not convex on the grid near K = {bad[0]:.4g}..{bad[-1]:.4g}")
-        if feasible[0] > lo:
-            failures.append(
-                f"the bound is not finite on [{lo:g}, {feasible[0]:.4g}]: D(K) <= 0 there, so Remark 1 holds only "
-                "on the feasible interval"
-            )
-        if feasible[1] < hi:
-            failures.append(
-                f"the bound is not finite on [{feasible[1]:.4g}, {hi:.4g}]: D(K) <= 0 there, so Remark 1 holds only "
-                "on the feasible interval"
-            )
+        min_b2, convex_b = _bound_convex(params, variant, feasible, grid_points, failures)
+        failures += _infeasible_ends(feasible, lo, hi)
     holds_on_feasible = concave and convex_d and feasible is not None and convex_b
     return ConvexityCertificate(
         variant=variant,
@@ -147,3 +130,30 @@ def certify(params: Params, variant: str = "per-round", grid_points: int = 4001)
         holds=bool(holds_on_feasible),
         failures=failures,
     )
+
+
+def _bound_convex(params: Params, variant: str, feasible: tuple[float, float], grid_points: int,
+                  failures: list[str]) -> tuple[float | None, bool]:
+    """The bound's smallest second difference on a grid of the feasible interval (None if too few points), and
+    whether it is convex there; a failure is appended to ``failures``."""
+    inner = np.linspace(feasible[0], feasible[1], grid_points)
+    b = np.asarray(_bound.bound_value(inner, params, variant), dtype=float)
+    b2, scale_b, where_b = _second_differences(inner, b)
+    if not b2.size:
+        return None, True
+    convex = not np.min(b2) < -1e-9
+    if not convex:
+        bad = where_b[b2 < -1e-9]
+        failures.append(f"the bound is not convex on the grid near K = {bad[0]:.4g}..{bad[-1]:.4g}")
+    return float(np.min(b2)) * scale_b, convex
+
+
+def _infeasible_ends(feasible: tuple[float, float], lo: float, hi: float) -> list[str]:
+    """The ends of [lo, hi] outside the feasible interval, where the bound is not finite."""
+    ends = []
+    if feasible[0] > lo:
+        ends.append(f"[{lo:g}, {feasible[0]:.4g}]")
+    if feasible[1] < hi:
+        ends.append(f"[{feasible[1]:.4g}, {hi:.4g}]")
+    return [f"the bound is not finite on {where}: D(K) <= 0 there, so Remark 1 holds only on the feasible interval"
+            for where in ends]

@@ -8,26 +8,28 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, Literal
 
-from bladefl_platform.checks import FINITE, ConstraintError, Interval, Rule, shown, validate
+from bladefl_platform.checks import FINITE, ConstraintError, Interval, Rule, validate
 
-from .profiles import VARIANTS, load_profile
+from .system import MAX_N, SYSTEM_CONSTRAINTS, SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, SYSTEM_RULES, System, check_system
 from .timemodel import k_max
 
 __all__ = ["Params", "ParameterError", "MAX_K", "MAX_N", "MAX_GRID_POINTS", "SYSTEM_PARAMETERS", "LEARNING_CONSTANTS",
-           "SYSTEM_DEFAULTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS", "SYSTEM_RULES",
-           "K_MAX_RULE", "check_system"]
+           "SYSTEM_DEFAULTS", "DEFAULT_CONSTANTS", "VARIANTS", "Variant", "SYSTEM_CONSTRAINTS", "LEARNING_CONSTRAINTS",
+           "SYSTEM_RULES", "K_MAX_RULE", "check_system"]
 
-#: Parameters that describe the deployment (paper, Section 5.1 defaults).
-SYSTEM_PARAMETERS = ("N", "M", "sigma2", "alpha", "beta", "t_sum", "eta")
 #: Constants of the learning problem (Assumption 1, Definition 1, Theorem 1), given by a profile.
 LEARNING_CONSTANTS = ("L", "xi", "delta", "epsilon", "phi", "theta")
 
-_DEFAULT_CONSTANTS = load_profile("default").constants
-#: Largest N: the bound is computed in floating point, which holds integers exactly up to 2**53.
-MAX_N = 2**53
+#: The shipped ``default`` profile's constants (profile_data/default.json), written out so that the defaults need
+#: no profile to be read; tests/theory/test_params.py holds the two equal.
+DEFAULT_CONSTANTS: dict[str, float] = {"L": 10.0, "xi": 1.0, "delta": 10.0, "epsilon": 1.0, "phi": 5.43994,
+                                       "theta": 0.1}
+#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
+#: in each of the K rounds, or once, as eq. (6) prints it.
+VARIANTS: tuple[str, ...] = ("per-round", "printed")
 #: Largest K_max = floor(t_sum/(alpha+beta)): the integer search and the per-K table cover 1..K_max.
 MAX_K = 100_000
 #: Most grid points of the convexity certificate's numeric check (a few arrays of this many floats).
@@ -35,42 +37,15 @@ MAX_GRID_POINTS = 1_000_000
 
 Variant = Literal["per-round", "printed"]
 
-#: The paper's Section 5.1 settings, the defaults of both packages.
-SYSTEM_DEFAULTS: dict[str, Any] = {"N": 20, "M": 0, "sigma2": 0.01, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0,
-                                   "eta": 0.01}
-
-
 #: The one error of a parameter that breaks a rule (:class:`bladefl_platform.checks.ConstraintError`).
 ParameterError = ConstraintError
 
-#: The deployment's rules, per parameter (the theory's and the simulator's).
-SYSTEM_CONSTRAINTS: dict[str, list] = {
-    "N": [Integral, Interval(Integral, 2, None, closed="left"),
-          Interval(Integral, None, MAX_N, text=f"at most 2**53 = {MAX_N}", why=", the integers a float holds exactly")],
-    "M": [Integral],
-    "sigma2": [Real, FINITE, Interval(Real, 0, None, closed="left")],
-    **{name: [Real, FINITE, Interval(Real, 0, None, closed="neither")] for name in ("alpha", "beta", "t_sum", "eta")},
-}
 #: The learning constants' rules: theta may be 0 (no plagiarism), the others not.
 LEARNING_CONSTRAINTS: dict[str, list] = {
     **{name: [Real, FINITE, Interval(Real, 0, None, closed="neither")] for name in ("L", "xi", "delta", "epsilon",
                                                                                       "phi")},
     "theta": [Real, FINITE, Interval(Real, 0, None, closed="left")],
 }
-
-
-def _lazy_below_n(v: Mapping[str, Any]) -> str | None:
-    if 0 <= v["M"] <= v["N"] - 1:
-        return None
-    return (f"M must satisfy 0 <= M <= N-1 = {v['N'] - 1}, since a lazy client needs an honest one to copy "
-            f"(got M={shown(v['M'])})")
-
-
-def _one_block(v: Mapping[str, Any]) -> str | None:
-    if k_max(v["t_sum"], v["alpha"], v["beta"]) >= 1:
-        return None
-    return (f"t_sum must be >= alpha + beta = {v['alpha'] + v['beta']:g}, room for one block with one local epoch "
-            f"(got t_sum={v['t_sum']:g})")
 
 
 def _k_max_searchable(v: Mapping[str, Any]) -> str | None:
@@ -88,8 +63,6 @@ def _lemma1(v: Mapping[str, Any]) -> str | None:
             f"eta*L={v['eta'] * v['L']:g})")
 
 
-#: The rules between the deployment's parameters.
-SYSTEM_RULES = (Rule("M", _lazy_below_n), Rule("t_sum", _one_block))
 #: K_max within the integer search's and the per-K table's reach.
 K_MAX_RULE = Rule("t_sum", _k_max_searchable)
 #: The rules of the theory's parameters beyond the deployment's.
@@ -97,24 +70,17 @@ PARAMS_RULES = (K_MAX_RULE, Rule("eta", _lemma1))
 
 
 def _default(name: str) -> Any:
-    return field(default=_DEFAULT_CONSTANTS[name])
+    return field(default=DEFAULT_CONSTANTS[name])
 
 
 @dataclass(frozen=True)
-class Params:
-    """N clients, M of them lazy, noise variance sigma2, the time model and the learning constants.
+class Params(System):
+    """The theory's question: a deployment (:class:`~bladefl_theory.system.System`) and the learning constants.
 
     Defaults are the paper's Section 5.1 settings and the shipped ``default`` profile.
     Every rule is checked on construction and on :meth:`replace`.
     """
 
-    N: int = SYSTEM_DEFAULTS["N"]
-    M: int = SYSTEM_DEFAULTS["M"]
-    sigma2: float = SYSTEM_DEFAULTS["sigma2"]
-    alpha: float = SYSTEM_DEFAULTS["alpha"]
-    beta: float = SYSTEM_DEFAULTS["beta"]
-    t_sum: float = SYSTEM_DEFAULTS["t_sum"]
-    eta: float = SYSTEM_DEFAULTS["eta"]
     L: float = _default("L")
     xi: float = _default("xi")
     delta: float = _default("delta")
@@ -122,7 +88,7 @@ class Params:
     phi: float = _default("phi")
     theta: float = _default("theta")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         validate(self.as_dict(), {**SYSTEM_CONSTRAINTS, **LEARNING_CONSTRAINTS}, (*SYSTEM_RULES, *PARAMS_RULES))
 
     def replace(self, **changes: Any) -> "Params":
@@ -140,9 +106,3 @@ class Params:
     def names() -> tuple[str, ...]:
         """Parameter names: system parameters first, then learning constants."""
         return SYSTEM_PARAMETERS + LEARNING_CONSTANTS
-
-
-def check_system(N: Any, M: Any, sigma2: Any, alpha: Any, beta: Any, t_sum: Any, eta: Any) -> None:
-    """Check the deployment parameters (the rules shared by the theory and the simulator)."""
-    values = {"N": N, "M": M, "sigma2": sigma2, "alpha": alpha, "beta": beta, "t_sum": t_sum, "eta": eta}
-    validate(values, SYSTEM_CONSTRAINTS, SYSTEM_RULES)

@@ -21,15 +21,13 @@ from numbers import Real
 from bladefl_platform.checks import FINITE, ConstraintError, validate
 from bladefl_platform.errors import InputError
 
+from .params import VARIANTS, Params
 from .profile_schema import check_sections
 
 __all__ = ["Profile", "ProfileError", "load_profile", "available_profiles", "CONSTANT_NAMES",
            "VARIANTS", "SYSTEM_KEYS", "form_constraints", "PROFILE_DEFAULTS"]
 
 CONSTANT_NAMES = ("L", "xi", "delta", "epsilon", "phi", "theta")
-#: The two forms of the paper's bound (:mod:`bladefl_theory.bound`), which a bound profile may name: the lazy term
-#: in each of the K rounds, or once, as eq. (6) prints it. Defined here, the lightest module that needs them.
-VARIANTS: tuple[str, ...] = ("per-round", "printed")
 
 
 #: What a profile may record of the system it was estimated or calibrated for, and the type of each.
@@ -120,10 +118,8 @@ class Profile:
                      f"{_pct(fresh.get('median_regret'))}, {_pct(fresh.get('worst_regret'))}")
         return line + (f" ({v['report']})" if v.get("report") else "")
 
-    def params(self, **overrides: Any):
+    def params(self, **overrides: Any) -> Params:
         """Build :class:`~bladefl_theory.params.Params` from this profile, ``overrides`` winning."""
-        from .params import Params
-
         if not self.is_bound:
             raise ProfileError(f"profile {self.name!r} holds the {self.form} form's constants, not the bound's")
         return Params(**{**self.constants, **overrides})

@@ -292,29 +292,39 @@ def remark3_verdict(frame: pd.DataFrame, varied: list[str], base: Params) -> str
 
 def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list[Path]:
     """Write ``sensitivity.csv``, ``README.md`` and PNG figures into ``out_dir``; return the paths."""
+    out_dir = Path(out_dir)
+    csv_path, readme, kstar_png, bound_png = (out_dir / name for name in REPORT_FILES)
+    result.frame.to_csv(csv_path, index=False)
+    _kstar_figure(result, kstar_png)
+    _bound_figure(result, bound_png)
+    readme.write_text(_readme(result, command), encoding="utf-8")
+    return [csv_path, kstar_png, bound_png, readme]
+
+
+def _spread(values: list, most: int) -> list:
+    """At most ``most`` of ``values``, evenly spread over them (a readable figure)."""
     import numpy as np
 
-    from bladefl_platform.report import k_axis, legend, markdown_table, new_figure, regenerate, save_figure
+    if len(values) <= most:
+        return values
+    return [values[i] for i in np.linspace(0, len(values) - 1, most).round().astype(int)]
 
-    from .bound import bound_value
 
-    out_dir = Path(out_dir)
-    frame = result.frame
+def _axes_names(result: SensitivityResult) -> tuple[str, str | None]:
+    """The first varied parameter (the x axis) and the second, if any (one line per value)."""
     names = list(result.varied)
-    first = names[0]
-    second = names[1] if len(names) > 1 else None
+    return names[0], names[1] if len(names) > 1 else None
+
+
+def _kstar_figure(result: SensitivityResult, path: Path) -> None:
+    """K* (integer and continuous) against the first varied parameter, one line per value of the second."""
+    from bladefl_platform.report import legend, new_figure, save_figure
+
+    frame, (first, second) = result.frame, _axes_names(result)
     variants = list(frame.variant.unique())
-    written = []
-
-    csv_path = out_dir / "sensitivity.csv"
-    frame.to_csv(csv_path, index=False)
-    written.append(csv_path)
-
     x_col = "lazy_ratio" if first == "M" else first
     fig, axes = new_figure(5.5 * len(variants), 4, 1, len(variants), sharey=True)
-    lines_for = result.varied[second] if second else [None]
-    if len(lines_for) > 8:  # a readable figure: at most eight lines, spread over the values
-        lines_for = [lines_for[i] for i in np.linspace(0, len(lines_for) - 1, 8).round().astype(int)]
+    lines_for = _spread(result.varied[second], 8) if second else [None]
     for ax, variant in zip(axes[0], variants):
         sub = frame[frame.variant == variant]
         groups = [(key, g) for key, g in sub.groupby(second) if key in lines_for] if second else [(None, sub)]
@@ -328,65 +338,58 @@ def write_report(result: SensitivityResult, out_dir: Path, command: str) -> list
         ax.grid(alpha=0.3)
         if second:
             legend(ax, fontsize=7)
-    kstar_png = out_dir / "kstar.png"
-    save_figure(fig, kstar_png)
-    written.append(kstar_png)
+    save_figure(fig, path)
 
+
+def _bound_figure(result: SensitivityResult, path: Path) -> None:
+    """The bound against K for up to six values of the first varied parameter (the second at its first value)."""
+    import numpy as np
+
+    from bladefl_platform.report import k_axis, legend, new_figure, save_figure
+
+    from .bound import bound_value
+
+    frame, (first, second) = result.frame, _axes_names(result)
+    variants = list(frame.variant.unique())
     fig, axes = new_figure(5.5 * len(variants), 4, 1, len(variants))
-    values = result.varied[first]
-    shown = values if len(values) <= 6 else [values[i] for i in np.linspace(0, len(values) - 1, 6).round().astype(int)]
+    fixed = {second: result.varied[second][0]} if second else {}
+    ks = np.arange(1, int(frame.k_max.max()) + 1)
     for ax, variant in zip(axes[0], variants):
-        for v in shown:
-            change = {first: v}
-            if second:
-                change[second] = result.varied[second][0]
-            params = result.base.replace(**change)
-            ks = np.arange(1, int(frame.k_max.max()) + 1)
-            b = np.asarray(bound_value(ks, params, variant), dtype=float)
+        for v in _spread(result.varied[first], 6):
+            b = np.asarray(bound_value(ks, result.base.replace(**{first: v}, **fixed), variant), dtype=float)
             ax.plot(ks, np.where(np.isfinite(b), b, np.nan), "o-", ms=3, label=f"{first}={v:g}")
-        title = f"bound vs K ({variant})" + (f", {second}={result.varied[second][0]:g}" if second else "")
-        ax.set_title(title)
+        ax.set_title(f"bound vs K ({variant})" + (f", {second}={fixed[second]:g}" if second else ""))
         k_axis(ax, list(ks))
         ax.set_ylabel("bound on F(w^K) - F(w*)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         legend(ax, fontsize=7)
-    bound_png = out_dir / "bound.png"
-    save_figure(fig, bound_png)
-    written.append(bound_png)
+    save_figure(fig, path)
 
-    verdicts = result.verdicts()
-    lines = [
-        "# Sensitivity of K* to " + " and ".join(names),
-        "",
-        *regenerate(command, "Generated by `bladefl-theory sensitivity`; regenerate with:"),
-        "Base parameters (any not varied): "
-        + ", ".join(f"{k}={v:g}" for k, v in result.base.as_dict().items() if k not in names)
-        + ".",
-        "",
-        "## Remark 3 (K* decreases as M/N or sigma2 grows)",
-        "",
-    ]
-    lines += [f"- **{v}**: {text}." for v, text in verdicts.items()]
-    lines += [
-        "",
-        "`printed` is eq. (6) verbatim; `per-round` multiplies the lazy term by K (see the README).",
-        "",
-        "## Figures",
-        "",
-        "![K* against the varied parameter](kstar.png)",
-        "",
-        "![The bound against K](bound.png)",
-        "",
-        "## Table",
-        "",
-        "Full data: `sensitivity.csv`. K* is the integer minimizer of the bound over K = 1..K_max; "
-        "empty where no K has a finite bound.",
-        "",
-    ]
-    cols = ["variant", *names, "k_star", "k_star_continuous", "tau", "bound"]
-    lines.append(markdown_table(frame[cols], digits=4))
-    readme = out_dir / "README.md"
-    readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    written.append(readme)
-    return written
+
+def _readme(result: SensitivityResult, command: str) -> str:
+    """The report's README.md: what was varied from what, Remark 3's verdicts, the figures and the table."""
+    from bladefl_platform.report import regenerate
+
+    names = list(result.varied)
+    base = ", ".join(f"{k}={v:g}" for k, v in result.base.as_dict().items() if k not in names)
+    lines = ["# Sensitivity of K* to " + " and ".join(names), "",
+             *regenerate(command, "Generated by `bladefl-theory sensitivity`; regenerate with:"),
+             f"Base parameters (any not varied): {base}.", "",
+             "## Remark 3 (K* decreases as M/N or sigma2 grows)", "",
+             *(f"- **{v}**: {text}." for v, text in result.verdicts().items()), "",
+             "`printed` is eq. (6) verbatim; `per-round` multiplies the lazy term by K (see the README).", "",
+             *_figures_and_table(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _figures_and_table(result: SensitivityResult) -> list[str]:
+    """The README's figures and its table of K* per varied value."""
+    from bladefl_platform.report import markdown_table
+
+    cols = ["variant", *result.varied, "k_star", "k_star_continuous", "tau", "bound"]
+    return ["## Figures", "", "![K* against the varied parameter](kstar.png)", "",
+            "![The bound against K](bound.png)", "", "## Table", "",
+            "Full data: `sensitivity.csv`. K* is the integer minimizer of the bound over K = 1..K_max; "
+            "empty where no K has a finite bound.", "",
+            markdown_table(result.frame[cols], digits=4)]

@@ -17,17 +17,23 @@ from typing import Any
 
 from bladefl_platform.checks import ConstraintError, Finite, Interval, Options, Rule, validate
 from bladefl_platform.errors import InputError
-from bladefl_theory.params import SYSTEM_CONSTRAINTS, SYSTEM_DEFAULTS, SYSTEM_PARAMETERS, SYSTEM_RULES, Params
+from bladefl_theory.params import Params
 from bladefl_theory.profiles import Profile, load_profile
+from bladefl_theory.system import SYSTEM_CONSTRAINTS, SYSTEM_RULES, System
 from bladefl_theory.timemodel import k_max, tau, virtual_round_time
 
 from .learning.encrypt import ENCRYPTIONS, require_tenseal
 from .chain.mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
-__all__ = ["RunConfig", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2", "machine_memory",
-           "check_device", "cuda_available"]
+__all__ = ["RunConfig", "SIMULATION_VERSION", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2",
+           "machine_memory", "check_device", "cuda_available"]
 
+#: The semantics of a run's results, what a config's run computes. Bump it whenever a change to the simulator changes
+#: any result of the same config: stored results are reused only under the same version (tests/validate/test_golden.py
+#: pins a small run's numbers, so such a change fails there first). "2": the first version keyed this way. Defined
+#: here, beside what it versions, because the task kinds keyed by it must be read without torch (the simulator's).
+SIMULATION_VERSION = "2"
 #: The data sets a run can use (data.py reads them).
 DATASETS = ("mnist", "fashion-mnist")
 #: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/validate/test_config_rules.py checks
@@ -115,23 +121,22 @@ RUN_RULES = (*SYSTEM_RULES, Rule("K", _k_in_range), Rule("partition", _partition
              Rule("detect", _detection_has_a_detector))
 
 
+#: The settings that lead a config's dict, as they did before the deployment's moved into System (the rest follow
+#: in field order): config.json, the profiles' run records and the tables read as before.
+_LEADING = ("dataset", "N", "M", "K")
+
+
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run: the deployment, the data, the model, the chain and the seed.
+class RunConfig(System):
+    """Everything that determines a run: the deployment (:class:`~bladefl_theory.system.System`), the data, the
+    model, the chain and the seed.
 
     Defaults are the paper's Section 5.1 settings (N=20, |D_i|=512, alpha=1, beta=10, t_sum=100,
     eta=0.01, batch 64) with K at the paper's K* = 7.
     """
 
     dataset: str = "mnist"
-    N: int = SYSTEM_DEFAULTS["N"]
-    M: int = SYSTEM_DEFAULTS["M"]
     K: int = 7
-    sigma2: float = SYSTEM_DEFAULTS["sigma2"]
-    alpha: float = SYSTEM_DEFAULTS["alpha"]
-    beta: float = SYSTEM_DEFAULTS["beta"]
-    t_sum: float = SYSTEM_DEFAULTS["t_sum"]
-    eta: float = SYSTEM_DEFAULTS["eta"]
     samples_per_client: int = 512
     partition: str = "classes"
     classes_per_client: int = 4
@@ -150,7 +155,7 @@ class RunConfig:
     #: and config.json they had before the field existed.
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.device not in DEVICES:
             raise ConstraintError("device", Options(options=DEVICES).message("device", self.device))
         if self.device == "auto":
@@ -212,9 +217,8 @@ class RunConfig:
 
         ``profile`` is a Profile, a profile's name or a path.
         """
-        system = {name: getattr(self, name) for name in SYSTEM_PARAMETERS}
         prof = profile if isinstance(profile, Profile) else load_profile(profile)
-        return prof.params(**system, **constants)
+        return prof.params(**self.system(), **constants)
 
     def partition_options(self) -> dict[str, Any]:
         """The options of the chosen partition scheme."""
@@ -231,6 +235,7 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         """The settings by name; ``device`` only when it is not ``cpu`` (see the field)."""
         data = dataclasses.asdict(self)
+        data = {**{name: data.pop(name) for name in _LEADING}, **data}
         if data["device"] == "cpu":
             del data["device"]
         return data

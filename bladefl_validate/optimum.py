@@ -1,10 +1,10 @@
-"""w*, the centralized optimum on the union of a run's clients' data, and F(w*) as stored tasks.
+"""w*, the centralized optimum on the union of a run's clients' data: the one search for it.
 
 :func:`find_optimum` is the one search for w*: full-batch L-BFGS (strong Wolfe line search) from the
 run's initial model w0, stopped by :class:`OptimumOptions`' rule. Started from w0 so that, where the
 minimizers form a set (softmax's shift invariance, the MLP's symmetries), the one reached is the one
 the quasi-Newton path from w0 finds. The estimates (:mod:`bladefl_validate.studies.estimate`) use it
-per seed, and the F(w*) tasks below (:func:`bladefl_validate.tasks.optimum_task`) on each seed's
+per seed, and the F(w*) tasks (:func:`bladefl_validate.tasks.optimum_task`) on each seed's
 partition: the same data set, N, |D_i|, scheme and seed as the run, so the union is the data F(w^k)
 is measured on.
 
@@ -15,29 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bladefl_platform.checks import FINITE, Interval, Options, validate
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskOutcome, run_tasks
-from bladefl_platform.store import ResultStore
-from bladefl_platform.study import Tasks
-
-from .config import RunConfig
-from .tasks import OPTIMUM, task_context
 
 if TYPE_CHECKING:
     import torch
 
     from .learning.model import ModelSpec, ModuleSpec
 
-__all__ = ["OptimumOptions", "Optimum", "find_optimum", "optimum_configs", "optimum_tasks", "optima"]
+__all__ = ["OptimumOptions", "Optimum", "find_optimum"]
 
 
 #: What each option of :class:`OptimumOptions` must be.
@@ -125,7 +117,6 @@ def find_optimum(
 ) -> Optimum:
     """w* of the mean cross-entropy on ``X [n, in]``, ``Y [n]``: L-BFGS from ``w0 [d]``, stopped by ``options``."""
     import torch
-    import torch.nn.functional as F
 
     from .learning.training import evaluate
 
@@ -136,79 +127,96 @@ def find_optimum(
     dtype = getattr(torch, options.dtype_for(spec))
     origin = w0.detach().to(dtype)
     w = origin.clone().requires_grad_(True)
-    Xs = X.to(device=w.device, dtype=dtype).unsqueeze(0)
-    Ys = Y.to(device=w.device, dtype=torch.int64)
-
-    def fresh_optimizer() -> torch.optim.LBFGS:
-        return torch.optim.LBFGS(
-            # One iteration per step, but the line search needs its own budget: torch's default
-            # max_eval (max_iter·5/4 = 1) would leave it none, and a rejected first trial means no move.
-            [w], lr=1.0, max_iter=1, max_eval=1 + _LINE_SEARCH_EVALS, history_size=options.history_size,
-            line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
-        )
-
-    opt = fresh_optimizer()
-    evals: list[tuple[float, float]] = []
-    restarts = 0
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(spec.forward(w.unsqueeze(0), Xs)[0], Ys)
-        loss.backward()
-        evals.append((float(loss.item()), float(w.grad.norm().item())))
-        return loss
-
+    search = _LBFGSPath(spec, w, X.to(device=w.device, dtype=dtype).unsqueeze(0),
+                        Y.to(device=w.device, dtype=torch.int64), options.history_size)
     history: list[float] = []
     path: list[tuple[int, float, float]] = []
-    reason = "max-iterations"
     it = 0
     while True:
         start = w.detach().clone()
-        mark = len(evals)
+        mark = len(search.evals)
         stalled = False
         if it < options.max_iter:
-            opt.step(closure)  # its first evaluation is at the current iterate
-            if torch.equal(w.detach(), start):
-                # No move (the quasi-Newton direction failed the line search, e.g. at a ReLU kink):
-                # forget the curvature pairs and retry from steepest descent; stop if that fails too.
-                opt = fresh_optimizer()
-                restarts += 1
-                opt.step(closure)
-                stalled = torch.equal(w.detach(), start)
+            stalled = search.step(start)
         else:
-            closure()
-        f, g = evals[mark]
+            search.closure()
+        f, g = search.evals[mark]
         history.append(f)
         path.append((it, f, float(torch.linalg.vector_norm(start - origin).item())))
         if not math.isfinite(f):
             raise InputError(f"centralized training for w* diverged (F = {f}) at iteration {it}")
-        if f <= options.loss_floor:
-            reason = "loss-floor"
-        elif g <= options.gtol:
-            reason = "gradient"
-        elif it >= options.window and history[it - options.window] - f <= options.rtol * history[it - options.window]:
-            reason = "relative-change"
-        elif stalled:
-            reason = "stalled"
-        elif it >= options.max_iter:
-            reason = "max-iterations"
-        else:
-            it += 1
-            continue
-        break
+        reason = _stop_reason(options, history, f, g, stalled)
+        if reason is not None:
+            break
+        it += 1
     w_star = start.to(w0.dtype)
     loss, _ = evaluate(spec, w_star, X, Y)
-    return Optimum(
-        w=w_star,
-        loss=loss,
-        grad_norm=g,
-        distance=float(torch.linalg.vector_norm(start - origin).item()),
-        iterations=it,
-        evaluations=len(evals),
-        reason=reason,
-        path=_thin(path, 12),
-        restarts=restarts,
-    )
+    return Optimum(w=w_star, loss=loss, grad_norm=g, distance=float(torch.linalg.vector_norm(start - origin).item()),
+                   iterations=it, evaluations=len(search.evals), reason=reason, path=_thin(path, 12),
+                   restarts=search.restarts)
+
+
+def _stop_reason(options: OptimumOptions, history: list[float], f: float, g: float, stalled: bool) -> str | None:
+    """Why the search stops at the iterate of loss ``f`` and gradient norm ``g`` (None: it goes on), by
+    :class:`OptimumOptions`' rule in its order; ``history`` holds F at every iterate so far, this one last."""
+    it = len(history) - 1
+    if f <= options.loss_floor:
+        return "loss-floor"
+    if g <= options.gtol:
+        return "gradient"
+    if it >= options.window and history[it - options.window] - f <= options.rtol * history[it - options.window]:
+        return "relative-change"
+    if stalled:
+        return "stalled"
+    if it >= options.max_iter:
+        return "max-iterations"
+    return None
+
+
+class _LBFGSPath:
+    """L-BFGS on the mean cross-entropy, one iteration per step, with every evaluation's (F, ‖∇F‖) recorded."""
+
+    def __init__(self, spec: ModelSpec | ModuleSpec, w: torch.Tensor, Xs: torch.Tensor, Ys: torch.Tensor,
+                 history_size: int):
+        self.spec, self.w, self.Xs, self.Ys, self.history_size = spec, w, Xs, Ys, history_size
+        self.evals: list[tuple[float, float]] = []
+        self.restarts = 0  # memory resets after a step that did not move
+        self.opt = self._fresh()
+
+    def _fresh(self) -> torch.optim.LBFGS:
+        import torch
+
+        return torch.optim.LBFGS(
+            # One iteration per step, but the line search needs its own budget: torch's default
+            # max_eval (max_iter·5/4 = 1) would leave it none, and a rejected first trial means no move.
+            [self.w], lr=1.0, max_iter=1, max_eval=1 + _LINE_SEARCH_EVALS, history_size=self.history_size,
+            line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+        )
+
+    def closure(self) -> torch.Tensor:
+        """F at the current iterate, its gradient left in ``w.grad`` (the first evaluation of a step is there)."""
+        import torch.nn.functional as F
+
+        self.opt.zero_grad()
+        loss = F.cross_entropy(self.spec.forward(self.w.unsqueeze(0), self.Xs)[0], self.Ys)
+        loss.backward()
+        assert self.w.grad is not None  # backward() has just set it
+        self.evals.append((float(loss.item()), float(self.w.grad.norm().item())))
+        return loss
+
+    def step(self, start: torch.Tensor) -> bool:
+        """One iteration from ``start``, the current iterate; True if it stalled (not even steepest descent moved)."""
+        import torch
+
+        self.opt.step(self.closure)
+        if not torch.equal(self.w.detach(), start):
+            return False
+        # No move (the quasi-Newton direction failed the line search, e.g. at a ReLU kink):
+        # forget the curvature pairs and retry from steepest descent; stop if that fails too.
+        self.opt = self._fresh()
+        self.restarts += 1
+        self.opt.step(self.closure)
+        return torch.equal(self.w.detach(), start)
 
 
 def _thin(path: list, k: int) -> list:
@@ -217,20 +225,3 @@ def _thin(path: list, k: int) -> list:
         return list(path)
     idx = sorted({0, len(path) - 1, *np.unique(np.geomspace(1, len(path) - 1, k - 1).astype(int)).tolist()})
     return [path[i] for i in idx]
-
-
-def optimum_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
-    """The configs whose partitions F(w*) is found on, one per seed (M, sigma2 and K do not matter: M=0, K=1)."""
-    return [base.replace(M=0, K=1, seed=s) for s in seeds]
-
-
-def optimum_tasks(base: RunConfig, seeds: Sequence[int]) -> Tasks:
-    """F(w*) of each seed's partition of ``base``, as a batch of a study's tasks."""
-    return Tasks(OPTIMUM, [c.as_dict() for c in optimum_configs(base, seeds)], "w*")
-
-
-def optima(base: RunConfig, seeds: Sequence[int], data_dir: str | Path | None = None,
-           store: ResultStore | None = None, execution: Execution = Execution()) -> TaskOutcome:
-    """F(w*) and its search's facts for each seed's partition of ``base``, in seed order."""
-    tasks = optimum_tasks(base, seeds)
-    return run_tasks(tasks.kind, tasks.configs, store, task_context(data_dir), execution, tasks.desc)

@@ -27,7 +27,7 @@ import torch
 from bladefl_platform.atomic import atomic_directory
 from bladefl_platform.errors import InputError
 
-from .config import RunConfig
+from .config import SIMULATION_VERSION, RunConfig
 from .data import Dataset, load_dataset
 from .learning.detect import Detection, make_detector, run_precision_recall, write_detection_csv
 from .learning.encrypt import CKKSCodec
@@ -40,7 +40,6 @@ from .chain.mining import mine
 from .learning.model import ModelSpec, ModuleSpec, make_spec
 from .partition import label_counts, make_partitioner, plot_partition
 from .chain.pool import CachePool, bytes_to_weights, weights_to_bytes
-from .tasks import SIMULATION_VERSION  # defined with the task kinds it versions; bump it there
 from .learning.training import epoch_permutations, evaluate, evaluate_many, fedavg, train_clients
 from .chain.verify import BLOB_DIR
 
@@ -309,19 +308,9 @@ def simulate_many(
     what a sweep that reads only the final numbers needs.
     """
     configs = list(configs)
-    if evaluate_rounds not in ("every", "final"):
-        raise InputError(f"evaluate_rounds must be 'every' or 'final' (got {evaluate_rounds!r})")
-    if evaluate_rounds == "final" and observer is not None:
-        raise InputError("an observer needs every round's loss: use evaluate_rounds='every'")
+    folders = _checked_folders(configs, folders, evaluate_rounds, observer)
     if not configs:
         return []
-    keys = {batch_key(c) for c in configs}
-    if len(keys) > 1:
-        raise InputError("runs simulated together must share data set, model, K, tau, eta, batch size, "
-                         f"samples per client and device; got {len(keys)} different combinations")
-    folders = list(folders) if folders is not None else [None] * len(configs)
-    if len(folders) != len(configs):
-        raise InputError(f"need one folder (or None) per config: {len(configs)} configs, {len(folders)} folders")
     first = configs[0]
     first.check_device()
     device = torch.device(first.device)
@@ -352,23 +341,49 @@ def simulate_many(
         else:
             evaluated = [(math.nan,) * 4] * len(runs)
         wall = (time.perf_counter() - t0) / len(runs)
-        for i, (r, (w_start, W, facts), (train_loss, train_acc, test_loss, test_acc)) in enumerate(
-            zip(runs, submitted, evaluated)
-        ):
-            metrics = RoundMetrics(round=k, tau=tau_, global_train_loss=train_loss, global_train_accuracy=train_acc,
-                                   test_loss=test_loss, test_accuracy=test_acc, wall_seconds=wall, **facts)
-            r.rounds.append(metrics)
-            r.record(metrics)
-            if on_round is not None:
-                on_round(i, metrics)
-            if observer is not None:
-                observer(i, RoundState(k, r.config, spec, r.X, r.Y, r.honest, r.lazy, r.sources, w_start, W, r.w,
-                                       train_loss))
+        _record_round(k, spec, runs, submitted, evaluated, wall, on_round, observer)
     return [
         RunResult(r.config, r.rounds, sorted(r.lazy.tolist()), init[0], init[3], tuple(r.detections), r.counts,
                   r.ledger.lines if r.ledger.path is None else None, r.cipher)
         for r, init in zip(runs, initial)
     ]
+
+
+
+def _checked_folders(configs: list[RunConfig], folders: Sequence[Path | None] | None, evaluate_rounds: str,
+                     observer: Callable[[int, RoundState], None] | None) -> list[Path | None]:
+    """Each run's folder (None: in memory); InputError unless the runs can be simulated together as asked."""
+    if evaluate_rounds not in ("every", "final"):
+        raise InputError(f"evaluate_rounds must be 'every' or 'final' (got {evaluate_rounds!r})")
+    if evaluate_rounds == "final" and observer is not None:
+        raise InputError("an observer needs every round's loss: use evaluate_rounds='every'")
+    keys = {batch_key(c) for c in configs}
+    if len(keys) > 1:
+        raise InputError("runs simulated together must share data set, model, K, tau, eta, batch size, "
+                         f"samples per client and device; got {len(keys)} different combinations")
+    folders = list(folders) if folders is not None else [None] * len(configs)
+    if configs and len(folders) != len(configs):
+        raise InputError(f"need one folder (or None) per config: {len(configs)} configs, {len(folders)} folders")
+    return folders
+
+
+def _record_round(k: int, spec: ModelSpec | ModuleSpec, runs: list[_Run], submitted: list, evaluated: list,
+                  wall: float, on_round: Callable[[int, RoundMetrics], None] | None,
+                  observer: Callable[[int, RoundState], None] | None) -> None:
+    """Round ``k``'s metrics appended to each run, and given to ``on_round`` and ``observer``."""
+    for i, (r, (w_start, W, facts), (train_loss, train_acc, test_loss, test_acc)) in enumerate(
+        zip(runs, submitted, evaluated)
+    ):
+        metrics = RoundMetrics(round=k, tau=r.config.tau, global_train_loss=train_loss,
+                               global_train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc,
+                               wall_seconds=wall, **facts)
+        r.rounds.append(metrics)
+        r.record(metrics)
+        if on_round is not None:
+            on_round(i, metrics)
+        if observer is not None:
+            observer(i, RoundState(k, r.config, spec, r.X, r.Y, r.honest, r.lazy, r.sources, w_start, W, r.w,
+                                   train_loss))
 
 
 def simulate(

@@ -1,16 +1,18 @@
-"""Every kind of task the validator records in a result store, and what each is given besides its config.
+"""The validator's shared kinds of stored task, and what each is given besides its config.
 
 A kind's name and version are part of every stored result's key (:class:`~bladefl_platform.execution.TaskKind`),
 so neither changes unless its results would: a stored result is reused only by the same kind at the same version.
 
 - ``RUN`` (``bladefl-run``): a simulation run, :func:`run_task` (runs that share a batch key train together);
-- ``OPTIMUM`` (``bladefl-optimum``): F(w*) on the union of a run's clients' data, :func:`optimum_task`;
-- ``DETECTION`` (``bladefl-detection-run``): a run screened by a detector, :func:`detection_task`;
-- ``ESTIMATE`` (``bladefl-estimate``): one seed of an estimate, :func:`estimate_task`.
+- ``OPTIMUM`` (``bladefl-optimum``): F(w*) on the union of a run's clients' data, :func:`optimum_task`
+  (:func:`optimum_tasks` for a study's batch of them).
 
-Importing this module needs no torch: each task imports the simulator when it runs (on a worker). It registers the
-worker plugin that gives each worker of a local Dask cluster its share of torch's threads
-(:mod:`bladefl_validate.workers`).
+A kind that one study alone uses lives with its study (``bladefl-detection-run`` in
+:mod:`bladefl_validate.studies.detection`, ``bladefl-estimate`` in :mod:`bladefl_validate.studies.estimate`).
+
+Importing this module needs no torch: each task imports the simulator when it runs (on a worker). Every kind that
+trains names :func:`torch_threads` as its worker setup: a local Dask cluster made for it gives each worker its share
+of torch's threads (:mod:`bladefl_validate.workers`).
 
 Paths in a task's context are resolved on the machine that submits the tasks: a worker of a separately started Dask
 cluster has its own working directory and environment (no ``BLADEFL_DATA``), so it must receive absolute paths,
@@ -20,21 +22,19 @@ never relative ones or an environment variable to look up.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bladefl_platform.execution import TaskKind, one_by_one, register_local_worker_plugin
+from bladefl_platform.execution import Execution, TaskKind, TaskOutcome, one_by_one, run_tasks
+from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Tasks
 
-from .config import RunConfig
+from .config import SIMULATION_VERSION, RunConfig
 
-__all__ = ["SIMULATION_VERSION", "BATCH_SIZE", "RUN", "OPTIMUM", "DETECTION", "ESTIMATE", "KINDS", "run_task",
-           "optimum_task", "detection_task", "estimate_task", "task_context"]
+__all__ = ["SIMULATION_VERSION", "BATCH_SIZE", "RUN", "OPTIMUM", "run_task", "optimum_task", "task_context",
+           "torch_threads", "optimum_configs", "optimum_tasks", "optima"]
 
-#: The semantics of a run's results. Bump it whenever a change to the simulator changes any result of
-#: the same config: stored results are reused only under the same version (tests/validate/test_golden.py pins a
-#: small run's numbers, so such a change fails there first). "2": the first version keyed this way.
-SIMULATION_VERSION = "2"
 #: Runs trained together in one task, at most (see :func:`bladefl_validate.simulation.simulate_many`).
 BATCH_SIZE = 8
 
@@ -44,9 +44,6 @@ def torch_threads(threads: int):
     from .workers import TorchThreads
 
     return TorchThreads(threads)
-
-
-register_local_worker_plugin(torch_threads)
 
 
 def task_context(data_dir: str | Path | None, runs_dir: str | Path | None = None) -> dict[str, str | None]:
@@ -105,41 +102,24 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     return {"f_star": opt.loss, "distance": opt.distance, "reason": opt.reason, "iterations": opt.iterations}
 
 
-def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """One run screened by its detector: how many screenings flagged whom, and the final loss and accuracy."""
-    from .simulation import simulate
-
-    rc = RunConfig.from_dict(dict(config))
-    start = time.perf_counter()
-    result = simulate(rc, None, context.get("data_dir"))
-    lazy = set(result.lazy)
-    return {
-        "flagged": sum(len(r.flagged) for r in result.rounds),
-        "true_positives": sum(len(lazy.intersection(r.flagged)) for r in result.rounds),
-        "lazy_screenings": len(lazy) * len(result.rounds),
-        "honest_screenings": (rc.N - len(lazy)) * len(result.rounds),
-        "final_global_train_loss": result.final.global_train_loss,
-        "final_test_accuracy": result.final.test_accuracy,
-        "seconds": time.perf_counter() - start,
-    }
+def optimum_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
+    """The configs whose partitions F(w*) is found on, one per seed (M, sigma2 and K do not matter: M=0, K=1)."""
+    return [base.replace(M=0, K=1, seed=s) for s in seeds]
 
 
-def estimate_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
-    """One seed of an estimate (:func:`bladefl_validate.studies.estimate.observer.estimate_seed`): its clean and
-    lazy runs, observed every round, and its w*. ``config`` holds ``run`` (a RunConfig dict), ``optimum`` (the w*
-    search's options) and ``dtype`` (the estimators' float type)."""
-    from .studies.estimate.observer import estimate_seed
+def optimum_tasks(base: RunConfig, seeds: Sequence[int]) -> Tasks:
+    """F(w*) of each seed's partition of ``base``, as a batch of a study's tasks."""
+    return Tasks(OPTIMUM, [c.as_dict() for c in optimum_configs(base, seeds)], "w*")
 
-    return estimate_seed(config, context)
+
+def optima(base: RunConfig, seeds: Sequence[int], data_dir: str | Path | None = None,
+           store: ResultStore | None = None, execution: Execution = Execution()) -> TaskOutcome:
+    """F(w*) and its search's facts for each seed's partition of ``base``, in seed order."""
+    tasks = optimum_tasks(base, seeds)
+    return run_tasks(tasks.kind, tasks.configs, store, task_context(data_dir), execution, tasks.desc)
 
 
 #: A simulation run.
-RUN = TaskKind("bladefl-run", SIMULATION_VERSION, run_task, _run_batch_key, BATCH_SIZE)
+RUN = TaskKind("bladefl-run", SIMULATION_VERSION, run_task, _run_batch_key, BATCH_SIZE, torch_threads)
 #: F(w*) of a run's partition ("1": the first version keyed this way).
-OPTIMUM = TaskKind("bladefl-optimum", "1", one_by_one(optimum_task))
-#: A run of the detection report (its results are a run's, so the simulator's version).
-DETECTION = TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task))
-#: One seed of an estimate (the simulator's version, then the estimators').
-ESTIMATE = TaskKind("bladefl-estimate", f"{SIMULATION_VERSION}.1", one_by_one(estimate_task))
-#: Every stored kind, by the name the store knows it by.
-KINDS = {kind.name: kind for kind in (RUN, OPTIMUM, DETECTION, ESTIMATE)}
+OPTIMUM = TaskKind("bladefl-optimum", "1", one_by_one(optimum_task), worker_setup=torch_threads)

@@ -1,7 +1,8 @@
 """The Dask worker plugin of the validator: each worker of a local cluster gets its share of torch's threads.
 
-Registered by :mod:`bladefl_validate.tasks` with :func:`bladefl_platform.execution.register_local_worker_plugin`,
-so that the platform's execution needs no torch. Imported only when a local cluster starts (it needs distributed).
+Made by :func:`bladefl_validate.tasks.torch_threads`, the worker setup of every kind of task that trains
+(:attr:`bladefl_platform.execution.TaskKind.worker_setup`), so that the platform's execution needs no torch.
+Imported only when a local cluster starts (it needs distributed).
 """
 
 from __future__ import annotations

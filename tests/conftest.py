@@ -25,3 +25,12 @@ def data_root(tmp_path_factory):
 def private_cache(tmp_path, monkeypatch):
     """Stage datasets in a folder of this test's own, never in the user's cache."""
     monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def cluster_address():
+    """The address of a local Dask cluster of two worker processes, one thread each, for a test module."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c:
+        yield c.scheduler_address

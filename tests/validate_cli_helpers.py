@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from click.testing import CliRunner
 
@@ -65,11 +67,33 @@ def fake_result(kind: str, config: dict) -> dict:
                 "final_test_accuracy": 0.9 - 1e-16, "wall_seconds": 0.1, "cpu_seconds": 0.1}
     if kind == "bladefl-optimum":
         return {"f_star": 0.1 + 0.2, "distance": 1.0, "reason": "loss-floor", "iterations": 3}
+    if kind == "bladefl-estimate":
+        return _fake_estimate(config["run"])
     if kind == "bladefl-detection-run":
         lazy = config["M"] * 2
         return {"flagged": lazy, "true_positives": lazy, "lazy_screenings": lazy, "honest_screenings": 40 - lazy,
                 "final_global_train_loss": 0.5 + 0.01 * config["M"], "final_test_accuracy": 0.8, "seconds": 1.0}
     return {}
+
+
+def _fake_estimate(run: dict) -> dict:
+    """A seed of an estimate as :func:`bladefl_validate.studies.estimate.estimate_seed` returns it: every client's row
+    of every round of the clean run and of the run with lazy clients, and the seed's w* facts."""
+    rows = []
+    for M in dict.fromkeys((0, run["M"])):
+        for k in range(1, run["K"] + 1):
+            for client in range(run["N"]):
+                lazy = client < M
+                rows.append({"seed": run["seed"], "M": M, "round": k, "client": client, "lazy": lazy,
+                             "source": run["N"] - 1 if lazy else -1, "samples": run["samples_per_client"],
+                             "distance": 0.5, "L": 2.0, "xi": 1.0, "delta": 0.25, "grad_norm": 1.0,
+                             "theta": 0.01 if lazy else math.nan, "theta_submitted": 0.01 if lazy else math.nan,
+                             "loss_local": 0.5, "loss_global": 0.75, "global_train_loss": 1 / (k + 1),
+                             "gap": 1 / (k + 1) - 0.25})
+    seed_row = {"seed": run["seed"], "F_w_star": 0.25, "distance": 2.0, "grad_norm": 0.001, "iterations": 3,
+                "evaluations": 4, "restarts": 0, "reason": "gradient", "converged": True, "interpolates": False,
+                "path": [[0, 1.0, 0.0], [3, 0.25, 2.0]], "epsilon": 0.125, "epsilon_clean": 0.0625}
+    return {"rows": rows, "seed_row": seed_row}
 
 
 def fake_tasks(monkeypatch, calls: list | None = None, skipped: int = 0, fail: BaseException | None = None) -> None:

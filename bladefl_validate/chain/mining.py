@@ -154,16 +154,8 @@ class MiningResult:
     winner: int
 
 
-def mine(
-    index: int,
-    prev_hash: str,
-    merkle_root: str,
-    timestamp: float,
-    n_miners: int,
-    difficulty_bits: int,
-    max_hashes: int | None = None,
-) -> MiningResult:
-    """Race ``n_miners`` equal miners for a block (see the module docstring); raise MiningError past ``max_hashes``."""
+def _check_race(n_miners: int, difficulty_bits: int, max_hashes: int | None) -> None:
+    """InputError unless ``n_miners``, ``difficulty_bits`` and ``max_hashes`` make a race :func:`mine` can run."""
     if isinstance(difficulty_bits, bool) or not isinstance(difficulty_bits, numbers.Integral) or not (
         0 <= difficulty_bits <= MAX_DIFFICULTY_BITS
     ):
@@ -174,10 +166,23 @@ def mine(
         isinstance(max_hashes, bool) or not isinstance(max_hashes, numbers.Integral) or max_hashes < 0
     ):
         raise InputError(f"max_hashes must be a non-negative integer or None, got {max_hashes!r}")
-    difficulty_bits, n_miners = int(difficulty_bits), int(n_miners)
-    if difficulty_bits > MAX_RUN_DIFFICULTY_BITS and max_hashes is None:
+    if int(difficulty_bits) > MAX_RUN_DIFFICULTY_BITS and max_hashes is None:
         raise InputError(f"difficulty_bits above {MAX_RUN_DIFFICULTY_BITS} needs a max_hashes budget: a block takes "
                          f"2**{difficulty_bits} hashes on average")
+
+
+def mine(
+    index: int,
+    prev_hash: str,
+    merkle_root: str,
+    timestamp: float,
+    n_miners: int,
+    difficulty_bits: int,
+    max_hashes: int | None = None,
+) -> MiningResult:
+    """Race ``n_miners`` equal miners for a block (see the module docstring); raise MiningError past ``max_hashes``."""
+    _check_race(n_miners, difficulty_bits, max_hashes)
+    difficulty_bits, n_miners = int(difficulty_bits), int(n_miners)
     budget = math.inf if max_hashes is None else int(max_hashes)
 
     headers = [BlockHeader(index, prev_hash, merkle_root, timestamp, difficulty_bits, i, 0) for i in range(n_miners)]

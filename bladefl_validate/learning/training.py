@@ -63,15 +63,7 @@ def train_clients(
     several runs, each with its own generator, train together. W0 is not modified.
     """
     _check_training_args(epochs, lr, batch_size)
-    if W0.dim() != 2 or W0.shape[1] != spec.dim:
-        raise InputError(f"W0 must have shape [n, {spec.dim}], got {list(W0.shape)}")
-    n = W0.shape[0]
-    if X.dim() != 3 or X.shape[0] != n or X.shape[2] != spec.input_dim:
-        raise InputError(f"X must have shape [{n}, m, {spec.input_dim}], got {list(X.shape)}")
-    m = X.shape[1]
-    if tuple(Y.shape) != (n, m):
-        raise InputError(f"Y must have shape [{n}, {m}], got {list(Y.shape)}")
-
+    n, m = _clients_and_samples(spec, W0, X, Y)
     device = W0.device
     X = X.to(device=device, dtype=W0.dtype)
     Y = Y.to(device=device, dtype=torch.int64)
@@ -93,6 +85,26 @@ def train_clients(
     chunk = n if device.type != "cpu" else max(1, _CHUNK_BYTES // (spec.dim * W.element_size()))
     if isinstance(spec, ModuleSpec):
         return _train_modules(spec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W)
+    return _train_fused(spec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W, chunk)
+
+
+def _clients_and_samples(spec: ModelSpec | ModuleSpec, W0: torch.Tensor, X: torch.Tensor,
+                         Y: torch.Tensor) -> tuple[int, int]:
+    """n clients and m samples each; InputError unless ``W0 [n, d]``, ``X [n, m, in]`` and ``Y [n, m]`` fit."""
+    if W0.dim() != 2 or W0.shape[1] != spec.dim:
+        raise InputError(f"W0 must have shape [n, {spec.dim}], got {list(W0.shape)}")
+    n = W0.shape[0]
+    if X.dim() != 3 or X.shape[0] != n or X.shape[2] != spec.input_dim:
+        raise InputError(f"X must have shape [{n}, m, {spec.input_dim}], got {list(X.shape)}")
+    m = X.shape[1]
+    if tuple(Y.shape) != (n, m):
+        raise InputError(f"Y must have shape [{n}, {m}], got {list(Y.shape)}")
+    return n, m
+
+
+def _train_fused(spec: ModelSpec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W, chunk):
+    """The fused kinds' SGD, ``chunk`` clients at a time, into ``W`` (see :func:`train_clients`)."""
+    n = W.shape[0]
     with torch.no_grad():
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)

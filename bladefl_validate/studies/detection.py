@@ -7,14 +7,15 @@ nothing in training, so the report-only runs of the two detectors must end in th
 report states how far apart they are. M = 0 runs give the honest baseline and the false-positive rate.
 
 A study (:class:`DetectionStudy`) that owns its report folder whole; each run is a stored task
-(:data:`bladefl_validate.tasks.DETECTION`). The simulator (and with it torch) is imported only when runs
+(:data:`DETECTION`, defined here). The simulator (and with it torch) is imported only when runs
 happen or the report is written, so the command line can read the grid's defaults without it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ from typing import Any
 import pandas as pd
 
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.execution import Execution, TaskKind, TaskOutcome, one_by_one
 from bladefl_platform.report import fmt, markdown_table, new_figure, regenerate, save_figure
 from bladefl_platform.store import ResultStore
 from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 
-from ..config import DETECTORS, RunConfig
-from ..tasks import DETECTION
+from ..config import DETECTORS, SIMULATION_VERSION, RunConfig
+from ..tasks import torch_threads
 from .base import RunStudy
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "DEFAULT_SIGMA2",
     "DEFAULT_M",
     "DETECTION_FILES",
+    "DETECTION",
+    "detection_task",
     "DetectionReport",
     "DetectionStudy",
     "check_grid",
@@ -54,6 +57,30 @@ DEFAULT_SIGMA2 = (1e-8, 1e-7, 1e-6, 1e-4, 1e-2, 0.3)
 DEFAULT_M = (2, 4, 6)
 
 _F1_BROKEN = 0.5
+
+
+def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    """One run screened by its detector: how many screenings flagged whom, and the final loss and accuracy."""
+    from ..simulation import simulate
+
+    rc = RunConfig.from_dict(dict(config))
+    start = time.perf_counter()
+    result = simulate(rc, None, context.get("data_dir"))
+    lazy = set(result.lazy)
+    return {
+        "flagged": sum(len(r.flagged) for r in result.rounds),
+        "true_positives": sum(len(lazy.intersection(r.flagged)) for r in result.rounds),
+        "lazy_screenings": len(lazy) * len(result.rounds),
+        "honest_screenings": (rc.N - len(lazy)) * len(result.rounds),
+        "final_global_train_loss": result.final.global_train_loss,
+        "final_test_accuracy": result.final.test_accuracy,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+#: A run of the detection report (its results are a run's, so the simulator's version).
+DETECTION = TaskKind("bladefl-detection-run", SIMULATION_VERSION, one_by_one(detection_task),
+                     worker_setup=torch_threads)
 
 
 @dataclass(frozen=True)
@@ -294,98 +321,93 @@ def _exclusion_rows(cells: pd.DataFrame, datasets: Sequence[str], sigma2s: Seque
 
 def write_detection_report(report: DetectionReport, folder: Path, command: str) -> None:
     """Write runs.csv, cells.csv, breakdown.csv, detection.png, accuracy.png and README.md into ``folder``."""
-    from ..learning.detect import make_detector
-
     folder = Path(folder)
     report.runs.to_csv(folder / "runs.csv", index=False)
     report.cells.to_csv(folder / "cells.csv", index=False)
     breakdown = report.breakdown()
     breakdown.to_csv(folder / "breakdown.csv", index=False)
     _plot(report, folder)
+    sigma2s = sorted(s for s in report.cells["sigma2"].unique() if s > 0)
+    lines = [*_setting_section(report, command, sigma2s), "## Headline", "", *_headline(report), "",
+             *_breakdown_section(breakdown), *_precision_recall_section(report.cells, sigma2s),
+             *_exclusion_section(report.cells, sigma2s)]
+    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _setting_section(report: DetectionReport, command: str, sigma2s: Sequence[float]) -> list[str]:
+    """The README's title, how to regenerate it, and its setting: the deployment, the grid and the detectors."""
+    from ..learning.detect import make_detector
 
     b, cells, runs = report.base, report.cells, report.runs
     passive = runs[~runs["exclude_flagged"]].set_index(["dataset", "M", "sigma2", "seed", "detector"])
     loss = passive["final_global_train_loss"].unstack("detector")
     passive_gap = float((loss.max(axis=1) - loss.min(axis=1)).max())
-    sigma2s = sorted(s for s in cells["sigma2"].unique() if s > 0)
     datasets = list(dict.fromkeys(cells["dataset"]))
-    lazy_cells = cells[cells["M"] > 0].set_index(["dataset", "detector", "M", "sigma2"])
     thresholds = ", ".join(f"`{d}` {make_detector(d).threshold:g}" for d in DETECTORS)
-    lines = [
-        "# Detecting lazy clients: precision, recall and exclusion",
-        "",
+    return [
+        "# Detecting lazy clients: precision, recall and exclusion", "",
         *regenerate(command, "Generated by `bladefl-validate detection-report`; regenerate with:"),
-        "## Setting",
-        "",
+        "## Setting", "",
         f"A reduced but real deployment: N={b.N} clients, |D_i|={b.samples_per_client}, K={b.K} blocks with "
         f"t_sum={b.t_sum:g}, alpha={b.alpha:g}, beta={b.beta:g} (so tau={b.tau} local epochs per block), "
         f"eta={b.eta:g}, batch {b.batch_size}, model {b.model} (hidden {b.hidden}), partition {b.partition} "
         f"({b.classes_per_client} classes per client), proof of work at {b.difficulty_bits} bits. "
         f"Datasets: {', '.join(datasets)}; M in {{{', '.join(str(m) for m in sorted(cells['M'].unique()) if m)}}} "
         f"plus M=0; sigma2 in {{{', '.join(f'{s:g}' for s in sigma2s)}}}; seeds {', '.join(map(str, report.seeds))}. "
-        f"{len(runs)} runs, {report.wall_seconds / 60:.1f} minutes of compute (summed over runs).",
-        "",
+        f"{len(runs)} runs, {report.wall_seconds / 60:.1f} minutes of compute (summed over runs).", "",
         f"Detectors (`bladefl_validate/learning/detect.py`) with their default thresholds ({thresholds}): `nn` flags "
         "a client whose nearest neighbour is much closer than the round's typical distance; `noise` flags one "
         "whose difference to its nearest neighbour has the same variance in every 64-coordinate block "
         "(Bartlett's test), as i.i.d. noise does. Of a suspicious pair only the model farther from the "
         "round's starting global model is flagged. Precision and recall count every (round, client) "
         "screening of the runs that only report, pooled over seeds; `–` means undefined (nothing flagged, "
-        "or no lazy client).",
-        "",
+        "or no lazy client).", "",
         f"Screening alone does not change training: the report-only runs of the two detectors end with "
         f"final losses that differ by at most {passive_gap:.2g}. A copy can be told from its source only "
         "while d·sigma2 exceeds about 2·sqrt(sigma2)·‖update‖ (its extra distance from the starting model "
-        "against the random cross term); below that, one model of the pair is flagged at random.",
-        "",
-        "## Headline",
-        "",
-        *_headline(report),
-        "",
-        "## Where detection breaks down",
-        "",
-        f"The smallest sigma2 of the grid at which F1 falls below {_F1_BROKEN} (`none` if it never does), "
-        "and the largest at which F1 is at least 0.9:",
-        "",
-        markdown_table(pd.DataFrame([{
-            "dataset": r["dataset"], "detector": r["detector"], "M": r["M"],
-            "breaks down at sigma2": fmt(r["breaks_down_at"], spec="g", missing="none"),
-            "F1 >= 0.9 up to sigma2": _fmt(r["works_up_to"], "g")} for _, r in breakdown.iterrows()],
-            columns=["dataset", "detector", "M", "breaks down at sigma2", "F1 >= 0.9 up to sigma2"])),
-        "",
-        "## Precision / recall",
-        "",
-        markdown_table(pd.DataFrame(
-            [[dataset, detector, M, *(f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'precision'])} / "
-                                      f"{_fmt(lazy_cells.loc[(dataset, detector, M, s), 'recall'])}" for s in sigma2s)]
-             for (dataset, detector, M), _ in lazy_cells.groupby(level=[0, 1, 2], sort=False)],
-            columns=["dataset", "detector", "M", *(f"sigma2={s:g}" for s in sigma2s)])),
-        "",
-        "Honest baseline (M = 0): share of honest screenings flagged (false positives), and the final loss and "
-        "accuracy without and with exclusion:",
-        "",
-        markdown_table(pd.DataFrame(
-            [[r["dataset"], r["detector"], _fmt(r["false_positive_rate"], ".3f"),
-              *(f"{r[c]:.4f}" for c in ("loss_without_exclusion", "accuracy_without_exclusion", "loss_with_exclusion",
-                                        "accuracy_with_exclusion"))] for _, r in cells[cells["M"] == 0].iterrows()],
-            columns=["dataset", "detector", "false positive rate", "loss", "accuracy", "loss, excluding",
-                     "accuracy, excluding"])),
-        "",
-        "## Final loss and accuracy, with and without exclusion",
-        "",
-        "Final global training loss F(w^K) / test accuracy after the last block.",
-        "",
-        markdown_table(pd.DataFrame(_exclusion_rows(cells, datasets, sigma2s),
-                                    columns=["dataset", "M", "sigma2", "no exclusion", "excluding `nn`-flagged",
-                                             "excluding `noise`-flagged"])),
-        "",
-        "## Figures",
-        "",
-        "![precision and recall against sigma2](detection.png)",
-        "",
-        "![final test accuracy with and without exclusion](accuracy.png)",
-        "",
-        "Files: `runs.csv` (every run), `cells.csv` (the tables above), `breakdown.csv`.",
-        "",
+        "against the random cross term); below that, one model of the pair is flagged at random.", "",
     ]
-    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _breakdown_section(breakdown: pd.DataFrame) -> list[str]:
+    """Where each detector's F1 falls below :data:`_F1_BROKEN`, and up to where it stays at least 0.9."""
+    columns = ["dataset", "detector", "M", "breaks down at sigma2", "F1 >= 0.9 up to sigma2"]
+    rows = [{"dataset": r["dataset"], "detector": r["detector"], "M": r["M"],
+             "breaks down at sigma2": fmt(r["breaks_down_at"], spec="g", missing="none"),
+             "F1 >= 0.9 up to sigma2": _fmt(r["works_up_to"], "g")} for _, r in breakdown.iterrows()]
+    return ["## Where detection breaks down", "",
+            f"The smallest sigma2 of the grid at which F1 falls below {_F1_BROKEN} (`none` if it never does), "
+            "and the largest at which F1 is at least 0.9:", "",
+            markdown_table(pd.DataFrame(rows, columns=columns)), ""]
+
+
+def _precision_recall_section(cells: pd.DataFrame, sigma2s: Sequence[float]) -> list[str]:
+    """Precision / recall per dataset, detector, M and sigma2, then the honest baseline (M = 0)."""
+    lazy = cells[cells["M"] > 0].set_index(["dataset", "detector", "M", "sigma2"])
+    rows = [[dataset, detector, M, *(f"{_fmt(lazy.loc[(dataset, detector, M, s), 'precision'])} / "
+                                     f"{_fmt(lazy.loc[(dataset, detector, M, s), 'recall'])}" for s in sigma2s)]
+            for (dataset, detector, M), _ in lazy.groupby(level=[0, 1, 2], sort=False)]
+    measures = ("loss_without_exclusion", "accuracy_without_exclusion", "loss_with_exclusion",
+                "accuracy_with_exclusion")
+    honest = [[r["dataset"], r["detector"], _fmt(r["false_positive_rate"], ".3f"), *(f"{r[c]:.4f}" for c in measures)]
+              for _, r in cells[cells["M"] == 0].iterrows()]
+    return ["## Precision / recall", "",
+            markdown_table(pd.DataFrame(rows, columns=["dataset", "detector", "M",
+                                                       *(f"sigma2={s:g}" for s in sigma2s)])), "",
+            "Honest baseline (M = 0): share of honest screenings flagged (false positives), and the final loss and "
+            "accuracy without and with exclusion:", "",
+            markdown_table(pd.DataFrame(honest, columns=["dataset", "detector", "false positive rate", "loss",
+                                                         "accuracy", "loss, excluding", "accuracy, excluding"])), ""]
+
+
+def _exclusion_section(cells: pd.DataFrame, sigma2s: Sequence[float]) -> list[str]:
+    """The final loss and accuracy with and without exclusion, the figures and the data files."""
+    datasets = list(dict.fromkeys(cells["dataset"]))
+    columns = ["dataset", "M", "sigma2", "no exclusion", "excluding `nn`-flagged", "excluding `noise`-flagged"]
+    return ["## Final loss and accuracy, with and without exclusion", "",
+            "Final global training loss F(w^K) / test accuracy after the last block.", "",
+            markdown_table(pd.DataFrame(_exclusion_rows(cells, datasets, sigma2s), columns=columns)), "",
+            "## Figures", "",
+            "![precision and recall against sigma2](detection.png)", "",
+            "![final test accuracy with and without exclusion](accuracy.png)", "",
+            "Files: `runs.csv` (every run), `cells.csv` (the tables above), `breakdown.csv`.", ""]

@@ -45,8 +45,7 @@ from bladefl_theory.profiles import Profile, ProfileError, load_profile
 from bladefl_theory.solvers import kstar
 
 from ..config import RunConfig
-from ..optimum import optimum_configs, optimum_tasks
-from ..tasks import RUN
+from ..tasks import RUN, optimum_configs, optimum_tasks
 from .base import RunStudy
 from .sweep_k import sweep_configs, sweep_result
 

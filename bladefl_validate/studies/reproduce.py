@@ -25,8 +25,7 @@ from bladefl_theory.profiles import Profile
 from bladefl_theory.solvers import kstar
 
 from ..config import DATASETS, RunConfig
-from ..optimum import optimum_tasks
-from ..tasks import OPTIMUM, RUN
+from ..tasks import OPTIMUM, RUN, optimum_tasks
 from .base import RunStudy
 from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap, profile_for
 from .sweep_k import bootstrap_k_star, summarize, sweep_configs
@@ -164,33 +163,13 @@ def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, 
     all_runs = pd.concat(run_frames, ignore_index=True)
     all_per_k = pd.concat(per_k_frames, ignore_index=True)
 
-    gaps, profiles, rows = {}, {}, []
+    gaps, profiles = {}, {}
     for d in datasets:
         profile = profile_for(d, base.model)
         profiles[d] = profile.name
         sub = all_per_k[(all_per_k.dataset == d) & (all_per_k.M == 0)].set_index("K")
         gaps[d] = analyse_gap(sub, float(f_star[f_star.dataset == d].f_star.mean()), _theory(base, d, 0, 0.01, profile))
-    for s in grid:
-        runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
-        mean = runs.groupby("K")["final_global_train_loss"].mean()
-        shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
-        params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
-        rows.append(
-            {
-                "dataset": s.dataset,
-                "M": s.M,
-                "sigma2": s.sigma2,
-                "k_star_measured": int(mean.idxmin()),
-                "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
-                "k_star_measured_plausible": " ".join(
-                    str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
-                ),
-                "k_star_per_round": _k(params, "per-round"),
-                "k_star_printed": _k(params, "printed"),
-                "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
-                **{_column(f): _k_sc(params, f, base.k_max) for f in FORMS if "+" in f},
-            }
-        )
+    rows = [_kstar_row(base, s, all_runs) for s in grid]
     table = pd.DataFrame(rows)
     for col in ("k_star_paper", *(_column(f) for f in FORMS)):
         table[col] = table[col].astype("Int64")
@@ -200,6 +179,29 @@ def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, 
         skipped=runs_outcome.skipped + sum(o.skipped for o in found.values()),
         elapsed_seconds=elapsed,
     )
+
+
+def _kstar_row(base: RunConfig, s: Setting, all_runs: pd.DataFrame) -> dict[str, Any]:
+    """One setting's row of the K* table: the measured K* with its bootstrap share and plausible K, the paper's,
+    and each form's."""
+    runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
+    mean = runs.groupby("K")["final_global_train_loss"].mean()
+    shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
+    params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
+    return {
+        "dataset": s.dataset,
+        "M": s.M,
+        "sigma2": s.sigma2,
+        "k_star_measured": int(mean.idxmin()),
+        "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
+        "k_star_measured_plausible": " ".join(
+            str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
+        ),
+        "k_star_per_round": _k(params, "per-round"),
+        "k_star_printed": _k(params, "printed"),
+        "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
+        **{_column(f): _k_sc(params, f, base.k_max) for f in FORMS if "+" in f},
+    }
 
 
 #: The bootstrap share of the measured K* from which the report calls it settled.
@@ -265,16 +267,24 @@ def write_reproduction(rep: Reproduction, folder: Path, command: str) -> None:
 
 
 def _readme(rep: Reproduction, command: str) -> str:
+    """The report's README.md: set-up, K* with its commentary, and one section per figure."""
+    lines = [*_setup_section(rep, command), *_kstar_section(rep), *_fig2_section(rep),
+             "## Fig. 3: loss and accuracy against K for M in {0, 2, 4, 6}, sigma2 = 0.01", "", "![fig3](fig3.png)", "",
+             "## Fig. 4: sigma2 in {0.01, 0.1, 0.2, 0.3} at M = 4", "", "![fig4](fig4.png)", "",
+             "Data: `runs.csv` (every run), `per_k.csv` (mean and std per K), `gap-*.csv`, `f_star.csv`, `kstar.csv`.",
+             ""]
+    return "\n".join(lines)
+
+
+def _setup_section(rep: Reproduction, command: str) -> list[str]:
+    """The title, how to regenerate the report, and the set-up: deployment, seeds, runs, code versions, constants."""
     b = rep.base
-    t = rep.kstar_table
     wall = rep.runs.wall_seconds.sum()
-    lines = [
-        "# The paper's experiments, reproduced",
-        "",
+    return [
+        "# The paper's experiments, reproduced", "",
         *regenerate(command, "Generated by `bladefl-validate reproduce`; regenerate (runs already in `results.sqlite` "
                              "are reused) with:"),
-        "## Set-up",
-        "",
+        "## Set-up", "",
         f"- N={b.N} clients, |D_i|={b.samples_per_client}, partition `{b.partition}` (k={b.classes_per_client} classes "
         f"per client), model `{b.model}` (hidden {b.hidden}), SGD eta={b.eta:g}, batch {b.batch_size}, no momentum.",
         f"- Time model t_sum={b.t_sum:g}, alpha={b.alpha:g}, beta={b.beta:g}: K = 1..{b.k_max}, "
@@ -289,26 +299,27 @@ def _readme(rep: Reproduction, command: str) -> str:
         f"{OPTIMUM.version}; each is part of its stored result's key, so results of other code are never reused.",
         "- F(w*): centralized L-BFGS on the union of the clients' data, per dataset and seed (`f_star.csv`); "
         "the measured gap is F(w^K) − F(w*) of the same seed.",
-        f"- Theory constants: profiles {', '.join(f'`{p}` ({d})' for d, p in rep.profiles.items())}.",
-        "",
-        "## K*",
-        "",
+        f"- Theory constants: profiles {', '.join(f'`{p}` ({d})' for d, p in rep.profiles.items())}.", "",
+    ]
+
+
+def _kstar_section(rep: Reproduction) -> list[str]:
+    """The K* table (measured, with its bootstrap spread, against the paper and each form) and what it shows."""
+    return [
+        "## K*", "",
         "`k_star_measured_share` is the share of 1000 bootstrap resamples of the seeds in which the measured K* "
         "is the same K: the spread of the empirical K*. `k_star_measured_plausible` lists every K that is the "
-        f"argmin in at least {PLAUSIBLE_SHARE:.0%} of the resamples.",
-        "",
-        markdown_table(t, digits=3),
-        "",
-        _commentary(rep),
-        "",
-        "## Fig. 2: the bound against the measured gap (M = 0)",
-        "",
-        "![fig2](fig2.png)",
-        "",
-        "At M = 0 there is no lazy term, so `per-round` and `printed` coincide; `+sc` marks the self-consistent "
-        "form (epsilon set to the bound itself); a form is drawn at the K where it is finite.",
-        "",
+        f"argmin in at least {PLAUSIBLE_SHARE:.0%} of the resamples.", "",
+        markdown_table(rep.kstar_table, digits=3), "",
+        _commentary(rep), "",
     ]
+
+
+def _fig2_section(rep: Reproduction) -> list[str]:
+    """Fig. 2 and, per data set and form, the bound's K* and how the bound tracks the measured gap at M = 0."""
+    lines = ["## Fig. 2: the bound against the measured gap (M = 0)", "", "![fig2](fig2.png)", "",
+             "At M = 0 there is no lazy term, so `per-round` and `printed` coincide; `+sc` marks the self-consistent "
+             "form (epsilon set to the bound itself); a form is drawn at the K where it is finite.", ""]
     for d, gap in rep.gaps.items():
         for v, f in gap.fits.items():
             lines.append(
@@ -318,25 +329,27 @@ def _readme(rep: Reproduction, command: str) -> str:
                 f"calibration measured ≈ {_f(f.slope)}·bound + {_f(f.intercept)} "
                 f"(R² = {_f(f.r2)}, {f.finite_points} K with a finite bound)."
             )
-    lines += [
-        "",
-        "## Fig. 3: loss and accuracy against K for M in {0, 2, 4, 6}, sigma2 = 0.01",
-        "",
-        "![fig3](fig3.png)",
-        "",
-        "## Fig. 4: sigma2 in {0.01, 0.1, 0.2, 0.3} at M = 4",
-        "",
-        "![fig4](fig4.png)",
-        "",
-        "Data: `runs.csv` (every run), `per_k.csv` (mean and std per K), `gap-*.csv`, `f_star.csv`, `kstar.csv`.",
-        "",
-    ]
-    return "\n".join(lines)
+    return [*lines, ""]
+
+
+#: The paper's own inconsistency about K*, said at the end of the commentary.
+_CONTRADICTION = ("- The paper contradicts itself: its Fig. 3 text gives K* = 6 at M = 2 and 5 at M = 6 "
+                  "(sigma2 = 0.01), so K* <= 6 for M >= 2, while its Fig. 4 text gives K* = 7 at M = 4 with the same "
+                  "sigma2 = 0.01.")
 
 
 def _commentary(rep: Reproduction) -> str:
+    """What agrees and what does not: the measured K*'s spread, the paper's values, each form's error and ratio."""
     t = rep.kstar_table
-    out = ["## What agrees and what does not", ""]
+    errors, form_lines = _form_errors(t)
+    out = ["## What agrees and what does not", "", _settled_line(rep), *_paper_line(t), *_movement_lines(t),
+           *form_lines, *_pair_lines(errors), *_ratio_lines(rep), _verdict(rep, errors), _CONTRADICTION]
+    return "\n".join(out)
+
+
+def _settled_line(rep: Reproduction) -> str:
+    """In how many settings the measured K* is settled, and the plausible K where the seeds disagree."""
+    t = rep.kstar_table
     settled = t.k_star_measured_share >= SETTLED_SHARE
     line = (f"- The measured K* is settled (the same K in at least {SETTLED_SHARE:.0%} of the bootstrap resamples) in "
             f"{int(settled.sum())} of {len(t)} settings with {len(rep.seeds)} seeds per point.")
@@ -345,68 +358,88 @@ def _commentary(rep: Reproduction) -> str:
             f"{r.dataset} M={r.M} sigma2={r.sigma2:g} ({r.k_star_measured_share:.0%}, plausible K: "
             f"{r.k_star_measured_plausible.replace(' ', ', ')})" for r in t[~settled].itertuples()
         ) + "."
-    out.append(line)
+    return line
+
+
+def _paper_line(t: pd.DataFrame) -> list[str]:
+    """How often the measured K* is the paper's stated value, or among the plausible K (none without values)."""
     paper = t[t.k_star_paper.notna()]
-    if len(paper):
-        hits = int((paper.k_star_measured == paper.k_star_paper).sum())
-        out.append(
-            f"- The measured K* matches the paper's stated value in {hits} of {len(paper)} settings "
-            + "(" + "; ".join(
-                f"{r.dataset} M={r.M} sigma2={r.sigma2:g}: measured {r.k_star_measured}, paper {r.k_star_paper}"
-                for r in paper.itertuples()
-            ) + "). The paper's value is among the plausible K in "
-            + f"{sum(str(r.k_star_paper) in r.k_star_measured_plausible.split() for r in paper.itertuples())} of them."
-        )
+    if not len(paper):
+        return []
+    hits = int((paper.k_star_measured == paper.k_star_paper).sum())
+    plausible = sum(str(r.k_star_paper) in r.k_star_measured_plausible.split() for r in paper.itertuples())
+    return [f"- The measured K* matches the paper's stated value in {hits} of {len(paper)} settings "
+            + "(" + "; ".join(f"{r.dataset} M={r.M} sigma2={r.sigma2:g}: measured {r.k_star_measured}, paper "
+                              f"{r.k_star_paper}" for r in paper.itertuples())
+            + f"). The paper's value is among the plausible K in {plausible} of them."]
+
+
+def _movement_lines(t: pd.DataFrame) -> list[str]:
+    """Per data set, how the measured K* moves with M (Fig. 3) and with sigma2 (Fig. 4)."""
+    lines = []
     for d in t.dataset.unique():
         sub = t[t.dataset == d]
         fig3 = sub[sub.sigma2 == 0.01].sort_values("M")
         fig4 = sub[sub.M == 4].sort_values("sigma2")
-        out.append(
+        lines.append(
             f"- {d}: measured K* over M = {', '.join(map(str, fig3.M))} (sigma2=0.01) is "
             f"{', '.join(map(str, fig3.k_star_measured))}; over sigma2 = {', '.join(f'{s:g}' for s in fig4.sigma2)} "
             f"(M=4) it is {', '.join(map(str, fig4.k_star_measured))}. {_movement(fig3.k_star_measured, 'M')} "
             f"{_movement(fig4.k_star_measured, 'sigma2')}"
         )
-    errors = {}
+    return lines
+
+
+def _form_errors(t: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
+    """Each form's mean absolute error in K* over the settings where it is finite (inf where nowhere), said."""
+    errors: dict[str, float] = {}
+    lines = []
     for form in FORMS:
         name = _column(form)
         col = t[name]
         ok = col.notna()
         if not ok.any():
             errors[form] = math.inf
-            out.append(f"- `{form}`: no setting has a finite bound, so it predicts no K*.")
+            lines.append(f"- `{form}`: no setting has a finite bound, so it predicts no K*.")
             continue
         errors[form] = float(np.mean(np.abs(col[ok].astype(float) - t.k_star_measured[ok])))
         values = ", ".join(f"{d} {sorted(set(map(int, g[name].dropna())))}" for d, g in t[ok].groupby("dataset"))
-        out.append(
+        lines.append(
             f"- `{form}` predicts K* with mean absolute error {errors[form]:.2f} blocks over {int(ok.sum())} of "
             f"{len(t)} settings with a finite bound; its K* over the settings: {values}."
         )
+    return errors, lines
+
+
+def _pair_lines(errors: Mapping[str, float]) -> list[str]:
+    """Which of each pair of forms (lazy term per round or once; each self-consistent) is closer."""
+    lines = []
     for pair in (("per-round", "printed"), ("per-round+sc", "printed+sc")):
         a, b = (errors[p] for p in pair)
         if math.isinf(a) and math.isinf(b):
-            out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` gives a finite bound in any setting.")
+            lines.append(f"- Neither `{pair[0]}` nor `{pair[1]}` gives a finite bound in any setting.")
         elif a == b:
-            out.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
+            lines.append(f"- Neither `{pair[0]}` nor `{pair[1]}` predicts the measured K* better than the other.")
         else:
             closer = min(pair, key=lambda p: errors[p])
-            out.append(f"- `{closer}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
+            lines.append(f"- `{closer}` is the closer of `{pair[0]}` and `{pair[1]}` to the measured K*.")
+    return lines
+
+
+def _ratio_lines(rep: Reproduction) -> list[str]:
+    """Per data set and form at M = 0: at how many K the bound is finite, and its ratio to the measured gap."""
+    lines = []
     for d, gap in rep.gaps.items():
         for form in FORMS:
             ratio = gap.table[f"ratio_{form}"].dropna()
             if len(ratio):
-                out.append(
+                lines.append(
                     f"- {d}, `{form}` at M = 0: the bound is finite at {len(ratio)} of {len(gap.table)} K and "
                     f"{ratio.min():.3g} to {ratio.max():.3g} times the measured gap there."
                 )
             else:
-                out.append(f"- {d}, `{form}` at M = 0: the bound is finite at no K (vacuous with these constants).")
-    out.append(_verdict(rep, errors))
-    out.append(
-        "- The paper contradicts itself: its Fig. 3 text gives K* = 6 at M = 2 and 5 at M = 6 (sigma2 = 0.01), "
-        "so K* <= 6 for M >= 2, while its Fig. 4 text gives K* = 7 at M = 4 with the same sigma2 = 0.01."
-    )
-    return "\n".join(out)
+                lines.append(f"- {d}, `{form}` at M = 0: the bound is finite at no K (vacuous with these constants).")
+    return lines
 
 
 def _verdict(rep: Reproduction, errors: Mapping[str, float]) -> str:

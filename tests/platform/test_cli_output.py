@@ -133,19 +133,27 @@ def test_verbosity_does_not_outlive_an_invocation():
 # bladefl-validate: fakes of the heavy parts.
 
 
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Both data sets, large enough for the paper's deployment (N=20, |D_i|=512, 4 classes per client) that
+    reproduce, detection-report, kstar-report and calibrate check their runs at."""
+    from helpers import write_data_root
+
+    sizes = {"mnist": (12000, 300, 0), "fashion-mnist": (12000, 300, 1)}
+    return write_data_root(tmp_path_factory.mktemp("data"), sizes)
+
+
 @pytest.fixture
 def fakes(monkeypatch, tmp_path):
-    """Every command's stored tasks answered at once with plausible numbers (validate_cli_helpers.fake_tasks); the
-    K* study's analysis, its report and the estimators' summary replaced by fakes that write where the command
-    expects its report."""
-    from bladefl_validate.studies import base, estimate, kstar_prediction, kstar_report
+    """Every command's stored tasks answered at once with plausible numbers (validate_cli_helpers.fake_tasks), which
+    the studies analyse and report on as they would real ones; the K* study's analysis and report replaced by fakes
+    that write where the command expects its report."""
+    from bladefl_validate.studies import kstar_prediction, kstar_report
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
 
     fake_tasks(monkeypatch)
-    # reproduce, detection-report, kstar-report and calibrate run at settings the tiny test data cannot serve.
-    monkeypatch.setattr(base, "check_runs", lambda *a, **k: None)
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
@@ -160,20 +168,6 @@ def fakes(monkeypatch, tmp_path):
                           spread={"a": 0.1, "b": math.nan}, rms_log_error=0.01, tolerance=0.02)
     monkeypatch.setattr(kstar_prediction, "fit_pilots", lambda *a, **k: cal)
     monkeypatch.setattr(kstar_prediction, "profile_document", lambda cal, name, *a, **k: {"name": name})
-    summary = pd.DataFrame({"constant": ["L", "theta"], "estimate": [2.0, math.nan], "q1": [1.0, None],
-                            "q3": [3.0000000000000004, None], "iqr": [2.0, None], "min": [0.5, None],
-                            "max": [4.0, None], "n": [3, 0], "over": ["rounds", "rounds"]}).set_index("constant")
-    result = SimpleNamespace(constants={"L": 2.0, "theta": math.nan}, summary=lambda: summary,
-                             eta_L=0.020000000000000004, f_star=0.1)
-
-    def write_estimate(result, out, name=None, command=None):
-        samples = out.with_name(out.stem + ".samples.csv")
-        out.write_text("{}")
-        samples.write_text("")
-        return out, samples
-
-    monkeypatch.setattr(estimate, "estimate_result", lambda *a, **k: result)
-    monkeypatch.setattr(estimate, "write_estimate", write_estimate)
 
 
 def commands(data_root, tmp_path) -> dict[str, list[str]]:

@@ -13,6 +13,14 @@ def test_defaults_are_the_papers():
     assert p.as_dict()["L"] == load_profile("default").constants["L"]
 
 
+def test_written_out_default_constants_are_the_default_profiles():
+    from bladefl_theory.params import DEFAULT_CONSTANTS, LEARNING_CONSTANTS
+
+    shipped = load_profile("default").constants
+    assert DEFAULT_CONSTANTS == shipped
+    assert {name: getattr(Params(), name) for name in LEARNING_CONSTANTS} == shipped
+
+
 @pytest.mark.parametrize(
     "change, name, fragment",
     [

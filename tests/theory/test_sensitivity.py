@@ -97,3 +97,14 @@ def test_sweep_refuses_a_grid_too_large_before_solving(monkeypatch):
 def test_verdict_is_not_assessed_without_two_finite_points(base, varied):
     for text in sweep(base, varied).verdicts().values():
         assert text.startswith("not assessed"), text
+
+
+def test_large_sensitivity_grid_goes_through_dask(cluster_address):
+    from bladefl_platform.execution import Execution
+
+    result = sweep(Params(), {"M": list(range(20)), "sigma2": [i / 100 for i in range(60)]}, ("per-round", "printed"),
+                   Execution(scheduler=cluster_address, progress=False))
+    assert len(result.frame) == 2 * 20 * 60
+    small = sweep(Params(), {"M": [0, 5]}, ("per-round",))
+    row = result.frame[(result.frame.variant == "per-round") & (result.frame.M == 5) & (result.frame.sigma2 == 0.01)]
+    assert float(row.k_star_continuous.iloc[0]) == pytest.approx(float(small.frame.k_star_continuous.iloc[1]))

@@ -2,7 +2,7 @@
 
 Stored results are reused only under the same ``SIMULATION_VERSION`` (the result store's key). If this
 test fails after a change to the simulator, the change alters results: bump SIMULATION_VERSION in
-bladefl_validate/simulation.py (stored runs then compute again) and pin the new numbers here.
+bladefl_validate/config.py (stored runs then compute again) and pin the new numbers here.
 """
 
 import platform

@@ -3,7 +3,7 @@
 
 Every seed runs twice from the same partition and initial model w0: once clean (M = 0), for Lemma 1's
 constants L, xi, delta and phi, and once as configured (M lazy clients at sigma2), for theta and
-epsilon; its w* is found once. Each seed is one stored task (:data:`bladefl_validate.tasks.ESTIMATE`),
+epsilon; its w* is found once. Each seed is one stored task (:data:`ESTIMATE`),
 so an estimate resumes. The parts, one job each:
 
 - :mod:`.estimators`: L_i, xi_i, delta_i and theta on one round's models, batched over clients;
@@ -27,14 +27,13 @@ from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 
 from ...config import RunConfig
 from ...optimum import OptimumOptions
-from ...tasks import ESTIMATE
 from ..base import RunStudy
 from .constants import EstimateResult, estimate_configs, estimate_constants, estimate_result, spread
 from .estimators import ClientEstimates, client_estimates, lazy_theta
-from .observer import SAMPLE_COLUMNS, estimate_seed
+from .observer import ESTIMATE, SAMPLE_COLUMNS, estimate_seed
 from .profile import check_profile_path, profile_document, samples_path_for, write_estimate
 
-__all__ = ["EstimateStudy", "EstimateResult", "estimate_constants", "estimate_configs", "estimate_result",
+__all__ = ["EstimateStudy", "ESTIMATE", "EstimateResult", "estimate_constants", "estimate_configs", "estimate_result",
            "estimate_seed", "spread", "SAMPLE_COLUMNS", "ClientEstimates", "client_estimates", "lazy_theta",
            "profile_document", "write_estimate", "check_profile_path", "samples_path_for"]
 

@@ -30,8 +30,8 @@ from bladefl_theory.profiles import CONSTANT_NAMES
 
 from ...config import RunConfig
 from ...optimum import OptimumOptions
-from ...tasks import ESTIMATE, task_context
-from .observer import SAMPLE_COLUMNS, estimate_seed
+from ...tasks import task_context
+from .observer import ESTIMATE, SAMPLE_COLUMNS, estimate_seed
 
 __all__ = ["EstimateResult", "spread", "estimate_configs", "estimate_result", "estimate_constants"]
 
@@ -133,8 +133,8 @@ def estimate_constants(
 
 def estimate_configs(config: RunConfig, seeds: Sequence[int], optimum: OptimumOptions = OptimumOptions(),
                      dtype: torch.dtype = torch.float64) -> list[dict[str, Any]]:
-    """The tasks of an estimate (:data:`bladefl_validate.tasks.ESTIMATE`), one per seed: everything that decides a
-    seed's result, so that the store keys it."""
+    """The tasks of an estimate (:data:`~bladefl_validate.studies.estimate.observer.ESTIMATE`), one per seed:
+    everything that decides a seed's result, so that the store keys it."""
     if not isinstance(config, RunConfig):
         raise InputError(f"config must be a RunConfig (got {type(config).__name__})")
     return [{"run": config.replace(seed=seed).as_dict(), "optimum": dataclasses.asdict(optimum),

@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...config import RunConfig
+from bladefl_platform.execution import TaskKind, one_by_one
+
+from ...config import SIMULATION_VERSION, RunConfig
 from ...optimum import OptimumOptions, find_optimum
 from ...simulation import RoundState, simulate
+from ...tasks import torch_threads
 from .estimators import client_estimates, lazy_theta
 
-__all__ = ["SAMPLE_COLUMNS", "Observer", "estimate_seed"]
+__all__ = ["SAMPLE_COLUMNS", "Observer", "estimate_seed", "ESTIMATE"]
 
 #: The columns of a seed's rows (and of :attr:`EstimateResult.samples`), one row per (seed, round, client);
 #: ``gap`` is F(w^k) − F(w*), filled in once w* is found.
@@ -134,3 +137,8 @@ def estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict
         "epsilon": smallest_gap(lazy), "epsilon_clean": smallest_gap(clean),
     }
     return {"rows": rows, "seed_row": seed_row}
+
+
+#: One seed of an estimate, a stored task (the simulator's version, then the estimators').
+ESTIMATE = TaskKind("bladefl-estimate", f"{SIMULATION_VERSION}.1", one_by_one(estimate_seed),
+                    worker_setup=torch_threads)

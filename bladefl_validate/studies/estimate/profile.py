@@ -144,11 +144,11 @@ def _notes(result: EstimateResult) -> list[str]:
 
 
 def _package_version() -> str:
-    """``bladefl_validate.__version__`` (the distribution's version if the package is imported as a namespace,
-    as a stale editable install does)."""
-    import bladefl_validate
+    """The toolkit's ``__version__`` (defined once, in bladefl_theory; the distribution's version if the package is
+    imported as a namespace, as a stale editable install does)."""
+    import bladefl_theory
 
-    found = getattr(bladefl_validate, "__version__", None)
+    found = getattr(bladefl_theory, "__version__", None)
     if found is None:
         from importlib.metadata import version
 

@@ -22,7 +22,7 @@ from bladefl_validate.learning.detect import (
     precision_recall,
 )
 from bladefl_validate.studies.detection import DetectionReport, _cells, write_detection_report
-from bladefl_validate.tasks import detection_task
+from bladefl_validate.studies.detection import detection_task
 from bladefl_validate.chain.ledger import Ledger
 from bladefl_validate.chain.pool import CachePool, bytes_to_weights
 from bladefl_validate.simulation import run_to_folder

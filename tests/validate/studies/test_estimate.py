@@ -293,7 +293,7 @@ def test_shipped_estimated_profiles_load_by_name(name):
 
 
 def test_estimate_tasks_are_keyed_by_everything_that_decides_them():
-    from bladefl_validate.tasks import ESTIMATE
+    from bladefl_validate.studies.estimate import ESTIMATE
 
     run = small_config().as_dict()
     base = {"run": run, "optimum": dataclasses.asdict(OptimumOptions()), "dtype": "float64"}
