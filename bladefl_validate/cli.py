@@ -60,11 +60,40 @@ def load_dataset(name: str, data_dir: Path | str | None = None, train: bool = Tr
     return load(name, data_dir, train=train)
 
 
+class _Registered(click.Choice):
+    """The built-in names and those registered in this process (read as the option is parsed, after the plugins)."""
+
+    def __init__(self, builtin: Sequence[str], registered: Callable[[], Sequence[str]]):
+        self._builtin, self._registered = tuple(builtin), registered
+        super().__init__(builtin)
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return (*self._builtin, *self._registered())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # always computed
+
+
+def _dataset_choice() -> _Registered:
+    from . import config
+
+    return _Registered(DATASETS, lambda: tuple(config.REGISTERED_DATASETS))
+
+
+def _model_choice() -> _Registered:
+    from . import config
+
+    return _Registered(MODELS, lambda: tuple(config.REGISTERED_MODELS))
+
+
 def _run_options(with_k: bool):
     """The options shared by ``run`` and ``sweep-k``; defaults come from :class:`RunConfig`."""
     d = _DEFAULTS
     options = [
-        click.option("--dataset", type=click.Choice(DATASETS), default=d.dataset, show_default=True),
+        click.option("--dataset", type=_dataset_choice(), default=d.dataset, show_default=True,
+                     help="mnist, fashion-mnist or a data set registered by a module BLADEFL_PLUGINS names."),
         click.option("--N", "N", type=int, default=d.N, show_default=True, help="Clients."),
         click.option("--M", "M", type=int, default=d.M, show_default=True, help="Lazy clients."),
     ]
@@ -82,8 +111,9 @@ def _run_options(with_k: bool):
                      help="k for --partition classes (it must divide |D_i|)."),
         click.option("--dirichlet-alpha", type=float, default=d.dirichlet_alpha, show_default=True,
                      help="Concentration for --partition dirichlet."),
-        click.option("--model", type=click.Choice(MODELS), default=d.model, show_default=True,
-                     help="mlp (784-hidden-10, ReLU), logreg (convex) or cnn (McMahan et al.'s two convolutions)."),
+        click.option("--model", type=_model_choice(), default=d.model, show_default=True,
+                     help="mlp (inputs-hidden-classes, ReLU), logreg (convex), cnn (McMahan et al.'s two convolutions, "
+                          "28x28 inputs) or a model registered by a module BLADEFL_PLUGINS names."),
         click.option("--hidden", type=int, default=d.hidden, show_default=True, help="Hidden units of the MLP."),
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
         click.option("--difficulty-bits", type=int, default=d.difficulty_bits, show_default=True,
@@ -268,7 +298,13 @@ def cli():
     status (on 1 and 2 from an error stdout is empty and stderr holds the error line). Messages,
     warnings and progress bars go to stderr: -q keeps warnings and errors only (and no progress
     bars), -v adds debug messages.
+
+    Data sets and models of your own: BLADEFL_PLUGINS names the modules that register them
+    (comma-separated, importable), imported before any option is read.
     """
+    from .plugins import load_plugins
+
+    load_plugins()
 
 
 @cli.command("run", cls=_Owning, owns=lambda: _folder_note(

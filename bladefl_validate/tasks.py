@@ -27,6 +27,7 @@ from typing import Any
 from bladefl_platform.execution import TaskKind, one_by_one, register_local_worker_plugin
 
 from .config import RunConfig
+from .plugins import load_plugins
 
 __all__ = ["SIMULATION_VERSION", "BATCH_SIZE", "RUN", "OPTIMUM", "DETECTION", "ESTIMATE", "KINDS", "run_task",
            "optimum_task", "detection_task", "estimate_task", "task_context"]
@@ -68,6 +69,7 @@ def run_task(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> li
     """
     from .simulation import run_to_folder, simulate_many
 
+    load_plugins()
     rcs = [RunConfig.from_dict(dict(c)) for c in configs]
     data_dir = context.get("data_dir")
     runs_dir = context.get("runs_dir")
@@ -85,6 +87,7 @@ def run_task(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> li
 def _run_batch_key(config: Mapping[str, Any]) -> tuple:
     from .simulation import batch_key
 
+    load_plugins()
     return batch_key(RunConfig.from_dict(dict(config)))
 
 
@@ -93,15 +96,16 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     import torch
 
     from .data import load_dataset
-    from .learning.model import make_spec
     from .optimum import find_optimum
-    from .simulation import client_data
+    from .simulation import client_data, run_spec
 
+    load_plugins()
     rc = RunConfig.from_dict(dict(config))
-    X, Y, _ = client_data(rc, load_dataset(rc.dataset, context.get("data_dir"), train=True), torch.device("cpu"))
-    spec = make_spec(rc.model, rc.hidden)
+    train = load_dataset(rc.dataset, context.get("data_dir"), train=True)
+    X, Y, _ = client_data(rc, train, torch.device("cpu"))
+    spec = run_spec(rc, train)
     w0 = spec.init(torch.Generator().manual_seed(rc.seed))
-    opt = find_optimum(spec, w0, X.reshape(-1, X.shape[-1]), Y.reshape(-1))
+    opt = find_optimum(spec, w0, X.reshape(-1, *spec.input_shape), Y.reshape(-1))
     return {"f_star": opt.loss, "distance": opt.distance, "reason": opt.reason, "iterations": opt.iterations}
 
 
@@ -109,6 +113,7 @@ def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dic
     """One run screened by its detector: how many screenings flagged whom, and the final loss and accuracy."""
     from .simulation import simulate
 
+    load_plugins()
     rc = RunConfig.from_dict(dict(config))
     start = time.perf_counter()
     result = simulate(rc, None, context.get("data_dir"))
@@ -130,6 +135,7 @@ def estimate_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict
     search's options) and ``dtype`` (the estimators' float type)."""
     from .studies.estimate.observer import estimate_seed
 
+    load_plugins()
     return estimate_seed(config, context)
 
 

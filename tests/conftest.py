@@ -25,3 +25,17 @@ def data_root(tmp_path_factory):
 def private_cache(tmp_path, monkeypatch):
     """Stage datasets in a folder of this test's own, never in the user's cache."""
     monkeypatch.setenv("BLADEFL_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Models and data sets registered in a test are unregistered after it: no later test sees them."""
+    import bladefl_validate.config as config_module
+    import bladefl_validate.data as data_module
+    import bladefl_validate.learning.model as model_module
+
+    monkeypatch.setattr(model_module, "_MODULES", dict(model_module._MODULES))
+    monkeypatch.setattr(model_module, "KINDS", model_module.KINDS)
+    monkeypatch.setattr(config_module, "REGISTERED_MODELS", dict(config_module.REGISTERED_MODELS))
+    monkeypatch.setattr(data_module, "_REGISTERED", dict(data_module._REGISTERED))
+    monkeypatch.setattr(config_module, "REGISTERED_DATASETS", dict(config_module.REGISTERED_DATASETS))
