@@ -527,7 +527,7 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
 @json_option
 def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
-    from .studies.kstar import CalibrateStudy
+    from .studies.kstar.study import CalibrateStudy
 
     study = CalibrateStudy(dataset, pilots, form, seeds, name)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
@@ -558,14 +558,14 @@ def _campaign_options(store: str, measured_only: str, out: str, default_out: Pat
                    "Report folder; running again resumes from its store.", Path("reports/kstar-prediction"))
 def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
-    from .studies.kstar import KStarReportStudy
+    from .studies.kstar.study import KStarReportStudy
 
     study = KStarReportStudy(measured_only=measured_only)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
 def _confirm_owns() -> str:
-    from .studies.kstar_confirm import confirm_files
+    from .studies.kstar.report import confirm_files
 
     *files, profile = confirm_files(None)  # the profiles' names come last
     return (f"In --out it owns the report files {_listing(files)}, one {profile} per data set (the profiles the "
@@ -579,7 +579,7 @@ def _confirm_owns() -> str:
                    Path("reports/kstar-confirmation"), store_required=True)
 def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
-    from .studies.kstar_confirm import ConfirmStudy
+    from .studies.kstar.study import ConfirmStudy
 
     # The profiles name their report folder as given, relative to here when it lies below (as in the repository).
     here = Path.cwd().resolve()
