@@ -88,22 +88,31 @@ def _model_choice() -> _Registered:
     return _Registered(MODELS, lambda: tuple(config.REGISTERED_MODELS))
 
 
-def _run_options(with_k: bool):
-    """The options shared by ``run`` and ``sweep-k``; defaults come from :class:`RunConfig`."""
+def _run_options(with_k: bool, system: bool = True):
+    """The options shared by ``run``, ``sweep-k`` and (without the ``system`` parameters its pilots set: M, sigma2,
+    beta, t_sum) ``calibrate``; defaults come from :class:`RunConfig`."""
     d = _DEFAULTS
     options = [
         click.option("--dataset", type=_dataset_choice(), default=d.dataset, show_default=True,
                      help="mnist, fashion-mnist or a data set registered by a module BLADEFL_PLUGINS names."),
         click.option("--N", "N", type=int, default=d.N, show_default=True, help="Clients."),
-        click.option("--M", "M", type=int, default=d.M, show_default=True, help="Lazy clients."),
     ]
+    if system:
+        options.append(click.option("--M", "M", type=int, default=d.M, show_default=True, help="Lazy clients."))
     if with_k:
         options.append(click.option("--K", "K", type=int, default=d.K, show_default=True, help="Blocks (rounds)."))
+    if system:
+        options.append(click.option("--sigma2", type=float, default=d.sigma2, show_default=True,
+                                    help="Variance of the lazy noise."))
+    options.append(click.option("--alpha", type=float, default=d.alpha, show_default=True,
+                                help="Time of one local epoch."))
+    if system:
+        options += [
+            click.option("--beta", type=float, default=d.beta, show_default=True, help="Time to mine one block."),
+            click.option("--t-sum", "t_sum", type=float, default=d.t_sum, show_default=True,
+                         help="Total time budget."),
+        ]
     options += [
-        click.option("--sigma2", type=float, default=d.sigma2, show_default=True, help="Variance of the lazy noise."),
-        click.option("--alpha", type=float, default=d.alpha, show_default=True, help="Time of one local epoch."),
-        click.option("--beta", type=float, default=d.beta, show_default=True, help="Time to mine one block."),
-        click.option("--t-sum", "t_sum", type=float, default=d.t_sum, show_default=True, help="Total time budget."),
         click.option("--eta", type=float, default=d.eta, show_default=True, help="Learning rate."),
         click.option("--samples-per-client", type=int, default=d.samples_per_client, show_default=True, help="|D_i|."),
         click.option("--partition", type=click.Choice(SCHEMES), default=d.partition, show_default=True),
@@ -509,27 +518,34 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
 
 
 @cli.command("calibrate")
-@click.option("--dataset", type=click.Choice(DATASETS), default=_DEFAULTS.dataset, show_default=True)
+@_run_options(with_k=False, system=False)
+@click.option("--box", default=None,
+              help="The region the pilots span, NAME=LOW:HIGH for t_sum, beta, M and sigma2, e.g. "
+                   "t_sum=50:200,beta=2.5:20,M=0:8,sigma2=0:0.3: four pilots, its centre and three corners "
+                   "[default: the K* study's four pilots for mnist and fashion-mnist].")
 @click.option("--pilot", "pilots", multiple=True,
-              help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre) "
-                   "[default: the K* study's four pilots].")
+              help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre), "
+                   "instead of --box.")
 @click.option("--form", type=click.Choice(("saturating", "drift", "per-round", "printed")), default=None,
               help="The form to fit (see bladefl_theory.forms) [default: the form of the shipped "
                    "DATASET-mlp-calibrated profile, the K* confirmation's choice].")
 @seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
-@_data_dir_option()
-@store_option("Result store for the pilot sweeps (reused and extended).", required=True)
+@click.option("--max-cpu-hours", type=float, default=None,
+              help="Refuse, before any run, a calibration estimated to cost more CPU hours [default: no limit].")
+@store_option("Result store for the pilot sweeps (reused and extended) [default: OUT with .sqlite for .json].")
 @execution_options
-@quiet_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
 @json_option
-def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
-    """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
+def calibrate_cmd(box, pilots, form, seeds, name, max_cpu_hours, store_path, scheduler, workers, out, as_json, quiet,
+                  data_dir, **options):
+    """Fit a form to measured loss-over-K sweeps of up to four pilot settings of your system (every option of
+    sweep-k but those the pilots set) and write a profile for bladefl-theory. The pilots are checked and the cost
+    (runs, client-epochs, CPU hours timed here) stated before any run."""
     from .studies.kstar.study import CalibrateStudy
 
-    study = CalibrateStudy(dataset, pilots, form, seeds, name)
+    study = CalibrateStudy(_config(options, K=1), pilots, form, seeds, name, box=box, max_cpu_hours=max_cpu_hours)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 

@@ -30,6 +30,9 @@ class RunStudy(Study[R]):
         """The runs to check before any starts: one per data set and partition suffices (none: nothing to check)."""
         return []
 
+    def prepared(self, data_dir: str | Path | None) -> None:
+        """What the study checks once its runs passed :func:`check_runs`, before any runs (nothing by default)."""
+
 
 def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execution: Execution | None = None) -> None:
     """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
@@ -76,6 +79,7 @@ def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: 
         configs = study.run_configs()
         if configs:
             check_runs(configs, data_dir, execution)
+        study.prepared(data_dir)
 
     return run_study(study, out, store=store, execution=execution, prepare=prepare,
                      context=lambda: task_context(data_dir), command=command)

@@ -188,3 +188,28 @@ def test_the_generic_path_on_a_cpu_equals_the_vmapped_one_and_batching_changes_n
     alone = W0[2:3].clone()
     _train_modules_each(spec, alone, X, Y, orders[:, 2:3], 0.1, 8)
     assert torch.equal(alone[0], each[2])  # a client trained with others or alone: the same bits
+
+
+def test_a_cifar_shaped_cnn_is_calibrated_end_to_end(plugin, tmp_path):
+    from bladefl_theory.profiles import load_profile
+
+    out = tmp_path / "cnn.json"
+    system = [a for a in SMALL if a not in ("--M", "1", "--t-sum", "24", "--beta", "10")]
+    box = "t_sum=24:36,beta=4:10,M=0:1,sigma2=0:0.1"
+    r = CliRunner().invoke(cli, ["calibrate", *system, "--box", box, "--seeds", "1", "--form", "drift",
+                                 "--workers", "2", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "client-epochs" in r.stderr and "estimated from three short runs" in r.stderr  # stated before the runs
+    profile = json.loads(out.read_text())
+    domain = profile["domain"]
+    assert (domain["dataset"], domain["model"], domain["N"], domain["samples_per_client"]) == \
+        ("cifar-shaped", "small-cnn", 4, 32)
+    assert domain["partition"] == "dirichlet" and domain["dirichlet_alpha"] == 1.0
+    assert "classes_per_client" not in domain and len(domain["dataset_fingerprint"]) == 16
+    # The box the pilots span: here the box asked for, every parameter from end to end.
+    assert domain["box"] == {"t_sum": [24.0, 36.0], "beta": [4.0, 10.0], "M": [0, 1], "sigma2": [0.0, 0.1]}
+    cost = profile["calibration"]["cost"]
+    assert cost["spent"]["runs"] == 3 + 7 + 4 + 3 and cost["estimated"]["runs"] == cost["spent"]["runs"]
+    assert cost["spent"]["cpu_hours"] > 0 and cost["estimated"]["client_epochs"] == cost["spent"]["client_epochs"]
+    assert load_profile(str(out)).form == "drift"
+    assert (tmp_path / "cnn.sqlite").is_file()  # the store beside the profile, by default

@@ -464,14 +464,24 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
             "residuals_columns": ["t_sum", "beta", "M", "sigma2", "K", "measured_mean_loss", "predicted"],
             "residuals": residuals,
         },
-        "domain": {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
-                   "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
-                   "batch_size": base.batch_size, "partition": base.partition,
-                   "classes_per_client": base.classes_per_client, "box": box},
+        "domain": {**_fixed(base, dataset), "box": box},
         "validation": validation,
         "provenance": {"method": "calibrated on measured sweeps (bladefl_theory.calibration)", "command": command,
                        "simulation_version": SIMULATION_VERSION},
     }
+
+
+def _fixed(base, dataset: str) -> dict[str, Any]:
+    """What a calibration held fixed: the learning settings of its runs, the partition's parameter, and any other
+    setting off its default (a registered data set's or module's fingerprint too); not the box's, K or the seed."""
+    fixed = {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
+             "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
+             "batch_size": base.batch_size, "partition": base.partition}
+    fixed.update({"classes_per_client": base.classes_per_client} if base.partition == "classes" else
+                 {"dirichlet_alpha": base.dirichlet_alpha} if base.partition == "dirichlet" else {})
+    skip = {*fixed, "t_sum", "beta", "M", "sigma2", "K", "seed", "classes_per_client", "dirichlet_alpha"}
+    defaults = type(base)().as_dict()
+    return {**fixed, **{k: v for k, v in base.as_dict().items() if k not in skip and defaults.get(k, k) != v}}
 
 
 def parse_pilot(text: str, centre: dict) -> dict[str, float]:

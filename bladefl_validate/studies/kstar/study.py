@@ -10,22 +10,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bladefl_platform.atomic import atomic_write_text
 from bladefl_platform.errors import InputError
-from bladefl_platform.execution import TaskOutcome
+from bladefl_platform.execution import Execution, TaskOutcome
+from bladefl_platform.store import ResultStore
 from bladefl_platform.report import fmt
 from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
 from bladefl_theory.profiles import load_profile
 
 from ...config import RunConfig
-from ...tasks import RUN
-from ..base import RunStudy
-from . import analysis
+from ...tasks import RUN, task_context
+from ..base import RunStudy, check_runs
+from . import analysis, budget
 from .analysis import Confirmation, KStarReport
 from .design import CONFIRMATION, DESIGN, Design, Setting
 from .report import (
@@ -43,7 +44,7 @@ from .report import (
 )
 from .scoring import TEST, VALIDATION
 
-__all__ = ["KStarReportStudy", "Calibration", "CalibrateStudy", "ConfirmStudy"]
+__all__ = ["KStarReportStudy", "Calibration", "CalibrateStudy", "ConfirmStudy", "calibrate", "save_profile"]
 
 log = logging.getLogger("bladefl_validate")
 
@@ -96,44 +97,58 @@ class KStarReportStudy(RunStudy[KStarReport]):
 
 @dataclass
 class Calibration:
-    """A calibration of a form on pilot sweeps, and the profile written from it."""
+    """A calibration of a form on pilot sweeps, what it cost, and the profile written from it."""
 
     calibration: Any  # bladefl_theory.calibration.Calibration
     settings: list[Setting]
     profile: dict[str, Any] | None = None
+    estimate: budget.Cost | None = None  # stated before the runs
+    cost: budget.Cost | None = None  # what the runs did cost
 
 
 class CalibrateStudy(RunStudy[Calibration]):
-    """Sweep every K at 1 to 4 pilot settings of ``dataset`` (default: the K* study's four pilots), fit ``form`` to
-    them, and write the calibrated profile ``out`` (named ``name``, by default the file's)."""
+    """Sweep every K at 1 to 4 pilot settings of the system ``base`` describes (the pilots named, else four spanning
+    ``box``, else the K* study's four pilots), fit ``form`` to them, and write the calibrated profile ``out`` (named
+    ``name``, by default the file's). Before any run it checks the pilots, states the cost and keeps it within
+    ``max_cpu_hours``."""
 
     command = "calibrate"
     layout = Layout.FILE
     unit = "runs"
 
-    def __init__(self, dataset: str, pilots: Sequence[str], form: str | None, seeds: Sequence[int],
-                 name: str | None = None, design: Design = DESIGN):
-        self.base = design.base.replace(dataset=dataset)
-        # By default the form of the shipped calibrated profile (the K* confirmation's choice).
-        form = form or load_profile(profile_name(dataset, self.base.model)).form
-        self.design, self.dataset, self.form, self.seeds, self.name = design, dataset, form, list(seeds), name
-        points = ([analysis.parse_pilot(p, dict(design.centre)) for p in pilots]
-                  or [s.system() for s in analysis.pilot_settings(design, dataset)])
+    def __init__(self, base: RunConfig, pilots: Sequence[str] = (), form: str | None = None,
+                 seeds: Sequence[int] = range(8), name: str | None = None, design: Design = DESIGN,
+                 box: str | None = None, max_cpu_hours: float | None = None):
+        if pilots and box:
+            raise InputError("--pilot and --box both name the pilots: give one of them")
+        if max_cpu_hours is not None and not max_cpu_hours > 0:
+            raise InputError(f"--max-cpu-hours must be a positive number of hours (got {max_cpu_hours!r})")
+        self.base, dataset = base.replace(K=1), base.dataset
+        self.design, self.dataset, self.seeds, self.name = design, dataset, list(seeds), name
+        self.form = form or _default_form(dataset, self.base.model)
+        self.box, self.max_cpu_hours, self.estimate = box, max_cpu_hours, None
+        if box:
+            points = budget.box_pilots(budget.parse_box(box))
+        elif pilots or dataset not in design.datasets:
+            points = [analysis.parse_pilot(p, dict(design.centre)) for p in pilots or ("",)]
+        else:
+            points = [s.system() for s in analysis.pilot_settings(design, dataset)]
         analysis.check_pilots(design, dataset, self.base, points)
         for p in points:
             self.base.replace(t_sum=float(p["t_sum"]), beta=float(p["beta"]), M=int(p["M"]),
                               sigma2=float(p["sigma2"]))  # each pilot is a valid deployment
+        budget.check_points(self.base, points, self.form)
         self.points = points
         self.settings, self.configs = analysis.pilot_configs(self.base, dataset, points, self.seeds)
         # The bound's form fits ratios to epsilon only: epsilon stays the estimated profile's.
-        self.fixed = None if form not in ("per-round", "printed") else {
-            "epsilon": load_profile(f"{dataset}-{self.base.model}").constants["epsilon"]}
+        self.fixed = None if self.form not in ("per-round", "printed") else {
+            "epsilon": _shipped(f"{dataset}-{self.base.model}", self.form).constants["epsilon"]}
 
     def outputs(self, out: Path) -> Sequence[str]:
         return (out.name,)
 
     def default_store(self, out: Path) -> Path | None:
-        return None
+        return out.with_suffix(".sqlite")
 
     def check(self, out: Path, store: Path | None) -> None:
         from ..estimate import check_profile_path
@@ -143,6 +158,16 @@ class CalibrateStudy(RunStudy[Calibration]):
     def run_configs(self) -> list[RunConfig]:
         return self.configs
 
+    def prepared(self, data_dir: str | Path | None) -> None:
+        """State the cost (timed here) and refuse it, before any run, if it exceeds --max-cpu-hours."""
+        self.estimate = budget.estimate_cost(self.configs, data_dir)
+        log.info("calibrate: %d pilot(s) x %d seed(s): %s (estimated from three short runs timed here)",
+                 len(self.points), len(self.seeds), self.estimate.line())
+        if self.max_cpu_hours is not None and self.estimate.cpu_hours > self.max_cpu_hours:
+            raise InputError(f"the calibration would cost about {self.estimate.line()}, more than --max-cpu-hours "
+                             f"{self.max_cpu_hours:g}: fewer seeds, a smaller box (lower t_sum, higher beta) or a "
+                             "larger budget")
+
     def tasks(self) -> list[Tasks]:
         return [Tasks(RUN, [c.as_dict() for c in self.configs], "pilots")]
 
@@ -150,13 +175,24 @@ class CalibrateStudy(RunStudy[Calibration]):
         cal = analysis.fit_pilots(self.configs, outcomes[0].results, self.form, self.fixed)
         if not cal.success:
             raise InputError(f"calibration failed: {cal.message}")
-        return Calibration(cal, self.settings)
+        return Calibration(cal, self.settings, estimate=self.estimate,
+                           cost=budget.spent(self.configs, outcomes[0].results))
+
+    def profile(self, result: Calibration, name: str, command: str) -> dict[str, Any]:
+        """The profile document of ``result``: the constants, the domain (what was fixed, the box the pilots span)
+        and what the calibration cost."""
+        profile = analysis.profile_document(result.calibration, name, self.dataset, self.base,
+                                            {s.label: len(self.seeds) for s in result.settings}, command)
+        profile["calibration"]["cost"] = {
+            "estimated": result.estimate.as_dict() if result.estimate else None,
+            "spent": result.cost.as_dict() if result.cost else None}
+        if self.box:
+            profile["calibration"]["box_asked"] = self.box
+        return profile
 
     def report(self, result: Calibration, target: Path, command: str) -> None:
-        result.profile = analysis.profile_document(
-            result.calibration, self.name or target.stem, self.dataset, self.design.base,
-            {s.label: len(self.seeds) for s in result.settings}, command)
-        atomic_write_text(target, json.dumps(result.profile, indent=2) + "\n")
+        result.profile = self.profile(result, self.name or target.stem, command)
+        save_profile(result.profile, target)
         log.info("wrote %s", target)
 
     def spread(self, cal: Any) -> dict[str, float | None]:
@@ -164,11 +200,12 @@ class CalibrateStudy(RunStudy[Calibration]):
         return {k: math.expm1(s) if math.isfinite(s) else None for k, s in cal.spread.items()}
 
     def summary(self, run: StudyRun[Calibration]) -> dict[str, Any]:
-        cal = run.result.calibration
-        return {"profile": run.out, "name": (run.result.profile or {}).get("name", self.name or run.out.stem),
+        r, cal = run.result, run.result.calibration
+        return {"profile": run.out, "name": (r.profile or {}).get("name", self.name or run.out.stem),
                 "form": self.form, "dataset": self.dataset, "pilots": self.points, "seeds": self.seeds,
                 "constants": cal.constants, "relative_spread": self.spread(cal), "rms_log_error": cal.rms_log_error,
-                "tolerance": cal.tolerance}
+                "tolerance": cal.tolerance, "estimated_cost": r.estimate.as_dict() if r.estimate else None,
+                "cost": r.cost.as_dict() if r.cost else None}
 
     def text(self, run: StudyRun[Calibration]) -> str:
         cal = run.result.calibration
@@ -177,7 +214,54 @@ class CalibrateStudy(RunStudy[Calibration]):
         for k, v in cal.constants.items():
             lines.append(f"{k:>8} {fmt(v):>11} {fmt(spread.get(k), spec='.1%', missing='—'):>8}")
         lines.append(f"rms log error on the pilots {cal.rms_log_error:.4f}; K* band tolerance {cal.tolerance:.2%}")
+        if run.result.cost is not None:
+            lines.append(f"cost: {run.result.cost.line()}"
+                         + (f" (estimated {run.result.estimate.line()})" if run.result.estimate else ""))
         return "\n".join(lines)
+
+
+def calibrate(base: RunConfig, *, box: str | None = None, pilots: Sequence[str] = (), form: str | None = None,
+              seeds: Sequence[int] = range(8), name: str = "calibrated", store: ResultStore | None = None,
+              execution: Execution = Execution(), data_dir: str | Path | None = None,
+              max_cpu_hours: float | None = None) -> Calibration:
+    """Calibrate ``form`` on pilot sweeps of the system ``base`` describes, as ``bladefl-validate calibrate`` does
+    (the same checks and cost statement first); ``result.profile`` is the profile, which :func:`save_profile` writes
+    and :func:`bladefl_theory.profiles.load_profile` reads."""
+    study = CalibrateStudy(base, pilots, form, seeds, name, box=box, max_cpu_hours=max_cpu_hours)
+    check_runs(study.configs, data_dir, execution)
+    study.prepared(data_dir)
+    result = study.compute(store, execution, task_context(data_dir))
+    result.profile = study.profile(result, name, "python: bladefl_validate.calibrate")
+    return result
+
+
+def _shipped(name: str, form: str):
+    """The shipped profile ``name``; InputError, one line, if there is none for this system."""
+    try:
+        return load_profile(name)
+    except InputError:
+        raise InputError(f"form {form!r} takes epsilon from the estimated profile {name!r}, and none ships for this "
+                         "system: run `bladefl-validate estimate` first, or calibrate a form of the loss (drift, "
+                         "saturating)") from None
+
+
+def _default_form(dataset: str, model: str) -> str:
+    """The form of the shipped calibrated profile of ``dataset`` and ``model``, else of MNIST's MLP (the K*
+    confirmation's choice)."""
+    for name in (profile_name(dataset, model), profile_name("mnist", "mlp")):
+        try:
+            return load_profile(name).form
+        except InputError:
+            continue
+    return "drift"
+
+
+def save_profile(profile: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a profile document as JSON at ``path`` (atomically); :func:`bladefl_theory.profiles.load_profile`
+    reads it back."""
+    path = Path(path)
+    atomic_write_text(path, json.dumps(profile, indent=2) + "\n")
+    return path
 
 
 class ConfirmStudy(RunStudy[Confirmation]):
