@@ -127,7 +127,7 @@ def fakes(monkeypatch, tmp_path):
     K* study's analysis, its report and the estimators' summary replaced by fakes that write where the command
     expects its report."""
     from bladefl_validate.studies import base, estimate
-    from bladefl_validate.studies.kstar import analysis as kstar_analysis, study as kstar_study
+    from bladefl_validate.studies.kstar import analysis as kstar_analysis, budget as kstar_budget, study as kstar_study
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
@@ -135,6 +135,7 @@ def fakes(monkeypatch, tmp_path):
     fake_tasks(monkeypatch)
     # reproduce, detection-report, kstar-report and calibrate run at settings the tiny test data cannot serve.
     monkeypatch.setattr(base, "check_runs", lambda *a, **k: None)
+    monkeypatch.setattr(kstar_budget, "estimate_cost", lambda configs, *a, **k: kstar_budget.Cost(len(configs), 1, 0.5))
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)

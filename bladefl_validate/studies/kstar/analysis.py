@@ -432,11 +432,12 @@ def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execu
 
 
 def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dict[str, int], command: str,
-                     validation: dict | None = None, box: dict | None = None) -> dict:
+                     validation: dict | None = None, box: dict | None = None, cost: dict | None = None) -> dict:
     """A profile JSON (what :func:`bladefl_theory.profiles.load_profile` reads) from a calibration, with its provenance.
 
     ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
-    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings.
+    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings; ``cost``
+    what the calibration was estimated to cost and did cost (recorded when given).
     """
     from ...tasks import SIMULATION_VERSION
 
@@ -463,6 +464,7 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
             "seeds": seeds,
             "residuals_columns": ["t_sum", "beta", "M", "sigma2", "K", "measured_mean_loss", "predicted"],
             "residuals": residuals,
+            **({"cost": cost} if cost is not None else {}),
         },
         "domain": {**_fixed(base, dataset), "box": box},
         "validation": validation,

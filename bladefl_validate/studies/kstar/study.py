@@ -126,7 +126,8 @@ class CalibrateStudy(RunStudy[Calibration]):
         self.base, dataset = base.replace(K=1), base.dataset
         self.design, self.dataset, self.seeds, self.name = design, dataset, list(seeds), name
         self.form = form or _default_form(dataset, self.base.model)
-        self.box, self.max_cpu_hours, self.estimate = box, max_cpu_hours, None
+        self.box, self.max_cpu_hours = box, max_cpu_hours
+        self.estimate: budget.Cost | None = None  # stated once the runs passed their checks
         if box:
             points = budget.box_pilots(budget.parse_box(box))
         elif pilots or dataset not in design.datasets:
@@ -160,11 +161,11 @@ class CalibrateStudy(RunStudy[Calibration]):
 
     def prepared(self, data_dir: str | Path | None) -> None:
         """State the cost (timed here) and refuse it, before any run, if it exceeds --max-cpu-hours."""
-        self.estimate = budget.estimate_cost(self.configs, data_dir)
+        self.estimate = estimate = budget.estimate_cost(self.configs, data_dir)
         log.info("calibrate: %d pilot(s) x %d seed(s): %s (estimated from three short runs timed here)",
-                 len(self.points), len(self.seeds), self.estimate.line())
-        if self.max_cpu_hours is not None and self.estimate.cpu_hours > self.max_cpu_hours:
-            raise InputError(f"the calibration would cost about {self.estimate.line()}, more than --max-cpu-hours "
+                 len(self.points), len(self.seeds), estimate.line())
+        if self.max_cpu_hours is not None and estimate.cpu_hours > self.max_cpu_hours:
+            raise InputError(f"the calibration would cost about {estimate.line()}, more than --max-cpu-hours "
                              f"{self.max_cpu_hours:g}: fewer seeds, a smaller box (lower t_sum, higher beta) or a "
                              "larger budget")
 
@@ -181,14 +182,10 @@ class CalibrateStudy(RunStudy[Calibration]):
     def profile(self, result: Calibration, name: str, command: str) -> dict[str, Any]:
         """The profile document of ``result``: the constants, the domain (what was fixed, the box the pilots span)
         and what the calibration cost."""
-        profile = analysis.profile_document(result.calibration, name, self.dataset, self.base,
-                                            {s.label: len(self.seeds) for s in result.settings}, command)
-        profile["calibration"]["cost"] = {
-            "estimated": result.estimate.as_dict() if result.estimate else None,
-            "spent": result.cost.as_dict() if result.cost else None}
-        if self.box:
-            profile["calibration"]["box_asked"] = self.box
-        return profile
+        cost = {"estimated": result.estimate.as_dict() if result.estimate else None,
+                "spent": result.cost.as_dict() if result.cost else None, "box_asked": self.box}
+        return analysis.profile_document(result.calibration, name, self.dataset, self.base,
+                                         {s.label: len(self.seeds) for s in result.settings}, command, cost=cost)
 
     def report(self, result: Calibration, target: Path, command: str) -> None:
         result.profile = self.profile(result, self.name or target.stem, command)
