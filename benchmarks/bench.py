@@ -17,6 +17,9 @@ Sections (each a function, reusable on tiny sizes, see tests/test_bench.py):
    against a per-client loop written the way typical FL code is (a deep copy of an nn.Module,
    torch.optim.SGD and a torch DataLoader per client), MLP-256 on MNIST-shaped synthetic data;
    the achieved GFLOP/s against this machine's fp32 matmul peak (``torch.mm``, measured here).
+   ``generic``: the generic (module) path of ``train_clients`` against the same per-client loop, interleaved, for
+   a small CNN on CIFAR-shaped [3, 32, 32] data and for the MLP as an nn.Module (the issue's setting: 8 clients x
+   256 samples, one epoch); the old vmapped path beside them. Ratios are loop time / path time (> 1: faster).
 2. ``sweep``: whole sweeps (``bladefl_validate.studies.sweep_k.sweep_k`` over K = 1..9, N = 20, MNIST) end to
    end: against their training alone at the trainer's rate, as a share of the matmul peak, 6 seeds
    against 1, against the per-client loop, and the largest worker's memory (needs ``BLADEFL_DATA``;
@@ -52,27 +55,30 @@ import bench_theory  # noqa: E402  (benchmarks/ is not a package)
 from bladefl_theory import Params  # noqa: E402
 from bladefl_platform.errors import InputError  # noqa: E402
 from bladefl_validate.chain.mining import BlockHeader, MiningError, header_prefix, mine  # noqa: E402
-from bladefl_validate.learning.model import ModelSpec, make_spec  # noqa: E402
+from bladefl_validate.learning.model import ModelSpec, ModuleSpec, make_spec  # noqa: E402
 from bladefl_validate.learning import training  # noqa: E402
 from bladefl_validate.learning.training import train_clients  # noqa: E402
 
-SECTIONS = ("train", "sweep", "theory", "pow", "encrypt")
+SECTIONS = ("train", "generic", "sweep", "theory", "pow", "encrypt")
 
 #: Sizes per mode. "tiny" is for the smoke test only: its numbers mean nothing.
 SIZES: dict[str, dict] = {
     "full": dict(
+        generic_n=8, generic_samples=256, generic_repeats=5,
         train_ns=(20, 100), samples=512, batch=64, hidden=256, epochs=2, train_repeats=5,
         mm_sizes=(1024, 2048, 4096), mm_repeats=7,
         closed_calls=2000, integer_calls=500, cvxpy_calls=20, grid_points=1_000_000, theory_repeats=5,
         pow_seconds=1.0, pow_repeats=5, sweep="full", ckks_hidden=256, ckks_clients=20,
     ),
     "quick": dict(
+        generic_n=8, generic_samples=256, generic_repeats=3,
         train_ns=(20, 100), samples=512, batch=64, hidden=256, epochs=1, train_repeats=3,
         mm_sizes=(1024, 2048), mm_repeats=5,
         closed_calls=500, integer_calls=100, cvxpy_calls=5, grid_points=1_000_000, theory_repeats=3,
         pow_seconds=0.5, pow_repeats=3, sweep="reduced", ckks_hidden=256, ckks_clients=20,
     ),
     "tiny": dict(
+        generic_n=2, generic_samples=16, generic_repeats=1,
         train_ns=(20, 100), samples=64, batch=64, hidden=32, epochs=1, train_repeats=1,
         mm_sizes=(128,), mm_repeats=1,
         closed_calls=10, integer_calls=5, cvxpy_calls=1, grid_points=20_000, theory_repeats=1,
@@ -272,6 +278,61 @@ def section_train(sizes: dict) -> dict:
     return out
 
 
+class CifarCNN(nn.Module):
+    """A small CNN for CIFAR-shaped [3, 32, 32] inputs: two 3x3 convolutions (16, 32 channels) with pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+def bench_generic(factory: Callable[[], nn.Module], shape: tuple[int, ...], n: int, samples: int, batch: int,
+                  repeats: int) -> dict:
+    """The generic path of train_clients (and the vmapped one) against the per-client loop, interleaved."""
+    spec = ModuleSpec("bench", factory, shape, 10)
+    g = torch.Generator().manual_seed(n)
+    X = torch.randn(n, samples, *shape, generator=g)
+    Y = torch.randint(10, (n, samples), generator=g)
+    w = spec.init(g)
+    module = factory()
+    orders = training.epoch_permutations(n, samples, 1, g) + (torch.arange(n) * samples).view(1, n, 1)
+    rows = X.reshape(n * samples, *shape), Y.reshape(-1)
+
+    def vmapped() -> None:
+        training._train_modules_vmapped(spec, w.expand(n, -1).clone(), *rows, orders, 0.01, batch)
+
+    times = interleaved({
+        "generic": lambda: train_clients(spec, w.expand(n, -1), X, Y, 1, 0.01, batch, torch.Generator().manual_seed(1)),
+        "loop": lambda: loop_train(module, X, Y, 1, 0.01, batch),
+        "vmapped": vmapped,
+    }, repeats)
+    t = {name: statistics.median(v) for name, v in times.items()}
+    return {"generic_vs_loop": t["loop"] / t["generic"], "vmapped_vs_loop": t["loop"] / t["vmapped"],
+            "generic_client_epochs_per_s": n / t["generic"], "loop_client_epochs_per_s": n / t["loop"]}
+
+
+def section_generic(sizes: dict) -> dict:
+    """The generic path against the loop for the CIFAR-shaped CNN and the MLP as a module, with the load average."""
+    n, samples, repeats = sizes["generic_n"], sizes["generic_samples"], sizes["generic_repeats"]
+    out: dict = {"generic_load_average_before": load_average()}
+    models = {"cnn": (CifarCNN, (3, 32, 32)), "mlp": (lambda: _mlp_module(make_spec("mlp", sizes["hidden"])), (784,))}
+    for name, (factory, shape) in models.items():
+        for key, value in bench_generic(factory, shape, n, samples, sizes["batch"], repeats).items():
+            out[f"{key}_{name}"] = value
+    out["generic_load_average_after"] = load_average()
+    out["generic_setup"] = (f"{n} clients x {samples} samples, batch {sizes['batch']}, 1 epoch, median of {repeats} "
+                            "interleaved; CNN: two 3x3 convolutions on [3, 32, 32]; MLP-"
+                            f"{sizes['hidden']} as an nn.Module on [784]")
+    return out
+
+
 # --------------------------------------------------------------------------- 2. sweep-k
 
 
@@ -433,6 +494,7 @@ def run(mode: str = "full", skip: tuple[str, ...] = (), sizes: dict | None = Non
     t0 = time.perf_counter()
     sections: dict[str, Callable[[], dict]] = {
         "train": lambda: section_train(sizes),
+        "generic": lambda: section_generic(sizes),
         "theory": lambda: section_theory(sizes),
         "pow": lambda: section_pow(sizes),
         "sweep": lambda: section_sweep(sizes["sweep"], data_dir, result),

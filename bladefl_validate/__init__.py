@@ -7,6 +7,8 @@ The Python API (imported on first use, so ``import bladefl_validate`` stays ligh
     result.metrics                      # one row per round, a pandas DataFrame
     sweep = sweep_k(RunConfig(K=1), seeds=[0, 1], data_dir="../shared/datasets")
     sweep.per_k, sweep.k_star           # mean ± std per K, the empirical K*
+    cal = calibrate(RunConfig(N=50), box="t_sum=50:200,beta=2.5:20,M=0:8,sigma2=0:0.3")
+    save_profile(cal.profile, "my-system.json")   # bladefl_theory.profiles.load_profile reads it
 """
 
 from importlib import import_module
@@ -25,6 +27,10 @@ _API = {
     "estimate_constants": "studies.estimate",
     "measure_gap": "studies.gap",
     "verify_run": "chain.verify",
+    "calibrate": "studies.kstar.study",
+    "save_profile": "studies.kstar.study",
+    "register_dataset": "data",
+    "register_model": "learning.model",
 }
 
 __all__ = ["__version__", *_API]

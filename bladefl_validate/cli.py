@@ -40,7 +40,7 @@ from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
 from .studies.detection import DEFAULT_M, DEFAULT_SIGMA2
-from .studies.sequential import VerifyDesign
+from .studies.kstar.sequential import VerifyDesign
 
 __all__ = ["cli", "main"]
 
@@ -62,21 +62,59 @@ def load_dataset(name: str, data_dir: Path | str | None = None, train: bool = Tr
     return load(name, data_dir, train=train)
 
 
-def _run_options(with_k: bool):
-    """The options shared by ``run`` and ``sweep-k``; defaults come from :class:`RunConfig`."""
+class _Registered(click.Choice):
+    """The built-in names and those registered in this process (read as the option is parsed, after the plugins)."""
+
+    def __init__(self, builtin: Sequence[str], registered: Callable[[], Sequence[str]]):
+        self._builtin, self._registered = tuple(builtin), registered
+        super().__init__(builtin)
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return (*self._builtin, *self._registered())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # always computed
+
+
+def _dataset_choice() -> _Registered:
+    from . import config
+
+    return _Registered(DATASETS, lambda: tuple(config.REGISTERED_DATASETS))
+
+
+def _model_choice() -> _Registered:
+    from . import config
+
+    return _Registered(MODELS, lambda: tuple(config.REGISTERED_MODELS))
+
+
+def _run_options(with_k: bool, system: bool = True):
+    """The options shared by ``run``, ``sweep-k`` and (without the ``system`` parameters its pilots set: M, sigma2,
+    beta, t_sum) ``calibrate``; defaults come from :class:`RunConfig`."""
     d = _DEFAULTS
     options = [
-        click.option("--dataset", type=click.Choice(DATASETS), default=d.dataset, show_default=True),
+        click.option("--dataset", type=_dataset_choice(), default=d.dataset, show_default=True,
+                     help="mnist, fashion-mnist or a data set registered by a module BLADEFL_PLUGINS names."),
         click.option("--N", "N", type=int, default=d.N, show_default=True, help="Clients."),
-        click.option("--M", "M", type=int, default=d.M, show_default=True, help="Lazy clients."),
     ]
+    if system:
+        options.append(click.option("--M", "M", type=int, default=d.M, show_default=True, help="Lazy clients."))
     if with_k:
         options.append(click.option("--K", "K", type=int, default=d.K, show_default=True, help="Blocks (rounds)."))
+    if system:
+        options.append(click.option("--sigma2", type=float, default=d.sigma2, show_default=True,
+                                    help="Variance of the lazy noise."))
+    options.append(click.option("--alpha", type=float, default=d.alpha, show_default=True,
+                                help="Time of one local epoch."))
+    if system:
+        options += [
+            click.option("--beta", type=float, default=d.beta, show_default=True, help="Time to mine one block."),
+            click.option("--t-sum", "t_sum", type=float, default=d.t_sum, show_default=True,
+                         help="Total time budget."),
+        ]
     options += [
-        click.option("--sigma2", type=float, default=d.sigma2, show_default=True, help="Variance of the lazy noise."),
-        click.option("--alpha", type=float, default=d.alpha, show_default=True, help="Time of one local epoch."),
-        click.option("--beta", type=float, default=d.beta, show_default=True, help="Time to mine one block."),
-        click.option("--t-sum", "t_sum", type=float, default=d.t_sum, show_default=True, help="Total time budget."),
         click.option("--eta", type=float, default=d.eta, show_default=True, help="Learning rate."),
         click.option("--samples-per-client", type=int, default=d.samples_per_client, show_default=True, help="|D_i|."),
         click.option("--partition", type=click.Choice(SCHEMES), default=d.partition, show_default=True),
@@ -84,8 +122,9 @@ def _run_options(with_k: bool):
                      help="k for --partition classes (it must divide |D_i|)."),
         click.option("--dirichlet-alpha", type=float, default=d.dirichlet_alpha, show_default=True,
                      help="Concentration for --partition dirichlet."),
-        click.option("--model", type=click.Choice(MODELS), default=d.model, show_default=True,
-                     help="mlp (784-hidden-10, ReLU), logreg (convex) or cnn (McMahan et al.'s two convolutions)."),
+        click.option("--model", type=_model_choice(), default=d.model, show_default=True,
+                     help="mlp (inputs-hidden-classes, ReLU), logreg (convex), cnn (McMahan et al.'s two convolutions, "
+                          "28x28 inputs) or a model registered by a module BLADEFL_PLUGINS names."),
         click.option("--hidden", type=int, default=d.hidden, show_default=True, help="Hidden units of the MLP."),
         click.option("--batch-size", type=int, default=d.batch_size, show_default=True),
         click.option("--difficulty-bits", type=int, default=d.difficulty_bits, show_default=True,
@@ -271,7 +310,13 @@ def cli():
     status (on 1 and 2 from an error stdout is empty and stderr holds the error line). Messages,
     warnings and progress bars go to stderr: -q keeps warnings and errors only (and no progress
     bars), -v adds debug messages.
+
+    Data sets and models of your own: BLADEFL_PLUGINS names the modules that register them
+    (comma-separated, importable), imported before any option is read.
     """
+    from .plugins import load_plugins
+
+    load_plugins()
 
 
 @cli.command("run", cls=_Owning, owns=lambda: _folder_note(
@@ -484,27 +529,34 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
 
 
 @cli.command("calibrate")
-@click.option("--dataset", type=click.Choice(DATASETS), default=_DEFAULTS.dataset, show_default=True)
+@_run_options(with_k=False, system=False)
+@click.option("--box", default=None,
+              help="The region the pilots span, NAME=LOW:HIGH for t_sum, beta, M and sigma2, e.g. "
+                   "t_sum=50:200,beta=2.5:20,M=0:8,sigma2=0:0.3: four pilots, its centre and three corners "
+                   "[default: the K* study's four pilots for mnist and fashion-mnist].")
 @click.option("--pilot", "pilots", multiple=True,
-              help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre) "
-                   "[default: the K* study's four pilots].")
+              help="A pilot setting, t_sum=T,beta=B,M=M,sigma2=S (1 to 4 times; unnamed values: the study's centre), "
+                   "instead of --box.")
 @click.option("--form", type=click.Choice(("saturating", "drift", "per-round", "printed")), default=None,
               help="The form to fit (see bladefl_theory.forms) [default: the form of the shipped "
                    "DATASET-mlp-calibrated profile, the K* confirmation's choice].")
 @seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
-@_data_dir_option()
-@store_option("Result store for the pilot sweeps (reused and extended).", required=True)
+@click.option("--max-cpu-hours", type=float, default=None,
+              help="Refuse, before any run, a calibration estimated to cost more CPU hours [default: no limit].")
+@store_option("Result store for the pilot sweeps (reused and extended) [default: OUT with .sqlite for .json].")
 @execution_options
-@quiet_option()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
 @json_option
-def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
-    """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
-    from .studies.kstar import CalibrateStudy
+def calibrate_cmd(box, pilots, form, seeds, name, max_cpu_hours, store_path, scheduler, workers, out, as_json, quiet,
+                  data_dir, **options):
+    """Fit a form to measured loss-over-K sweeps of up to four pilot settings of your system (every option of
+    sweep-k but those the pilots set) and write a profile for bladefl-theory. The pilots are checked and the cost
+    (runs, client-epochs, CPU hours timed here) stated before any run."""
+    from .studies.kstar.study import CalibrateStudy
 
-    study = CalibrateStudy(dataset, pilots, form, seeds, name)
+    study = CalibrateStudy(_config(options, K=1), pilots, form, seeds, name, box=box, max_cpu_hours=max_cpu_hours)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
@@ -533,14 +585,14 @@ def _campaign_options(store: str, measured_only: str, out: str, default_out: Pat
                    "Report folder; running again resumes from its store.", Path("reports/kstar-prediction"))
 def kstar_report_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Measure the K* study's design, calibrate on its pilots, and score K* predictions at every held-out setting."""
-    from .studies.kstar import KStarReportStudy
+    from .studies.kstar.study import KStarReportStudy
 
     study = KStarReportStudy(measured_only=measured_only)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 
 def _confirm_owns() -> str:
-    from .studies.kstar_confirm import confirm_files
+    from .studies.kstar.report import confirm_files
 
     *files, profile = confirm_files(None)  # the profiles' names come last
     return (f"In --out it owns the report files {_listing(files)}, one {profile} per data set (the profiles the "
@@ -554,7 +606,7 @@ def _confirm_owns() -> str:
                    Path("reports/kstar-confirmation"), store_required=True)
 def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, quiet, out, as_json):
     """Choose the form again on every held-out setting of the K* study and test it on fresh off-grid points."""
-    from .studies.kstar_confirm import ConfirmStudy
+    from .studies.kstar.study import ConfirmStudy
 
     # The profiles name their report folder as given, relative to here when it lies below (as in the repository).
     here = Path.cwd().resolve()
@@ -566,7 +618,7 @@ def kstar_confirm_cmd(data_dir, store_path, measured_only, scheduler, workers, q
 
 
 def _verify_owns() -> str:
-    from .studies.kstar_verify import VERIFY_FILES
+    from .studies.kstar.verify import VERIFY_FILES
 
     return _files_note(_listing(VERIFY_FILES))
 
@@ -587,7 +639,7 @@ def kstar_verify_cmd(profile, tolerance, confidence, max_cpu_hours, strict, stor
                      data_dir, as_json, **options):
     """Verify a profile's K* on this system: measure its band, widened by one K, on paired seeds added until the
     best K is settled at --confidence within --tolerance (or the budget ends); see docs/verify.md."""
-    from .studies.kstar_verify import KStarVerifyStudy
+    from .studies.kstar.verify import KStarVerifyStudy
 
     design = VerifyDesign(tolerance=tolerance, confidence=confidence, max_cpu_hours=max_cpu_hours)
     study = KStarVerifyStudy(_config(options, K=1), profile, design, strict)

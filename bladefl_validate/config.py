@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from .learning.encrypt import ENCRYPTIONS, require_tenseal
 from .chain.mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
-__all__ = ["RunConfig", "SIMULATION_VERSION", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED", "MAX_SIGMA2",
-           "machine_memory", "check_device", "cuda_available"]
+__all__ = ["RunConfig", "DataInfo", "SIMULATION_VERSION", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED",
+           "MAX_SIGMA2", "machine_memory", "check_device", "cuda_available"]
 
 #: The semantics of a run's results, what a config's run computes. Bump it whenever a change to the simulator changes
 #: any result of the same config: stored results are reused only under the same version (tests/validate/test_golden.py
@@ -39,8 +40,26 @@ DATASETS = ("mnist", "fashion-mnist")
 #: The same names as model.KINDS and detect.DETECTORS, which import torch; tests/validate/test_config_rules.py checks
 #: that they agree.
 MODELS = ("mlp", "logreg", "cnn")
-#: Kinds added from Python by bladefl_validate.learning.model.register_model.
-REGISTERED_MODELS: list[str] = []
+_FUSED_MODELS = ("mlp", "logreg")
+#: Kinds added from Python by bladefl_validate.learning.model.register_model: kind -> fingerprint of the module.
+REGISTERED_MODELS: dict[str, str] = {}
+#: The numerics of the generic (module) training path: part of every module run's identity ("2": the CPU trains
+#: client by client; "1", vmapped on every device, was never keyed).
+MODULE_PATH_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a run's settings are checked against for a registered data set: the shape of one sample, the classes
+    and a fingerprint of the data (part of every such run's identity)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    fingerprint: str
+
+
+#: Data sets added from Python by bladefl_validate.data.register_dataset.
+REGISTERED_DATASETS: dict[str, DataInfo] = {}
 DETECTORS = ("nn", "noise")
 #: Where a run computes: ``auto`` is resolved to ``cuda`` when torch sees a GPU, else ``cpu``, as the config is made.
 DEVICES = ("auto", "cpu", "cuda")
@@ -67,7 +86,7 @@ def _constraints() -> dict[str, list]:
             Real, None, MAX_SIGMA2, why=": models are float32 (largest value 3.4e38) and the lazy noise, of standard "
             "deviation sqrt(sigma2), must stay finite through aggregation")],
         "K": [Integral],
-        "dataset": [Options(options=DATASETS)],
+        "dataset": [Options(options=DATASETS + tuple(REGISTERED_DATASETS))],
         "partition": [Options(options=SCHEMES)],
         "model": [Options(options=MODELS + tuple(REGISTERED_MODELS))],
         **{name: _POSITIVE for name in ("samples_per_client", "hidden", "batch_size", "classes_per_client")},
@@ -97,8 +116,9 @@ def _partition_fits(v: Mapping[str, Any]) -> str | None:
     """The partition scheme's own rules, which the partitioner would otherwise break mid-run."""
     m, k = v["samples_per_client"], v["classes_per_client"]
     if v["partition"] == "classes":
-        if k > NUM_CLASSES:
-            return f"classes_per_client must be at most {NUM_CLASSES}, the classes of {v['dataset']} (got {k})"
+        classes = _data_info(v["dataset"]).num_classes
+        if k > classes:
+            return f"classes_per_client must be at most {classes}, the classes of {v['dataset']} (got {k})"
         if m % k:
             return (f"classes_per_client (k={k}) must divide samples_per_client ({m}): each client gets |D_i|/k "
                     "samples from each of its k classes")
@@ -114,6 +134,11 @@ def _detection_has_a_detector(v: Mapping[str, Any]) -> str | None:
     if v["detect"] != "none" and v["N"] < 3:
         return f"detection needs N >= 3 clients (got N={v['N']})"
     return None
+
+
+def _data_info(dataset: str) -> DataInfo:
+    """The input shape and classes of a data set (MNIST's and Fashion-MNIST's: 784 pixels, 10 classes)."""
+    return REGISTERED_DATASETS.get(dataset) or DataInfo((_INPUT_DIM,), NUM_CLASSES, "")
 
 
 #: The rules between a run's settings: the deployment's, then K, the partition and detection.
@@ -170,17 +195,20 @@ class RunConfig(System):
 
         None for module kinds (cnn, registered ones): only their nn.Module knows, and this module imports no torch.
         """
+        info = _data_info(self.dataset)
+        inputs, classes = math.prod(info.input_shape), info.num_classes
         if self.model == "logreg":
-            return (_INPUT_DIM + 1) * 10
+            return (inputs + 1) * classes
         if self.model == "mlp":
-            return (_INPUT_DIM + 1) * self.hidden + (self.hidden + 1) * 10
+            return (inputs + 1) * self.hidden + (self.hidden + 1) * classes
         return None
 
     def memory_needed(self) -> int:
         """A lower bound, in bytes, of the memory one run holds: two float32 copies of every client's model
         (the models submitted and the pool's blobs of them; counted only where :attr:`model_dim` is known) and the
         clients' training data."""
-        return _FLOAT_BYTES * (2 * self.N * (self.model_dim or 0) + self.N * self.samples_per_client * _INPUT_DIM)
+        sample = math.prod(_data_info(self.dataset).input_shape)
+        return _FLOAT_BYTES * (2 * self.N * (self.model_dim or 0) + self.N * self.samples_per_client * sample)
 
     def check_memory(self, available: int | None = None) -> None:
         """InputError if one run cannot fit in ``available`` bytes (default: this machine's memory).
@@ -233,11 +261,17 @@ class RunConfig(System):
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings by name; ``device`` only when it is not ``cpu`` (see the field)."""
+        """The settings by name; ``device`` only when it is not ``cpu`` (see the field). A registered data set adds
+        its fingerprint, a module kind the version of the generic path (and a registered one its fingerprint): a
+        stored result is reused only for the same data and module."""
         data = dataclasses.asdict(self)
         data = {**{name: data.pop(name) for name in _LEADING}, **data}
         if data["device"] == "cpu":
             del data["device"]
+        if self.dataset in REGISTERED_DATASETS:
+            data["dataset_fingerprint"] = REGISTERED_DATASETS[self.dataset].fingerprint
+        if self.model not in _FUSED_MODELS:
+            data["model_fingerprint"] = "-".join(filter(None, (REGISTERED_MODELS.get(self.model), MODULE_PATH_VERSION)))
         return data
 
     def check_device(self) -> None:

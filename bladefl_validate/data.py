@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST as flat, normalized tensors, read from local IDX files.
+"""MNIST and Fashion-MNIST as flat, normalized tensors, read from local IDX files; and data sets of your own
+(:func:`register_dataset`: tensors of any input shape, or a torchvision-style data set).
 
 Data is looked for under a root folder (argument, ``BLADEFL_DATA`` or the user cache folder) in three layouts:
 the four IDX files (gzip-compressed or not) in ``<root>/<name>/`` or in ``<root>`` itself, or torchvision's own
@@ -11,16 +12,21 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .config import DATASETS  # defined there, where a run's settings are checked without torch
+from bladefl_platform.errors import InputError
+
+from . import config
+from .config import DATASETS, DataInfo  # defined there, where a run's settings are checked without torch
 
 # The four files every MNIST-style reader expects, without the ".gz".
 IDX_FILES = (
@@ -47,7 +53,8 @@ class DataError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """One split of a data set: ``images`` float32 [n, 784] (normalized), ``labels`` int64 [n].
+    """One split of a data set: ``images`` float32 [n, *input_shape] (MNIST's: [n, 784], normalized), ``labels``
+    int64 [n] in 0..num_classes-1.
 
     Loads are cached in-process and the tensors are shared between callers: do not modify them in place.
     """
@@ -56,9 +63,15 @@ class Dataset:
     labels: torch.Tensor
     name: str
     train: bool
+    num_classes: int = 10
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample (MNIST's: ``(784,)``)."""
+        return tuple(int(s) for s in self.images.shape[1:])
 
 
 def _user_cache_dir() -> Path:
@@ -83,11 +96,13 @@ def resolve_data_root(data_dir: str | Path | None) -> Path:
 
 
 def _canonical_name(name: str) -> str:
+    if name in _REGISTERED:
+        return name
     key = re.sub(r"[^a-z0-9]", "", str(name).lower())
     for known in DATASETS:
         if key == re.sub(r"[^a-z0-9]", "", known):
             return known
-    raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    raise DataError(f"unknown data set {name!r}; known: {', '.join((*DATASETS, *_REGISTERED))}")
 
 
 def _idx_file(folder: Path, base: str) -> Path | None:
@@ -211,11 +226,14 @@ def _load_cached(name: str, files: tuple[Path, ...], signature: tuple[tuple[int,
 def load_dataset(
     name: str, data_dir: str | Path | None = None, train: bool = True, *, download: bool = True
 ) -> Dataset:
-    """One split of MNIST or Fashion-MNIST, found under :func:`resolve_data_root`; cached in-process.
+    """One split of MNIST or Fashion-MNIST, found under :func:`resolve_data_root`; cached in-process (or of a data set
+    registered in this process: :func:`register_dataset`).
 
     If nothing is found locally and ``download`` is true, torchvision's download into the cache folder is tried.
     """
     name = _canonical_name(name)
+    if name in _REGISTERED:
+        return _REGISTERED[name][0 if train else 1]
     root = resolve_data_root(data_dir)
     source = _find_source(name, root)
     if source is not None:
@@ -232,6 +250,69 @@ def load_dataset(
     except Exception as exc:  # torchvision raises anything from RuntimeError to URLError when offline
         raise DataError(f"{message}; download into {cache} failed: {_one_line(exc)}") from None
     return _load_cached(name, files, _stat_signature(files), bool(train))
+
+
+#: Data sets registered in this process: name -> (train split, test split).
+_REGISTERED: dict[str, tuple[Dataset, Dataset]] = {}
+
+
+def register_dataset(name: str, train: Any, test: Any = None) -> DataInfo:
+    """Make ``RunConfig(dataset=name)`` train on ``train`` and test on ``test`` (default: on ``train``).
+
+    Each split is a pair ``(inputs, labels)`` of tensors or arrays (inputs of any shape ``[n, ...]``), or a
+    torchvision-style data set (``len(ds)`` and ``ds[i] -> (input, label)``). Inputs are used as given (normalize
+    them first) as float32; labels may be any values, the classes are their sorted distinct values. Register in a
+    module every process imports (``BLADEFL_PLUGINS``, see :mod:`bladefl_validate.plugins`). Returns what a run's
+    settings are checked against: the input shape, the classes and a fingerprint of the data.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name) or name in DATASETS:
+        raise InputError(f"a data set's name must be new, lower-case letters, digits, '-', '_' or '.' (got {name!r})")
+    x_train, y_train = _split_arrays(train, "train")
+    x_test, y_test = (x_train, y_train) if test is None else _split_arrays(test, "test")
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise InputError(f"data set {name!r}: test inputs are {list(x_test.shape[1:])}, train inputs "
+                         f"{list(x_train.shape[1:])}")
+    classes, codes = np.unique(np.concatenate([y_train, y_test]), return_inverse=True)
+    if classes.size < 2:
+        raise InputError(f"data set {name!r}: the labels hold {classes.size} class(es), training needs at least 2")
+    labels = torch.from_numpy(codes.astype(np.int64))
+    splits = (Dataset(x_train, labels[: len(y_train)].clone(), name, True, int(classes.size)),
+              Dataset(x_test, labels[len(y_train):].clone(), name, False, int(classes.size)))
+    info = DataInfo(splits[0].input_shape, int(classes.size), _fingerprint(splits))
+    _REGISTERED[name] = splits
+    config.REGISTERED_DATASETS[name] = info
+    return info
+
+
+def _split_arrays(split: Any, which: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Inputs float32 ``[n, ...]`` and 1-D labels of one split, from a pair or a torchvision-style data set."""
+    if isinstance(split, tuple) and len(split) == 2:
+        inputs, labels = split
+    elif hasattr(split, "__len__") and hasattr(split, "__getitem__"):
+        items = [split[i] for i in range(len(split))]
+        inputs = torch.stack([torch.as_tensor(np.asarray(x)) for x, _ in items]) if items else torch.empty(0)
+        labels = [y for _, y in items]
+    else:
+        raise InputError(f"the {which} split must be (inputs, labels) or a data set with len() and [i] -> (x, y)")
+    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if x.dim() < 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
+        raise InputError(f"the {which} split needs inputs [n >= 1, ...] and n labels, got inputs {list(x.shape)} "
+                         f"and labels {list(y.shape)}")
+    x = x.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"the {which} split's inputs are not all finite")
+    return x, y
+
+
+def _fingerprint(splits: tuple[Dataset, Dataset]) -> str:
+    """A short SHA-256 of both splits' inputs and labels: a stored result is reused only for the same data."""
+    digest = hashlib.sha256()
+    for split in splits:
+        digest.update(repr((split.input_shape, split.num_classes, len(split))).encode())
+        digest.update(split.images.numpy().tobytes())
+        digest.update(split.labels.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def clear_cache() -> None:

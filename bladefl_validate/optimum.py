@@ -122,8 +122,9 @@ def find_optimum(
 
     if w0.dim() != 1 or w0.shape[0] != spec.dim:
         raise InputError(f"w0 must have shape [{spec.dim}], got {list(w0.shape)}")
-    if X.dim() != 2 or X.shape[0] == 0 or tuple(Y.shape) != (X.shape[0],):
-        raise InputError(f"need X [n, {spec.input_dim}] and Y [n], got {list(X.shape)} and {list(Y.shape)}")
+    if tuple(X.shape[1:]) != spec.input_shape or X.shape[0] == 0 or tuple(Y.shape) != (X.shape[0],):
+        raise InputError(f"need X [n, {', '.join(map(str, spec.input_shape))}] and Y [n], got {list(X.shape)} and "
+                         f"{list(Y.shape)}")
     dtype = getattr(torch, options.dtype_for(spec))
     origin = w0.detach().to(dtype)
     w = origin.clone().requires_grad_(True)

@@ -50,6 +50,7 @@ __all__ = [
     "simulate",
     "simulate_many",
     "batch_key",
+    "run_spec",
     "run_to_folder",
     "METRIC_COLUMNS",
     "SIMULATION_VERSION",
@@ -167,8 +168,15 @@ class RunResult:
                 "detection_recall": None if recall != recall else recall}
 
 
+def run_spec(config: RunConfig, train: Dataset) -> ModelSpec | ModuleSpec:
+    """The model of ``config`` for ``train``'s input shape and classes (InputError when a module does not fit)."""
+    return make_spec(config.model, config.hidden, train.input_shape, train.num_classes,
+                     data_name=f"data set {config.dataset!r}")
+
+
 def client_data(config: RunConfig, train: Dataset, device: torch.device):
-    """The clients' training data under ``config``'s partition: X [N, m, in], Y [N, m], and the label counts."""
+    """The clients' training data under ``config``'s partition: X [N, m, *input_shape], Y [N, m], and the label
+    counts."""
     partitioner = make_partitioner(
         config.partition,
         num_clients=config.N,
@@ -179,7 +187,7 @@ def client_data(config: RunConfig, train: Dataset, device: torch.device):
     labels = train.labels.numpy()
     parts = partitioner.partition(labels)
     idx = torch.as_tensor(np.stack(parts), dtype=torch.int64)
-    X = train.images[idx].to(device)  # [N, m, 784]
+    X = train.images[idx].to(device)  # [N, m, *input_shape]
     Y = train.labels[idx].to(device)  # [N, m]
     return X, Y, label_counts(labels, parts)
 
@@ -197,7 +205,8 @@ class _Run:
     def __init__(self, config: RunConfig, folder: Path | None, train: Dataset, spec: ModelSpec | ModuleSpec,
                  device: torch.device):
         self.config = config
-        self.X, self.Y, self.counts = client_data(config, train, device)
+        X, self.Y, self.counts = client_data(config, train, device)
+        self.X = X.reshape(*X.shape[:2], *spec.input_shape)  # the fused kinds take flat inputs
         self.g = torch.Generator().manual_seed(config.seed)
         self.lazy = choose_lazy(config.N, config.M, self.g)
         lazy_set = set(self.lazy.tolist())
@@ -225,8 +234,8 @@ class _Run:
         self.mined = None
 
     def union(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The union of the clients' training data, [N·m, in] and [N·m]."""
-        return self.X.reshape(-1, self.X.shape[-1]), self.Y.reshape(-1)
+        """The union of the clients' training data, [N·m, *input_shape] and [N·m]."""
+        return self.X.reshape(-1, *self.X.shape[2:]), self.Y.reshape(-1)
 
     def submit(self, W_honest: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Steps 2 to 6 of round ``k`` after the honest clients trained: lazy copies, upload, screening,
@@ -283,7 +292,8 @@ def _evaluate_runs(spec: ModelSpec | ModuleSpec, runs: list[_Run], test: Dataset
     Each model is evaluated on its own training union (stacking the unions would only copy them: evaluation is one
     forward pass per model either way); the shared test set is moved to the device once for all of them."""
     train = [evaluate(spec, r.w, *r.union()) for r in runs]
-    tested = evaluate_many(spec, torch.stack([r.w for r in runs]), test.images.to(device), test.labels.to(device))
+    X_test = test.images.reshape(len(test), *spec.input_shape).to(device)
+    tested = evaluate_many(spec, torch.stack([r.w for r in runs]), X_test, test.labels.to(device))
     return [(*a, *b) for a, b in zip(train, tested)]
 
 
@@ -316,7 +326,7 @@ def simulate_many(
     device = torch.device(first.device)
     train = load_dataset(first.dataset, data_dir, train=True)
     test = load_dataset(first.dataset, data_dir, train=False)
-    spec = make_spec(first.model, first.hidden)
+    spec = run_spec(first, train)
     runs = [_Run(c, None if f is None else Path(f), train, spec, device) for c, f in zip(configs, folders)]
     initial = _evaluate_runs(spec, runs, test, device)
 

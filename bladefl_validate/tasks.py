@@ -31,6 +31,7 @@ from bladefl_platform.store import ResultStore
 from bladefl_platform.study import Tasks
 
 from .config import SIMULATION_VERSION, RunConfig
+from .plugins import load_plugins
 
 __all__ = ["SIMULATION_VERSION", "BATCH_SIZE", "RUN", "OPTIMUM", "run_task", "optimum_task", "task_context",
            "torch_threads", "optimum_configs", "optimum_tasks", "optima"]
@@ -65,6 +66,7 @@ def run_task(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> li
     """
     from .simulation import run_to_folder, simulate_many
 
+    load_plugins()
     rcs = [RunConfig.from_dict(dict(c)) for c in configs]
     data_dir = context.get("data_dir")
     runs_dir = context.get("runs_dir")
@@ -82,6 +84,7 @@ def run_task(configs: list[Mapping[str, Any]], context: Mapping[str, Any]) -> li
 def _run_batch_key(config: Mapping[str, Any]) -> tuple:
     from .simulation import batch_key
 
+    load_plugins()
     return batch_key(RunConfig.from_dict(dict(config)))
 
 
@@ -90,15 +93,16 @@ def optimum_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     import torch
 
     from .data import load_dataset
-    from .learning.model import make_spec
     from .optimum import find_optimum
-    from .simulation import client_data
+    from .simulation import client_data, run_spec
 
+    load_plugins()
     rc = RunConfig.from_dict(dict(config))
-    X, Y, _ = client_data(rc, load_dataset(rc.dataset, context.get("data_dir"), train=True), torch.device("cpu"))
-    spec = make_spec(rc.model, rc.hidden)
+    train = load_dataset(rc.dataset, context.get("data_dir"), train=True)
+    X, Y, _ = client_data(rc, train, torch.device("cpu"))
+    spec = run_spec(rc, train)
     w0 = spec.init(torch.Generator().manual_seed(rc.seed))
-    opt = find_optimum(spec, w0, X.reshape(-1, X.shape[-1]), Y.reshape(-1))
+    opt = find_optimum(spec, w0, X.reshape(-1, *spec.input_shape), Y.reshape(-1))
     return {"f_star": opt.loss, "distance": opt.distance, "reason": opt.reason, "iterations": opt.iterations}
 
 

@@ -34,3 +34,17 @@ def cluster_address():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c:
         yield c.scheduler_address
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Models and data sets registered in a test are unregistered after it: no later test sees them."""
+    import bladefl_validate.config as config_module
+    import bladefl_validate.data as data_module
+    import bladefl_validate.learning.model as model_module
+
+    monkeypatch.setattr(model_module, "_MODULES", dict(model_module._MODULES))
+    monkeypatch.setattr(model_module, "KINDS", model_module.KINDS)
+    monkeypatch.setattr(config_module, "REGISTERED_MODELS", dict(config_module.REGISTERED_MODELS))
+    monkeypatch.setattr(data_module, "_REGISTERED", dict(data_module._REGISTERED))
+    monkeypatch.setattr(config_module, "REGISTERED_DATASETS", dict(config_module.REGISTERED_DATASETS))

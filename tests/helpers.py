@@ -150,7 +150,7 @@ def _as_module(spec: ModelSpec, w: torch.Tensor) -> tuple[torch.nn.Module, list[
 def tiny_kstar_design():
     """A K* study design small enough for a test: 4 clients, one data set, 2 seeds, K up to 8."""
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.studies.kstar_design import Design
+    from bladefl_validate.studies.kstar.design import Design
 
     base = RunConfig(N=4, K=1, samples_per_client=32, hidden=8, batch_size=16, difficulty_bits=2, eta=0.05)
     return Design(

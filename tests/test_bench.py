@@ -23,6 +23,9 @@ REQUIRED = [
     "grid_points_per_s",
     "pow_hashes_per_s",
     "pow_hash_ratio_vs_hashlib",
+    "generic_vs_loop_cnn",
+    "generic_vs_loop_mlp",
+    "vmapped_vs_loop_cnn",
 ]
 #: The sweep's figures: present always, null when the sweep is skipped.
 SWEEP_KEYS = [

@@ -48,14 +48,14 @@ def forbid_computation(monkeypatch) -> None:
     import bladefl_validate.studies.estimate.constants as estimate
     import bladefl_validate.optimum as optimum
     import bladefl_validate.simulation as simulate
-    import bladefl_validate.studies.kstar_design as kstar_design
-    import bladefl_validate.studies.kstar_prediction as kstar_prediction
+    import bladefl_validate.studies.kstar.analysis as kstar_analysis
+    import bladefl_validate.studies.kstar.design as kstar_design
     import bladefl_validate.studies.sweep_k as sweep_k
 
     def computing(*args, **kwargs):
         pytest.fail("a computation started on bad input")
 
-    for module in (execution, study, estimate, optimum, sweep_k, kstar_design, kstar_prediction):
+    for module in (execution, study, estimate, optimum, sweep_k, kstar_design, kstar_analysis):
         monkeypatch.setattr(module, "run_tasks", computing, raising=False)
     monkeypatch.setattr(simulate, "simulate_many", computing)
 

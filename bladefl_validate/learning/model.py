@@ -4,21 +4,25 @@ Two kinds of specification, one interface (``dim``, ``forward``, ``init``, ``eva
 
 - :class:`ModelSpec`, the fast path: the MLP and logistic regression with hand-written batched matmuls
   (and a hand-derived backward in :mod:`bladefl_validate.learning.training`);
-- :class:`ModuleSpec`, any ``torch.nn.Module`` taking ``[m, 784]`` inputs: batched over clients with
-  ``torch.func`` (``functional_call`` under ``vmap``). ``--model cnn`` is McMahan et al.'s two-convolution
-  CNN through this path, and :func:`register_model` adds a module of your own.
+- :class:`ModuleSpec`, any ``torch.nn.Module`` taking ``[m, *input_shape]`` inputs, called with ``torch.func``
+  (``functional_call``). ``--model cnn`` is McMahan et al.'s two-convolution CNN through this path, and
+  :func:`register_model` adds a module of your own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from bladefl_platform.errors import InputError
+
+from .. import config
 
 __all__ = ["ModelSpec", "ModuleSpec", "CNN", "make_spec", "register_model", "KINDS"]
 
@@ -61,6 +65,11 @@ class ModelSpec:
     def dim(self) -> int:
         """Number of parameters d."""
         return sum(math.prod(s) for s in self.layer_shapes())
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input: flat, ``(input_dim,)``."""
+        return (self.input_dim,)
 
     def unflatten(self, W: torch.Tensor) -> list[torch.Tensor]:
         """Views of a stacked ``[n, d]`` tensor as per-layer tensors ``[n, *shape]`` (no copy)."""
@@ -126,26 +135,55 @@ class CNN(nn.Module):
 
 @dataclass(frozen=True, eq=False)
 class ModuleSpec:
-    """Any ``nn.Module`` (made by ``factory``, taking ``[m, 784]``, giving ``[m, 10]`` logits) as a flat vector.
+    """Any ``nn.Module`` (made by ``factory``, taking ``[m, *input_shape]``, giving ``[m, num_classes]`` logits) as
+    a flat vector.
 
     Parameters are laid out in ``named_parameters`` order, each flattened. The module must have no buffers
-    that change in training (no batch norm): clients share nothing but their parameters.
+    that change in training (no batch norm): clients share nothing but their parameters. It is checked as the spec
+    is made, on one batch of zeros of the input shape: InputError, one line, when it does not fit.
     """
 
     kind: str
     factory: Callable[[], nn.Module]
-    input_dim: int = 784
+    input_shape: tuple[int, ...] = (784,)
     num_classes: int = 10
     eval_chunk: int = 1024
+    #: The data set the inputs come from, as error messages name it.
+    data_name: str = "MNIST-shaped data"
     _template: nn.Module = field(init=False, repr=False)
     _shapes: tuple[tuple[str, tuple[int, ...]], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         module = self.factory()
+        if not isinstance(module, nn.Module):
+            raise InputError(f"model {self.kind!r}: its factory made a {type(module).__name__}, not a torch nn.Module")
         if any(True for _ in module.buffers()):
             raise InputError(f"model {self.kind!r}: modules with buffers (batch norm ...) are not supported")
+        self._check_fits(module)
         object.__setattr__(self, "_template", module.to("meta"))
         object.__setattr__(self, "_shapes", tuple((n, tuple(p.shape)) for n, p in module.named_parameters()))
+
+    def _check_fits(self, module: nn.Module) -> None:
+        """InputError, one line, unless ``module`` maps a batch of two zero inputs to ``[2, num_classes]`` logits."""
+        shape = [2, *self.input_shape]
+        try:
+            with torch.no_grad():
+                out = module(torch.zeros(shape))
+        except Exception as exc:  # whatever the module raises is the user's error, reported as one line
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise InputError(f"model {self.kind!r} does not fit {self.data_name}: a batch {shape} fails: "
+                             f"{reason}") from None
+        want = (2, self.num_classes)
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if got != want:
+            raise InputError(f"model {self.kind!r} does not fit {self.data_name}: a batch {shape} gives {got}, "
+                             f"it must give logits {list(want)}")
+
+    @property
+    def input_dim(self) -> int:
+        """The number of input features (the product of ``input_shape``)."""
+        return math.prod(self.input_shape)
 
     @property
     def dim(self) -> int:
@@ -161,14 +199,21 @@ class ModuleSpec:
             offset += size
         return out
 
+    def call(self, parameters: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+        """Logits ``[m, classes]`` of the module with ``parameters`` (by name) on ``X [m, *input_shape]``."""
+        return torch.func.functional_call(self._template, parameters, (X,))
+
     def logits_one(self, w: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Logits ``[m, classes]`` of one flat model ``w [d]`` on ``X [m, in]``."""
-        return torch.func.functional_call(self._template, self.unflatten_one(w), (X,))
+        """Logits ``[m, classes]`` of one flat model ``w [d]`` on ``X [m, *input_shape]``."""
+        return self.call(self.unflatten_one(w), X)
 
     def forward(self, W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Logits ``[n, m, classes]`` of n stacked models ``W [n, d]`` on stacked inputs ``X [n, m, in]``."""
-        if X.dim() != 3 or X.shape[0] != W.shape[0] or X.shape[2] != self.input_dim:
-            raise InputError(f"inputs must have shape [{W.shape[0]}, m, {self.input_dim}], got {list(X.shape)}")
+        """Logits ``[n, m, classes]`` of n stacked models ``W [n, d]`` on stacked inputs ``X [n, m, *input_shape]``."""
+        if X.dim() != 2 + len(self.input_shape) or X.shape[0] != W.shape[0] or tuple(X.shape[2:]) != self.input_shape:
+            raise InputError(f"inputs must have shape [{W.shape[0]}, m, {', '.join(map(str, self.input_shape))}], "
+                             f"got {list(X.shape)}")
+        if W.shape[0] == 1:  # one model: the module as is (vmap would batch its kernels for nothing)
+            return self.logits_one(W[0], X[0]).unsqueeze(0)
         return torch.func.vmap(self.logits_one)(W, X)
 
     def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -186,28 +231,46 @@ _MODULES: dict[str, Callable[[], nn.Module]] = {"cnn": CNN}
 KINDS: tuple[str, ...] = (*_FUSED, *_MODULES)
 
 
-def register_model(kind: str, factory: Callable[[], nn.Module]) -> None:
-    """Make ``RunConfig(model=kind)`` train modules made by ``factory`` (any nn.Module on ``[m, 784]`` inputs).
+def register_model(kind: str, factory: Callable[[], nn.Module], dataset: str | None = None) -> None:
+    """Make ``RunConfig(model=kind)`` train modules made by ``factory`` (an nn.Module on ``[m, *input_shape]``).
 
-    Register in a module every process imports (Dask workers too), e.g. the one that builds your configs.
+    The module is checked on one batch of ``dataset``'s shape (default: MNIST's flat 784 pixels); a run checks it
+    again on its own data set before it starts. Register in a module every process imports (Dask workers too):
+    ``BLADEFL_PLUGINS`` (:mod:`bladefl_validate.plugins`).
     """
     global KINDS
-    if kind in _FUSED:
+    if kind in _FUSED or kind in config.MODELS:
         raise InputError(f"{kind!r} is a built-in model kind")
-    from .. import config
+    if dataset is None:
+        spec = ModuleSpec(kind, factory)  # checks the module now, not in the middle of a run
+    else:
+        from ..data import load_dataset
 
-    ModuleSpec(kind, factory)  # checks the module now, not in the middle of a run
+        train = load_dataset(dataset, train=True, download=False)
+        spec = ModuleSpec(kind, factory, train.input_shape, train.num_classes, data_name=f"data set {dataset!r}")
     _MODULES[kind] = factory
     KINDS = (*_FUSED, *_MODULES)
-    if kind not in config.REGISTERED_MODELS:
-        config.REGISTERED_MODELS.append(kind)
+    config.REGISTERED_MODELS[kind] = _fingerprint(spec)
 
 
-def make_spec(kind: str, hidden: int = 256) -> ModelSpec | ModuleSpec:
-    """The specification of a model kind for MNIST-sized inputs (784 features, 10 classes).
+def _fingerprint(spec: ModuleSpec) -> str:
+    """A short SHA-256 of a module's class, source (where Python has it) and parameter shapes."""
+    cls = type(spec.factory())
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # defined interactively
+        source = repr(spec.factory())
+    text = repr((cls.__module__, cls.__qualname__, source, spec._shapes))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    ``hidden`` is the MLP's width; module kinds ignore it.
+
+def make_spec(kind: str, hidden: int = 256, input_shape: Sequence[int] = (784,), num_classes: int = 10,
+              data_name: str = "MNIST-shaped data") -> ModelSpec | ModuleSpec:
+    """The specification of a model kind for inputs of ``input_shape`` (default MNIST's 784 pixels) and
+    ``num_classes`` classes; a module kind is checked on one batch of that shape (InputError when it does not fit).
+
+    ``hidden`` is the MLP's width; module kinds ignore it. The fused kinds flatten their inputs.
     """
     if kind in _MODULES:
-        return ModuleSpec(kind, _MODULES[kind])
-    return ModelSpec(kind=kind, hidden=hidden)
+        return ModuleSpec(kind, _MODULES[kind], tuple(input_shape), num_classes, data_name=data_name)
+    return ModelSpec(kind=kind, hidden=hidden, input_dim=math.prod(input_shape), num_classes=num_classes)

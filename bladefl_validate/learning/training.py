@@ -1,8 +1,10 @@
 """Local training of all clients in one batched computation, evaluation and FedAvg.
 
 The MLP and logistic regression train through a hand-derived fused backward (the fast path); any other
-module (:class:`~bladefl_validate.learning.model.ModuleSpec`) through ``torch.func``: ``vmap(grad(loss))`` over
-the stacked clients. Both are plain mini-batch SGD on the mean cross-entropy of each client's batch.
+module (:class:`~bladefl_validate.learning.model.ModuleSpec`) through the generic path: on a CPU client by client
+(autograd on views of each client's row, measured faster there than batching: benchmarks/bench.py), elsewhere
+``vmap(grad(loss))`` over every stacked client at once, of every run trained together (a GPU's gain). All are plain
+mini-batch SGD on the mean cross-entropy of each client's batch.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def train_clients(
 ) -> torch.Tensor:
     """Run ``epochs`` of plain mini-batch SGD (cross-entropy) for n clients at once; returns new ``W [n, d]``.
 
-    ``W0 [n, d]``, ``X [n, m, in]``, ``Y [n, m]``; every client reshuffles its own samples each epoch
+    ``W0 [n, d]``, ``X [n, m, *spec.input_shape]``, ``Y [n, m]``; every client reshuffles its own samples each epoch
     (see epoch_permutations; ``generator=None`` uses torch's global RNG), or visits them in the
     given ``perms [epochs, n, m]`` (then ``generator`` is not used): that is how the clients of
     several runs, each with its own generator, train together. W0 is not modified.
@@ -78,24 +80,28 @@ def train_clients(
     src = W0.detach() if W0.stride(-1) == 1 else W0.detach().contiguous()  # e.g. w.expand(n, -1) as is
     W = torch.empty((n, spec.dim), dtype=W0.dtype, device=device)
     # Rows of the flattened data: client i's sample j is row i*m + j; index_select copies whole rows.
-    X_rows, Y_rows = X.reshape(n * m, -1), Y.reshape(n * m)
+    X_rows, Y_rows = X.reshape(n * m, *spec.input_shape), Y.reshape(n * m)
     offsets = (torch.arange(n, device=device) * m).unsqueeze(1)
     # Clients are independent, so they train a chunk at a time: on a CPU a chunk's weights stay in
     # cache across its steps instead of streaming all n models from memory at every step.
     chunk = n if device.type != "cpu" else max(1, _CHUNK_BYTES // (spec.dim * W.element_size()))
     if isinstance(spec, ModuleSpec):
-        return _train_modules(spec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W)
+        W.copy_(src)
+        train = _train_modules_each if device.type == "cpu" else _train_modules_vmapped
+        train(spec, W, X_rows, Y_rows, perms + offsets.unsqueeze(0), lr, batch_size)
+        return W
     return _train_fused(spec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W, chunk)
 
 
 def _clients_and_samples(spec: ModelSpec | ModuleSpec, W0: torch.Tensor, X: torch.Tensor,
                          Y: torch.Tensor) -> tuple[int, int]:
-    """n clients and m samples each; InputError unless ``W0 [n, d]``, ``X [n, m, in]`` and ``Y [n, m]`` fit."""
+    """n clients and m samples each; InputError unless ``W0 [n, d]``, ``X [n, m, *input_shape]`` and ``Y [n, m]``
+    fit."""
     if W0.dim() != 2 or W0.shape[1] != spec.dim:
         raise InputError(f"W0 must have shape [n, {spec.dim}], got {list(W0.shape)}")
     n = W0.shape[0]
-    if X.dim() != 3 or X.shape[0] != n or X.shape[2] != spec.input_dim:
-        raise InputError(f"X must have shape [{n}, m, {spec.input_dim}], got {list(X.shape)}")
+    if X.dim() != 2 + len(spec.input_shape) or X.shape[0] != n or tuple(X.shape[2:]) != spec.input_shape:
+        raise InputError(f"X must have shape [{n}, m, {', '.join(map(str, spec.input_shape))}], got {list(X.shape)}")
     m = X.shape[1]
     if tuple(Y.shape) != (n, m):
         raise InputError(f"Y must have shape [{n}, {m}], got {list(Y.shape)}")
@@ -125,25 +131,46 @@ def _train_fused(spec: ModelSpec, src, X_rows, Y_rows, perms, offsets, m, epochs
     return W
 
 
-def _train_modules(spec: ModuleSpec, src, X_rows, Y_rows, perms, offsets, m, epochs, lr, batch_size, W):
-    """The torch.func path of train_clients: every client's SGD step at once, ``vmap(grad(loss))``."""
+def _train_modules_vmapped(spec: ModuleSpec, W: torch.Tensor, X_rows: torch.Tensor, Y_rows: torch.Tensor,
+                           orders: torch.Tensor, lr: float, batch_size: int) -> None:
+    """The generic path off the CPU: every client's SGD step at once, ``vmap(grad(loss))``; trains ``W`` in place.
+
+    ``orders [epochs, n, m]`` are rows of ``X_rows``/``Y_rows``, client by client."""
 
     def loss(w, x, y):
         return F.cross_entropy(spec.logits_one(w, x), y)
 
     step = torch.func.vmap(torch.func.grad(loss))
-    n = src.shape[0]
-    W.copy_(src)
+    n, m = orders.shape[1:]
     with torch.no_grad():
-        for epoch in range(epochs):
-            order = perms[epoch] + offsets
+        for order in orders:
             for start in range(0, m, batch_size):
                 idx = order[:, start : start + batch_size]
                 b = idx.shape[1]
-                Xb = X_rows.index_select(0, idx.reshape(-1)).view(n, b, -1)
+                Xb = X_rows.index_select(0, idx.reshape(-1)).view(n, b, *spec.input_shape)
                 Yb = Y_rows.index_select(0, idx.reshape(-1)).view(n, b)
                 W.sub_(step(W, Xb, Yb), alpha=lr)
-    return W
+
+
+def _train_modules_each(spec: ModuleSpec, W: torch.Tensor, X_rows: torch.Tensor, Y_rows: torch.Tensor,
+                        orders: torch.Tensor, lr: float, batch_size: int) -> None:
+    """The generic path on a CPU: client by client, autograd on views of the client's row of ``W`` (trained in
+    place), as a per-client loop computes it but without copying a module or an optimizer per client.
+
+    A client's result depends on nothing but its own data and order, so runs trained together stay bit-identical to
+    runs trained alone."""
+    m = orders.shape[2]
+    with torch.enable_grad():
+        for i in range(orders.shape[1]):
+            leaves = {name: view.detach().requires_grad_(True) for name, view in spec.unflatten_one(W[i]).items()}
+            params = list(leaves.values())
+            for order in orders[:, i]:
+                for start in range(0, m, batch_size):
+                    idx = order[start : start + batch_size]
+                    loss = F.cross_entropy(spec.call(leaves, X_rows.index_select(0, idx)), Y_rows.index_select(0, idx))
+                    grads = torch.autograd.grad(loss, params)
+                    with torch.no_grad():
+                        torch._foreach_add_(params, grads, alpha=-lr)
 
 
 #: Bytes of model weights trained together on a CPU (see train_clients); measured in benchmarks/.
@@ -202,7 +229,7 @@ def _sgd_step(layers: list[tuple[torch.Tensor, torch.Tensor]], Xb: torch.Tensor,
 def evaluate(
     spec: ModelSpec | ModuleSpec, w: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, chunk: int | None = None
 ) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of model ``w [d]`` on ``X [m, in]``, ``Y [m]``."""
+    """Mean cross-entropy loss and accuracy of model ``w [d]`` on ``X [m, *spec.input_shape]``, ``Y [m]``."""
     if w.dim() != 1 or w.shape[0] != spec.dim:
         raise InputError(f"w must have shape [{spec.dim}], got {list(w.shape)}")
     return evaluate_many(spec, w.unsqueeze(0), X, Y, chunk)[0]
@@ -214,7 +241,7 @@ def evaluate_many(
 ) -> list[tuple[float, float]]:
     """Mean loss and accuracy of each of R models ``W [R, d]``.
 
-    Every model on the same data (``X [m, in]``, ``Y [m]``) or each on its own (``X [R, m, in]``,
+    Every model on the same data (``X [m, *input_shape]``, ``Y [m]``) or each on its own (``X [R, m, *input_shape]``,
     ``Y [R, m]``). A model's numbers do not depend on the others it is evaluated with, bit for bit.
     """
     chunk = spec.eval_chunk if chunk is None else chunk
@@ -222,22 +249,24 @@ def evaluate_many(
         raise InputError(f"chunk must be a positive integer, got {chunk!r}")
     if W.dim() != 2 or W.shape[1] != spec.dim:
         raise InputError(f"W must have shape [R, {spec.dim}], got {list(W.shape)}")
-    R = W.shape[0]
-    shared = X.dim() == 2
-    m = X.shape[-2] if X.dim() >= 2 else 0
+    R, k = W.shape[0], len(spec.input_shape)
+    shared = X.dim() == 1 + k
+    m = X.shape[-1 - k] if X.dim() > k else 0
     want_y = (m,) if shared else (R, m)
-    if m == 0 or X.dim() not in (2, 3) or (not shared and X.shape[0] != R) or tuple(Y.shape) != want_y:
+    sample = ", ".join(map(str, spec.input_shape))
+    if (m == 0 or X.dim() not in (1 + k, 2 + k) or tuple(X.shape[X.dim() - k:]) != spec.input_shape
+            or (not shared and X.shape[0] != R) or tuple(Y.shape) != want_y):
         raise InputError(
-            f"need non-empty X [m, {spec.input_dim}] or [{R}, m, {spec.input_dim}] and Y to match, "
+            f"need non-empty X [m, {sample}] or [{R}, m, {sample}] and Y to match, "
             f"got {list(X.shape)} and {list(Y.shape)}"
         )
     total_loss = [0.0] * R
     correct = [0] * R
     for start in range(0, m, chunk):
-        Xc = X[..., start : start + chunk, :].to(device=W.device, dtype=W.dtype)
+        Xc = X.narrow(X.dim() - 1 - k, start, min(chunk, m - start)).to(device=W.device, dtype=W.dtype)
         Yc = Y[..., start : start + chunk].to(device=W.device, dtype=torch.int64)
         if shared:
-            Xc, Yc = Xc.unsqueeze(0).expand(R, -1, -1), Yc.unsqueeze(0).expand(R, -1)
+            Xc, Yc = Xc.unsqueeze(0).expand(R, *Xc.shape), Yc.unsqueeze(0).expand(R, -1)
         for r in range(R):
             # One forward pass per model: a batched product over R models rounds its float32 sums differently for
             # different R, which made a run's loss depend on the runs it was simulated with (in the 7th digit).

@@ -22,15 +22,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _as_labels(labels: Any) -> np.ndarray:
-    y = np.asarray(labels)
+    """Labels as int64 class codes: non-negative integers as they are; any other labels (strings, negative or
+    float values) as the index of their value among the sorted distinct values."""
+    y = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
     if y.ndim != 1:
         raise ValueError(f"labels must be one-dimensional (got shape {y.shape})")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be integers (got dtype {y.dtype})")
-    y = y.astype(np.int64, copy=False)
-    if y.size and y.min() < 0:
-        raise ValueError("labels must be non-negative")
-    return y
+    if y.size and np.issubdtype(y.dtype, np.integer) and y.min() >= 0:
+        return y.astype(np.int64, copy=False)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("labels must be finite")
+    return np.unique(y, return_inverse=True)[1].astype(np.int64).reshape(-1)
 
 
 class Partitioner(ABC):

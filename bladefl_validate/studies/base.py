@@ -30,13 +30,17 @@ class RunStudy(Study[R]):
         """The runs to check before any starts: one per data set and partition suffices (none: nothing to check)."""
         return []
 
+    def prepared(self, data_dir: str | Path | None) -> None:
+        """What the study checks once its runs passed :func:`check_runs`, before any runs (nothing by default)."""
+
 
 def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execution: Execution | None = None) -> None:
     """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
     runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
-    scheduler answers; a cuda device exists (if the runs are local)."""
+    scheduler answers; a cuda device exists (if the runs are local); each model fits its data set."""
     from ..data import load_dataset
     from ..partition import make_partitioner
+    from ..simulation import run_spec
 
     local = execution is None or execution.scheduler is None
     if local:
@@ -51,6 +55,8 @@ def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execut
     for d in dict.fromkeys(c.dataset for c in configs):
         load_dataset(d, data_dir, train=True)
         load_dataset(d, data_dir, train=False)
+    for c in {(c.dataset, c.model, c.hidden): c for c in configs}.values():
+        run_spec(c, load_dataset(c.dataset, data_dir, train=True))  # a module that does not fit its data: one line
     seen = set()
     for c in configs:
         split = (c.dataset, c.N, c.samples_per_client, c.partition, tuple(sorted(c.partition_options().items())))
@@ -73,6 +79,7 @@ def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: 
         configs = study.run_configs()
         if configs:
             check_runs(configs, data_dir, execution)
+        study.prepared(data_dir)
 
     return run_study(study, out, store=store, execution=execution, prepare=prepare,
                      context=lambda: task_context(data_dir), command=command)

@@ -61,8 +61,10 @@ _F1_BROKEN = 0.5
 
 def detection_task(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """One run screened by its detector: how many screenings flagged whom, and the final loss and accuracy."""
+    from ..plugins import load_plugins
     from ..simulation import simulate
 
+    load_plugins()
     rc = RunConfig.from_dict(dict(config))
     start = time.perf_counter()
     result = simulate(rc, None, context.get("data_dir"))

@@ -148,26 +148,28 @@ def fakes(monkeypatch, tmp_path):
     """Every command's stored tasks answered at once with plausible numbers (validate_cli_helpers.fake_tasks), which
     the studies analyse and report on as they would real ones; the K* study's analysis and report replaced by fakes
     that write where the command expects its report."""
-    from bladefl_validate.studies import kstar_prediction, kstar_report
+    from bladefl_validate.studies.kstar import analysis as kstar_analysis, budget as kstar_budget, study as kstar_study
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
 
     fake_tasks(monkeypatch)
+    # calibrate states its cost from a short timing before it runs: a fixed figure here.
+    monkeypatch.setattr(kstar_budget, "estimate_cost", lambda configs, *a, **k: kstar_budget.Cost(len(configs), 1, 0.5))
     scores = pd.DataFrame({"dataset": ["mnist"], "predictor": ["drift (calibrated)"], "settings": [2], "answered": [1],
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
     frame = pd.DataFrame({"cpu_seconds": [3600.0, 1800.0]})
-    monkeypatch.setattr(kstar_prediction, "run_study", lambda *a, **k: ([analysis], frame))
-    monkeypatch.setattr(kstar_prediction, "analyse_measured",
+    monkeypatch.setattr(kstar_analysis, "run_study", lambda *a, **k: ([analysis], frame))
+    monkeypatch.setattr(kstar_analysis, "analyse_measured",
                         lambda *a, **k: ([analysis], frame, {"s1": "complete", "s2": "unmeasured", "s3": "complete"}))
     write_readme = writes("README.md")
-    monkeypatch.setattr(kstar_report, "write_report",
+    monkeypatch.setattr(kstar_study, "write_report",
                         lambda *a, **k: (write_readme(*a, **k), SimpleNamespace(form="saturating"))[1])
     cal = SimpleNamespace(success=True, message="", constants={"a": 0.30000000000000004, "b": 2.0},
                           spread={"a": 0.1, "b": math.nan}, rms_log_error=0.01, tolerance=0.02)
-    monkeypatch.setattr(kstar_prediction, "fit_pilots", lambda *a, **k: cal)
-    monkeypatch.setattr(kstar_prediction, "profile_document", lambda cal, name, *a, **k: {"name": name})
+    monkeypatch.setattr(kstar_analysis, "fit_pilots", lambda *a, **k: cal)
+    monkeypatch.setattr(kstar_analysis, "profile_document", lambda cal, name, *a, **k: {"name": name})
 
 
 def commands(data_root, tmp_path) -> dict[str, list[str]]:

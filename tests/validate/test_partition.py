@@ -148,10 +148,20 @@ def test_labels_as_torch_tensor_and_bad_labels():
     assert len(IidPartitioner(2, 10).partition(labels)) == 2
     with pytest.raises(ValueError, match="one-dimensional"):
         IidPartitioner(2, 10).partition(np.zeros((10, 2), dtype=int))
-    with pytest.raises(ValueError, match="integers"):
-        IidPartitioner(2, 10).partition(np.zeros(100))
-    with pytest.raises(ValueError, match="non-negative"):
-        IidPartitioner(2, 10).partition(-np.ones(100, dtype=int))
+    with pytest.raises(ValueError, match="finite"):
+        IidPartitioner(2, 10).partition(np.full(100, np.nan))
+
+
+@pytest.mark.parametrize("scheme", ["classes", "shards", "dirichlet", "iid"])
+def test_any_labels_partition_as_their_sorted_class_codes(scheme):
+    codes = balanced_labels()  # 0..9
+    names = np.array(["cat", "dog", "emu", "fox", "gnu", "hen", "ibis", "jay", "koi", "lynx"])
+    options = {"k": 2} if scheme == "classes" else {}
+    want = make_partitioner(scheme, 5, 20, 3, **options).partition(codes)
+    for labels in (names[codes], codes * 2.5 - 7, codes.astype(np.int64) - 4):
+        got = make_partitioner(scheme, 5, 20, 3, **options).partition(labels)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), labels.dtype
+    assert label_counts(names[codes], want).equals(label_counts(codes, want))
 
 
 @pytest.mark.parametrize(

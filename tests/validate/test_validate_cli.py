@@ -158,7 +158,7 @@ def test_the_committed_reports_can_be_regenerated_by_their_commands():
     from bladefl_platform.study import _check_output
     from bladefl_validate.config import RunConfig
     from bladefl_validate.studies.detection import DETECTION_FILES, DetectionStudy
-    from bladefl_validate.studies.kstar import KStarReportStudy
+    from bladefl_validate.studies.kstar.study import KStarReportStudy
     from bladefl_validate.studies.reproduce import ReproduceStudy
 
     repro = REPO / "reports" / "paper-reproduction"

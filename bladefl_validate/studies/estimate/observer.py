@@ -103,6 +103,9 @@ def estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict
     ``config`` holds everything that decides the result (so the store keys it): ``run``, a RunConfig dict;
     ``optimum``, the w* search's options; ``dtype``, the estimators' float type.
     """
+    from ...plugins import load_plugins
+
+    load_plugins()
     run_config = RunConfig.from_dict(dict(config["run"]))
     optimum = OptimumOptions(**config["optimum"])
     dtype = getattr(torch, config["dtype"])
@@ -114,7 +117,7 @@ def estimate_seed(config: Mapping[str, Any], context: Mapping[str, Any]) -> dict
     # The seed alone draws the partition and w0 (the lazy draw takes the same random numbers for any M).
     if not torch.equal(w0, lazy_w0) or not torch.equal(s.X, lazy_state.X):
         raise RuntimeError(f"seed {seed}: the clean and the lazy run differ in w0 or data")
-    X_union = s.X.reshape(-1, s.X.shape[-1])
+    X_union = s.X.reshape(-1, *s.X.shape[2:])
     Y_union = s.Y.reshape(-1)
     if progress is not None:
         progress(f"seed {seed}: centralized training for w* ({optimum.dtype_for(s.spec)} L-BFGS)")

@@ -289,18 +289,11 @@ def test_generic_module_path_equals_the_fused_mlp():
     assert evaluate(generic, b[0], X[0], Y[0]) == pytest.approx(evaluate(fused, a[0], X[0], Y[0]), rel=1e-5)
 
 
-@pytest.mark.usefixtures("private_cache")
-def test_cnn_and_a_registered_module_train_through_the_generic_path(data_root, monkeypatch):
-    import bladefl_validate.config as config_module
-    import bladefl_validate.learning.model as model_module
+@pytest.mark.usefixtures("private_cache", "registry")
+def test_cnn_and_a_registered_module_train_through_the_generic_path(data_root):
     from bladefl_validate.config import RunConfig
     from bladefl_validate.learning.model import register_model
     from bladefl_validate.simulation import simulate
-
-    # The registration is undone after the test: no later test sees the kind.
-    monkeypatch.setattr(model_module, "_MODULES", dict(model_module._MODULES))
-    monkeypatch.setattr(model_module, "KINDS", model_module.KINDS)
-    monkeypatch.setattr(config_module, "REGISTERED_MODELS", list(config_module.REGISTERED_MODELS))
 
     cnn = make_spec("cnn")
     assert cnn.dim == 1_663_370  # McMahan et al.'s CNN on 28x28 inputs

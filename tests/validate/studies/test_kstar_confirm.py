@@ -14,10 +14,11 @@ from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
 from bladefl_validate.studies.base import run
 from bladefl_theory.profiles import load_profile
-from bladefl_validate.studies.kstar_confirm import ConfirmStudy, confirm_files
-from bladefl_validate.studies.kstar_design import CONFIRMATION, DESIGN
-from bladefl_validate.studies.kstar_prediction import (PREDICTORS, TEST, VALIDATION, analyse_measured, run_study,
-                                                       select_form)
+from bladefl_validate.studies.kstar.report import confirm_files
+from bladefl_validate.studies.kstar.study import ConfirmStudy
+from bladefl_validate.studies.kstar.design import CONFIRMATION, DESIGN
+from bladefl_validate.studies.kstar.analysis import PREDICTORS, analyse_measured, run_study, select_form
+from bladefl_validate.studies.kstar.scoring import TEST, VALIDATION
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

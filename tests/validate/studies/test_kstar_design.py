@@ -6,16 +6,16 @@ import pytest
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
 from bladefl_validate.config import RunConfig
-from bladefl_validate.studies.kstar_design import (
+from bladefl_validate.studies.kstar.design import (
     DESIGN,
     Design,
     coarse_ks,
     measure,
     measured_runs,
     plan,
-    plausible_set,
     refine_ks,
 )
+from bladefl_validate.studies.kstar.scoring import plausible_set
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

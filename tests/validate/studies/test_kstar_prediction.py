@@ -9,8 +9,8 @@ from helpers import REPO, tiny_kstar_design as tiny_design
 
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
-from bladefl_validate.studies.kstar_design import DESIGN, measured_runs, progress
-from bladefl_validate.studies.kstar_prediction import (
+from bladefl_validate.studies.kstar.design import DESIGN, measured_runs, progress
+from bladefl_validate.studies.kstar.analysis import (
     CANDIDATES,
     PREDICTORS,
     analyse,
@@ -21,7 +21,7 @@ from bladefl_validate.studies.kstar_prediction import (
     select_form,
     split_half_scores,
 )
-from bladefl_validate.studies.kstar_report import report_files, write_report
+from bladefl_validate.studies.kstar.report import report_files, write_report
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

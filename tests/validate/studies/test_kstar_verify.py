@@ -7,8 +7,8 @@ import json
 import pytest
 from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
 
-from bladefl_validate.studies import kstar_verify
-from bladefl_validate.studies.kstar_verify import VERIFY_SEEDS, measured_band, study_seeds
+from bladefl_validate.studies.kstar import verify as kstar_verify
+from bladefl_validate.studies.kstar.verify import VERIFY_SEEDS, measured_band, study_seeds
 
 #: A tiny verification: the SMALL deployment (K_max = 2), a loose tolerance and a budget that ends it soon.
 TINY = [*SMALL, "--tolerance", "0.5", "--max-cpu-hours", "0.01", "--workers", "1"]
@@ -70,7 +70,7 @@ def test_end_to_end_resumes_from_the_store_and_reports_in_json(tmp_path, data_ro
 
 def test_a_budget_that_pays_for_no_seed_verifies_nothing():
     from bladefl_validate.config import RunConfig
-    from bladefl_validate.studies.sequential import VerifyDesign, verify
+    from bladefl_validate.studies.kstar.sequential import VerifyDesign, verify
 
     design = VerifyDesign(max_cpu_hours=20 / 3600)
     v = verify(lambda runs: [(1.0, 10.0)] * len(runs), [1, 2, 3], 3, design)

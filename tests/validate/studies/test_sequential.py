@@ -1,4 +1,4 @@
-"""The sequential paired verification of K* (studies.sequential) on a synthetic loss oracle with known noise."""
+"""The sequential paired verification of K* (studies.kstar.sequential) on a synthetic loss oracle with known noise."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from bladefl_platform.errors import InputError
-from bladefl_validate.studies import sequential
-from bladefl_validate.studies.sequential import VerifyDesign, verify
+from bladefl_validate.studies.kstar import sequential
+from bladefl_validate.studies.kstar.sequential import VerifyDesign, verify
 
 #: Replicates per drawn curve, and the p-value below which the failures are too many for the stated confidence.
 REPLICATES = 60

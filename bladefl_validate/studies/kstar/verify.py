@@ -28,9 +28,9 @@ from bladefl_theory.params import SYSTEM_PARAMETERS
 from bladefl_theory.profiles import Profile, available_profiles, load_profile
 from bladefl_theory.question import KStar, kstar
 
-from ..config import RunConfig
-from ..tasks import RUN
-from .base import RunStudy
+from ...config import RunConfig
+from ...tasks import RUN
+from ..base import RunStudy
 from .sequential import Verdict, VerifyDesign, prediction_offset, verify
 
 __all__ = ["KStarVerifyStudy", "VerifyResult", "VERIFY_SEEDS", "VERIFY_FILES", "study_seeds", "predicted_band",
@@ -46,7 +46,7 @@ VERIFY_FILES = ("README.md", "paired.csv", "looks.csv", "runs.csv")
 
 def study_seeds() -> range:
     """Every run seed the calibration and the K* studies draw: their designs' seeds, and any count ``--seeds`` takes."""
-    from .kstar_design import CONFIRMATION, DESIGN
+    from .design import CONFIRMATION, DESIGN
 
     return range(max(DESIGN.max_seeds, CONFIRMATION.max_seeds, MAX_SEEDS))
 
@@ -175,7 +175,7 @@ class KStarVerifyStudy(RunStudy[VerifyResult]):
 
 def _default_profile(base: RunConfig) -> str:
     """The shipped calibrated profile of the data set and model (InputError if none is shipped)."""
-    from .kstar_confirm import profile_name
+    from .report import profile_name
 
     name = profile_name(base.dataset, base.model)
     if name not in available_profiles():

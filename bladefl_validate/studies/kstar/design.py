@@ -23,9 +23,10 @@ import pandas as pd
 from bladefl_platform.execution import Execution, run_tasks
 from bladefl_platform.store import ResultStore
 
-from ..config import DATASETS, RunConfig
-from ..tasks import RUN, task_context
-from .reproduce import FIG3, FIG4
+from ...config import DATASETS, RunConfig
+from ...tasks import RUN, task_context
+from ..reproduce import FIG3, FIG4
+from .scoring import plausible_set
 
 __all__ = [
     "Setting",
@@ -34,8 +35,6 @@ __all__ = [
     "CONFIRMATION",
     "coarse_ks",
     "refine_ks",
-    "plausible_set",
-    "plausible_of",
     "measure",
     "measured_runs",
     "progress",
@@ -166,30 +165,6 @@ def refine_ks(measured: Sequence[int], plausible: Iterable[int]) -> list[int]:
         lo, hi = ks[max(i - 1, 0)], ks[min(i + 1, len(ks) - 1)]
         out.update(range(lo, hi + 1))
     return sorted(out)
-
-
-def plausible_set(runs: pd.DataFrame, share: float, draws: int, seed: int = 0) -> tuple[list[int], dict[int, float]]:
-    """The K that are the argmin of the mean loss in at least ``share`` of the bootstrap resamples of seeds.
-
-    ``runs`` has columns seed, K, final_global_train_loss. Seeds are resampled whole, so the comparison
-    between two K is paired (the same seed gives the same partition, lazy set and w0 at every K). Only
-    seeds measured at every K count. The argmin of the full mean is always included.
-    """
-    table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss").dropna()
-    return plausible_of(table.to_numpy(), table.columns.to_numpy(), share, draws, np.random.default_rng(seed))
-
-
-def plausible_of(values: np.ndarray, ks: np.ndarray, share: float, draws: int,
-                 rng: np.random.Generator) -> tuple[list[int], dict[int, float]]:
-    """:func:`plausible_set` of a seed-by-K array of final losses (columns ``ks``)."""
-    best = int(ks[np.argmin(values.mean(axis=0))])
-    if len(values) < 2:
-        return [best], {best: 1.0}
-    picks = rng.integers(0, len(values), size=(draws, len(values)))
-    winners = ks[np.argmin(values[picks].mean(axis=1), axis=1)]
-    found, counts = np.unique(winners, return_counts=True)
-    shares = {int(k): float(c) / draws for k, c in zip(found, counts)}
-    return sorted({best, *(k for k, v in shares.items() if v >= share)}), shares
 
 
 def _width(ks: Sequence[int]) -> int:

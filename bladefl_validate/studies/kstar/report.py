@@ -1,5 +1,5 @@
-"""The K* prediction report: README, CSVs and figures, from a finished analysis (the profiles the package ships are
-the confirmation's, :mod:`.kstar_confirm`)."""
+"""The K* study's reports: the prediction report (README, CSVs and figures) and the confirmation's (README, CSVs and
+the calibrated profiles the package ships), from a finished analysis."""
 
 from __future__ import annotations
 
@@ -24,33 +24,27 @@ from bladefl_platform.report import (
     save_figure,
 )
 
-from ..tasks import SIMULATION_VERSION
-from .kstar_design import Design, Setting
-from .kstar_prediction import (
+from ...tasks import SIMULATION_VERSION
+from .analysis import (
     CANDIDATES,
     PREDICTORS,
-    TEST,
-    VALIDATION,
+    Confirmation,
     DatasetAnalysis,
     FormChoice,
     _runs_of,
     _system,
     calibrated,
-    seed_table,
+    profile_document,
     select_form,
     split_half_scores,
     split_half_summary,
 )
+from .design import Design, Setting
+from .scoring import TARGETS_TEXT, TEST, VALIDATION, meets_targets, part_of, seed_table
 
-__all__ = ["write_report", "report_files", "summary_text", "verdict", "STUDY_PARTS", "TARGETS",
-           "TARGETS_TEXT", "meets_targets", "pct", "score_line", "score_table", "forms_table", "split_table"]
-
-#: The issue's targets: hit rate, median regret and worst regret on held-out settings.
-TARGETS = {"hit_rate": 0.9, "median_regret": 0.01, "worst_regret": 0.05}
-#: The targets as the reports quote them.
-TARGETS_TEXT = (f">= {TARGETS['hit_rate']:.0%}, <= {TARGETS['median_regret']:.0%}, "
-                f"<= {TARGETS['worst_regret']:.0%}")
-
+__all__ = ["write_report", "report_files", "summary_text", "verdict", "STUDY_PARTS", "pct", "score_line",
+           "score_table", "forms_table", "split_table", "REPORT", "FRESH", "CHOSEN_ON", "profile_name",
+           "confirm_files", "calibrated_profile", "confirm_readme"]
 
 def report_files(design: Design) -> list[str]:
     """The files :func:`write_report` writes for ``design``."""
@@ -81,12 +75,6 @@ def score_table(analyses: Sequence[DatasetAnalysis], part: str | None = None) ->
                          "answered": r.answered, "hit rate": pct(r.hit_rate), "median regret": pct(r.median_regret),
                          "worst regret": pct(r.worst_regret)})
     return pd.DataFrame(rows)
-
-
-def meets_targets(row: Mapping[str, float]) -> bool:
-    """Whether a predictor's scores (hit rate, median and worst regret) meet the issue's :data:`TARGETS`."""
-    return bool(row["hit_rate"] >= TARGETS["hit_rate"] and row["median_regret"] <= TARGETS["median_regret"]
-                and row["worst_regret"] <= TARGETS["worst_regret"])
 
 
 def _split_row(summary: pd.DataFrame, dataset: str, who: str) -> pd.Series | None:
@@ -335,7 +323,7 @@ def forms_table(choice: FormChoice, settings: str = "validation settings") -> pd
 
 
 def split_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Split-half scores (:func:`~.kstar_prediction.split_half_summary`) as the reports show them."""
+    """Split-half scores (:func:`~.analysis.split_half_summary`) as the reports show them."""
     if summary.empty:
         return summary
     return pd.DataFrame([{"data set": r.dataset, "settings": r.settings, "held-out": r._3, "K* from": r.who,
@@ -542,3 +530,112 @@ def _wide(analyses, design: Design) -> str:
                 names.append(f"{a.dataset} t_sum={r.t_sum:g} beta={r.beta:g} M={r.M} sigma2={r.sigma2:g} "
                              f"({r.plausible})")
     return "none." if not names else "; ".join(names) + "."
+
+
+#: Where the project keeps the confirmation's report (the shipped profiles' validation record points there).
+REPORT = "reports/kstar-confirmation"
+#: The confirmation's test, as its tables and profiles call it.
+FRESH = "fresh off-grid points"
+#: The settings the confirmation chooses the form on, in words.
+CHOSEN_ON = "every held-out setting of the K* study"
+
+
+def profile_name(dataset: str, model: str) -> str:
+    """The name of the calibrated profile of ``dataset`` and ``model`` (``mnist-mlp-calibrated``)."""
+    return f"{dataset}-{model}-calibrated"
+
+
+def confirm_files(design: Design | None) -> list[str]:
+    """The files the confirmation's report consists of, for the data sets of ``design`` (None: the profiles'
+    names in general, ``DATASET-MODEL-calibrated.json``)."""
+    profiles = ([profile_name(d, design.base.model) for d in design.datasets] if design is not None
+                else [profile_name("DATASET", "MODEL")])
+    return ["README.md", "summary.md", "held_out.csv", "scores.csv", "choice.csv", "split_half.csv",
+            *(f"{name}.json" for name in profiles)]
+
+
+def _figures_of(g: pd.DataFrame) -> dict:
+    """Hit rate, median and worst regret of one predictor's rows."""
+    r = g.regret.dropna()
+    return {"held_out": len(g), "hits": int(g.hit.sum()), "hit_rate": round(float(g.hit.mean()), 4),
+            "median_regret": round(float(r.median()), 5) if len(r) else None,
+            "worst_regret": round(float(r.max()), 5) if len(r) else None}
+
+
+def calibrated_profile(a: DatasetAnalysis, r: Confirmation, design: Design, command: str,
+                       report: str = REPORT) -> dict:
+    """The shipped profile of one data set: the chosen form calibrated on the pilots, with its scores on the fresh
+    points (``validation``), on the settings it was chosen on, and a fresh measurement's against the same noise."""
+    f = a.frame()
+    mine = f[f.predictor == calibrated(r.choice.form)]
+    box = {name: [min(float(s.system()[name]) for s in a.pilots + a.held_out),
+                  max(float(s.system()[name]) for s in a.pilots + a.held_out)]
+           for name in ("t_sum", "beta", "M", "sigma2")}
+    halves = r.split_half[r.split_half.dataset == a.dataset] if len(r.split_half) else r.split_half
+    chosen_on = r.choice.scores.set_index("form").loc[r.choice.form]
+    mean_regret = float(chosen_on.mean_regret)
+    validation = {
+        **_figures_of(mine[mine.role.map(part_of) == TEST]), "settings": FRESH,
+        "fresh_measurement": None if halves.empty else {
+            "held_out": len(halves), "hit_rate": round(float(halves.replicate_hit.mean()), 4),
+            "median_regret": round(float(halves.replicate_regret.median()), 5),
+            "worst_regret": round(float(halves.replicate_regret.max()), 5)},
+        "chosen_on": {"settings": r.choice.on, "held_out": int(chosen_on.settings),
+                      "mean_regret": None if math.isnan(mean_regret) else round(mean_regret, 5),
+                      "rule": r.choice.rule},
+        "report": report,
+    }
+    seeds = {s.label: int(_runs_of(r.frame, s).seed.nunique()) for s in a.pilots}
+    return profile_document(a.calibrations[r.choice.form], profile_name(a.dataset, design.base.model), a.dataset,
+                               design.base, seeds, command, validation=validation, box=box)
+
+
+def confirm_readme(r: Confirmation, design: Design, command: str, summary: pd.DataFrame) -> str:
+    lines = [
+        "# K* confirmed on fresh settings",
+        "",
+        *regenerate(command, "Generated by `bladefl-validate kstar-confirm`; regenerate with:"),
+        "It reads the K* study's result store and runs only what it lacks: the fresh points, and every K a "
+        "predictor chose there.",
+        "",
+        "## Verdict",
+        "",
+        f"Chosen form: **{r.choice.form}**. The rule, declared before the fresh points were drawn: {r.choice.rule} "
+        f"({r.choice.compared} settings):",
+        "",
+        markdown_table(forms_table(r.choice, "settings")),
+        "",
+        *(verdict(r.analyses, r.choice, summary, parts=((TEST, FRESH),))
+          or ["No fresh point measured yet."]),
+    ]
+    if r.progress is not None:
+        states = list(r.progress.values())
+        lines += ["", "**A campaign cut short** (`--measured-only`): settings by state: "
+                  + ", ".join(f"{s} {states.count(s)}" for s in dict.fromkeys(states))
+                  + "; the fresh points not measured yet are not scored."]
+    lines += [
+        "",
+        f"The profiles `{profile_name(design.datasets[0], design.base.model)}.json` and the like here are the "
+        "chosen form fitted on the pilots, with these scores as their validation record; the package ships them "
+        "(`bladefl_theory/profile_data/`).",
+        "",
+        "## Every predictor on the fresh points",
+        "",
+        "Hit: the predicted K* is in the measured plausible set; regret: measured mean loss at the predicted K* / "
+        "at the measured K* − 1 (as in the K* study's report).",
+        "",
+        markdown_table(score_table(r.analyses, TEST)),
+        "",
+        "## The measurement's own noise",
+        "",
+        "Each fresh point's seeds split in halves, 20 times: the chosen form and a fresh measurement (the other "
+        "half's argmin), each held against one half.",
+        "",
+        markdown_table(split_table(summary[summary.settings == TEST])) if len(summary)
+        else "No fresh point has the seeds for it yet.",
+    ]
+    runs = [_runs_of(r.frame, s) for points in r.fresh.values() for s in points]
+    cpu_hours = sum(float(x.cpu_seconds.sum()) for x in runs) / 3600
+    lines += ["", f"Cost of the fresh points (drawn with seed {design.off_grid_seed}; the first study's runs are "
+              f"reused): {sum(len(x) for x in runs)} runs, {cpu_hours:.1f} CPU hours.", ""]
+    return "\n".join(lines)

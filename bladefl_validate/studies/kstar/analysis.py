@@ -1,6 +1,6 @@
 """K* predicted in settings nobody ran: calibrate on a few pilot sweeps, score every held-out setting.
 
-The measured design is :mod:`.kstar_design`. Per data set, four pilot settings (the centre and the
+The measured design is :mod:`.design`. Per data set, four pilot settings (the centre and the
 far end of the t_sum, M and sigma2 arms) calibrate three forms (:mod:`bladefl_theory.calibration`):
 the paper's per-round bound with its constants fitted, and the two candidate forms of
 :data:`bladefl_theory.forms.CALIBRATED_FORMS`. Every other setting of the design is held out, and
@@ -18,7 +18,7 @@ and printed bounds with the estimated profile and their self-consistent forms, t
 The held-out settings play two parts. The arms are the validation: the candidate form with the
 lowest mean regret there (:func:`select_form`) is the study's choice. The off-grid points
 are the test: nothing is chosen on them. (The profiles the package ships are the confirmation's,
-:mod:`.kstar_confirm`, which chooses on both parts and tests on fresh points.)
+:mod:`.study`, which chooses on both parts and tests on fresh points.)
 :func:`split_half_scores` holds the chosen form and a
 fresh measurement (half the seeds) against the other half of the seeds, which says how good any
 K* can look against a measurement this noisy.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,9 @@ from bladefl_theory.forms import CALIBRATED_FORMS, form_kstar
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau
 
-from ..tasks import task_context
-from .kstar_design import DESIGN, Design, Setting, plausible_of
+from ...tasks import task_context
+from .design import DESIGN, Design, Setting
+from .scoring import TEST, VALIDATION, bootstrap_regret, part_of, plausible_of, seed_table
 
 __all__ = [
     "PREDICTORS",
@@ -64,6 +66,8 @@ __all__ = [
     "analyse_measured",
     "missing_runs",
     "run_study",
+    "KStarReport",
+    "Confirmation",
 ]
 
 #: The candidate forms for the shipped profiles (:data:`bladefl_theory.forms.CALIBRATED_FORMS`).
@@ -108,14 +112,6 @@ def curves(frame: pd.DataFrame, settings: Sequence[Setting], design: Design) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """A seed-by-K table of the final loss without gaps: the K measured on at least half of the seeds, then the
-    seeds measured at all of those K (a campaign cut short has seeds that are measured at only some K)."""
-    table = runs.pivot_table(index="seed", columns="K", values="final_global_train_loss")
-    table = table.loc[:, table.notna().sum() * 2 >= len(table)]
-    return table.dropna(axis=0)
-
-
 @dataclass(frozen=True)
 class Prediction:
     """One predictor's K* at one held-out setting, scored against the measurement."""
@@ -131,16 +127,6 @@ class Prediction:
     @property
     def hit(self) -> bool:
         return self.k_pred is not None and self.k_pred in self.plausible
-
-
-def _bootstrap_regret(table: pd.DataFrame, k_pred: int, k_meas: int, rng) -> tuple[float, float]:
-    values = table.to_numpy()
-    cols = list(table.columns)
-    a, b = values[:, cols.index(k_pred)], values[:, cols.index(k_meas)]
-    regret = float(a.mean() / b.mean() - 1)
-    picks = rng.integers(0, len(values), size=(DRAWS, len(values)))
-    draws = a[picks].mean(axis=1) / b[picks].mean(axis=1) - 1
-    return regret, float(np.std(draws))
 
 
 @dataclass
@@ -301,20 +287,11 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
                 k = ks[name]
                 regret = spread = None
                 if k is not None and k in table.columns:
-                    regret, spread = _bootstrap_regret(table, k, k_meas, rng)
+                    regret, spread = bootstrap_regret(table, k, k_meas, rng, DRAWS)
                 predictions.append(Prediction(s, name, k, k_meas, tuple(plausible), regret, spread))
         out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), list(predicted), cals,
                                    predictions, pilot_k, pilot_tau))
     return out
-
-
-#: The held-out settings that choose the K* study's form (the arms), and those that only test it.
-VALIDATION, TEST = "arms", "off-grid"
-
-
-def part_of(role: str) -> str:
-    """Which part a held-out setting of ``role`` plays: :data:`VALIDATION` or :data:`TEST`."""
-    return TEST if role == "off-grid" else VALIDATION
 
 
 @dataclass(frozen=True)
@@ -415,9 +392,9 @@ def analyse_measured(store, design: Design = DESIGN, bootstrap: int = 100
     """Analyse what ``store`` holds, running nothing: a campaign cut short, scored where it was measured.
 
     Held-out settings whose first runs are not all measured are left out; returns each setting's
-    :func:`~.kstar_design.progress` beside the analyses and the runs, for the report to say so.
+    :func:`~.design.progress` beside the analyses and the runs, for the report to say so.
     """
-    from .kstar_design import measured_runs, progress
+    from .design import measured_runs, progress
 
     frame = measured_runs(store, design)
     state = progress(design, frame)
@@ -436,8 +413,8 @@ def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execu
     """Measure the design to completion, add every K a predictor chose, and analyse: all through ``store``."""
     from bladefl_platform.execution import Execution, run_tasks
 
-    from ..tasks import RUN
-    from .kstar_design import measure, measured_runs
+    from ...tasks import RUN
+    from .design import measure, measured_runs
 
     execution = execution or Execution()
     measure(store, design, data_dir, execution)
@@ -455,13 +432,14 @@ def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execu
 
 
 def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dict[str, int], command: str,
-                     validation: dict | None = None, box: dict | None = None) -> dict:
+                     validation: dict | None = None, box: dict | None = None, cost: dict | None = None) -> dict:
     """A profile JSON (what :func:`bladefl_theory.profiles.load_profile` reads) from a calibration, with its provenance.
 
     ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
-    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings.
+    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings; ``cost``
+    what the calibration was estimated to cost and did cost (recorded when given).
     """
-    from ..tasks import SIMULATION_VERSION
+    from ...tasks import SIMULATION_VERSION
 
     if box is None:
         box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)]
@@ -486,15 +464,26 @@ def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dic
             "seeds": seeds,
             "residuals_columns": ["t_sum", "beta", "M", "sigma2", "K", "measured_mean_loss", "predicted"],
             "residuals": residuals,
+            **({"cost": cost} if cost is not None else {}),
         },
-        "domain": {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
-                   "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
-                   "batch_size": base.batch_size, "partition": base.partition,
-                   "classes_per_client": base.classes_per_client, "box": box},
+        "domain": {**_fixed(base, dataset), "box": box},
         "validation": validation,
         "provenance": {"method": "calibrated on measured sweeps (bladefl_theory.calibration)", "command": command,
                        "simulation_version": SIMULATION_VERSION},
     }
+
+
+def _fixed(base, dataset: str) -> dict[str, Any]:
+    """What a calibration held fixed: the learning settings of its runs, the partition's parameter, and any other
+    setting off its default (a registered data set's or module's fingerprint too); not the box's, K or the seed."""
+    fixed = {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
+             "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
+             "batch_size": base.batch_size, "partition": base.partition}
+    fixed.update({"classes_per_client": base.classes_per_client} if base.partition == "classes" else
+                 {"dirichlet_alpha": base.dirichlet_alpha} if base.partition == "dirichlet" else {})
+    skip = {*fixed, "t_sum", "beta", "M", "sigma2", "K", "seed", "classes_per_client", "dirichlet_alpha"}
+    defaults = type(base)().as_dict()
+    return {**fixed, **{k: v for k, v in base.as_dict().items() if k not in skip and defaults.get(k, k) != v}}
 
 
 def parse_pilot(text: str, centre: dict) -> dict[str, float]:
@@ -549,3 +538,47 @@ def fit_pilots(configs, results, form: str = "drift", fixed: dict | None = None,
                           "eta": c.eta, "K": c.K, "seed": c.seed, "loss": r["final_global_train_loss"]}
                          for c, r in zip(configs, results)])
     return calibrate(data, form, fixed, bootstrap=bootstrap)
+
+
+@dataclass
+class KStarReport:
+    """The analyses of every data set, the measured runs, and what the report chose (once written)."""
+
+    analyses: list
+    frame: pd.DataFrame
+    progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
+    choice: Any = None  # the form chosen on the arms (FormChoice), set by the report
+
+    @property
+    def campaign(self) -> dict[str, Any]:
+        return {"runs": len(self.frame), "cpu_hours": float(self.frame.cpu_seconds.sum()) / 3600,
+                "progress": self.progress}
+
+    def scores(self) -> list[dict[str, Any]]:
+        return [{**row, "part": part or "all"} for part in (None, "off-grid") for a in self.analyses
+                for row in a.scores(part).to_dict(orient="records")]
+
+
+@dataclass
+class Confirmation:
+    """The choice made on the first study's held-out settings, and every predictor's scores on the fresh points."""
+
+    choice: FormChoice
+    analyses: list[DatasetAnalysis]  # of the confirmation's design: its off-grid points are the fresh ones
+    frame: pd.DataFrame  # the confirmation design's runs
+    split_half: pd.DataFrame
+    progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
+
+    @property
+    def fresh(self) -> dict[str, list[Setting]]:
+        """Per data set, the fresh points scored (all of them, unless the campaign was cut short)."""
+        return {a.dataset: [s for s in a.held_out if part_of(s.role) == TEST] for a in self.analyses}
+
+    def held_out(self) -> pd.DataFrame:
+        """One row per fresh point and predictor."""
+        f = pd.concat([a.frame() for a in self.analyses], ignore_index=True)
+        return f[f.role.map(part_of) == TEST].reset_index(drop=True)
+
+    def scores(self) -> pd.DataFrame:
+        """Per data set and predictor: hit rate, median and worst regret on the fresh points."""
+        return pd.concat([a.scores(TEST) for a in self.analyses], ignore_index=True)
