@@ -28,14 +28,15 @@ from ..config import DATASETS, RunConfig
 from ..tasks import OPTIMUM, RUN, optimum_tasks
 from .base import RunStudy
 from .gap import FORMS, GapResult, analyse_gap, k_star_of, plot_gap, profile_for
-from .sweep_k import bootstrap_k_star, summarize, sweep_configs
+from .kstar.scoring import PLAUSIBLE_SHARE, loss_table, plausible_set, table_kstar
+from .sweep_k import summarize, sweep_configs
 
-__all__ = ["Setting", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "ReproduceStudy", "reproduce", "reproduce_files",
-           "write_reproduction"]
+__all__ = ["FigureSweep", "FIG3", "FIG4", "PAPER_K_STAR", "Reproduction", "ReproduceStudy", "reproduce",
+           "reproduce_files", "write_reproduction"]
 
 
 @dataclass(frozen=True)
-class Setting:
+class FigureSweep:
     """One sweep over K: a dataset, M lazy clients and their noise variance."""
 
     dataset: str
@@ -51,10 +52,10 @@ PAPER_K_STAR = {("mnist", 0, 0.01): 7, ("mnist", 2, 0.01): 6, ("mnist", 6, 0.01)
                 ("mnist", 4, 0.3): 5}
 
 
-def settings(datasets: Sequence[str] = DATASETS) -> list[Setting]:
+def settings(datasets: Sequence[str] = DATASETS) -> list[FigureSweep]:
     """Every sweep the figures need, each once."""
     pairs = list(dict.fromkeys(FIG3 + FIG4))
-    return [Setting(d, M, s) for d in datasets for M, s in pairs]
+    return [FigureSweep(d, M, s) for d in datasets for M, s in pairs]
 
 
 def reproduce_files(datasets: Sequence[str]) -> tuple[str, ...]:
@@ -104,7 +105,7 @@ class ReproduceStudy(RunStudy[Reproduction]):
         self.base, self.seeds, self.datasets = base, list(seeds), tuple(datasets)
         self.grid = settings(self.datasets)
         self.configs: list[RunConfig] = []
-        self.labels: list[Setting] = []  # the setting of each config
+        self.labels: list[FigureSweep] = []  # the setting of each config
         for s in self.grid:
             for c in sweep_configs(base.replace(dataset=s.dataset, M=s.M, sigma2=s.sigma2, K=1), seeds):
                 self.configs.append(c)
@@ -181,22 +182,20 @@ def _analyse(study: ReproduceStudy, runs_outcome: TaskOutcome, found: dict[str, 
     )
 
 
-def _kstar_row(base: RunConfig, s: Setting, all_runs: pd.DataFrame) -> dict[str, Any]:
+def _kstar_row(base: RunConfig, s: FigureSweep, all_runs: pd.DataFrame) -> dict[str, Any]:
     """One setting's row of the K* table: the measured K* with its bootstrap share and plausible K, the paper's,
     and each form's."""
     runs = all_runs[(all_runs.dataset == s.dataset) & (all_runs.M == s.M) & (all_runs.sigma2 == s.sigma2)]
-    mean = runs.groupby("K")["final_global_train_loss"].mean()
-    shares = bootstrap_k_star(runs) if runs.seed.nunique() > 1 else {int(mean.idxmin()): 1.0}
+    best = table_kstar(loss_table(runs))
+    plausible, shares = plausible_set(runs, PLAUSIBLE_SHARE)
     params = _theory(base, s.dataset, s.M, s.sigma2, profile_for(s.dataset, base.model))
     return {
         "dataset": s.dataset,
         "M": s.M,
         "sigma2": s.sigma2,
-        "k_star_measured": int(mean.idxmin()),
-        "k_star_measured_share": shares.get(int(mean.idxmin()), 0.0),
-        "k_star_measured_plausible": " ".join(
-            str(k) for k in sorted(shares) if shares[k] >= PLAUSIBLE_SHARE or k == int(mean.idxmin())
-        ),
+        "k_star_measured": best,
+        "k_star_measured_share": shares.get(best, 0.0),
+        "k_star_measured_plausible": " ".join(map(str, plausible)),
         "k_star_per_round": _k(params, "per-round"),
         "k_star_printed": _k(params, "printed"),
         "k_star_paper": PAPER_K_STAR.get((s.dataset, s.M, s.sigma2)),
@@ -206,8 +205,6 @@ def _kstar_row(base: RunConfig, s: Setting, all_runs: pd.DataFrame) -> dict[str,
 
 #: The bootstrap share of the measured K* from which the report calls it settled.
 SETTLED_SHARE = 0.9
-#: Every K that is the argmin in at least this share of the bootstrap resamples is listed as plausible.
-PLAUSIBLE_SHARE = 0.1
 
 
 def _theory(base: RunConfig, dataset: str, M: int, sigma2: float, profile: Profile):

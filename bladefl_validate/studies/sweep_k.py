@@ -34,6 +34,7 @@ from bladefl_platform.study import Runner, StudyRun, Tasks
 from ..config import RunConfig
 from ..tasks import RUN, task_context
 from .base import RunStudy
+from .kstar.scoring import BOOTSTRAP_DRAWS, kstar_shares, loss_table, table_kstar
 
 __all__ = [
     "SweepResult",
@@ -64,8 +65,8 @@ class SweepResult:
 
     @property
     def k_star(self) -> int:
-        """The empirical K*: argmin over K of the mean final global training loss."""
-        return int(self.per_k["final_global_train_loss_mean"].idxmin())
+        """The empirical K*: argmin over K of the mean final global training loss (:func:`.measured_kstar`)."""
+        return table_kstar(loss_table(self.runs))
 
 
 def sweep_configs(base: RunConfig, seeds: Sequence[int]) -> list[RunConfig]:
@@ -120,15 +121,10 @@ def sweep_result(base: RunConfig, seeds: Sequence[int], configs: Sequence[RunCon
     return SweepResult(base=base, seeds=list(seeds), runs=runs, per_k=per_k, skipped=outcome.skipped)
 
 
-def bootstrap_k_star(runs: pd.DataFrame, draws: int = 1000, seed: int = 0) -> dict[int, float]:
+def bootstrap_k_star(runs: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict[int, float]:
     """How often each K is the empirical K* when the seeds are resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    table = runs.pivot(index="seed", columns="K", values="final_global_train_loss")
-    values = table.to_numpy()
-    picks = rng.integers(0, len(values), size=(draws, len(values)))
-    winners = table.columns.to_numpy()[np.argmin(values[picks].mean(axis=1), axis=1)]
-    ks, counts = np.unique(winners, return_counts=True)
-    return {int(k): float(c) / draws for k, c in zip(ks, counts)}
+    table = loss_table(runs)
+    return kstar_shares(table.to_numpy(), table.columns.to_numpy(), draws, np.random.default_rng(seed))
 
 
 def write_sweep_report(result: SweepResult, folder: Path, command: str) -> None:

@@ -149,6 +149,7 @@ def fakes(monkeypatch, tmp_path):
     the studies analyse and report on as they would real ones; the K* study's analysis and report replaced by fakes
     that write where the command expects its report."""
     from bladefl_validate.studies.kstar import analysis as kstar_analysis, budget as kstar_budget, study as kstar_study
+    from bladefl_validate.studies.kstar.analysis import KStarResult
 
     def writes(name):
         return lambda *args, **kwargs: (Path(next(a for a in args if isinstance(a, Path))) / name).write_text("x")
@@ -160,16 +161,17 @@ def fakes(monkeypatch, tmp_path):
                            "hit_rate": [0.5], "median_regret": [math.nan], "worst_regret": [math.inf]})
     analysis = SimpleNamespace(dataset="mnist", scores=lambda part=None: scores)
     frame = pd.DataFrame({"cpu_seconds": [3600.0, 1800.0]})
-    monkeypatch.setattr(kstar_analysis, "run_study", lambda *a, **k: ([analysis], frame))
-    monkeypatch.setattr(kstar_analysis, "analyse_measured",
-                        lambda *a, **k: ([analysis], frame, {"s1": "complete", "s2": "unmeasured", "s3": "complete"}))
-    write_readme = writes("README.md")
-    monkeypatch.setattr(kstar_study, "write_report",
-                        lambda *a, **k: (write_readme(*a, **k), SimpleNamespace(form="saturating"))[1])
+    choice = SimpleNamespace(form="saturating")
+    monkeypatch.setattr(kstar_analysis, "measure_study", lambda *a, **k: None)
+    monkeypatch.setattr(kstar_analysis, "study_result", lambda store, chosen_on, tested_on, parts, on, bootstrap,
+                        measured_only=False: KStarResult(
+        [analysis], frame, {"s1": "complete", "s2": "unmeasured", "s3": "complete"} if measured_only else None,
+        choice, pd.DataFrame()))
+    monkeypatch.setattr(kstar_study, "write_report", writes("README.md"))
     cal = SimpleNamespace(success=True, message="", constants={"a": 0.30000000000000004, "b": 2.0},
                           spread={"a": 0.1, "b": math.nan}, rms_log_error=0.01, tolerance=0.02)
     monkeypatch.setattr(kstar_analysis, "fit_pilots", lambda *a, **k: cal)
-    monkeypatch.setattr(kstar_analysis, "profile_document", lambda cal, name, *a, **k: {"name": name})
+    monkeypatch.setattr(kstar_study, "profile_document", lambda cal, name, *a, **k: {"name": name})
 
 
 def commands(data_root, tmp_path) -> dict[str, list[str]]:

@@ -1,27 +1,20 @@
-"""K* predicted in settings nobody ran: calibrate on a few pilot sweeps, score every held-out setting.
+"""K* predicted in settings nobody ran: pilots, predictors, calibration, prediction, and the choice of form.
 
-The measured design is :mod:`.design`. Per data set, four pilot settings (the centre and the
-far end of the t_sum, M and sigma2 arms) calibrate three forms (:mod:`bladefl_theory.calibration`):
+The measured design is :mod:`.design`, the scoring rule :mod:`.scoring`. Per data set, four pilot settings (the
+centre and the far end of the t_sum, M and sigma2 arms) calibrate three forms (:mod:`bladefl_theory.calibration`):
 the paper's per-round bound with its constants fitted, and the two candidate forms of
-:data:`bladefl_theory.forms.CALIBRATED_FORMS`. Every other setting of the design is held out, and
-each predictor's K* there is scored against the measurement:
-
-- hit: the predicted K* is in the measured plausible set (every K that is the argmin of the mean
-  loss in at least 10% of the bootstrap resamples of the seeds);
-- regret: measured mean loss at the predicted K* over measured mean loss at the measured K*, minus 1,
-  with its spread over bootstrap resamples of the seeds.
+:data:`bladefl_theory.forms.CALIBRATED_FORMS`. Every other setting of the design is held out, and each predictor's
+K* there is scored against the measurement (hit and regret, :mod:`.scoring`).
 
 Baselines, scored alike: the paper's bound with the hand-calibrated ``default`` profile, the per-round
 and printed bounds with the estimated profile and their self-consistent forms, the pilot's K*
 (a constant) and the pilot's tau (the K whose tau is closest to the best tau of the centre pilot).
 
-The held-out settings play two parts. The arms are the validation: the candidate form with the
-lowest mean regret there (:func:`select_form`) is the study's choice. The off-grid points
-are the test: nothing is chosen on them. (The profiles the package ships are the confirmation's,
-:mod:`.study`, which chooses on both parts and tests on fresh points.)
-:func:`split_half_scores` holds the chosen form and a
-fresh measurement (half the seeds) against the other half of the seeds, which says how good any
-K* can look against a measurement this noisy.
+The choice is made here, not in a report: :func:`study_result` chooses the candidate form with the lowest mean
+regret (:func:`select_form`) on the held-out settings a study chooses on (the K* study: its arms, the validation;
+the confirmation: every held-out setting of the K* study) and scores every predictor on the settings it tests on,
+where nothing was chosen. :func:`split_half_scores` holds the chosen form and a fresh measurement (half the seeds)
+against the other half of the seeds, which says how good any K* can look against a measurement this noisy.
 """
 
 from __future__ import annotations
@@ -38,10 +31,24 @@ from bladefl_theory.calibration import Calibration, calibrate
 from bladefl_theory.forms import CALIBRATED_FORMS, form_kstar
 from bladefl_theory.profiles import load_profile
 from bladefl_theory.timemodel import k_max, tau
+from bladefl_platform.errors import InputError
+from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Runner, Tasks
 
-from ...tasks import task_context
-from .design import DESIGN, Design, Setting
-from .scoring import TEST, VALIDATION, bootstrap_regret, part_of, plausible_of, seed_table
+from ...tasks import RUN
+from .design import DESIGN, Design, Setting, measure, measured_runs, progress
+from .scoring import (
+    TEST,
+    VALIDATION,
+    aggregate,
+    bootstrap_regret,
+    hit,
+    part_of,
+    plausible_of,
+    seed_table,
+    split_half,
+    table_kstar,
+)
 
 __all__ = [
     "PREDICTORS",
@@ -65,17 +72,17 @@ __all__ = [
     "analyse",
     "analyse_measured",
     "missing_runs",
-    "run_study",
-    "KStarReport",
-    "Confirmation",
+    "measure_study",
+    "analyse_store",
+    "study_result",
+    "KStarResult",
+    "CHOSEN_ON",
 ]
 
 #: The candidate forms for the shipped profiles (:data:`bladefl_theory.forms.CALIBRATED_FORMS`).
 CANDIDATES = tuple(CALIBRATED_FORMS)
 #: Every form calibrated on the pilots: the candidates, and the bound (its epsilon stays the estimated profile's).
 CALIBRATED = (*CANDIDATES, "per-round")
-#: Bootstrap resamples of the seeds for plausible sets and regret spreads.
-DRAWS = 1000
 
 
 def pilot_settings(design: Design, dataset: str) -> list[Setting]:
@@ -126,7 +133,7 @@ class Prediction:
 
     @property
     def hit(self) -> bool:
-        return self.k_pred is not None and self.k_pred in self.plausible
+        return hit(self.k_pred, self.plausible)
 
 
 @dataclass
@@ -165,12 +172,9 @@ def scores_of(f: pd.DataFrame) -> pd.DataFrame:
     """Per predictor (:data:`PREDICTORS`): settings, answered, hit rate, median and worst regret over rows ``f``."""
     rows = []
     for name in PREDICTORS:
-        g = f[f.predictor == name] if len(f) else f
-        regret = g.regret.dropna() if len(g) else pd.Series(dtype=float)
-        rows.append({"predictor": name, "settings": len(g), "answered": int(g.k_pred.notna().sum()) if len(g) else 0,
-                     "hit_rate": float(g.hit.mean()) if len(g) else math.nan,
-                     "median_regret": float(regret.median()) if len(regret) else math.nan,
-                     "worst_regret": float(regret.max()) if len(regret) else math.nan})
+        g = f[f.predictor == name] if len(f) else pd.DataFrame({"hit": [], "regret": [], "k_pred": []})
+        rows.append({"predictor": name, "settings": len(g), "answered": int(g.k_pred.notna().sum()),
+                     **aggregate(g.hit, g.regret)})
     return pd.DataFrame(rows)
 
 
@@ -234,7 +238,7 @@ def calibrate_dataset(frame: pd.DataFrame, design: Design, dataset: str,
 def _centre_pilot(frame: pd.DataFrame, design: Design, dataset: str) -> tuple[int, int]:
     centre = pilot_settings(design, dataset)[0]
     table = seed_table(_runs_of(frame, centre))
-    k = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
+    k = table_kstar(table)
     return k, tau(k, centre.t_sum, design.base.alpha, centre.beta)
 
 
@@ -282,12 +286,12 @@ def analyse(frame: pd.DataFrame, design: Design = DESIGN, bootstrap: int = 100,
             table = seed_table(_runs_of(frame, s))
             plausible, _ = plausible_of(table.to_numpy(), table.columns.to_numpy(), design.plausible_share,
                                         design.bootstrap_draws, np.random.default_rng(0))
-            k_meas = int(table.columns[np.argmin(table.to_numpy().mean(axis=0))])
+            k_meas = table_kstar(table)
             for name in PREDICTORS:
                 k = ks[name]
                 regret = spread = None
                 if k is not None and k in table.columns:
-                    regret, spread = bootstrap_regret(table, k, k_meas, rng, DRAWS)
+                    regret, spread = bootstrap_regret(table, k, k_meas, rng)
                 predictions.append(Prediction(s, name, k, k_meas, tuple(plausible), regret, spread))
         out.append(DatasetAnalysis(dataset, pilot_settings(design, dataset), list(predicted), cals,
                                    predictions, pilot_k, pilot_tau))
@@ -323,9 +327,10 @@ def select_form(analyses: Sequence[DatasetAnalysis], parts: Collection[str] = (V
     rows = []
     for form, name in zip(CANDIDATES, names):
         mine = val[val.predictor == name]
-        rows.append({"form": form, "settings": len(mine), "hit_rate": float(mine.hit.mean()) if len(mine) else math.nan,
+        figures = aggregate(mine.hit, mine.regret)
+        rows.append({"form": form, "settings": len(mine), "hit_rate": figures["hit_rate"],
                      "mean_regret": float(common[name].mean()) if len(common) else math.nan,
-                     "median_regret": float(mine.regret.median()), "worst_regret": float(mine.regret.max())})
+                     "median_regret": figures["median_regret"], "worst_regret": figures["worst_regret"]})
     scores = pd.DataFrame(rows)
     ranked = scores.assign(order=range(len(scores))).sort_values(["mean_regret", "hit_rate", "order"],
                                                                   ascending=[True, False, True], na_position="last")
@@ -336,9 +341,8 @@ def split_half_scores(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, 
                       splits: int = 20, seed: int = 0) -> pd.DataFrame:
     """The calibrated ``form`` and a fresh measurement, each held against half of a setting's seeds.
 
-    For each held-out setting with at least four seeds, ``splits`` random halves A and B: the truth is A's
-    plausible set and mean loss; the fresh measurement's K* is the argmin of B's mean (an independent
-    replicate with as many seeds as A). One row per setting: the mean hit and regret of both over the splits.
+    One row per held-out setting with at least four seeds: :func:`~.scoring.split_half` over ``splits`` random
+    halves.
     """
     rng = np.random.default_rng(seed)
     name = calibrated(form)
@@ -352,23 +356,10 @@ def split_half_scores(analyses: Sequence[DatasetAnalysis], frame: pd.DataFrame, 
                      & (f.sigma2 == s.sigma2)].k_pred.iloc[0]
             if half < 2 or pred is None or pred != pred or int(pred) not in table.columns:
                 continue
-            values, ks = table.to_numpy(), table.columns.to_numpy()
-            k_pred = int(pred)
-            hits: dict[str, list[bool]] = {"form": [], "replicate": []}
-            regrets: dict[str, list[float]] = {"form": [], "replicate": []}
-            for _ in range(splits):
-                order = rng.permutation(len(values))
-                A, B = values[order[:half]], values[order[half:2 * half]]
-                plausible, _ = plausible_of(A, ks, design.plausible_share, design.bootstrap_draws, rng)
-                mean_a = A.mean(axis=0)
-                k_rep = int(ks[np.argmin(B.mean(axis=0))])
-                for who, k in (("form", k_pred), ("replicate", k_rep)):
-                    hits[who].append(k in plausible)
-                    regrets[who].append(float(mean_a[list(ks).index(k)] / mean_a.min() - 1))
+            scores = split_half(table.to_numpy(), table.columns.to_numpy(), int(pred), splits, rng,
+                                design.plausible_share, design.bootstrap_draws)
             rows.append({"dataset": a.dataset, "role": s.role, "part": part_of(s.role), "t_sum": s.t_sum,
-                         "beta": s.beta, "M": s.M, "sigma2": s.sigma2, "seeds": len(values), "half": half,
-                         **{f"{who}_hit": float(np.mean(hits[who])) for who in hits},
-                         **{f"{who}_regret": float(np.mean(regrets[who])) for who in regrets}})
+                         "beta": s.beta, "M": s.M, "sigma2": s.sigma2, "seeds": len(table), "half": half, **scores})
     return pd.DataFrame(rows)
 
 
@@ -381,9 +372,7 @@ def split_half_summary(rows: pd.DataFrame) -> pd.DataFrame:
     for (dataset, part), g in groups:
         for who, label in (("form", "calibrated form"), ("replicate", "fresh measurement")):
             out.append({"dataset": dataset, "settings": part, "held-out": len(g), "who": label,
-                        "hit_rate": float(g[f"{who}_hit"].mean()),
-                        "median_regret": float(g[f"{who}_regret"].median()),
-                        "worst_regret": float(g[f"{who}_regret"].max())})
+                        **aggregate(g[f"{who}_hit"], g[f"{who}_regret"])})
     return pd.DataFrame(out)
 
 
@@ -394,96 +383,40 @@ def analyse_measured(store, design: Design = DESIGN, bootstrap: int = 100
     Held-out settings whose first runs are not all measured are left out; returns each setting's
     :func:`~.design.progress` beside the analyses and the runs, for the report to say so.
     """
-    from .design import measured_runs, progress
-
     frame = measured_runs(store, design)
     state = progress(design, frame)
     unready = [s for s in design.settings() if design.is_pilot(s) and state[s] == "unmeasured"]
     if unready:
-        from bladefl_platform.errors import InputError
-
         raise InputError(f"the pilot {unready[0].label} of the K* study is not measured yet: run kstar-report "
                          "without --measured-only to measure it")
     measured = {s for s, v in state.items() if v != "unmeasured"}
     return analyse(frame, design, bootstrap, held_out=measured), frame, state
 
 
-def run_study(store, design: Design = DESIGN, data_dir: str | None = None, execution=None,
-              bootstrap: int = 100) -> tuple[list[DatasetAnalysis], pd.DataFrame]:
-    """Measure the design to completion, add every K a predictor chose, and analyse: all through ``store``."""
-    from bladefl_platform.execution import Execution, run_tasks
-
-    from ...tasks import RUN
-    from .design import measure, measured_runs
-
-    execution = execution or Execution()
-    measure(store, design, data_dir, execution)
-    frame = measured_runs(store, design)
+def measure_study(run: Runner, design: Design = DESIGN) -> None:
+    """Measure the design to completion, then every K a predictor chose at a held-out setting: all through ``run``
+    (a study's runner: its store, execution and record of batches)."""
+    measure(run, design)
+    assert run.store is not None  # measure() refuses a runner without one
+    frame = measured_runs(run.store, design)
     missing = []
     for dataset in design.datasets:
         cals = calibrate_dataset(frame, design, dataset, bootstrap=0)
         predicted, _, _ = predict_all(frame, design, dataset, cals)
         missing += missing_runs(frame, design, predicted)
     if missing:
-        context = task_context(data_dir)
-        run_tasks(RUN, [c.as_dict() for c in missing], store, context, execution, desc="predicted K")
-        frame = measured_runs(store, design)
-    return analyse(frame, design, bootstrap), frame
+        run(Tasks(RUN, [c.as_dict() for c in missing], "predicted K"))
 
 
-def profile_document(cal: Calibration, name: str, dataset: str, base, seeds: dict[str, int], command: str,
-                     validation: dict | None = None, box: dict | None = None, cost: dict | None = None) -> dict:
-    """A profile JSON (what :func:`bladefl_theory.profiles.load_profile` reads) from a calibration, with its provenance.
+def analyse_store(store: ResultStore, design: Design = DESIGN, bootstrap: int = 100, measured_only: bool = False
+                  ) -> tuple[list[DatasetAnalysis], pd.DataFrame, dict[Setting, str] | None]:
+    """The analyses of what ``store`` holds of ``design``, its runs, and (``measured_only``: a campaign that may be
+    cut short, :func:`analyse_measured`) each setting's progress."""
+    if measured_only:
+        return analyse_measured(store, design, bootstrap)
+    frame = measured_runs(store, design)
+    return analyse(frame, design, bootstrap), frame, None
 
-    ``seeds`` maps each pilot's label to its number of seeds; ``box`` is the region of system parameters the
-    profile speaks for (default: the pilots' own range); ``validation`` how it did on held-out settings; ``cost``
-    what the calibration was estimated to cost and did cost (recorded when given).
-    """
-    from ...tasks import SIMULATION_VERSION
-
-    if box is None:
-        box = {n: [min(p[n] for p in cal.pilots), max(p[n] for p in cal.pilots)]
-               for n in ("t_sum", "beta", "M", "sigma2")}
-    residuals = [[*(float(r[n]) for n in ("t_sum", "beta", "M", "sigma2")), int(r["K"]), round(float(r["loss"]), 6),
-                  round(float(r["predicted"]), 6)] for _, r in cal.residuals.iterrows()]
-    return {
-        "name": name,
-        "description": (f"The {cal.form} form calibrated on {len(cal.pilots)} pilot sweeps of {dataset} "
-                        f"({base.model} {base.hidden}, N={base.N}, |D_i|={base.samples_per_client})"
-                        + (f", validated on {validation['held_out']} held-out settings ({validation['report']})"
-                           if validation else ", not validated on held-out settings") + "."),
-        "form": cal.form,
-        "constants": {k: float(f"{v:.6g}") for k, v in cal.all_constants().items()},
-        "calibration": {
-            "rms_log_error": round(cal.rms_log_error, 6),
-            "tolerance": round(cal.tolerance, 6),
-            "fitted": sorted(cal.constants),
-            "spread_log": {k: (None if math.isnan(v) else round(v, 4)) for k, v in cal.spread.items()},
-            "bootstrap": cal.bootstrap,
-            "pilots": cal.pilots,
-            "seeds": seeds,
-            "residuals_columns": ["t_sum", "beta", "M", "sigma2", "K", "measured_mean_loss", "predicted"],
-            "residuals": residuals,
-            **({"cost": cost} if cost is not None else {}),
-        },
-        "domain": {**_fixed(base, dataset), "box": box},
-        "validation": validation,
-        "provenance": {"method": "calibrated on measured sweeps (bladefl_theory.calibration)", "command": command,
-                       "simulation_version": SIMULATION_VERSION},
-    }
-
-
-def _fixed(base, dataset: str) -> dict[str, Any]:
-    """What a calibration held fixed: the learning settings of its runs, the partition's parameter, and any other
-    setting off its default (a registered data set's or module's fingerprint too); not the box's, K or the seed."""
-    fixed = {"dataset": dataset, "model": base.model, "hidden": base.hidden, "N": base.N,
-             "samples_per_client": base.samples_per_client, "alpha": base.alpha, "eta": base.eta,
-             "batch_size": base.batch_size, "partition": base.partition}
-    fixed.update({"classes_per_client": base.classes_per_client} if base.partition == "classes" else
-                 {"dirichlet_alpha": base.dirichlet_alpha} if base.partition == "dirichlet" else {})
-    skip = {*fixed, "t_sum", "beta", "M", "sigma2", "K", "seed", "classes_per_client", "dirichlet_alpha"}
-    defaults = type(base)().as_dict()
-    return {**fixed, **{k: v for k, v in base.as_dict().items() if k not in skip and defaults.get(k, k) != v}}
 
 
 def parse_pilot(text: str, centre: dict) -> dict[str, float]:
@@ -541,44 +474,57 @@ def fit_pilots(configs, results, form: str = "drift", fixed: dict | None = None,
 
 
 @dataclass
-class KStarReport:
-    """The analyses of every data set, the measured runs, and what the report chose (once written)."""
+class KStarResult:
+    """A K* study's result: the analyses of the design it tests on and their runs, the form chosen (on the settings
+    it chooses on), and the chosen form's split halves on the settings it tests on."""
 
-    analyses: list
+    analyses: list[DatasetAnalysis]
     frame: pd.DataFrame
     progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
-    choice: Any = None  # the form chosen on the arms (FormChoice), set by the report
+    choice: FormChoice
+    split_half: pd.DataFrame  # split_half_scores of the chosen form
 
     @property
     def campaign(self) -> dict[str, Any]:
+        """The runs, CPU hours and progress of the design tested on."""
         return {"runs": len(self.frame), "cpu_hours": float(self.frame.cpu_seconds.sum()) / 3600,
                 "progress": self.progress}
 
-    def scores(self) -> list[dict[str, Any]]:
-        return [{**row, "part": part or "all"} for part in (None, "off-grid") for a in self.analyses
-                for row in a.scores(part).to_dict(orient="records")]
-
-
-@dataclass
-class Confirmation:
-    """The choice made on the first study's held-out settings, and every predictor's scores on the fresh points."""
-
-    choice: FormChoice
-    analyses: list[DatasetAnalysis]  # of the confirmation's design: its off-grid points are the fresh ones
-    frame: pd.DataFrame  # the confirmation design's runs
-    split_half: pd.DataFrame
-    progress: dict[Setting, str] | None  # each setting's state, when the report covers a campaign cut short
-
     @property
-    def fresh(self) -> dict[str, list[Setting]]:
-        """Per data set, the fresh points scored (all of them, unless the campaign was cut short)."""
+    def test_settings(self) -> dict[str, list[Setting]]:
+        """Per data set, the test settings scored (all of them, unless the campaign was cut short)."""
         return {a.dataset: [s for s in a.held_out if part_of(s.role) == TEST] for a in self.analyses}
 
-    def held_out(self) -> pd.DataFrame:
-        """One row per fresh point and predictor."""
+    def test_rows(self) -> pd.DataFrame:
+        """One row per test setting and predictor."""
         f = pd.concat([a.frame() for a in self.analyses], ignore_index=True)
         return f[f.role.map(part_of) == TEST].reset_index(drop=True)
 
-    def scores(self) -> pd.DataFrame:
-        """Per data set and predictor: hit rate, median and worst regret on the fresh points."""
+    def test_scores(self) -> pd.DataFrame:
+        """Per data set and predictor: hit rate, median and worst regret on the test settings."""
         return pd.concat([a.scores(TEST) for a in self.analyses], ignore_index=True)
+
+    def part_scores(self) -> list[dict[str, Any]]:
+        """Every predictor's scores on all held-out settings and on the test, one record per data set and part."""
+        return [{**row, "part": part or "all"} for part in (None, TEST) for a in self.analyses
+                for row in a.scores(part).to_dict(orient="records")]
+
+
+def study_result(store: ResultStore, chosen_on: Design, tested_on: Design, parts: Collection[str] = (VALIDATION,),
+                 on: str = FormChoice.on, bootstrap: int = 100, measured_only: bool = False) -> KStarResult:
+    """A K* study's result from what ``store`` holds: the form chosen on the held-out settings of ``parts`` of
+    ``chosen_on`` (``on`` says which, in words), every predictor scored on ``tested_on``, and the chosen form's split
+    halves there (on its test alone when it is another design than the one chosen on)."""
+    apart = chosen_on != tested_on
+    # The choice depends on the predictions alone, not on the constants' bootstrap spread: no bootstrap for them.
+    chooser = analyse_store(store, chosen_on, 0, measured_only)[0] if apart else None
+    analyses, frame, state = analyse_store(store, tested_on, bootstrap, measured_only)
+    choice = select_form(chooser if chooser is not None else analyses, parts, on)
+    halves = split_half_scores(analyses, frame, tested_on, choice.form)
+    if apart and len(halves):
+        halves = halves[halves.part == TEST].reset_index(drop=True)
+    return KStarResult(analyses, frame, state, choice, halves)
+
+
+#: The settings the confirmation chooses the form on, in words.
+CHOSEN_ON = "every held-out setting of the K* study"

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from bladefl_platform.execution import Execution, run_tasks
 from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Runner, Tasks
 
 from ...config import DATASETS, RunConfig
-from ...tasks import RUN, task_context
+from ...tasks import RUN
 from ..reproduce import FIG3, FIG4
-from .scoring import plausible_set
+from .scoring import BOOTSTRAP_DRAWS, PLAUSIBLE_SHARE, plausible_set
 
 __all__ = [
     "Setting",
@@ -108,8 +108,8 @@ class Design:
     full_k_up_to: int = 20
     coarse_points: int = 12
     #: A K is plausible when it is the argmin in at least this share of the bootstrap resamples of the seeds.
-    plausible_share: float = 0.1
-    bootstrap_draws: int = 1000
+    plausible_share: float = PLAUSIBLE_SHARE
+    bootstrap_draws: int = BOOTSTRAP_DRAWS
 
     def settings(self) -> list[Setting]:
         """Every setting: for each data set the centre, the arms, then the off-grid points."""
@@ -279,22 +279,19 @@ def progress(design: Design, frame: pd.DataFrame) -> dict[Setting, str]:
     return out
 
 
-def measure(
-    store: ResultStore,
-    design: Design | None = None,
-    data_dir: str | None = None,
-    execution: Execution = Execution(),
-    on_step: Callable[[int, int], None] | None = None,
-) -> dict[Setting, _State]:
-    """Run the design to completion through ``store``: step after step until nothing is missing.
+def measure(run: Runner, design: Design | None = None,
+            on_step: Callable[[int, int], None] | None = None) -> dict[Setting, _State]:
+    """Run the design to completion through ``run`` (a study's runner, which records every batch and holds the
+    store): step after step until nothing is missing.
 
     ``on_step(step, runs)`` is told how many runs each step starts. Returns each setting's final state.
     """
     design = design or DESIGN
-    context = task_context(data_dir)
+    if run.store is None:
+        raise ValueError("the K* design is measured through a result store: what runs next depends on what it holds")
     step = 0
     while True:
-        states, missing = plan(design, measured_runs(store, design))
+        states, missing = plan(design, measured_runs(run.store, design))
         if not missing:
             return states
         step += 1
@@ -303,7 +300,7 @@ def measure(
         # Lower seeds first, so that a campaign cut short leaves every setting measured on as many whole seeds as
         # it can; among equal seeds the longest runs first, so that the workers finish together.
         missing.sort(key=lambda c: (c.seed, -_cost(c)))
-        run_tasks(RUN, [c.as_dict() for c in missing], store, context, execution, desc=f"kstar step {step}")
+        run(Tasks(RUN, [c.as_dict() for c in missing], f"kstar step {step}"))
 
 
 DESIGN = Design()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,95 +18,117 @@ from typing import Any
 from bladefl_platform.atomic import atomic_write_text
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskOutcome
-from bladefl_platform.store import ResultStore
 from bladefl_platform.report import fmt
+from bladefl_platform.store import ResultStore
 from bladefl_platform.study import Layout, Runner, StudyRun, Tasks
+from bladefl_theory.calibration import Calibration
 from bladefl_theory.profiles import load_profile
 
 from ...config import RunConfig
 from ...tasks import RUN, task_context
 from ..base import RunStudy, check_runs
 from . import analysis, budget
-from .analysis import Confirmation, KStarReport
+from .analysis import CHOSEN_ON, FormChoice, KStarResult
 from .design import CONFIRMATION, DESIGN, Design, Setting
 from .report import (
-    CHOSEN_ON,
-    FRESH,
     REPORT,
-    calibrated_profile,
     confirm_files,
-    confirm_readme,
+    profile_document,
     profile_name,
     report_files,
     score_line,
-    summary_text,
+    write_confirmation,
     write_report,
 )
 from .scoring import TEST, VALIDATION
 
-__all__ = ["KStarReportStudy", "Calibration", "CalibrateStudy", "ConfirmStudy", "calibrate", "save_profile"]
+__all__ = ["KStarStudy", "KStarReportStudy", "PilotCalibration", "CalibrateStudy", "ConfirmStudy", "calibrate",
+           "save_profile"]
 
 log = logging.getLogger("bladefl_validate")
 
 
-class KStarReportStudy(RunStudy[KStarReport]):
-    """Measure the design to completion (or, ``measured_only``, report on what the store holds), calibrate on its
-    pilots and score every predictor at every held-out setting."""
+def _store(run: Runner) -> ResultStore:
+    """The runner's result store, which the K* studies read their runs from."""
+    if run.store is None:
+        raise InputError("the K* studies read their runs from a result store: give one")
+    return run.store
 
-    command = "kstar-report"
 
-    def __init__(self, design: Design = DESIGN, measured_only: bool = False):
-        self.design, self.measured_only = design, measured_only
+class KStarStudy(RunStudy[KStarResult]):
+    """A K* study: measure ``chosen_on`` and ``tested_on`` to completion through one store (or, ``measured_only``,
+    read what it holds), choose the form on the held-out settings of ``parts`` of ``chosen_on``, and score every
+    predictor on ``tested_on``. A subclass names its command and writes its report."""
 
-    def outputs(self, out: Path) -> Sequence[str]:
-        return report_files(self.design)
+    def __init__(self, chosen_on: Design, tested_on: Design, parts: Collection[str], on: str,
+                 measured_only: bool = False, bootstrap: int = 100):
+        self.chosen_on, self.tested_on, self.parts, self.on = chosen_on, tested_on, tuple(parts), on
+        self.measured_only = measured_only
+        self.bootstrap = bootstrap  # resamples of each calibration's spread
 
     def check(self, out: Path, store: Path | None) -> None:
         if self.measured_only and (store is None or not store.is_file()):
             raise InputError(f"--measured-only reports on a store, and {store} does not exist")
 
     def run_configs(self) -> list[RunConfig]:
-        return [] if self.measured_only else [self.design.base.replace(dataset=d) for d in self.design.datasets]
+        d = self.chosen_on
+        return [] if self.measured_only else [d.base.replace(dataset=x) for x in d.datasets]
 
-    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> KStarReport:
-        # The design is adaptive (what runs next depends on what is measured), so measuring and analysing are
-        # one step of the analysis's, through the same store and execution.
-        if self.measured_only:
-            analyses, frame, progress = analysis.analyse_measured(run.store, self.design)
-            return KStarReport(analyses, frame, progress)
-        analyses, frame = analysis.run_study(run.store, self.design, run.context.get("data_dir"),
-                                                     run.execution)
-        return KStarReport(analyses, frame, None)
+    def measure(self, run: Runner) -> list[TaskOutcome]:
+        # The designs are adaptive (what runs next depends on what is measured): their batches follow one another
+        # through the runner, which records each; the result is read from the store.
+        if not self.measured_only:
+            analysis.measure_study(run, self.chosen_on)
+            if self.tested_on != self.chosen_on:
+                analysis.measure_study(run, self.tested_on)
+        return []
 
-    def report(self, result: KStarReport, target: Path, command: str) -> None:
-        result.choice = write_report(result.analyses, result.frame, self.design, target, command,
-                                                  result.campaign)
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> KStarResult:
+        return analysis.study_result(_store(run), self.chosen_on, self.tested_on, self.parts, self.on,
+                                     self.bootstrap, self.measured_only)
 
-    def summary(self, run: StudyRun[KStarReport]) -> dict[str, Any]:
+
+class KStarReportStudy(KStarStudy):
+    """``kstar-report``: measure the design to completion (or, ``measured_only``, report on what the store holds),
+    calibrate on its pilots, choose the form on the arms and score every predictor at every held-out setting."""
+
+    command = "kstar-report"
+
+    def __init__(self, design: Design = DESIGN, measured_only: bool = False):
+        super().__init__(design, design, (VALIDATION,), FormChoice.on, measured_only)
+        self.design = design
+
+    def outputs(self, out: Path) -> Sequence[str]:
+        return report_files(self.design)
+
+    def report(self, result: KStarResult, target: Path, command: str) -> None:
+        write_report(result, self.design, target, command)
+
+    def summary(self, run: StudyRun[KStarResult]) -> dict[str, Any]:
         r = run.result
         states = list(r.progress.values()) if r.progress else []
         campaign = {**r.campaign, "progress": {s: states.count(s) for s in dict.fromkeys(states)} if states else None}
         return {"out": run.out, "measured_only": self.measured_only, "campaign": campaign, "form": r.choice.form,
-                "scores": r.scores()}
+                "scores": r.part_scores()}
 
-    def text(self, run: StudyRun[KStarReport]) -> str:
+    def text(self, run: StudyRun[KStarResult]) -> str:
         lines = [f"chosen form: {run.result.choice.form} (on the arms; the off-grid points are the test)"]
-        lines += [score_line(row) for row in run.result.scores()]
+        lines += [score_line(row) for row in run.result.part_scores()]
         return "\n".join(lines)
 
 
 @dataclass
-class Calibration:
+class PilotCalibration:
     """A calibration of a form on pilot sweeps, what it cost, and the profile written from it."""
 
-    calibration: Any  # bladefl_theory.calibration.Calibration
+    calibration: Calibration
     settings: list[Setting]
     profile: dict[str, Any] | None = None
     estimate: budget.Cost | None = None  # stated before the runs
     cost: budget.Cost | None = None  # what the runs did cost
 
 
-class CalibrateStudy(RunStudy[Calibration]):
+class CalibrateStudy(RunStudy[PilotCalibration]):
     """Sweep every K at 1 to 4 pilot settings of the system ``base`` describes (the pilots named, else four spanning
     ``box``, else the K* study's four pilots), fit ``form`` to them, and write the calibrated profile ``out`` (named
     ``name``, by default the file's). Before any run it checks the pilots, states the cost and keeps it within
@@ -172,22 +194,22 @@ class CalibrateStudy(RunStudy[Calibration]):
     def tasks(self) -> list[Tasks]:
         return [Tasks(RUN, [c.as_dict() for c in self.configs], "pilots")]
 
-    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> Calibration:
+    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> PilotCalibration:
         cal = analysis.fit_pilots(self.configs, outcomes[0].results, self.form, self.fixed)
         if not cal.success:
             raise InputError(f"calibration failed: {cal.message}")
-        return Calibration(cal, self.settings, estimate=self.estimate,
-                           cost=budget.spent(self.configs, outcomes[0].results))
+        return PilotCalibration(cal, self.settings, estimate=self.estimate,
+                                cost=budget.spent(self.configs, outcomes[0].results))
 
-    def profile(self, result: Calibration, name: str, command: str) -> dict[str, Any]:
+    def profile(self, result: PilotCalibration, name: str, command: str) -> dict[str, Any]:
         """The profile document of ``result``: the constants, the domain (what was fixed, the box the pilots span)
         and what the calibration cost."""
         cost = {"estimated": result.estimate.as_dict() if result.estimate else None,
                 "spent": result.cost.as_dict() if result.cost else None, "box_asked": self.box}
-        return analysis.profile_document(result.calibration, name, self.dataset, self.base,
+        return profile_document(result.calibration, name, self.dataset, self.base,
                                          {s.label: len(self.seeds) for s in result.settings}, command, cost=cost)
 
-    def report(self, result: Calibration, target: Path, command: str) -> None:
+    def report(self, result: PilotCalibration, target: Path, command: str) -> None:
         result.profile = self.profile(result, self.name or target.stem, command)
         save_profile(result.profile, target)
         log.info("wrote %s", target)
@@ -196,7 +218,7 @@ class CalibrateStudy(RunStudy[Calibration]):
         """Each constant's bootstrap spread as a relative error, exp(std of its log) - 1 (None where there is none)."""
         return {k: math.expm1(s) if math.isfinite(s) else None for k, s in cal.spread.items()}
 
-    def summary(self, run: StudyRun[Calibration]) -> dict[str, Any]:
+    def summary(self, run: StudyRun[PilotCalibration]) -> dict[str, Any]:
         r, cal = run.result, run.result.calibration
         return {"profile": run.out, "name": (r.profile or {}).get("name", self.name or run.out.stem),
                 "form": self.form, "dataset": self.dataset, "pilots": self.points, "seeds": self.seeds,
@@ -204,7 +226,7 @@ class CalibrateStudy(RunStudy[Calibration]):
                 "tolerance": cal.tolerance, "estimated_cost": r.estimate.as_dict() if r.estimate else None,
                 "cost": r.cost.as_dict() if r.cost else None}
 
-    def text(self, run: StudyRun[Calibration]) -> str:
+    def text(self, run: StudyRun[PilotCalibration]) -> str:
         cal = run.result.calibration
         spread = self.spread(cal)
         lines = [f"{'constant':>8} {'value':>11} {'spread':>8}"]
@@ -220,7 +242,7 @@ class CalibrateStudy(RunStudy[Calibration]):
 def calibrate(base: RunConfig, *, box: str | None = None, pilots: Sequence[str] = (), form: str | None = None,
               seeds: Sequence[int] = range(8), name: str = "calibrated", store: ResultStore | None = None,
               execution: Execution = Execution(), data_dir: str | Path | None = None,
-              max_cpu_hours: float | None = None) -> Calibration:
+              max_cpu_hours: float | None = None) -> PilotCalibration:
     """Calibrate ``form`` on pilot sweeps of the system ``base`` describes, as ``bladefl-validate calibrate`` does
     (the same checks and cost statement first); ``result.profile`` is the profile, which :func:`save_profile` writes
     and :func:`bladefl_theory.profiles.load_profile` reads."""
@@ -261,9 +283,9 @@ def save_profile(profile: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-class ConfirmStudy(RunStudy[Confirmation]):
-    """Measure :data:`CONFIRMATION`'s fresh points (reusing the K* study's runs in the same store), choose the form on
-    the first study's held-out settings, and score every predictor on the fresh points."""
+class ConfirmStudy(KStarStudy):
+    """``kstar-confirm``: measure :data:`CONFIRMATION`'s fresh points (reusing the K* study's runs in the same store),
+    choose the form on every held-out setting of the first study, and score every predictor on the fresh points."""
 
     command = "kstar-confirm"
 
@@ -271,8 +293,9 @@ class ConfirmStudy(RunStudy[Confirmation]):
                  bootstrap: int = 100, report: str = REPORT):
         if first.off_grid_points() == confirmation.off_grid_points() or first.pilots != confirmation.pilots:
             raise InputError("a confirmation needs the first study's pilots and off-grid points of its own")
-        self.first, self.confirmation, self.measured_only = first, confirmation, measured_only
-        self.bootstrap = bootstrap  # resamples of each calibration's spread
+        super().__init__(first, confirmation, (VALIDATION, TEST), f"{CHOSEN_ON} (its arms and off-grid points)",
+                         measured_only, bootstrap)
+        self.first, self.confirmation = first, confirmation
         self.report_path = report  # where the profiles say their validation record is
 
     def outputs(self, out: Path) -> Sequence[str]:
@@ -284,52 +307,18 @@ class ConfirmStudy(RunStudy[Confirmation]):
     def check(self, out: Path, store: Path | None) -> None:
         if store is None:
             raise InputError("--store: the K* study's store is required (its runs choose the form)")
-        if self.measured_only and not store.is_file():
-            raise InputError(f"--measured-only reports on a store, and {store} does not exist")
+        super().check(out, store)
 
-    def run_configs(self) -> list[RunConfig]:
-        return [] if self.measured_only else [self.first.base.replace(dataset=d) for d in self.first.datasets]
+    def report(self, result: KStarResult, target: Path, command: str) -> None:
+        write_confirmation(result, self.confirmation, target, command, self.report_path)
 
-    def analyse(self, outcomes: list[TaskOutcome], run: Runner) -> Confirmation:
-        # The first study is analysed as it stands (measured to completion unless measured_only); the choice
-        # pools its arms and off-grid points, which is all the confirmation's rule may see. It depends on the
-        # predictions alone, not on the constants' bootstrap spread, so the first study's fits skip the bootstrap.
-        if self.measured_only:
-            first, _, _ = analysis.analyse_measured(run.store, self.first, bootstrap=0)
-            analyses, frame, progress = analysis.analyse_measured(run.store, self.confirmation, self.bootstrap)
-        else:
-            data_dir = run.context.get("data_dir")
-            first, _ = analysis.run_study(run.store, self.first, data_dir, run.execution, bootstrap=0)
-            analyses, frame = analysis.run_study(run.store, self.confirmation, data_dir, run.execution, self.bootstrap)
-            progress = None
-        choice = analysis.select_form(first, parts=(VALIDATION, TEST),
-                                on=f"{CHOSEN_ON} (its arms and off-grid points)")
-        halves = analysis.split_half_scores(analyses, frame, self.confirmation, choice.form)
-        halves = halves[halves.part == TEST].reset_index(drop=True) if len(halves) else halves
-        return Confirmation(choice, analyses, frame, halves, progress)
-
-    def report(self, result: Confirmation, target: Path, command: str) -> None:
-        result.held_out().to_csv(target / "held_out.csv", index=False)
-        result.scores().to_csv(target / "scores.csv", index=False)
-        result.choice.scores.to_csv(target / "choice.csv", index=False)
-        result.split_half.to_csv(target / "split_half.csv", index=False)
-        summary = analysis.split_half_summary(result.split_half)
-        for a in result.analyses:
-            profile = calibrated_profile(a, result, self.confirmation, command, self.report_path)
-            name = profile_name(a.dataset, self.confirmation.base.model)
-            (target / f"{name}.json").write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
-        (target / "summary.md").write_text(
-            summary_text(result.analyses, result.choice, summary, parts=((TEST, FRESH),),
-                         chosen_on=CHOSEN_ON), encoding="utf-8")
-        (target / "README.md").write_text(confirm_readme(result, self.confirmation, command, summary), encoding="utf-8")
-
-    def summary(self, run: StudyRun[Confirmation]) -> dict[str, Any]:
+    def summary(self, run: StudyRun[KStarResult]) -> dict[str, Any]:
         r = run.result
         return {"out": run.out, "measured_only": self.measured_only, "form": r.choice.form,
-                "fresh": {d: len(s) for d, s in r.fresh.items()}, "scores": r.scores()}
+                "fresh": {d: len(s) for d, s in r.test_settings.items()}, "scores": r.test_scores()}
 
-    def text(self, run: StudyRun[Confirmation]) -> str:
+    def text(self, run: StudyRun[KStarResult]) -> str:
         r = run.result
         lines = [f"chosen form: {r.choice.form} (on {CHOSEN_ON}); on the fresh points:"]
-        lines += [score_line(row) for row in r.scores().to_dict(orient="records")]
+        lines += [score_line(row) for row in r.test_scores().to_dict(orient="records")]
         return "\n".join(lines)

@@ -17,7 +17,9 @@ from bladefl_theory.profiles import load_profile
 from bladefl_validate.studies.kstar.report import confirm_files
 from bladefl_validate.studies.kstar.study import ConfirmStudy
 from bladefl_validate.studies.kstar.design import CONFIRMATION, DESIGN
-from bladefl_validate.studies.kstar.analysis import PREDICTORS, analyse_measured, run_study, select_form
+from bladefl_validate.studies.kstar.analysis import PREDICTORS, analyse_measured, select_form
+from bladefl_validate.studies.kstar.study import KStarReportStudy
+from bladefl_validate.tasks import task_context
 from bladefl_validate.studies.kstar.scoring import TEST, VALIDATION
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -42,13 +44,16 @@ def test_the_confirmation_chooses_on_the_first_study_and_scores_only_the_fresh_p
     r = done.result
     assert {p.name for p in out.iterdir()} >= set(confirm_files(confirmation))
     key = lambda s: (s.t_sum, s.beta, s.M, s.sigma2)  # noqa: E731
-    fresh = {key(s) for s in r.fresh["mnist"]}
+    fresh = {key(s) for s in r.test_settings["mnist"]}
     assert fresh == {(p["t_sum"], p["beta"], p["M"], p["sigma2"]) for p in confirmation.off_grid_points()}
     assert not fresh & {key(s) for s in first.settings()}
     # The choice is the first study's, on its arms and off-grid points pooled (the store holds it: nothing runs).
     with ResultStore(store) as s:
         runs = s.count()
-        first_analyses, _ = run_study(s, first, str(data_root), execution, bootstrap=5)
+        # Every run went through the study's runner, batch by batch (StudyRun.batches): the first study's steps,
+        # then the fresh points'.
+        assert sum(b.ran for b in done.batches) == runs and {b.desc for b in done.batches} >= {"kstar step 1"}
+        first_analyses = KStarReportStudy(first).compute(s, execution, task_context(str(data_root))).analyses
         assert s.count() == runs
     pooled = select_form(first_analyses, parts=(VALIDATION, TEST))
     assert r.choice.form == pooled.form

@@ -1,27 +1,27 @@
-"""The K* prediction study end to end on a tiny design: calibrate on pilots, score held-out settings, report."""
+"""The K* study's analysis end to end on a tiny design: calibrate on pilots, score held-out settings, choose, report."""
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
-from helpers import REPO, tiny_kstar_design as tiny_design
+from helpers import tiny_kstar_design as tiny_design
 
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
-from bladefl_validate.studies.kstar.design import DESIGN, measured_runs, progress
+from bladefl_validate.studies.kstar.design import measured_runs, progress
 from bladefl_validate.studies.kstar.analysis import (
     CANDIDATES,
     PREDICTORS,
+    KStarResult,
     analyse,
-    analyse_measured,
     held_out_settings,
     pilot_settings,
-    run_study,
     select_form,
     split_half_scores,
 )
 from bladefl_validate.studies.kstar.report import report_files, write_report
+from bladefl_validate.studies.kstar.study import KStarReportStudy
+from bladefl_validate.tasks import task_context
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -37,8 +37,10 @@ def test_pilots_and_held_out_settings_are_disjoint_and_cover_the_design():
 def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(tmp_path, data_root):
     design = tiny_design()
     with ResultStore(tmp_path / "s.sqlite") as store:
-        analyses, frame = run_study(store, design, str(data_root), Execution(workers=1, progress=False), bootstrap=5)
+        result = KStarReportStudy(design).compute(store, Execution(workers=1, progress=False),
+                                                  task_context(str(data_root)))
         stored = len(measured_runs(store, design))
+    analyses, frame = result.analyses, result.frame
     [a] = analyses
     # The calibration saw exactly the pilots' settings.
     for cal in a.calibrations.values():
@@ -60,10 +62,12 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
 
     out = tmp_path / "report"
     out.mkdir()
-    choice = write_report(analyses, frame, design, out, "bladefl-validate kstar-report --out X",
-                          {"runs": stored, "cpu_hours": 0.01})
+    write_report(result, design, out, "bladefl-validate kstar-report --out X")
     assert set(report_files(design)) == {p.name for p in out.iterdir()}
+    # The result holds its choice, made on the analyses (not by the report).
+    choice = result.choice
     assert choice.form == select_form(analyses).form and choice.form in CANDIDATES
+    pd.testing.assert_frame_equal(result.split_half, split_half_scores(analyses, frame, design, choice.form))
     assert f"Chosen form: **{choice.form}** (on the arms)" in (out / "summary.md").read_text()
     # The choice is made on the arms alone: whatever the off-grid points measured, the same form is chosen.
     test_rows = f.role == "off-grid"
@@ -79,9 +83,10 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
 
     # Everything is in the store: the study again runs nothing and gives the same numbers.
     with ResultStore(tmp_path / "s.sqlite") as store:
-        again, _ = run_study(store, design, str(data_root), Execution(workers=1, progress=False), bootstrap=5)
+        again = KStarReportStudy(design).compute(store, Execution(workers=1, progress=False),
+                                                 task_context(str(data_root)))
         assert len(measured_runs(store, design)) == stored
-    pd.testing.assert_frame_equal(again[0].frame(), f)
+    pd.testing.assert_frame_equal(again.analyses[0].frame(), f)
 
     # A campaign cut short: one held-out setting without runs is left out of the scores, and the report says so.
     gone = a.held_out[-1]
@@ -97,40 +102,9 @@ def test_the_study_calibrates_on_pilots_alone_and_scores_every_held_out_setting(
                                     | f.sigma2.ne(gone.sigma2)].reset_index(drop=True))
     short = tmp_path / "short"
     short.mkdir()
-    write_report([cut], frame[~mask], design, short, "X", {"runs": stored, "cpu_hours": 0.01, "progress": state})
+    cut_choice = select_form([cut])
+    write_report(KStarResult([cut], frame[~mask], state, cut_choice,
+                             split_half_scores([cut], frame[~mask], design, cut_choice.form)), design, short, "X")
     text = (short / "README.md").read_text()
     assert "**The campaign was cut short**" in text
     assert f"1 not measured yet, left out of every score: {gone.label}" in text
-
-
-REPORT = REPO / "reports" / "kstar-prediction"
-
-
-def test_the_reports_numbers_come_from_its_store():
-    """What reports/kstar-prediction says of every held-out setting is what its store gives, recomputed here
-    (without the bootstrap spread of the constants, which no score depends on); the pilots are never scored."""
-    with ResultStore(REPORT / "results.sqlite") as store:
-        analyses, frame, _ = analyse_measured(store, bootstrap=0)
-    held = pd.concat([a.frame() for a in analyses], ignore_index=True)
-    stored = pd.read_csv(REPORT / "held_out.csv")
-    assert len(held) == len(stored)
-    for col in ("k_pred", "k_measured", "regret"):
-        np.testing.assert_allclose(held[col].astype(float), stored[col].astype(float), rtol=1e-9, equal_nan=True)
-    assert (held.plausible.astype(str) == stored.plausible.astype(str)).all()
-    choice = select_form(analyses)
-    forms = pd.read_csv(REPORT / "forms.csv")
-    assert f"Chosen form: **{choice.form}**" in (REPORT / "README.md").read_text()
-    np.testing.assert_allclose(choice.scores.mean_regret, forms.mean_regret, rtol=1e-9)
-    split = split_half_scores(analyses, frame, DESIGN, choice.form)
-    np.testing.assert_allclose(split.form_regret, pd.read_csv(REPORT / "split_half.csv").form_regret, rtol=1e-9)
-    for a in analyses:
-        pilots = {(s.t_sum, s.beta, s.M, s.sigma2) for s in pilot_settings(DESIGN, a.dataset)}
-        assert not pilots & {(s.t_sum, s.beta, s.M, s.sigma2) for s in a.held_out}
-
-
-def test_the_docs_quote_the_reports_summary():
-    """The K* study's results in the docs (docs/kstar-study.md) are the report's summary.md itself, included as
-    generated rather than copied (the docs build renders it)."""
-    page = (REPO / "docs" / "kstar-study.md").read_text()
-    assert "```{include} ../reports/kstar-prediction/summary.md\n```" in page
-    assert "| data set | settings |" not in page  # no copy of the table to go stale

@@ -1,11 +1,12 @@
 """The K* study's measured design: settings, coarse-to-fine K, adaptive seeds, resumable measurement."""
 
-import pandas as pd
 import pytest
 
 from bladefl_platform.execution import Execution
 from bladefl_platform.store import ResultStore
+from bladefl_platform.study import Runner
 from bladefl_validate.config import RunConfig
+from bladefl_validate.tasks import task_context
 from bladefl_validate.studies.kstar.design import (
     DESIGN,
     Design,
@@ -15,7 +16,6 @@ from bladefl_validate.studies.kstar.design import (
     plan,
     refine_ks,
 )
-from bladefl_validate.studies.kstar.scoring import plausible_set
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -56,25 +56,16 @@ def test_coarse_grid_and_refinement():
     assert refine_ks([1, 2, 4, 8, 16], [1, 16]) == [1, 2, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
 
-def test_plausible_set_is_paired_over_seeds():
-    # Seed effects dwarf the K effect, but K = 2 is better than K = 1 and 3 for every seed: paired, it is certain.
-    rows = [{"seed": s, "K": k, "final_global_train_loss": 10 * s + {1: 1.0, 2: 0.9, 3: 1.05}[k]}
-            for s in range(5) for k in (1, 2, 3)]
-    ks, shares = plausible_set(pd.DataFrame(rows), 0.1, 200)
-    assert ks == [2] and shares == {2: 1.0}
-    # Two K tied on average with opposite signs per seed: both plausible.
-    rows = [{"seed": s, "K": k, "final_global_train_loss": (1.0 if (s + k) % 2 else 0.5)} for s in range(6)
-            for k in (1, 2)]
-    assert plausible_set(pd.DataFrame(rows), 0.1, 500)[0] == [1, 2]
-
-
 def test_measure_runs_the_design_through_the_store_and_resumes(tmp_path, data_root):
     design = tiny_design()
     with ResultStore(tmp_path / "s.sqlite") as store:
         steps = []
-        states = measure(store, design, str(data_root), Execution(workers=1, progress=False),
-                         on_step=lambda step, n: steps.append(n))
+        runner = Runner(store, Execution(workers=1, progress=False), task_context(str(data_root)))
+        states = measure(runner, design, on_step=lambda step, n: steps.append(n))
         assert steps and steps[0] > 0
+        # Every step is one batch of the runner's, which a study's record (StudyRun.batches) keeps.
+        assert [b.ran for b in runner.history] == steps and [b.desc for b in runner.history] == [
+            f"kstar step {i}" for i in range(1, len(steps) + 1)]
         runs = measured_runs(store, design)
         for s, state in states.items():
             mine = runs[(runs.t_sum == s.t_sum) & (runs.beta == s.beta) & (runs.M == s.M) & (runs.sigma2 == s.sigma2)]
@@ -85,6 +76,6 @@ def test_measure_runs_the_design_through_the_store_and_resumes(tmp_path, data_ro
         # Everything is stored: running again plans nothing and runs nothing.
         assert plan(design, runs)[1] == []
         again = []
-        measure(store, design, str(data_root), Execution(workers=1, progress=False),
+        measure(Runner(store, Execution(workers=1, progress=False), task_context(str(data_root))), design,
                 on_step=lambda s, n: again.append(n))
         assert again == []
