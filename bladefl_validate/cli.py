@@ -31,6 +31,7 @@ from bladefl_platform.cli import (
     quiet_option,
     seeds_option,
     store_option,
+    strict_store,
 )
 from bladefl_platform.errors import InputError
 from bladefl_platform.study import STORE_NAME, StudyRun
@@ -155,7 +156,7 @@ def _run(study: RunStudy, out: Path, store_path: Path | None, scheduler: str | N
     from .studies.base import run
 
     done: StudyRun = run(study, out, store=store_path, execution=execution_of(scheduler, workers, quiet),
-                         data_dir=data_dir, command=command or _command(study.command))
+                         data_dir=data_dir, command=command or _command(study.command), strict=strict_store())
     if as_json:
         return emit_json(study.summary(done))
     click.echo(study.text(done))
@@ -240,8 +241,9 @@ def _resumable(store_help: str):
 
 def _report_folder(help: str = "Report folder; running again with the same folder resumes.", default=None):
     """``--out`` of a study that writes a report folder."""
-    return click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=default is None,
-                        default=default, show_default=default is not None, help=help)
+    # click >= 8.3 counts an explicit default of None as a value given: a required option gets none.
+    given = {"required": True} if default is None else {"default": default, "show_default": True}
+    return click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=help, **given)
 
 
 @click.group(

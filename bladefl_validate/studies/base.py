@@ -65,7 +65,7 @@ def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execut
 
 
 def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: Execution = Execution(),
-        data_dir: str | Path | None = None, command: str = "") -> StudyRun[R]:
+        data_dir: str | Path | None = None, command: str = "", strict: bool = False) -> StudyRun[R]:
     """Run ``study`` (:func:`~bladefl_platform.study.run_study`) with the validator's pre-check and task context."""
     from ..tasks import task_context
 
@@ -75,4 +75,4 @@ def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: 
             check_runs(configs, data_dir, execution)
 
     return run_study(study, out, store=store, execution=execution, prepare=prepare,
-                     context=lambda: task_context(data_dir), command=command)
+                     context=lambda: task_context(data_dir), command=command, strict=strict)
