@@ -228,6 +228,7 @@ def run_study(
     out = Path(out)
     store = Path(store) if store is not None else study.default_store(out)
     _check_output(study, out, store)
+    execution.check_reachable()  # a scheduler given is used, so it must answer, even if every task is stored
     if prepare is not None:
         prepare()
     with contextlib.ExitStack() as stack:

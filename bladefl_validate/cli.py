@@ -36,7 +36,7 @@ from bladefl_platform.cli import (
 from bladefl_platform.errors import InputError
 from bladefl_platform.study import STORE_NAME, StudyRun
 
-from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig
+from .config import DATASETS, DETECTORS, DEVICES, MAX_CLIENT_EPOCHS, MODELS, RunConfig
 from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
@@ -92,6 +92,7 @@ def _run_options(with_k: bool):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="Where runs compute: auto is cuda when torch sees a GPU, else cpu. CUDA results are not "
                           "bit-identical to CPU ones, so the result store keeps them apart."),
+        _allow_long_option(),
         _data_dir_option(),
         quiet_option("No progress lines."),
     ]
@@ -107,6 +108,13 @@ def _run_options(with_k: bool):
 def _config(options: dict, **extra) -> RunConfig:
     names = set(RunConfig.__dataclass_fields__)
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
+
+
+def _allow_long_option():
+    """``--allow-long``: let a run train beyond the bound on client-epochs (``RunConfig.allow_long``)."""
+    return click.option("--allow-long", is_flag=True,
+                        help=f"Run even a run of more than {MAX_CLIENT_EPOCHS:,} client-epochs (N*K*tau, about a day "
+                             "at the paper's sizes), which is refused otherwise.")
 
 
 def _data_dir_option():
@@ -309,9 +317,13 @@ def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
     s = result.summary()
     if as_json:
         return emit_json({"out": out, "config": config.as_dict(), "summary": s, "tip_hash": result.tip})
+    from bladefl_platform.report import fmt
+
+    # A learning rate too large for the problem diverges: its loss is no number (null with --json).
     click.echo(
-        f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
-        f"test accuracy {s['final_test_accuracy']:.4f}"
+        f"{out}: K={config.K}, tau={config.tau}, final training loss "
+        f"{fmt(s['final_global_train_loss'], spec='.4f', missing='not finite (diverged)')}, "
+        f"test accuracy {fmt(s['final_test_accuracy'], spec='.4f', missing='not finite')}"
     )
 
 
@@ -493,6 +505,7 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
                    "DATASET-mlp-calibrated profile, the K* confirmation's choice].")
 @seeds_option("8", "Seeds per pilot")
 @click.option("--name", default=None, help="Profile name [default: the --out file name without .json].")
+@_allow_long_option()
 @_data_dir_option()
 @store_option("Result store for the pilot sweeps (reused and extended).", required=True)
 @execution_options
@@ -500,11 +513,12 @@ def reproduce_cmd(seeds, datasets, difficulty_bits, data_dir, store_path, schedu
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Profile to write, NAME.json.")
 @json_option
-def calibrate_cmd(dataset, pilots, form, seeds, name, data_dir, store_path, scheduler, workers, quiet, out, as_json):
+def calibrate_cmd(dataset, pilots, form, seeds, name, allow_long, data_dir, store_path, scheduler, workers, quiet, out,
+                  as_json):
     """Fit a form to measured loss-over-K sweeps of up to four pilot settings and write a profile for bladefl-theory."""
     from .studies.kstar import CalibrateStudy
 
-    study = CalibrateStudy(dataset, pilots, form, seeds, name)
+    study = CalibrateStudy(dataset, pilots, form, seeds, name, allow_long=allow_long)
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 

@@ -1,7 +1,7 @@
 """What the validator adds to a :class:`~bladefl_platform.study.Study`: the runs to check before any starts.
 
 :func:`run` runs a study of the simulator through :func:`~bladefl_platform.study.run_study`, with the
-validator's pre-check (:func:`check_runs`: device, memory, data, partitions, scheduler) and its task
+validator's pre-check (:func:`check_runs`: device, memory, data, partitions) and its task
 context (the absolute data folder every task reads).
 """
 
@@ -33,8 +33,8 @@ class RunStudy(Study[R]):
 
 def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execution: Execution | None = None) -> None:
     """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
-    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
-    scheduler answers; a cuda device exists (if the runs are local)."""
+    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn; a cuda
+    device exists (if the runs are local). (Whether the scheduler answers, run_study checks for every study.)"""
     from ..data import load_dataset
     from ..partition import make_partitioner
 
@@ -60,8 +60,6 @@ def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execut
         labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
         make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
                          **c.partition_options()).partition(labels)
-    if execution is not None:
-        execution.check_reachable()
 
 
 def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: Execution = Execution(),

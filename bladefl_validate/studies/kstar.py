@@ -117,8 +117,8 @@ class CalibrateStudy(RunStudy[Calibration]):
     unit = "runs"
 
     def __init__(self, dataset: str, pilots: Sequence[str], form: str | None, seeds: Sequence[int],
-                 name: str | None = None, design: Design = DESIGN):
-        self.base = design.base.replace(dataset=dataset)
+                 name: str | None = None, design: Design = DESIGN, allow_long: bool = False):
+        self.base = design.base.replace(dataset=dataset, allow_long=allow_long)
         # By default the form of the shipped calibrated profile (the K* confirmation's choice).
         form = form or load_profile(kstar_confirm.profile_name(dataset, self.base.model)).form
         self.design, self.dataset, self.form, self.seeds, self.name = design, dataset, form, list(seeds), name
