@@ -74,3 +74,9 @@ def test_an_unreachable_scheduler_fails_the_theory_sensitivity_too(tmp_path):
     assert r.exit_code == 2, r.output
     assert "cannot reach the Dask scheduler" in r.output and len(r.output.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before
+
+
+def test_a_diverged_run_says_so_instead_of_nan(tmp_path, data_root):
+    r = invoke(["run", *SMALL, "--K", "2", "--eta", "1e30", "--data-dir", str(data_root), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.stderr
+    assert "final training loss not finite (diverged)" in r.stdout and "nan" not in r.stdout, r.stdout
