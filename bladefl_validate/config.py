@@ -51,6 +51,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 #: A default sweep-k (8,760 client-epochs, N=20, |D_i|=512, MLP-256) takes about a minute on two cores, so this is
 #: about a day of such training: beyond it the time model's settings (alpha, t_sum), not the run, are wrong.
 MAX_CLIENT_EPOCHS = 10_000_000
+#: Most client-epochs a run may have even with ``allow_long``: its counts (tau, epochs) are 64-bit integers.
+_COUNTABLE = 2**63 - 1
 _INPUT_DIM = 784
 _FLOAT_BYTES = 4
 
@@ -111,13 +113,15 @@ def _count(n: int) -> str:
 
 def _work_bounded(v: Mapping[str, Any]) -> str | None:
     work = client_epochs(v)
-    if v["allow_long"] or work <= MAX_CLIENT_EPOCHS:
+    if work <= MAX_CLIENT_EPOCHS or (v["allow_long"] and work <= _COUNTABLE):
         return None
     epochs = tau(v["K"], v["t_sum"], v["alpha"], v["beta"])
-    return (f"a run of N={v['N']} clients, K={v['K']} blocks and tau={_count(epochs)} local epochs per block is "
-            f"{_count(work)} client-epochs (N*K*tau), more than MAX_CLIENT_EPOCHS = "
-            f"{MAX_CLIENT_EPOCHS:,} (about a day of training at the paper's sizes): lower t_sum or raise alpha, or "
-            "pass --allow-long to run it anyway")
+    what = f"a run of N={v['N']} clients, K={v['K']} blocks and tau={_count(epochs)} local epochs per block is " \
+           f"{_count(work)} client-epochs (N*K*tau)"
+    if v["allow_long"]:
+        return f"{what}, more than any run can count (2**63 - 1, even with --allow-long): lower t_sum or raise alpha"
+    return (f"{what}, more than MAX_CLIENT_EPOCHS = {MAX_CLIENT_EPOCHS:,} (about a day of training at the paper's "
+            "sizes): lower t_sum or raise alpha, or pass --allow-long to run it anyway")
 
 
 def _partition_fits(v: Mapping[str, Any]) -> str | None:

@@ -58,6 +58,9 @@ def test_allow_long_lets_a_long_run_through_and_names_only_runs_that_need_it():
     assert RunConfig(allow_long=True).as_dict() == RunConfig().as_dict()
     assert "allow_long" not in RunConfig().as_dict()
     assert RunConfig(eta=3e38).eta == 3e38
+    # Counts are 64-bit: beyond 2**63 - 1 client-epochs no flag lets a run through (tau was an internal error).
+    with pytest.raises(ConstraintError, match=r"more than any run can count \(2\*\*63 - 1, even with --allow-long\)"):
+        RunConfig(alpha=5e-324, allow_long=True)
 
 
 def test_an_unreachable_scheduler_fails_the_theory_sensitivity_too(tmp_path):

@@ -17,15 +17,13 @@ writes, nothing changed outside its --out.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
-from helpers import snapshot, write_data_root
+from helpers import call_limit, snapshot, write_data_root
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
@@ -41,25 +39,6 @@ def examples(n: int) -> int:
 #: Seconds a call may take before it counts as hung: bad input is refused in well under a second on an idle
 #: machine; this is a guard against a hang (a run that trains until killed), not a measure of speed.
 CALL_LIMIT = 120
-
-
-class Hung(BaseException):
-    """A call that did not answer within its limit (a BaseException: the command line must not catch it)."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: int):
-    """Raise :class:`Hung` in the block after ``seconds`` (SIGALRM: main thread only)."""
-    def hung(signum, frame):
-        raise Hung(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +220,7 @@ def run_example(command: str, chosen, data: Path, where: Path) -> None:
     if command in STORE_REQUIRED and "--store" not in extra:
         extra += ["--store", str(where / "given.sqlite")]
     before = snapshot(where), snapshot(data)
-    with time_limit(CALL_LIMIT):
+    with call_limit(CALL_LIMIT):
         result = invoke([*args, *extra, "--out", out])
     event(f"{command} status {result.exit_code}")
     assert_bad_input(result)
@@ -309,8 +288,8 @@ def test_the_base_options_would_run(command, data, tmp_path):
 EXTREMES = {
     "--M": ["0", "3"],
     "--sigma2": ["0", "5e-324", "1e60"],
-    "--alpha": ["5e-324", "1e-300", "3"],
-    "--beta": ["1e-300", "10", "11.5"],
+    "--alpha": ["1e-17", "3"],  # 1e-17: tau about 1e18, beyond the bound, below 2**63
+    "--beta": ["10", "11.5"],  # a tiny beta makes K_max, the sweep's runs, beyond its limit: bad input
     "--eta": ["5e-324", "3e38"],
     "--dirichlet-alpha": ["1e-300", "1e300"],
     "--partition": ["iid", "dirichlet", "shards", "classes"],
@@ -340,7 +319,7 @@ def test_valid_extremes_say_no_nan(data, tmp_path_factory, chosen, as_json):
     before = snapshot(data), (where / "mine.txt").read_bytes()
     with pytest.MonkeyPatch.context() as mp:
         fake_tasks(mp)
-        with time_limit(CALL_LIMIT):
+        with call_limit(CALL_LIMIT):
             result = invoke(args)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
     assert result.exit_code == 0, (args, result.stderr)
