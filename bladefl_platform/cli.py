@@ -39,8 +39,7 @@ from .execution import MAX_LOCAL_WORKERS, Execution
 __all__ = ["EXIT_INTERNAL", "EXIT_TERMINATED", "LOGGERS", "MAX_SEED", "MAX_SEEDS", "CLIGroup", "ListType", "Parsed",
            "SeedsType", "Terminated", "data_dir_option", "emit_json", "execution_options", "fail", "json_option",
            "json_ready", "json_text", "parse_seeds", "execution_of", "hide_progress", "quiet_option", "seeds_option",
-           "store_option",
-           "verbosity"]
+           "store_option", "strict_store", "verbosity"]
 
 #: The loggers the command line configures, one per package.
 LOGGERS = ("bladefl_platform", "bladefl_theory", "bladefl_validate")
@@ -205,9 +204,32 @@ class ListType(click.ParamType):
 
 
 def store_option(help: str, required: bool = False):
-    """``--store``, the result store of a command whose tasks are recorded (the command receives ``store_path``)."""
-    return click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        required=required, help=help)
+    """``--store``, the result store of a command whose tasks are recorded (the command receives ``store_path``), and
+    ``--strict``: refuse a stored result that does not match its digest (:func:`strict_store`) instead of running its
+    task again."""
+    def decorate(func):
+        func = click.option("--strict", is_flag=True, expose_value=False, callback=_remember_strict,
+                            help="Refuse a stored result that does not match its digest (edited by hand, or corrupt) "
+                                 "instead of warning and running its task again (status 2).")(func)
+        # click >= 8.3 counts an explicit default of None as a value given: a required option gets none.
+        given: dict[str, Any] = {"required": True} if required else {"default": None}
+        return click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=help,
+                            **given)(func)
+    return decorate
+
+
+_STRICT_KEY = "bladefl.strict_store"
+
+
+def _remember_strict(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        ctx.meta[_STRICT_KEY] = True
+
+
+def strict_store() -> bool:
+    """Whether the command was given ``--strict`` (see :func:`store_option`); False outside a command."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_STRICT_KEY))
 
 
 #: How the validator's commands describe --scheduler and --workers.

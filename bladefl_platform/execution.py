@@ -14,6 +14,7 @@ import functools
 import logging
 import numbers
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .checks import shown
 from .errors import InputError
 from .store import ResultStore, task_key
 
@@ -33,6 +35,8 @@ log = logging.getLogger("bladefl_platform")
 
 #: Schemes of a Dask scheduler address that name a host and port.
 _NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
+#: An in-process scheduler's address (Dask's inproc://IP/PID/N): reachable only from the process that runs it.
+_INPROC = re.compile(r"inproc://[^/\s]+/[0-9]+/[0-9]+")
 #: Seconds to wait for a scheduler to accept a connection before calling it unreachable.
 CONNECT_TIMEOUT = 5.0
 
@@ -98,10 +102,13 @@ class Execution:
     def _host_port(self) -> tuple[str, int] | None:
         """The scheduler's host and port (None for an in-process address); InputError if it is malformed."""
         text = self.scheduler
-        wrong = InputError(f"--scheduler must be an address such as tcp://HOST:PORT (got {text!r})")
+        wrong = InputError(f"--scheduler must be an address such as tcp://HOST:PORT, of scheme "
+                           f"{', '.join(_NETWORK_SCHEMES)} (got {shown(text)})")
         if not isinstance(text, str) or text != text.strip():
             raise wrong
         if text.startswith("inproc://"):
+            if not _INPROC.fullmatch(text):
+                raise wrong
             return None
         try:
             parts = urlsplit(text)
@@ -115,8 +122,11 @@ class Execution:
 
     def check_reachable(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """InputError, within ``timeout`` seconds, unless the scheduler (if any) accepts a connection."""
-        where = self._host_port() if self.scheduler is not None else None
+        if self.scheduler is None:
+            return
+        where = self._host_port()
         if where is None:
+            _check_inproc(self.scheduler)
             return
         try:
             socket.create_connection(where, timeout=timeout).close()
@@ -126,6 +136,19 @@ class Execution:
 
     def show_progress(self) -> bool:
         return sys.stderr.isatty() if self.progress is None else self.progress
+
+
+def _check_inproc(address: str) -> None:
+    """InputError unless an in-process scheduler of ``address`` runs in this process."""
+    from distributed.comm.inproc import global_manager
+
+    try:
+        listening = global_manager.get_listener_for(address.removeprefix("inproc://")) is not None
+    except ValueError:  # another process's address
+        listening = False
+    if not listening:
+        raise InputError(f"cannot reach the Dask scheduler at {address} (no in-process scheduler of that address "
+                         "runs here: inproc:// addresses serve only the process that started them)")
 
 
 @dataclass

@@ -214,22 +214,25 @@ def run_study(
     prepare: Callable[[], None] | None = None,
     context: Callable[[], Mapping[str, Any]] | None = None,
     command: str = "",
+    strict: bool = False,
 ) -> StudyRun[R]:
     """Check the output, ``prepare``, run the study's tasks through one store and ``execution``, and write its
     report atomically at ``out`` with ``command``, the line that regenerates it.
 
     ``store`` defaults to the study's (:meth:`Study.default_store`); ``prepare`` is the caller's check of the
     configurations before anything runs; ``context`` gives what every task receives besides its config (the
-    validator's data folder), asked for once the checks have passed.
+    validator's data folder), asked for once the checks have passed. ``strict``: refuse a stored result that does
+    not match its digest instead of running its task again (:class:`~bladefl_platform.store.ResultStore`).
     """
     started = time.perf_counter()
     out = Path(out)
     store = Path(store) if store is not None else study.default_store(out)
     _check_output(study, out, store)
+    execution.check_reachable()  # a scheduler given is used, so it must answer, even if every task is stored
     if prepare is not None:
         prepare()
     with contextlib.ExitStack() as stack:
-        opened = stack.enter_context(opened_store(store)) if store is not None else None
+        opened = stack.enter_context(opened_store(store, strict)) if store is not None else None
         runner = Runner(opened, execution, context() if context is not None else {})
         result = study.analyse(study.measure(runner), runner)
         if study.layout is Layout.FILES:

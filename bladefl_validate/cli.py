@@ -31,11 +31,12 @@ from bladefl_platform.cli import (
     quiet_option,
     seeds_option,
     store_option,
+    strict_store,
 )
 from bladefl_platform.errors import InputError
 from bladefl_platform.study import STORE_NAME, StudyRun
 
-from .config import DATASETS, DETECTORS, DEVICES, MODELS, RunConfig
+from .config import DATASETS, DETECTORS, DEVICES, MAX_CLIENT_EPOCHS, MODELS, RunConfig
 from .learning.encrypt import ENCRYPTIONS
 from .partition import SCHEMES
 from .studies.base import RunStudy
@@ -132,6 +133,7 @@ def _run_options(with_k: bool, system: bool = True):
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="Where runs compute: auto is cuda when torch sees a GPU, else cpu. CUDA results are not "
                           "bit-identical to CPU ones, so the result store keeps them apart."),
+        _allow_long_option(),
         _data_dir_option(),
         quiet_option("No progress lines."),
     ]
@@ -147,6 +149,13 @@ def _run_options(with_k: bool, system: bool = True):
 def _config(options: dict, **extra) -> RunConfig:
     names = set(RunConfig.__dataclass_fields__)
     return RunConfig(**{k: v for k, v in options.items() if k in names}, **extra)
+
+
+def _allow_long_option():
+    """``--allow-long``: let a run train beyond the bound on client-epochs (``RunConfig.allow_long``)."""
+    return click.option("--allow-long", is_flag=True,
+                        help=f"Run even a run of more than {MAX_CLIENT_EPOCHS:,} client-epochs (N*K*tau, about a day "
+                             "at the paper's sizes), which is refused otherwise.")
 
 
 def _data_dir_option():
@@ -196,7 +205,7 @@ def _run(study: RunStudy, out: Path, store_path: Path | None, scheduler: str | N
     from .studies.base import run
 
     done: StudyRun = run(study, out, store=store_path, execution=execution_of(scheduler, workers, quiet),
-                         data_dir=data_dir, command=command or _command(study.command))
+                         data_dir=data_dir, command=command or _command(study.command), strict=strict_store())
     if as_json:
         return emit_json(study.summary(done))
     click.echo(study.text(done))
@@ -281,8 +290,9 @@ def _resumable(store_help: str):
 
 def _report_folder(help: str = "Report folder; running again with the same folder resumes.", default=None):
     """``--out`` of a study that writes a report folder."""
-    return click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=default is None,
-                        default=default, show_default=default is not None, help=help)
+    # click >= 8.3 counts an explicit default of None as a value given: a required option gets none.
+    given = {"required": True} if default is None else {"default": default, "show_default": True}
+    return click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=help, **given)
 
 
 @click.group(
@@ -354,9 +364,13 @@ def run_cmd(out, quiet, data_dir, keep_key, as_json, **options):
     s = result.summary()
     if as_json:
         return emit_json({"out": out, "config": config.as_dict(), "summary": s, "tip_hash": result.tip})
+    from bladefl_platform.report import fmt
+
+    # A learning rate too large for the problem diverges: its loss is no number (null with --json).
     click.echo(
-        f"{out}: K={config.K}, tau={config.tau}, final training loss {s['final_global_train_loss']:.4f}, "
-        f"test accuracy {s['final_test_accuracy']:.4f}"
+        f"{out}: K={config.K}, tau={config.tau}, final training loss "
+        f"{fmt(s['final_global_train_loss'], spec='.4f', missing='not finite (diverged)')}, "
+        f"test accuracy {fmt(s['final_test_accuracy'], spec='.4f', missing='not finite')}"
     )
 
 
@@ -633,16 +647,16 @@ def _verify_owns() -> str:
               help="Confidence of the verdict, over all looks and comparisons.")
 @click.option("--max-cpu-hours", type=float, default=_VERIFY.max_cpu_hours, show_default=True,
               help="CPU budget (runs in the store count): no batch starts that it cannot pay for.")
-@click.option("--strict", is_flag=True, help="Refuse a setting outside the profile's domain (status 2).")
-@_resumable(f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again.")
-def kstar_verify_cmd(profile, tolerance, confidence, max_cpu_hours, strict, store_path, scheduler, workers, out, quiet,
+@_resumable(f"Result store [default: OUT/{STORE_NAME}]; finished runs in it are not run again. With --strict, a "
+            "setting outside the profile's domain is refused too.")
+def kstar_verify_cmd(profile, tolerance, confidence, max_cpu_hours, store_path, scheduler, workers, out, quiet,
                      data_dir, as_json, **options):
     """Verify a profile's K* on this system: measure its band, widened by one K, on paired seeds added until the
     best K is settled at --confidence within --tolerance (or the budget ends); see docs/verify.md."""
     from .studies.kstar.verify import KStarVerifyStudy
 
     design = VerifyDesign(tolerance=tolerance, confidence=confidence, max_cpu_hours=max_cpu_hours)
-    study = KStarVerifyStudy(_config(options, K=1), profile, design, strict)
+    study = KStarVerifyStudy(_config(options, K=1), profile, design, strict_store())
     return _run(study, out, store_path, scheduler, workers, quiet, data_dir, as_json)
 
 

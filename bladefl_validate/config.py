@@ -28,7 +28,7 @@ from .chain.mining import MAX_RUN_DIFFICULTY_BITS
 from .partition import NUM_CLASSES, SCHEMES, SHARDS_PER_CLIENT
 
 __all__ = ["RunConfig", "DataInfo", "SIMULATION_VERSION", "DATASETS", "MODELS", "DETECTORS", "DEVICES", "MAX_SEED",
-           "MAX_SIGMA2", "machine_memory", "check_device", "cuda_available"]
+           "MAX_SIGMA2", "MAX_CLIENT_EPOCHS", "FLOAT32_MAX", "machine_memory", "check_device", "cuda_available"]
 
 #: The semantics of a run's results, what a config's run computes. Bump it whenever a change to the simulator changes
 #: any result of the same config: stored results are reused only under the same version (tests/validate/test_golden.py
@@ -70,6 +70,14 @@ MAX_SEED = 2**64 - 1
 #: deviations, summed over the at most 60,000 clients of an aggregation, must stay finite:
 #: 10 · sqrt(sigma2) · 60,000 <= 3.4e38 holds up to sigma2 = 3.2e65, and 1e60 leaves room.
 MAX_SIGMA2 = 1e60
+#: Largest float32, the type of the models' weights (and of a learning rate torch applies to them).
+FLOAT32_MAX = 3.4028234663852886e38
+#: Most client-epochs (N·K·tau: every client's local epochs over the run) a run may train without ``allow_long``.
+#: A default sweep-k (8,760 client-epochs, N=20, |D_i|=512, MLP-256) takes about a minute on two cores, so this is
+#: about a day of such training: beyond it the time model's settings (alpha, t_sum), not the run, are wrong.
+MAX_CLIENT_EPOCHS = 10_000_000
+#: Most client-epochs a run may have even with ``allow_long``: its counts (tau, epochs) are 64-bit integers.
+_COUNTABLE = 2**63 - 1
 _INPUT_DIM = 784
 _FLOAT_BYTES = 4
 
@@ -85,6 +93,8 @@ def _constraints() -> dict[str, list]:
         "sigma2": [*SYSTEM_CONSTRAINTS["sigma2"], Interval(
             Real, None, MAX_SIGMA2, why=": models are float32 (largest value 3.4e38) and the lazy noise, of standard "
             "deviation sqrt(sigma2), must stay finite through aggregation")],
+        "eta": [*SYSTEM_CONSTRAINTS["eta"], Interval(
+            Real, None, FLOAT32_MAX, why=": models are float32, and torch applies no larger learning rate to them")],
         "K": [Integral],
         "dataset": [Options(options=DATASETS + tuple(REGISTERED_DATASETS))],
         "partition": [Options(options=SCHEMES)],
@@ -102,6 +112,7 @@ def _constraints() -> dict[str, list]:
                              Finite(text="positive and finite")],
         "exclude_flagged": [bool],
         "encrypt": [Options(options=ENCRYPTIONS)],
+        "allow_long": [bool],
     }
 
 
@@ -110,6 +121,32 @@ def _k_in_range(v: Mapping[str, Any]) -> str | None:
     if 1 <= v["K"] <= km:
         return None
     return f"K must be an integer in 1..K_max = {km} (K_max = floor(t_sum/(alpha+beta))) (got K={v['K']})"
+
+
+def client_epochs(v: Mapping[str, Any]) -> int:
+    """N·K·tau: the local epochs all clients train over a run of the settings ``v``."""
+    return v["N"] * v["K"] * tau(v["K"], v["t_sum"], v["alpha"], v["beta"])
+
+
+def _count(n: int) -> str:
+    """A count as people read it: ``12,345`` or, beyond a trillion, ``1.23e+301`` (an int may exceed any float)."""
+    if n < 10**12:
+        return f"{n:,}"
+    digits = str(n)
+    return f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+
+
+def _work_bounded(v: Mapping[str, Any]) -> str | None:
+    work = client_epochs(v)
+    if work <= MAX_CLIENT_EPOCHS or (v["allow_long"] and work <= _COUNTABLE):
+        return None
+    epochs = tau(v["K"], v["t_sum"], v["alpha"], v["beta"])
+    what = f"a run of N={v['N']} clients, K={v['K']} blocks and tau={_count(epochs)} local epochs per block is " \
+           f"{_count(work)} client-epochs (N*K*tau)"
+    if v["allow_long"]:
+        return f"{what}, more than any run can count (2**63 - 1, even with --allow-long): lower t_sum or raise alpha"
+    return (f"{what}, more than MAX_CLIENT_EPOCHS = {MAX_CLIENT_EPOCHS:,} (about a day of training at the paper's "
+            "sizes): lower t_sum or raise alpha, or pass --allow-long to run it anyway")
 
 
 def _partition_fits(v: Mapping[str, Any]) -> str | None:
@@ -142,7 +179,7 @@ def _data_info(dataset: str) -> DataInfo:
 
 
 #: The rules between a run's settings: the deployment's, then K, the partition and detection.
-RUN_RULES = (*SYSTEM_RULES, Rule("K", _k_in_range), Rule("partition", _partition_fits),
+RUN_RULES = (*SYSTEM_RULES, Rule("K", _k_in_range), Rule("t_sum", _work_bounded), Rule("partition", _partition_fits),
              Rule("detect", _detection_has_a_detector))
 
 
@@ -179,6 +216,9 @@ class RunConfig(System):
     #: so the device is part of a run's identity; :meth:`as_dict` leaves ``cpu`` out, so CPU runs keep the store keys
     #: and config.json they had before the field existed.
     device: str = "cpu"
+    #: Whether the run may train more than :data:`MAX_CLIENT_EPOCHS` client-epochs. It changes nothing in the run:
+    #: :meth:`as_dict` names it only for a run beyond the bound, so a run keeps one store key and config.json.
+    allow_long: bool = False
 
     def check(self) -> None:
         if self.device not in DEVICES:
@@ -261,13 +301,15 @@ class RunConfig(System):
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings by name; ``device`` only when it is not ``cpu`` (see the field). A registered data set adds
-        its fingerprint, a module kind the version of the generic path (and a registered one its fingerprint): a
-        stored result is reused only for the same data and module."""
+        """The settings by name; ``device`` only when it is not ``cpu``, ``allow_long`` only for a run that needs it
+        (see the fields). A registered data set adds its fingerprint, a module kind the version of the generic path
+        (and a registered one its fingerprint): a stored result is reused only for the same data and module."""
         data = dataclasses.asdict(self)
         data = {**{name: data.pop(name) for name in _LEADING}, **data}
         if data["device"] == "cpu":
             del data["device"]
+        if not data["allow_long"] or client_epochs(data) <= MAX_CLIENT_EPOCHS:
+            del data["allow_long"]
         if self.dataset in REGISTERED_DATASETS:
             data["dataset_fingerprint"] = REGISTERED_DATASETS[self.dataset].fingerprint
         if self.model not in _FUSED_MODELS:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping, Sequence
+import signal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,26 @@ LABEL_MAGIC = 2049
 
 #: The repository's root, whichever folder of tests/ a test lives in.
 REPO = Path(__file__).resolve().parents[1]
+
+class Hang(BaseException):
+    """A call that ran past its limit (a BaseException, so that no command line turns it into an answer)."""
+
+
+@contextmanager
+def call_limit(seconds: int) -> Iterator[None]:
+    """Fail the call, rather than the whole suite, if it runs past ``seconds`` (SIGALRM; the main thread). A limit
+    per call against hangs, not a timing assertion: give one far above any call's real time on a loaded machine."""
+    def hang(signum, frame):
+        raise Hang(f"the call ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
 
 #: A tiny deployment the test data (conftest.data_root) serves: K_max = 2 with tau(1) = 14 and tau(2) = 2.
 SMALL_RUN: dict[str, Any] = dict(N=4, M=1, K=2, t_sum=24.0, alpha=1.0, beta=10.0, samples_per_client=64, hidden=16,

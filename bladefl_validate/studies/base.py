@@ -1,7 +1,7 @@
 """What the validator adds to a :class:`~bladefl_platform.study.Study`: the runs to check before any starts.
 
 :func:`run` runs a study of the simulator through :func:`~bladefl_platform.study.run_study`, with the
-validator's pre-check (:func:`check_runs`: device, memory, data, partitions, scheduler) and its task
+validator's pre-check (:func:`check_runs`: device, memory, data, partitions) and its task
 context (the absolute data folder every task reads).
 """
 
@@ -36,8 +36,9 @@ class RunStudy(Study[R]):
 
 def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execution: Execution | None = None) -> None:
     """Everything about ``configs`` that can fail before a run starts: one run fits in this machine's memory (if the
-    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn, and the
-    scheduler answers; a cuda device exists (if the runs are local); each model fits its data set."""
+    runs are local; ``execution`` None means this process), the data sets load, each partition can be drawn; a cuda
+    device exists (if the runs are local); each model fits its data set. (Whether the scheduler answers, run_study
+    checks for every study.)"""
     from ..data import load_dataset
     from ..partition import make_partitioner
     from ..simulation import run_spec
@@ -66,12 +67,10 @@ def check_runs(configs: Sequence[RunConfig], data_dir: str | Path | None, execut
         labels = load_dataset(c.dataset, data_dir, train=True).labels.numpy()
         make_partitioner(c.partition, num_clients=c.N, samples_per_client=c.samples_per_client, seed=c.seed,
                          **c.partition_options()).partition(labels)
-    if execution is not None:
-        execution.check_reachable()
 
 
 def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: Execution = Execution(),
-        data_dir: str | Path | None = None, command: str = "") -> StudyRun[R]:
+        data_dir: str | Path | None = None, command: str = "", strict: bool = False) -> StudyRun[R]:
     """Run ``study`` (:func:`~bladefl_platform.study.run_study`) with the validator's pre-check and task context."""
     from ..tasks import task_context
 
@@ -82,4 +81,4 @@ def run(study: RunStudy[R], out: Path, *, store: Path | None = None, execution: 
         study.prepared(data_dir)
 
     return run_study(study, out, store=store, execution=execution, prepare=prepare,
-                     context=lambda: task_context(data_dir), command=command)
+                     context=lambda: task_context(data_dir), command=command, strict=strict)

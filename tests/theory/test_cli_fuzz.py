@@ -15,12 +15,11 @@ import json
 import math
 import os
 import re
-import signal
-from contextlib import contextmanager
 from importlib import resources
 
 import pytest
 from click.testing import CliRunner
+from helpers import call_limit
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -123,31 +122,12 @@ profile_index = st.one_of(st.just(99), st.integers(0, 20))
 HANG_SECONDS = 60
 
 
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def call_limit(seconds: int = HANG_SECONDS):
-    """Fail the call, rather than the whole suite, if it runs past ``seconds`` (SIGALRM; the main thread)."""
-    def hang(signum, frame):
-        raise Hang(f"the call ran past {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run(args):
     try:
         runner = CliRunner(mix_stderr=False)  # click < 8.2
     except TypeError:
         runner = CliRunner()
-    with call_limit():
+    with call_limit(HANG_SECONDS):
         return runner.invoke(cli, args, catch_exceptions=False)
 
 

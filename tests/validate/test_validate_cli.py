@@ -306,7 +306,8 @@ def test_the_rules_of_a_run_reach_every_command(tmp_path, data_root, monkeypatch
         (["detection-report", "--sigma2", "1e300"], "sigma2 must be at most 1e+60"),
         (["run", "--hidden", "3000000"], "needs at least"),
         (["sweep-k", *SMALL, "--hidden", "3000000"], "needs at least"),  # the last --hidden counts
-        (["sweep-k", *SMALL, "--t-sum", "1e300"], "runs, more than"),
+        (["sweep-k", *SMALL, "--t-sum", "2e6"], "runs, more than"),
+        (["sweep-k", *SMALL, "--t-sum", "1e300"], "MAX_CLIENT_EPOCHS"),
         (["run", *SMALL, "--K", "2", "--partition", "shards", "--samples-per-client", "63"], "divisible by 2"),
     ]
     for args, fragment in cases:

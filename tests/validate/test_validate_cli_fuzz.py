@@ -2,22 +2,31 @@
 
 Each example starts from options that would run (test_the_base_options_would_run checks that they do) and
 overrides one to three of them with values that are bad whatever the others are: a value of the wrong
-type, one that breaks a rule of the run, an output or store that cannot be used, an unreachable scheduler,
-a stray argument. Whatever the mix: status 2, exactly one line on stderr besides warnings, no traceback,
-and nothing written where the command was pointed. Bad input is refused before any run starts, so no
-simulation runs here: one would fail the test (validate_cli_helpers.forbid_computation).
+type, one that breaks a rule of the run, work beyond the bound on client-epochs, an output or store that
+cannot be used, an unreachable scheduler, a stray argument; options that change nothing about the input's
+fault (--json, --strict, --allow-long, --measured-only...) are mixed in. Whatever the mix: status 2, exactly
+one line on stderr besides warnings, no traceback, an empty stdout under --json, an answer within
+CALL_LIMIT seconds, and nothing written where the command was pointed nor in its data. Bad input is refused
+before any run starts, so no simulation runs here: one would fail the test
+(validate_cli_helpers.forbid_computation).
+
+test_valid_extremes_say_no_nan: sweep-k at valid but extreme settings, its tasks answered at once
+(validate_cli_helpers.fake_tasks): status 0 equal to --json's, strict JSON, no nan or inf in what it prints or
+writes, nothing changed outside its --out.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pytest
-from helpers import snapshot, write_data_root
+from helpers import call_limit, snapshot, write_data_root
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from validate_cli_helpers import SMALL, assert_bad_input, forbid_computation, invoke
+from validate_cli_helpers import SMALL, assert_bad_input, fake_tasks, forbid_computation, invoke
 
 from bladefl_platform import atomic
 
@@ -27,10 +36,17 @@ def examples(n: int) -> int:
     return n * int(os.environ.get("BLADEFL_FUZZ_SCALE", "1"))
 
 
+#: Seconds a call may take before it counts as hung: bad input is refused in well under a second on an idle
+#: machine; this is a guard against a hang (a run that trains until killed), not a measure of speed.
+CALL_LIMIT = 120
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """MNIST-format data with enough samples for the paper's 20 clients x 512 (reproduce, detection-report)."""
-    return write_data_root(tmp_path_factory.mktemp("fuzzdata"), {"mnist": (12000, 100, 0)})
+    """MNIST- and Fashion-MNIST-format data with enough samples for the paper's 20 clients x 512 (reproduce,
+    detection-report, calibrate, the K* study)."""
+    return write_data_root(tmp_path_factory.mktemp("fuzzdata"),
+                           {"mnist": (12000, 100, 0), "fashion-mnist": (12000, 100, 1)})
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +62,10 @@ RUN_OPTIONS = {
     "--N": ["-1", "0", "1", "1.5", "99999999999999999999"],
     "--M": ["-1", "1e3", "4", "99999999999999999999"],
     "--sigma2": ["-1", "nan", "inf", "-inf", "1e300", "1e61"],
-    "--alpha": ["0", "-1", "nan", "inf"],
+    "--alpha": ["0", "-1", "nan", "inf", "1e-300", "5e-324"],  # tiny alpha: tau about 1e300, beyond the bound
     "--beta": ["-1", "nan", "inf"],
-    "--t-sum": ["0", "-1", "nan", "inf", "5"],
-    "--eta": ["0", "-1", "nan", "inf"],
+    "--t-sum": ["0", "-1", "nan", "inf", "5", "1e300"],
+    "--eta": ["0", "-1", "nan", "inf", "1e300", "1e39"],
     "--samples-per-client": ["0", "-1", "1000000", "63"],
     "--partition": ["nope", "Classes"],
     "--classes-per-client": ["0", "-1", "3", "11"],
@@ -75,6 +91,24 @@ EXECUTION = {
     "--workers": ["0", "-1", "10000", "x"],
 }
 STRAY = ["--nope", "extra"]
+#: Options that change nothing about whether the input is bad, per command (a flag, or a flag and its value).
+NEUTRAL_RUN = [("--json",), ("--quiet",)]  # not --allow-long: it makes work beyond the bound good input
+NEUTRAL_STORE = [("--json",), ("--strict",), ("--quiet",), ("--workers", "1")]
+NEUTRAL = {
+    "run": [*NEUTRAL_RUN, ("--seed", "3"), ("--encrypt", "none")],
+    "sweep-k": [*NEUTRAL_RUN, *NEUTRAL_STORE, ("--keep-runs",)],
+    "partition": [("--seed", "5")],
+    "estimate": [*NEUTRAL_RUN, *NEUTRAL_STORE, ("--name", "p"), ("--wstar-max-iter", "5")],
+    "gap": [*NEUTRAL_RUN, *NEUTRAL_STORE, ("--profile", "default")],
+    "reproduce": [*NEUTRAL_STORE, ("--difficulty-bits", "2")],
+    "detection-report": NEUTRAL_STORE,
+    # --allow-long: a pilot beyond the bound is then beyond a sweep's limit on runs, as bad.
+    "calibrate": [*NEUTRAL_STORE, ("--allow-long",), ("--form", "drift"), ("--name", "x"), ("--dataset", "mnist")],
+    "kstar-report": [*NEUTRAL_STORE, ("--measured-only",)],
+    "kstar-confirm": [*NEUTRAL_STORE, ("--measured-only",)],
+}
+PILOTS = ["t_sum=100,t_sum=120", "x=1", "t_sum=abc", "t_sum", "t_sum=1e9", "t_sum=1e300", "M=-1", "M=1.5", "beta=0",
+          "sigma2=nan", "t_sum=inf", "M=99"]
 
 FOLDER_OUT = ["<under-a-file>", "<proc>", "<foreign>", "<theirs>"]
 STORE = ["<notes.sqlite>", "<dir.sqlite>", "<under-a-file>"]
@@ -108,7 +142,16 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
                          with_bad({"--datasets": ["cifar", ",", "mnist,mnist"], "--M": ["0", "-1", "1,1", "20", "a"],
                                    "--sigma2": ["nan", "-1", "1e300", "0.1,0.1", "a"], "--seeds": SEEDS, **EXECUTION,
                                    "--out": FOLDER_OUT, "--store": STORE + ["<inside-out>"]})),
+    "calibrate": (["calibrate", "--seeds", "1"],
+                  with_bad({"--dataset": RUN_OPTIONS["--dataset"], "--pilot": PILOTS, "--form": ["nope", "Drift"],
+                            "--seeds": SEEDS, **EXECUTION, "--store": STORE,
+                            "--out": ["<under-a-file>", "<proc>", "p.txt", "<folder.json>"]})),
+    "kstar-report": (["kstar-report"], with_bad({**EXECUTION, "--out": FOLDER_OUT, "--store": STORE})),
+    "kstar-confirm": (["kstar-confirm"], with_bad({**EXECUTION, "--out": FOLDER_OUT, "--store": STORE})),
 }
+#: Commands whose --out is a file (a profile), and those whose --store is required (the fuzz gives one).
+FILE_OUT = ("estimate", "calibrate")
+STORE_REQUIRED = ("calibrate", "kstar-confirm")
 
 
 def resolve(value: str, where: Path, command: str) -> str:
@@ -118,7 +161,7 @@ def resolve(value: str, where: Path, command: str) -> str:
     name = value.strip("<>")
     if name == "under-a-file":
         (where / "a-file").write_text("")
-        return str(where / "a-file" / ("p.json" if command == "estimate" else "x"))
+        return str(where / "a-file" / ("p.json" if command in FILE_OUT else "x"))
     if name == "proc":
         return f"/proc/bladefl-fuzz-{os.getpid()}/out"
     if name == "foreign":
@@ -142,6 +185,7 @@ def resolve(value: str, where: Path, command: str) -> str:
 
 
 def bad_choices(command: str):
+    """One to three bad (flag, value) pairs for ``command``, and a few options that change nothing."""
     pool = COMMANDS[command][1]
     flags = sorted(pool) + ["<stray>"] + (sorted(FLAGS) if command == "run" else [])
 
@@ -152,17 +196,18 @@ def bad_choices(command: str):
             return st.just((flag, None))
         return st.sampled_from(pool[flag]).map(lambda v: (flag, v))
 
-    return st.lists(st.sampled_from(flags), min_size=1, max_size=3, unique=True).flatmap(
+    bad = st.lists(st.sampled_from(flags), min_size=1, max_size=3, unique=True).flatmap(
         lambda chosen: st.tuples(*(values(f) for f in chosen)))
+    return st.tuples(bad, st.lists(st.sampled_from(NEUTRAL[command]), max_size=2, unique=True))
 
 
 def run_example(command: str, chosen, data: Path, where: Path) -> None:
+    bad, neutral = chosen
     base = list(COMMANDS[command][0])
-    default_out = "p.json" if command == "estimate" else "out"
     args = [*base, "--data-dir", str(data)]
-    out = str(where / default_out)
-    extra: list[str] = []
-    for flag, value in chosen:
+    out = str(where / ("p.json" if command in FILE_OUT else "out"))
+    extra: list[str] = [part for option in neutral for part in option]
+    for flag, value in bad:
         event(f"{command} {flag}")
         if flag == "<stray>":
             extra.append(value)
@@ -172,11 +217,16 @@ def run_example(command: str, chosen, data: Path, where: Path) -> None:
             out = resolve(value, where, command)
         else:
             extra += [flag, resolve(value, where, command)]
-    before = snapshot(where)
-    result = invoke([*args, *extra, "--out", out])
+    if command in STORE_REQUIRED and "--store" not in extra:
+        extra += ["--store", str(where / "given.sqlite")]
+    before = snapshot(where), snapshot(data)
+    with call_limit(CALL_LIMIT):
+        result = invoke([*args, *extra, "--out", out])
     event(f"{command} status {result.exit_code}")
     assert_bad_input(result)
-    assert snapshot(where) == before, (args, extra, out)
+    if "--json" in extra:
+        assert result.stdout == "", result.stdout  # an error is one line on stderr, never a JSON status 0
+    assert (snapshot(where), snapshot(data)) == before, (args, extra, out)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -221,8 +271,9 @@ def test_the_base_options_would_run(command, data, tmp_path):
     """Guard against a fuzz test whose examples fail for a reason of their own: without the bad values the
     command gets as far as computing (which the guard turns into a test failure); partition, which runs
     nothing, succeeds."""
-    out = tmp_path / ("p.json" if command == "estimate" else "out")
-    args = [*COMMANDS[command][0], "--data-dir", str(data), "--out", str(out)]
+    out = tmp_path / ("p.json" if command in FILE_OUT else "out")
+    store = ["--store", str(tmp_path / "given.sqlite")] if command in STORE_REQUIRED else []
+    args = [*COMMANDS[command][0], "--data-dir", str(data), *store, "--out", str(out)]
     if command == "partition":
         assert invoke(args).exit_code == 0 and (out / "partition.csv").is_file()
         return
@@ -231,3 +282,53 @@ def test_the_base_options_would_run(command, data, tmp_path):
         with pytest.raises(pytest.fail.Exception, match="a computation started"):
             invoke(args)
     assert list(tmp_path.iterdir()) == []
+
+
+# Valid settings at their extremes (the base is SMALL: N=4, K_max=2, |D_i|=64); --allow-long lets tau grow huge.
+EXTREMES = {
+    "--M": ["0", "3"],
+    "--sigma2": ["0", "5e-324", "1e60"],
+    "--alpha": ["1e-17", "3"],  # 1e-17: tau about 1e18, beyond the bound, below 2**63
+    "--beta": ["10", "11.5"],  # a tiny beta makes K_max, the sweep's runs, beyond its limit: bad input
+    "--eta": ["5e-324", "3e38"],
+    "--dirichlet-alpha": ["1e-300", "1e300"],
+    "--partition": ["iid", "dirichlet", "shards", "classes"],
+    "--model": ["logreg", "cnn"],
+    "--seeds": ["1", "0,18446744073709551615"],
+}
+NAN = re.compile(r"\b(nan|inf|infinity)\b", re.IGNORECASE)
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"--json printed {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@settings(max_examples=examples(15))
+@given(chosen=st.dictionaries(st.sampled_from(sorted(EXTREMES)), st.none(), max_size=3).flatmap(
+    lambda keys: st.fixed_dictionaries({k: st.sampled_from(EXTREMES[k]) for k in keys})),
+       as_json=st.booleans())
+def test_valid_extremes_say_no_nan(data, tmp_path_factory, chosen, as_json):
+    where = tmp_path_factory.mktemp("extreme")
+    out = where / "out"
+    (where / "mine.txt").write_text("precious")
+    args = ["sweep-k", *SMALL, "--allow-long", "--data-dir", str(data), *[x for kv in chosen.items() for x in kv],
+            "--out", str(out), *(["--json"] if as_json else [])]
+    before = snapshot(data), (where / "mine.txt").read_bytes()
+    with pytest.MonkeyPatch.context() as mp:
+        fake_tasks(mp)
+        with call_limit(CALL_LIMIT):
+            result = invoke(args)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    assert result.exit_code == 0, (args, result.stderr)
+    if as_json:
+        assert _strict_json(result.stdout)["status"] == result.exit_code
+    else:
+        assert not NAN.search(result.stdout), result.stdout
+    for path in out.rglob("*"):
+        if path.suffix in (".csv", ".md", ".json"):
+            assert not NAN.search(path.read_text()), (path.name, args)
+    assert (snapshot(data), (where / "mine.txt").read_bytes()) == before
+    assert sorted(p.name for p in where.iterdir()) == ["mine.txt", "out"]

@@ -49,6 +49,7 @@ from .scoring import (
     split_half,
     table_kstar,
 )
+from ..sweep_k import sweep_configs
 
 __all__ = [
     "PREDICTORS",
@@ -424,10 +425,14 @@ def parse_pilot(text: str, centre: dict) -> dict[str, float]:
     from bladefl_platform.errors import InputError
 
     point = dict(centre)
+    named: set[str] = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         if not sep or name.strip() not in point:
             raise InputError(f"--pilot {text!r}: expected NAME=VALUE pairs with NAME in {', '.join(point)}")
+        if name.strip() in named:
+            raise InputError(f"--pilot {text!r}: {name.strip()} is given twice")
+        named.add(name.strip())
         try:
             point[name.strip()] = int(value) if name.strip() == "M" else float(value)
         except ValueError:
@@ -461,7 +466,8 @@ def pilot_configs(base, dataset: str, pilots: Sequence[dict], seeds: Sequence[in
     """The pilot settings, and the runs that sweep every K of each for every seed."""
     settings = [Setting(dataset, float(p["t_sum"]), float(p["beta"]), int(p["M"]), float(p["sigma2"]), "pilot")
                 for p in pilots]
-    configs = [s.config(base, K=k, seed=seed) for s in settings for k in range(1, s.k_max(base) + 1) for seed in seeds]
+    # Each pilot is a sweep: held to a sweep's limit on runs before any is made.
+    configs = [c for s in settings for c in sweep_configs(s.config(base), seeds)]
     return settings, configs
 
 
