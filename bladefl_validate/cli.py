@@ -11,6 +11,7 @@ the scheduler), so bad input is one line and status 2 with nothing written.
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -222,7 +223,8 @@ class _Owning(click.Command):
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         text = self.help
-        self.help = f"{(text or '').rstrip()}\n\n{self.owns()}"
+        # Dedented first: the listing appended flush left would otherwise keep the docstring's indentation.
+        self.help = f"{inspect.cleandoc(text or '')}\n\n{self.owns()}"
         try:
             super().format_help_text(ctx, formatter)
         finally:

@@ -489,3 +489,13 @@ def test_calibrate_refuses_held_out_or_too_many_pilots_before_anything_runs(tmp_
                 "--out", str(tmp_path / "p.json")])
     assert_bad_input(r, fragment)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(cli_module.cli.commands))
+def test_help_text_is_wrapped_as_prose(name):
+    # A command's description carries no run of spaces from its docstring's indentation (the owned-files listing
+    # appended to it once left every continuation line indented).
+    r = invoke([name, "--help"])
+    assert r.exit_code == 0
+    description = r.stdout.split("Options:")[0]
+    assert not re.search(r"\S {2,}\S", description), description
