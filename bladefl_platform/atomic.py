@@ -27,7 +27,7 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -433,14 +433,50 @@ def atomic_files(target: str | os.PathLike) -> Iterator[Path]:
     For a folder that lives on (a resumable sweep's output with its store) whose report files
     must each appear whole or not at all. :func:`owned_files` adds the ownership check.
     """
+
+    def place(target: Path, tmp: Path) -> None:
+        for path in _made_in(tmp):
+            os.replace(path, target / path.name)
+
+    with _files_into(target, place) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
+    """Like :func:`atomic_files`, for ``owner``: files it did not write are never replaced; the marker lists the rest.
+
+    The files the block writes are checked with :func:`check_files_replaceable` before any is
+    moved into ``target``; other files in ``target`` are left alone.
+    """
+
+    def place(target: Path, tmp: Path) -> None:
+        names = [p.name for p in _made_in(tmp)]
+        check_files_replaceable(target, owner, names)
+        marker = read_marker(target)
+        # A file claimed before and still there stays claimed (a later run may write it again); a claimed file
+        # that is gone is claimed no more.
+        owned = {n for n in marker["files"] if (target / n).exists()} if marker else set()
+        _write_marker(tmp, owner, owned | set(names))
+        # The marker goes first: an interruption then leaves files claimed, never owned files unclaimed.
+        for path in sorted(_made_in(tmp), key=lambda p: p.name != MARKER):
+            os.replace(path, target / path.name)
+
+    with _files_into(target, place) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def _files_into(target: str | os.PathLike, place: Callable[[Path, Path], None]) -> Iterator[Path]:
+    """Yield a temporary folder inside the canonical ``target``; ``place(target, tmp)`` moves what the block wrote
+    there into ``target`` on success; on failure the temporary and the folders made for it are removed."""
     target = canonical(target)
     _check_folder(target)
     created = _make_parents(target)
     tmp = _new_hidden_dir(target, "report")
     try:
         yield tmp
-        for path in _made_in(tmp):
-            os.replace(path, target / path.name)
+        place(target, tmp)
     except BaseException:
         _remove_tmp_and_created(tmp, created)
         raise
@@ -455,35 +491,6 @@ def _made_in(tmp: Path) -> list[Path]:
 def _remove_tmp_and_created(tmp: Path, created: list[Path]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     _remove_created(created)
-
-
-@contextlib.contextmanager
-def owned_files(target: str | os.PathLike, owner: str) -> Iterator[Path]:
-    """Like :func:`atomic_files`, for ``owner``: files it did not write are never replaced; the marker lists the rest.
-
-    The files the block writes are checked with :func:`check_files_replaceable` before any is
-    moved into ``target``; other files in ``target`` are left alone.
-    """
-    target = canonical(target)
-    _check_folder(target)
-    created = _make_parents(target)
-    tmp = _new_hidden_dir(target, "report")
-    try:
-        yield tmp
-        names = [p.name for p in _made_in(tmp)]
-        check_files_replaceable(target, owner, names)
-        marker = read_marker(target)
-        # A file claimed before and still there stays claimed (a later run may write it again); a claimed file
-        # that is gone is claimed no more.
-        owned = {n for n in marker["files"] if (target / n).exists()} if marker else set()
-        _write_marker(tmp, owner, owned | set(names))
-        # The marker goes first: an interruption then leaves files claimed, never owned files unclaimed.
-        for path in sorted(_made_in(tmp), key=lambda p: p.name != MARKER):
-            os.replace(path, target / path.name)
-    except BaseException:
-        _remove_tmp_and_created(tmp, created)
-        raise
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o666, sync: bool = False) -> None:

@@ -27,16 +27,8 @@ import pandas as pd
 from scipy import stats
 
 from bladefl_platform.execution import TaskOutcome
-from bladefl_platform.report import (
-    fmt,
-    k_axis,
-    legend,
-    markdown_table,
-    mean_std_label,
-    new_figure,
-    regenerate,
-    save_figure,
-)
+from bladefl_platform.report import fmt, k_axis, legend, markdown_table, mean_std_label, new_figure, regenerate
+from bladefl_platform.report import save_figure
 from bladefl_platform.study import Runner, StudyRun, Tasks
 from bladefl_theory import bound as B
 from bladefl_theory.forms import BOUND_FORMS, bound_values

@@ -18,16 +18,8 @@ import pandas as pd
 from bladefl_platform.atomic import created_folder, remove_stale_temporaries
 from bladefl_platform.errors import InputError
 from bladefl_platform.execution import Execution, TaskOutcome
-from bladefl_platform.report import (
-    fmt,
-    k_axis,
-    legend,
-    markdown_table,
-    mean_std_label,
-    new_figure,
-    regenerate,
-    save_figure,
-)
+from bladefl_platform.report import fmt, k_axis, legend, markdown_table, mean_std_label, new_figure, regenerate
+from bladefl_platform.report import save_figure
 from bladefl_platform.store import ResultStore
 from bladefl_platform.study import Runner, StudyRun, Tasks
 

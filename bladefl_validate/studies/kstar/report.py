@@ -15,16 +15,8 @@ import pandas as pd
 from bladefl_theory.calibration import Calibration
 from bladefl_theory.forms import form_values
 from bladefl_theory.timemodel import tau
-from bladefl_platform.report import (
-    fmt,
-    k_axis,
-    legend,
-    markdown_table,
-    mean_std_label,
-    new_figure,
-    regenerate,
-    save_figure,
-)
+from bladefl_platform.report import fmt, k_axis, legend, markdown_table, mean_std_label, new_figure, regenerate
+from bladefl_platform.report import save_figure
 
 from ...tasks import SIMULATION_VERSION
 from .analysis import (
