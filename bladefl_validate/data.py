@@ -53,7 +53,7 @@ class DataError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """One split of a data set: ``images`` float32 [n, *input_shape] (MNIST's: [n, 784], normalized), ``labels``
+    """One split of a data set: ``images`` float32 ``[n, *input_shape]`` (MNIST's: [n, 784], normalized), ``labels``
     int64 [n] in 0..num_classes-1.
 
     Loads are cached in-process and the tensors are shared between callers: do not modify them in place.
