@@ -33,7 +33,7 @@ from ...tasks import RUN
 from ..base import RunStudy
 from .sequential import Verdict, VerifyDesign, prediction_offset, verify
 
-__all__ = ["KStarVerifyStudy", "VerifyResult", "VERIFY_SEEDS", "VERIFY_FILES", "study_seeds", "predicted_band",
+__all__ = ["KStarVerifyStudy", "VerifyResult", "VERIFY_SEEDS", "VERIFY_FILES", "study_seeds", "profile_answer",
            "measured_band", "summary_line"]
 
 log = logging.getLogger("bladefl_validate")
@@ -57,7 +57,7 @@ def _check_seeds(design: VerifyDesign) -> None:
         raise RuntimeError("the verification's seeds overlap the calibration's or the studies'")  # a bug, not input
 
 
-def predicted_band(profile: Profile, system: dict[str, float], base: RunConfig | None = None) -> KStar:
+def profile_answer(profile: Profile, system: dict[str, float], base: RunConfig | None = None) -> KStar:
     """The profile's answer at ``system`` (K*, band, domain warnings): the one call into bladefl_theory's K* entry,
     the same as ``bladefl-theory kstar`` gives."""
     yours: dict[str, Any] = {"model": base.model, "samples_per_client": base.samples_per_client} if base else {}
@@ -128,9 +128,9 @@ class KStarVerifyStudy(RunStudy[VerifyResult]):
         name = profile or _default_profile(base)
         self.profile = load_profile(name)
         system = {n: getattr(base, n) for n in SYSTEM_PARAMETERS}
-        answer = predicted_band(self.profile, system, base)
+        answer = profile_answer(self.profile, system, base)
         self.warnings = _domain(answer, strict)
-        assert answer.k_star is not None  # predicted_band refuses an answer without one
+        assert answer.k_star is not None  # profile_answer refuses an answer without one
         self.predicted, self.band = answer.k_star, answer.band
         self.measured = measured_band(self.band, base.k_max)
 

@@ -36,7 +36,7 @@ def test_the_default_profile_band_is_the_calibrated_forms(monkeypatch):
     profile = load_profile("mnist-mlp-calibrated")
     system = {"N": 20, "M": 4, "sigma2": 0.1, "alpha": 1.0, "beta": 10.0, "t_sum": 100.0, "eta": 0.01}
     r = form_kstar(profile.form, system, profile.constants, profile.tolerance)
-    answer = kstar_verify.predicted_band(profile, system)
+    answer = kstar_verify.profile_answer(profile, system)
     assert (answer.k_star, answer.band) == (r.k_star, r.band)
     base = RunConfig(M=4, sigma2=0.1)
     assert kstar_verify._default_profile(base) == "mnist-mlp-calibrated"
